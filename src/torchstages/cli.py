@@ -1,0 +1,44 @@
+"""The ``torchstages`` command: demo data, prediction with an exported model, params reference."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from torchstages.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="torchstages", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo-data", help="write the built-in digits dataset as PNG files")
+    demo.add_argument("dir", nargs="?", default="data/raw", type=Path)
+    predict = sub.add_parser("predict", help="classify image files with an exported ONNX model")
+    predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
+    predict.add_argument("images", nargs="+", type=Path)
+    sub.add_parser("params", help="print every params.yaml key with its default as markdown")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo-data":
+            from torchstages.demo import write_demo_digits
+
+            written = write_demo_digits(args.dir)
+            print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
+        elif args.command == "predict":
+            from torchstages.deploy.predict import predict_files
+
+            for file, label, prob in predict_files(args.model, args.images):
+                print(f"{file}\t{label}\t{prob:.4f}")
+        elif args.command == "params":
+            from torchstages.params.reference import params_reference
+
+            print(params_reference(), end="")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: discovering files, splitting rows, decoding images into arrays, feeding batches."""

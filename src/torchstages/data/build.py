@@ -1,0 +1,54 @@
+"""The build-dataset stage: decode every split once into uint8 arrays and write meta.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from torchstages.data.images import Preprocessing
+from torchstages.data.split import check_no_leakage, read_split
+from torchstages.data.store import channel_stats, decode_rows, write_meta, write_split
+from torchstages.errors import UserError
+from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.paths import SPLIT_NAMES
+
+__all__ = ["build_dataset"]
+
+log = logging.getLogger(__name__)
+
+
+def build_dataset(
+    params: BuildDatasetParams, raw_dir: Path, splits_dir: Path, out_dir: Path
+) -> dict[str, int]:
+    """Decode each split; mean/std come from the train split alone so val/test never leak in."""
+    splits = {name: read_split(splits_dir / f"{name}.csv") for name in SPLIT_NAMES}
+    check_no_leakage(splits)
+    classes = sorted({row.label for rows in splits.values() for row in rows})
+    missing = sorted(set(classes) - {row.label for row in splits["train"]})
+    if missing:
+        raise UserError(f"{splits_dir}/train.csv: no training samples for classes {missing}")
+    label_of = {name: i for i, name in enumerate(classes)}
+    size = params.image_size
+    prep = Preprocessing(
+        image_size=(size, size) if isinstance(size, int) else tuple(size),
+        color=params.color,
+        resize=params.resize,
+        interpolation=params.interpolation,
+    )
+    counts = {}
+    for name in SPLIT_NAMES:
+        start = time.perf_counter()
+        images = decode_rows(splits[name], raw_dir, prep, params.workers)
+        labels = np.array([label_of[row.label] for row in splits[name]], dtype=np.int64)
+        if name == "train":
+            mean, std = channel_stats(images)
+            prep = Preprocessing(**{**prep.__dict__, "mean": mean, "std": std})
+        write_split(out_dir, name, images, labels)
+        counts[name] = len(labels)
+        log.info("build-dataset: %s %d images in %.2fs", name, len(labels), time.perf_counter() - start)
+        del images  # one split's pixels in memory at a time
+    write_meta(out_dir, classes, prep, counts)
+    return counts

@@ -1,0 +1,81 @@
+"""The one preprocessing: an image file becomes the uint8 (C, H, W) array the model was trained on.
+
+build-dataset, predict and the export check all call :func:`load_image` with the settings stored
+in ``meta.json`` / the model card, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from torchstages.errors import UserError
+
+__all__ = ["Preprocessing", "load_image"]
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+_MODE = {"grayscale": "L", "rgb": "RGB"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything needed to turn a file into model input; stored in meta.json and the model card."""
+
+    image_size: tuple[int, int]  # (height, width)
+    color: str  # "grayscale" | "rgb"
+    resize: str  # "stretch" | "crop" | "pad"
+    interpolation: str
+    mean: tuple[float, ...] = ()  # per channel, on the 0..1 scale, from the train split
+    std: tuple[float, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "grayscale" else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        return cls(
+            image_size=(int(d["image_size"][0]), int(d["image_size"][1])),
+            color=d["color"],
+            resize=d["resize"],
+            interpolation=d["interpolation"],
+            mean=tuple(d.get("mean", ())),
+            std=tuple(d.get("std", ())),
+        )
+
+
+def load_image(path: str | Path, prep: Preprocessing) -> np.ndarray:
+    """Decode, apply EXIF orientation, convert colour mode and resize: uint8 array (C, H, W)."""
+    height, width = prep.image_size
+    try:
+        with Image.open(path) as img:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; draft keeps at least the target size
+            if img.format == "JPEG":
+                img.draft(_MODE[prep.color], (width, height))
+            img = ImageOps.exif_transpose(img)
+            img = img.convert(_MODE[prep.color])
+            resample = _RESAMPLE[prep.interpolation]
+            if prep.resize == "crop":
+                img = ImageOps.fit(img, (width, height), method=resample)
+            elif prep.resize == "pad":
+                img = ImageOps.pad(img, (width, height), method=resample, color=0)
+            elif img.size != (width, height):
+                img = img.resize((width, height), resample=resample)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path}: cannot decode image ({exc})") from None
+    if array.ndim == 2:  # (H, W) -> (1, H, W)
+        return array[None]
+    return np.ascontiguousarray(array.transpose(2, 0, 1))  # PIL is HWC in RGB order -> CHW

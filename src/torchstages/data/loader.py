@@ -1,0 +1,82 @@
+"""Batches straight out of the uint8 arrays: no Dataset, no per-sample Python, no worker processes.
+
+The whole split is moved to the device once (when it fits); each batch is an index into it,
+converted, augmented and normalised as tensor ops on that device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["to_device_tensor", "Normalizer", "BatchLoader"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def to_device_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Copy an array (possibly memory-mapped) to ``device``; pinned and asynchronous for CUDA."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+class Normalizer:
+    """uint8 pixels -> float, (x/255 - mean) / std per channel, with the train split's statistics."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+        # (1, C, 1, 1) so it broadcasts over (N, C, H, W)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels.float() / 255.0 - self.mean) / self.std
+
+
+class BatchLoader:
+    """Iterate (inputs, labels) batches over one split held as tensors.
+
+    ``shuffle`` and ``augment`` are for training only; evaluation builds its loader without them,
+    so an evaluation can never be computed on shuffled or augmented data by mistake.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        normalize: Normalizer,
+        *,
+        generator: torch.Generator | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.generator = generator  # set: shuffle every epoch with it
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return (len(self.images) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.images)
+        order = None
+        if self.generator is not None:
+            order = torch.randperm(n, generator=self.generator).to(self.images.device)
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x = self.images[start : start + self.batch_size]
+                y = self.labels[start : start + self.batch_size]
+            else:
+                idx = order[start : start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            x = x.float()
+            if self.augment is not None:
+                x = self.augment(x)
+            yield self.normalize(x), y

@@ -1,0 +1,141 @@
+"""Stratified, seeded, leakage-free train/val/test split of a manifest of rows.
+
+Works on rows (path, label, sha256), not on images: any modality that can produce such a
+manifest gets the same split guarantees.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from torchstages.data.discover import Row
+from torchstages.errors import UserError
+from torchstages.io import write_csv, write_json
+from torchstages.paths import SPLIT_NAMES
+
+__all__ = ["assign_splits", "check_no_leakage", "summarize", "write_splits", "read_split"]
+
+HEADER = ["path", "label", "sha256"]
+
+
+def assign_splits(rows: list[Row], fractions: dict[str, float], seed: int) -> dict[str, list[Row]]:
+    """Split ``rows`` per class in the given fractions; files with equal bytes stay together.
+
+    Groups of identical files (same sha256) are ordered by a seeded hash of their content, so the
+    result depends only on the files and the seed, never on listing order. Each group then goes to
+    the split furthest below its target count for that class.
+    """
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[row.sha256].append(row)
+    by_class: dict[str, list[list[Row]]] = defaultdict(list)
+    for members in groups.values():
+        # a group whose copies carry different labels goes with its first label (reported as conflict)
+        by_class[min(members).label].append(sorted(members))
+
+    out: dict[str, list[Row]] = {name: [] for name in SPLIT_NAMES}
+    for label in sorted(by_class):
+        class_groups = sorted(by_class[label], key=lambda g: _seeded_key(g[0].sha256, seed))
+        total = sum(len(g) for g in class_groups)
+        targets = _largest_remainder(total, [fractions[name] for name in SPLIT_NAMES])
+        filled = [0] * len(SPLIT_NAMES)
+        for group in class_groups:
+            # furthest below target, relative to the target's size; ties go to the earlier split
+            i = max(range(len(SPLIT_NAMES)), key=lambda k: (targets[k] - filled[k]) / max(targets[k], 1))
+            filled[i] += len(group)
+            out[SPLIT_NAMES[i]].extend(group)
+    return {name: sorted(split_rows) for name, split_rows in out.items()}
+
+
+def _seeded_key(sha256: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
+
+
+def _largest_remainder(total: int, fractions: list[float]) -> list[int]:
+    """Integer counts summing to ``total`` in the given proportions, each at least 1 when possible."""
+    exact = [total * f for f in fractions]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    for i, c in enumerate(counts):  # never leave a split without this class when avoidable
+        if c == 0 and total >= len(counts):
+            donor = max(range(len(counts)), key=lambda k: counts[k])
+            counts[donor] -= 1
+            counts[i] = 1
+    return counts
+
+
+def check_no_leakage(splits: dict[str, list[Row]]) -> None:
+    """Raise if any file content (sha256) appears in more than one split."""
+    seen: dict[str, tuple[str, str]] = {}
+    for name in SPLIT_NAMES:
+        for row in splits.get(name, []):
+            first = seen.setdefault(row.sha256, (name, row.path))
+            if first[0] != name:
+                raise UserError(
+                    f"leakage: {row.path} ({name}) has the same bytes as {first[1]} ({first[0]})"
+                )
+
+
+def summarize(splits: dict[str, list[Row]]) -> dict:
+    """Counts per class and split, and what was found about duplicate files."""
+    all_rows = [row for name in SPLIT_NAMES for row in splits[name]]
+    by_sha: dict[str, list[Row]] = defaultdict(list)
+    for row in all_rows:
+        by_sha[row.sha256].append(row)
+    dup_groups = [g for g in by_sha.values() if len(g) > 1]
+    conflicts = sorted(
+        sorted(r.path for r in g) for g in dup_groups if len({r.label for r in g}) > 1
+    )
+    classes = sorted({row.label for row in all_rows})
+    return {
+        "classes": classes,
+        "counts": {
+            name: {c: n for c, n in sorted(Counter(r.label for r in splits[name]).items())}
+            for name in SPLIT_NAMES
+        },
+        "totals": {name: len(splits[name]) for name in SPLIT_NAMES},
+        "duplicates": {
+            "groups": len(dup_groups),
+            "extra_copies": sum(len(g) - 1 for g in dup_groups),
+            "label_conflicts": conflicts,
+        },
+    }
+
+
+def write_splits(splits: dict[str, list[Row]], summary: dict, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    for name in SPLIT_NAMES:
+        write_csv(out_dir / f"{name}.csv", HEADER, [[r.path, r.label, r.sha256] for r in splits[name]])
+    write_json(out_dir / "summary.json", summary)
+
+
+def read_split(path: str | Path) -> list[Row]:
+    """Read one split CSV written by :func:`write_splits`, with a clear error if it is malformed."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header != HEADER:
+                raise UserError(f"{path}: expected header {','.join(HEADER)}, got {header}")
+            return [Row(*fields) for fields in reader]
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (run the split stage first)") from None
+    except TypeError:
+        raise UserError(f"{path}: every row needs exactly path,label,sha256") from None
+
+
+def split_dataset(raw_dir: Path, out_dir: Path, fractions: dict[str, float], seed: int) -> dict:
+    """The split stage: discover, split, verify no leakage, write CSVs and summary."""
+    from torchstages.data.discover import discover_images
+
+    splits = assign_splits(discover_images(raw_dir), fractions, seed)
+    check_no_leakage(splits)
+    summary = summarize(splits)
+    write_splits(splits, summary, out_dir)
+    return summary

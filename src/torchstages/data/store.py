@@ -1,0 +1,95 @@
+"""The processed dataset: one uint8 (N, C, H, W) array and int64 labels per split, plus meta.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torchstages.data.discover import Row
+from torchstages.data.images import Preprocessing, load_image
+from torchstages.errors import UserError
+from torchstages.io import read_json, write_json, write_npy
+
+__all__ = ["decode_rows", "channel_stats", "write_split", "write_meta", "load_meta", "load_split"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 256  # files per worker task: large enough to amortise pickling, small enough to balance
+
+
+def decode_rows(rows: list[Row], raw_dir: Path, prep: Preprocessing, workers: int) -> np.ndarray:
+    """Decode every row into one preallocated (N, C, H, W) uint8 array, in row order.
+
+    Workers return chunks that are copied straight into the output, so the decoded dataset is
+    held once (plus at most ``workers`` chunks in flight), never as a list of arrays and a stack.
+    """
+    out = np.empty((len(rows), prep.channels, *prep.image_size), dtype=np.uint8)
+    paths = [str(raw_dir / row.path) for row in rows]
+    chunks = [(start, paths[start : start + _CHUNK]) for start in range(0, len(paths), _CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    if workers <= 1:
+        for start, chunk in chunks:
+            out[start : start + len(chunk)] = _decode_chunk(chunk, prep)
+        return out
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_decode_chunk, [c for _, c in chunks], [prep] * len(chunks))
+        for (start, chunk), decoded in zip(chunks, results, strict=True):
+            out[start : start + len(chunk)] = decoded
+    return out
+
+
+def _decode_chunk(paths: list[str], prep: Preprocessing) -> np.ndarray:
+    return np.stack([load_image(p, prep) for p in paths])
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the 0..1 scale, accumulated in float64 chunk by chunk."""
+    n_channels = images.shape[1]
+    total = np.zeros(n_channels)
+    total_sq = np.zeros(n_channels)
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096].astype(np.float64) / 255.0
+        total += chunk.sum(axis=(0, 2, 3))
+        total_sq += np.square(chunk).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    # a constant channel would divide by zero when normalising
+    std = np.where(std < 1e-6, 1.0, std)
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+
+
+def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    write_npy(out_dir / f"{split}_images.npy", images)
+    write_npy(out_dir / f"{split}_labels.npy", labels.astype(np.int64))
+
+
+def write_meta(out_dir: Path, classes: list[str], prep: Preprocessing, counts: dict[str, int]) -> None:
+    write_json(
+        out_dir / "meta.json",
+        {"classes": classes, "channels": prep.channels, "preprocessing": prep.to_dict(), "counts": counts},
+    )
+
+
+def load_meta(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "meta.json"
+    if not path.exists():
+        raise UserError(f"{path}: not found (run the build-dataset stage first)")
+    return read_json(path)
+
+
+def load_split(out_dir: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, C, H, W) uint8 and labels (N,) int64 of one split; memory-mapped by default."""
+    mode = "r" if mmap else None
+    try:
+        images = np.load(out_dir / f"{split}_images.npy", mmap_mode=mode)
+        labels = np.load(out_dir / f"{split}_labels.npy", mmap_mode=mode)
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
+    if len(images) != len(labels):
+        raise UserError(f"{out_dir}: {split} has {len(images)} images but {len(labels)} labels")
+    return images, labels

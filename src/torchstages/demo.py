@@ -1,0 +1,31 @@
+"""The built-in demo dataset: scikit-learn's 1797 real 8x8 handwritten digits as PNG files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from torchstages.io import write_bytes
+
+__all__ = ["write_demo_digits"]
+
+
+def write_demo_digits(out_dir: Path) -> int:
+    """Write ``out_dir/<digit>/<index>.png``; files already holding the same bytes are left alone."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 0..16 ink levels -> 0..255, white ink on black like MNIST
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    written = 0
+    for index, (image, label) in enumerate(zip(pixels, digits.target, strict=True)):
+        buffer = io.BytesIO()
+        Image.fromarray(image, mode="L").save(buffer, format="PNG")
+        target = out_dir / str(label) / f"{index:04d}.png"
+        if not target.exists() or target.read_bytes() != buffer.getvalue():
+            write_bytes(target, buffer.getvalue())
+            written += 1
+    return written

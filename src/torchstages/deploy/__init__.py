@@ -1,0 +1,1 @@
+"""Deployment: ONNX export verified against PyTorch, and prediction on image files."""

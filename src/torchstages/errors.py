@@ -1,0 +1,23 @@
+"""The one error type a user should see without a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+__all__ = ["UserError", "run_stage"]
+
+
+class UserError(Exception):
+    """A problem with the user's input: one line saying what, where and what is allowed."""
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run a stage entry point: a ``UserError`` prints one line and exits 2; bugs keep their traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

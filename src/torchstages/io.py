@@ -1,0 +1,91 @@
+"""Atomic, byte-stable writes: a crash never leaves half a file, an unchanged result hashes the same."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "atomic_path",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "write_csv",
+    "write_npy",
+    "read_json",
+    "sha256_file",
+    "stable_json",
+]
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it into place only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_with(target: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], None]) -> None:
+    with atomic_path(target) as tmp, open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
+        writer(f)
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    _write_with(target, "wb", lambda f: f.write(data))
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    _write_with(target, "w", lambda f: f.write(text))
+
+
+def stable_json(obj: Any) -> str:
+    """Sorted keys, fixed indent, trailing newline: the same object always gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    write_text(target, stable_json(obj))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_csv(target: str | os.PathLike[str], header: list[str], rows: list[list[Any]]) -> None:
+    import csv
+
+    def _write(f: IO[Any]) -> None:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    _write_with(target, "w", _write)
+
+
+def write_npy(target: str | os.PathLike[str], array: Any) -> None:
+    import numpy as np
+
+    _write_with(target, "wb", lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

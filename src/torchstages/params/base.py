@@ -1,0 +1,102 @@
+"""Loading one ``params.yaml`` section into its frozen model, with one-line errors."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from torchstages.errors import UserError
+from torchstages.paths import PARAMS
+
+__all__ = ["Section", "load_section", "load_yaml"]
+
+S = TypeVar("S", bound="Section")
+
+
+class Section(BaseModel):
+    """Base for params models: unknown keys are errors, values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def load_yaml(path: str | Path = PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run from the project root)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
+    """Validate ``section`` of the params file as ``model``; a missing section means all defaults."""
+    raw = load_yaml(path).get(section)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: {section}: expected a mapping, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: " + _describe(exc, model, section)) from None
+
+
+def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str:
+    messages = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        where = ".".join((section, *loc))
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            hint = difflib.get_close_matches(loc[-1], known, n=1)
+            did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+            messages.append(f"{where}: unknown key ({did_you_mean}allowed: {', '.join(known)})")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            messages.append(f"{where}: {msg} (got {err.get('input')!r})")
+    return "; ".join(messages)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """Field names of the nested model that ``loc`` points to (a union member is picked by its tag)."""
+    current: list[type[BaseModel]] = [model]
+    for part in loc:
+        tagged = [m for m in current if _tag(m) == part]
+        if len(current) > 1 and tagged:
+            current = tagged
+            continue
+        current = [
+            found
+            for m in current
+            if part in m.model_fields
+            for found in _models_in(m.model_fields[part].annotation)
+        ]
+    return sorted(current[0].model_fields) if current else []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("name")
+    args = typing.get_args(field.annotation) if field else ()
+    return str(args[0]) if args else None

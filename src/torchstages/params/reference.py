@@ -1,0 +1,58 @@
+"""Markdown tables of every params section, generated from the models (the README embeds them)."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from torchstages.models.cnn import CNNSpec
+from torchstages.models.mlp import MLPSpec
+from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.evaluate import EvaluateParams
+from torchstages.params.export import ExportParams
+from torchstages.params.split import SplitParams
+from torchstages.params.train import AugmentParams, TrainParams
+
+__all__ = ["SECTIONS", "params_reference"]
+
+# (heading, key prefix, model); validate and test share one model
+SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
+    ("split", "split", SplitParams),
+    ("build_dataset", "build_dataset", BuildDatasetParams),
+    ("train", "train", TrainParams),
+    ("train.augment", "train.augment", AugmentParams),
+    ("train.model: name: cnn", "train.model", CNNSpec),
+    ("train.model: name: mlp", "train.model", MLPSpec),
+    ("validate, test", "validate / test", EvaluateParams),
+    ("export", "export", ExportParams),
+]
+
+
+def params_reference() -> str:
+    out = []
+    for heading, prefix, model in SECTIONS:
+        out += [f"#### `{heading}`", "", "| key | default | meaning |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            if _is_nested(field.annotation):
+                continue
+            default = field.get_default(call_default_factory=True)
+            out.append(f"| `{prefix}.{name}` | `{_show(default)}` | {field.description or ''} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _is_nested(annotation: Any) -> bool:
+    args = typing.get_args(annotation) or (annotation,)
+    return any(isinstance(a, type) and issubclass(a, BaseModel) for a in args) or (
+        typing.get_origin(annotation) is typing.Annotated
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,23 @@
+"""``split`` section: how data/raw is cut into train, val and test."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from torchstages.params.base import Section
+
+
+class SplitParams(Section):
+    """Stratified, seeded three-way split; exact duplicate files always stay in one split."""
+
+    seed: int = Field(42, description="seed of the split; change it to draw a different split")
+    train: float = Field(0.70, gt=0, lt=1, description="fraction of each class for training")
+    val: float = Field(0.15, gt=0, lt=1, description="fraction of each class for validation")
+    test: float = Field(0.15, gt=0, lt=1, description="fraction of each class for the final test")
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        return self

@@ -1,0 +1,26 @@
+"""Every path the pipeline reads or writes, defined once and mirrored in ``dvc.yaml``."""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+RAW = Path("data/raw")
+SPLITS = Path("data/splits")
+SPLIT_SUMMARY = Path("data/splits/summary.json")
+PROCESSED = Path("data/processed")
+META = PROCESSED / "meta.json"
+MODELS = Path("models")
+WEIGHTS = MODELS / "model.safetensors"
+MODEL_CARD = MODELS / "model.json"
+CHECKPOINT = MODELS / "checkpoint.pt"
+TRAIN_LIVE = Path("dvclive/train")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+REPORTS = Path("reports")
+EXPORT_DIR = MODELS / "export"
+ONNX_MODEL = EXPORT_DIR / "model.onnx"
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def split_csv(split: str) -> Path:
+    return SPLITS / f"{split}.csv"

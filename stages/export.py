@@ -1,0 +1,18 @@
+"""DVC stage `export`: models/ -> models/export/model.onnx, verified on the test split."""
+
+from torchstages import paths
+from torchstages.errors import run_stage
+from torchstages.params.base import load_section
+from torchstages.params.export import ExportParams
+
+
+def main() -> None:
+    params = load_section(ExportParams, "export")
+    from torchstages.deploy.export import export_and_verify
+
+    export_and_verify(params, paths.WEIGHTS, paths.MODEL_CARD, paths.PROCESSED, paths.ONNX_MODEL,
+                      paths.METRICS / "export.json")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,34 @@
+"""DVC stage `split`: data/raw -> data/splits/{train,val,test}.csv + summary.json."""
+
+import logging
+
+from torchstages import paths
+from torchstages.errors import run_stage
+from torchstages.params.base import load_section
+from torchstages.params.split import SplitParams
+
+log = logging.getLogger("split")
+
+
+def main() -> None:
+    params = load_section(SplitParams, "split")
+    from torchstages.data.split import split_dataset
+
+    summary = split_dataset(
+        paths.RAW, paths.SPLITS, {"train": params.train, "val": params.val, "test": params.test},
+        params.seed,
+    )
+    dups = summary["duplicates"]
+    log.info(
+        "split: %d classes, train/val/test = %s; %d duplicate groups (%d extra copies) kept "
+        "within one split -> %s",
+        len(summary["classes"]),
+        "/".join(str(summary["totals"][s]) for s in paths.SPLIT_NAMES),
+        dups["groups"], dups["extra_copies"], paths.SPLITS,
+    )
+    if dups["label_conflicts"]:
+        log.warning("split: identical files under different classes: %s", dups["label_conflicts"][:5])
+
+
+if __name__ == "__main__":
+    run_stage(main)
