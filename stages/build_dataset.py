@@ -7,7 +7,7 @@ from torchstages.errors import run_stage
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
 
-log = logging.getLogger("build-dataset")
+log = logging.getLogger("torchstages.stages")
 
 
 def main() -> None:

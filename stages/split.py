@@ -7,7 +7,7 @@ from torchstages.errors import run_stage
 from torchstages.params.base import load_section
 from torchstages.params.split import SplitParams
 
-log = logging.getLogger("split")
+log = logging.getLogger("torchstages.stages")
 
 
 def main() -> None:

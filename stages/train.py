@@ -7,7 +7,7 @@ from torchstages.errors import run_stage
 from torchstages.params.base import load_section
 from torchstages.params.train import TrainParams
 
-log = logging.getLogger("train")
+log = logging.getLogger("torchstages.stages")
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ class UserError(Exception):
 
 def run_stage(main: Callable[[], object]) -> None:
     """Run a stage entry point: a ``UserError`` prints one line and exits 2; bugs keep their traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # our progress lines at INFO; other libraries (onnxscript, dvc) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("torchstages").setLevel(logging.INFO)
     try:
         main()
     except UserError as exc:

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 __all__ = [
     "atomic_path",
+    "atomic_dir",
     "write_bytes",
     "write_text",
     "write_json",
@@ -36,6 +37,28 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a staging folder beside ``target``; it replaces ``target`` only if the block succeeds.
+
+    For outputs made of several files (arrays + meta.json): a failure half-way leaves the old
+    folder, or none, never a mix of new and old files.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from torchstages.data.images import Preprocessing
 from torchstages.data.split import check_no_leakage, read_split
 from torchstages.data.store import channel_stats, decode_rows, write_meta, write_split
 from torchstages.errors import UserError
+from torchstages.io import atomic_dir
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.paths import SPLIT_NAMES
 
@@ -39,16 +41,18 @@ def build_dataset(
         interpolation=params.interpolation,
     )
     counts = {}
-    for name in SPLIT_NAMES:
-        start = time.perf_counter()
-        images = decode_rows(splits[name], raw_dir, prep, params.workers)
-        labels = np.array([label_of[row.label] for row in splits[name]], dtype=np.int64)
-        if name == "train":
-            mean, std = channel_stats(images)
-            prep = Preprocessing(**{**prep.__dict__, "mean": mean, "std": std})
-        write_split(out_dir, name, images, labels)
-        counts[name] = len(labels)
-        log.info("build-dataset: %s %d images in %.2fs", name, len(labels), time.perf_counter() - start)
-        del images  # one split's pixels in memory at a time
-    write_meta(out_dir, classes, prep, counts)
+    with atomic_dir(out_dir) as staging:
+        for name in SPLIT_NAMES:
+            start = time.perf_counter()
+            images = decode_rows(splits[name], raw_dir, prep, params.workers)
+            labels = np.array([label_of[row.label] for row in splits[name]], dtype=np.int64)
+            if name == "train":
+                mean, std = channel_stats(images)
+                prep = dataclasses.replace(prep, mean=mean, std=std)
+            write_split(staging, name, images, labels)
+            counts[name] = len(labels)
+            log.info("build-dataset: %s %d images in %.2fs", name, len(labels),
+                     time.perf_counter() - start)
+            del images  # one split's pixels in memory at a time
+        write_meta(staging, classes, prep, counts)
     return counts

@@ -18,7 +18,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def to_device_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """Copy an array (possibly memory-mapped) to ``device``; pinned and asynchronous for CUDA."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    # np.array copies a read-only memory map into writable memory, as torch requires
+    tensor = torch.from_numpy(np.array(array, copy=not array.flags.writeable, order="C"))
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor

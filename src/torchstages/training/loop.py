@@ -42,18 +42,20 @@ class TrainOutputs:
 class _Best:
     monitor: str
     value: float | None = None
+    key: tuple[float, ...] | None = None
     epoch: int = -1
     state: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def update(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
-        value = metrics[self.monitor]
-        better = self.value is None or (
-            value < self.value if self.monitor.endswith("loss") else value > self.value
-        )
-        if better:
-            self.value, self.epoch = value, epoch
+    def update(self, epoch: int, val_loss: float, val_accuracy: float, model: nn.Module) -> bool:
+        """Keep the weights if this epoch is better; accuracy ties (common on small val sets)
+        are broken by the lower loss, so a lucky early epoch does not win over a converged one."""
+        key = (val_loss,) if self.monitor == "val_loss" else (-val_accuracy, val_loss)
+        if self.key is None or key < self.key:
+            self.key, self.epoch = key, epoch
+            self.value = val_loss if self.monitor == "val_loss" else val_accuracy
             self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        return better
+            return True
+        return False
 
 
 def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
                        "val/loss": val_loss, "val/accuracy": val_acc, "lr": lr}
             for name, value in metrics.items():
                 live.log_metric(name, round(value, 6))
-            improved = best.update(epoch, {"val_loss": val_loss, "val_accuracy": val_acc}, model)
+            improved = best.update(epoch, val_loss, val_acc, model)
             log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs%s",
                      epoch + 1, params.epochs, train_loss, train_acc, val_loss, val_acc,
                      time.perf_counter() - start, "  *" if improved else "")

@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh clone: `make run` and `make test`.
+VENV    := .venv
+PYTHON  := $(shell command -v python3.11 || command -v python3)
+STAMP   := $(VENV)/.installed
+# stages run `python stages/...`: make sure that is the venv's python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install demo-data run repro test test-fast lint lock bench clean
+
+install: $(STAMP)
+
+# requirements.lock pins the whole resolved set (make lock refreshes it)
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+demo-data: $(STAMP)
+	@if [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then torchstages demo-data data/raw; \
+	else echo "data/raw has data: leaving it as it is"; fi
+
+run: demo-data
+	dvc repro
+
+test: $(STAMP)
+	python -m pytest
+
+test-fast: $(STAMP)
+	python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	ruff check src stages tests bench
+
+lock: $(STAMP)
+	pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""Layered fixtures: a tiny image folder made in tmp_path, tiny params, a built dataset."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def draw_class(k: int, rng: np.random.Generator, size: int = 12) -> np.ndarray:
+    """A noisy uint8 (size, size) picture whose shape depends on the class: learnable in 2 epochs."""
+    img = rng.integers(0, 40, (size, size), dtype=np.uint8)
+    third = size // 3
+    if k == 0:
+        img[third : 2 * third, :] = 255  # horizontal bar
+    elif k == 1:
+        img[:, third : 2 * third] = 255  # vertical bar
+    else:
+        np.fill_diagonal(img, 255)
+        np.fill_diagonal(img[1:], 255)
+    return img
+
+
+def make_image_folder(root: Path, per_class: int = 12, classes: int = 3, seed: int = 0) -> Path:
+    """root/<class>/<n>.png with distinct, learnable classes; returns root."""
+    rng = np.random.default_rng(seed)
+    for k in range(classes):
+        (root / f"class{k}").mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            Image.fromarray(draw_class(k, rng)).save(root / f"class{k}" / f"{n:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "raw")
+
+
+TINY_PARAMS = """\
+split: {seed: 1, train: 0.6, val: 0.2, test: 0.2}
+build_dataset: {image_size: 8, color: grayscale, workers: 1}
+train:
+  seed: 3
+  epochs: 2
+  batch_size: 8
+  lr: 0.01
+  threads: 1
+  model: {name: cnn, channels: [4, 8], convs_per_block: 1}
+  augment: {crop_padding: 1, rotation: 5.0}
+validate: {batch_size: 16}
+test: {batch_size: 16}
+export: {opset: 18}
+"""
+
+
+def copy_project(dest: Path) -> Path:
+    """The files a user's clone has (code, stages, dvc.yaml), without data, venv or caches."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, dest / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "params.yaml").write_text(TINY_PARAMS)
+    return dest
+
+
+@pytest.fixture
+def processed(tmp_path: Path, image_folder: Path) -> Path:
+    """A built dataset (8x8 grayscale, 3 classes) from the tiny image folder."""
+    from torchstages.data.build import build_dataset
+    from torchstages.data.split import split_dataset
+    from torchstages.params.build_dataset import BuildDatasetParams
+
+    split_dataset(image_folder, tmp_path / "splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 0)
+    build_dataset(BuildDatasetParams(image_size=8, workers=1), image_folder, tmp_path / "splits",
+                  tmp_path / "processed")
+    return tmp_path / "processed"
+
+
+def tiny_train_params(**overrides):
+    from torchstages.params.train import TrainParams
+
+    base = {"epochs": 6, "lr": 0.02, "batch_size": 8, "threads": 1, "seed": 3,
+            "model": {"name": "cnn", "channels": [4, 8], "convs_per_block": 1}}
+    return TrainParams.model_validate({**base, **overrides})
+
+
+@pytest.fixture
+def trained(tmp_path: Path, processed: Path):
+    """A tiny model trained for 6 epochs: (TrainOutputs, card)."""
+    from torchstages.training.loop import TrainOutputs, train
+
+    outputs = TrainOutputs(tmp_path / "m/model.safetensors", tmp_path / "m/model.json",
+                           tmp_path / "m/checkpoint.pt", tmp_path / "live")
+    return outputs, train(tiny_train_params(), processed, outputs)

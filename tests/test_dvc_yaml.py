@@ -1,0 +1,45 @@
+"""dvc.yaml lists exactly the code and params each stage uses: narrow deps, nothing stale."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from importgraph import stage_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = {
+    "split": "split", "build-dataset": "build_dataset", "train": "train",
+    "validate": "validate", "test": "test", "export": "export",
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_code_deps_are_exactly_what_the_stage_imports(stage):
+    script = Path("stages") / f"{STAGES[stage]}.py"
+    declared = {d for d in DVC["stages"][stage]["deps"] if d.endswith(".py")}
+    imported = stage_imports(ROOT, script) | {script.as_posix()}
+    assert declared - imported == set(), f"{stage}: listed but not imported"
+    assert imported - declared == set(), f"{stage}: imported but missing from deps (stale results)"
+    assert DVC["stages"][stage]["cmd"] == f"python {script.as_posix()}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_reads_only_its_own_params_section(stage):
+    section = {"build-dataset": "build_dataset"}.get(stage, stage)
+    assert DVC["stages"][stage]["params"] == [section]
+    text = (ROOT / "stages" / f"{STAGES[stage]}.py").read_text()
+    assert f'"{section}")' in text
+
+
+def test_metrics_and_plot_data_live_in_git_so_diffs_work_on_a_fresh_clone():
+    for stage in DVC["stages"].values():
+        for entry in stage.get("metrics", []):
+            (path, opts), = entry.items()
+            assert opts == {"cache": False}, path
+    plot_files = {f for p in DVC["plots"] for spec in p.values() for f in spec["y"]}
+    outs = {next(iter(o)) if isinstance(o, dict) else o for s in DVC["stages"].values()
+            for o in s.get("outs", [])}
+    for f in plot_files:
+        assert any(f.startswith(o) for o in outs), f

@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from torchstages.errors import UserError
+from torchstages.params.base import load_section
+from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.reference import params_reference
+from torchstages.params.split import SplitParams
+from torchstages.params.train import TrainParams
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(tmp_path, text, model, section):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return load_section(model, section, path)
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, "train:\n  lrr: 0.1\n", TrainParams, "train")
+    msg = str(err.value)
+    assert "params.yaml: train.lrr: unknown key (did you mean 'lr'?" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_nested_key_names_the_full_path(tmp_path):
+    with pytest.raises(UserError, match=r"train\.model\.cnn\.chanels: unknown key \(did you mean "
+                                        r"'channels'\?"):
+        _load(tmp_path, "train:\n  model: {name: cnn, chanels: [4]}\n", TrainParams, "train")
+    with pytest.raises(UserError, match=r"train\.augment\.rotate: unknown key \(did you mean "
+                                        r"'rotation'"):
+        _load(tmp_path, "train:\n  augment: {rotate: 3}\n", TrainParams, "train")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("train:\n  lr: -1\n", "train.lr: Input should be greater than 0"),
+        ("train:\n  epochs: many\n", "train.epochs: Input should be a valid integer"),
+        ("train:\n  optimizer: adamax\n", "train.optimizer: Input should be 'sgd', 'adam'"),
+        ("train:\n  model: {name: vit}\n", "train.model"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, fragment):
+    with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
+        _load(tmp_path, text, TrainParams, "train")
+
+
+def test_fractions_must_sum_to_one(tmp_path):
+    with pytest.raises(UserError, match="train \\+ val \\+ test must sum to 1, got 1.1"):
+        _load(tmp_path, "split: {train: 0.8, val: 0.15, test: 0.15}\n", SplitParams, "split")
+
+
+def test_missing_section_means_defaults_and_params_are_frozen(tmp_path):
+    params = _load(tmp_path, "other: {}\n", BuildDatasetParams, "build_dataset")
+    assert params == BuildDatasetParams()
+    with pytest.raises(Exception, match="frozen"):
+        params.image_size = 3  # type: ignore[misc]
+
+
+def test_missing_or_broken_file_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="nope.yaml: file not found"):
+        load_section(SplitParams, "split", tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match="not valid YAML"):
+        _load(tmp_path, "split: [\n", SplitParams, "split")
+
+
+def test_committed_params_yaml_is_valid_and_uses_every_section():
+    from torchstages.params.evaluate import EvaluateParams
+    from torchstages.params.export import ExportParams
+
+    for model, section in [(SplitParams, "split"), (BuildDatasetParams, "build_dataset"),
+                           (TrainParams, "train"), (EvaluateParams, "validate"),
+                           (EvaluateParams, "test"), (ExportParams, "export")]:
+        assert load_section(model, section, ROOT / "params.yaml") is not None
+
+
+def test_committed_params_yaml_states_the_model_defaults():
+    """params.yaml shows users every knob at its default; the README tables say the same."""
+    import yaml
+
+    from torchstages.params.reference import SECTIONS
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, model in [("split", SplitParams), ("build_dataset", BuildDatasetParams),
+                           ("train", TrainParams)]:
+        assert model.model_validate(data[section]) == model(), section
+    assert SECTIONS
+
+
+def test_readme_params_tables_are_generated_from_the_models():
+    readme = (ROOT / "README.md").read_text()
+    assert params_reference() in readme, "README params tables are stale: run `torchstages params`"

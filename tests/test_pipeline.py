@@ -1,0 +1,137 @@
+"""End to end: the real dvc.yaml and stage scripts in a temp git + DVC repo, on tiny params."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_project, make_image_folder
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["split", "build-dataset", "train", "validate", "test", "export"]
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def repro(repo: Path) -> list[str]:
+    """Run dvc repro; return the stages that actually ran, in order."""
+    out = run(["dvc", "repro"], repo).stdout
+    return [s for line in out.splitlines() if line.startswith("Running stage")
+            for s in STAGES if f"'{s}'" in line]
+
+
+def commit(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo)
+
+
+def edit_params(repo: Path, section: str, **changes) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[section].update(changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("project"))
+    make_image_folder(repo / "data" / "raw")
+    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)
+    commit(repo, "project")  # dvclive needs a commit to exist
+    return repo
+
+
+def test_first_repro_runs_all_six_then_nothing(repo):
+    assert repro(repo) == STAGES
+    for path in ["data/splits/train.csv", "data/processed/meta.json", "models/model.safetensors",
+                 "metrics/validate.json", "metrics/test.json", "models/export/model.onnx",
+                 "metrics/export.json", "reports/report.md", "plots/test/confusion.csv"]:
+        assert (repo / path).exists(), path
+    assert repro(repo) == []
+    commit(repo, "reference run")
+
+
+def test_test_param_reruns_only_test(repo):
+    edit_params(repo, "test", batch_size=7)
+    assert repro(repo) == ["test"]
+
+
+def test_train_param_reruns_train_and_after(repo):
+    before = json.loads((repo / "metrics/test.json").read_text())
+    edit_params(repo, "train", lr=0.003)
+    assert repro(repo) == ["train", "validate", "test", "export"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+    assert "metrics/test.json" in diff
+    changed = diff["metrics/test.json"]
+    assert changed["loss"]["old"] == before["loss"]
+    assert changed["loss"]["new"] != before["loss"]
+    params = json.loads(run(["dvc", "params", "diff", "--json"], repo).stdout)
+    lr = params["params.yaml"]["train.lr"]
+    assert (lr["old"], lr["new"]) == (0.01, 0.003)
+
+
+def test_export_code_change_reruns_only_export(repo):
+    code = repo / "src/torchstages/deploy/export.py"
+    code.write_text(code.read_text() + "\n# an edit that changes no behaviour\n")
+    assert repro(repo) == ["export"]
+
+
+def test_unchanged_rerun_is_byte_identical(repo):
+    weights = (repo / "models/model.safetensors").read_bytes()
+    metrics = (repo / "metrics/test.json").read_bytes()
+    run(["dvc", "repro", "-f", "train"], repo)
+    assert (repo / "models/model.safetensors").read_bytes() == weights
+    assert (repo / "metrics/test.json").read_bytes() == metrics
+
+
+def test_plots_render(repo):
+    out = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    assert {"loss", "accuracy", "learning-rate", "validate-confusion", "test-confusion"} <= set(out)
+
+
+def test_bad_param_stops_before_any_work_with_one_line(repo):
+    edit_params(repo, "train", optimiser="sgd")
+    result = run(["python", "stages/train.py"], repo, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: params.yaml: train.optimiser: unknown key (did you mean 'optimizer'? allowed: "
+        "augment, batch_size, device, epochs, label_smoothing, lr, model, momentum, monitor, "
+        "optimizer, schedule, seed, threads, weight_decay)"
+    ]
+    edit_params(repo, "train", optimiser=None)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    del params["train"]["optimiser"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_unreadable_image_is_named_and_leaves_the_old_dataset(repo):
+    meta = (repo / "data/processed/meta.json").read_bytes()
+    victim = repo / "data/raw/class1/broken.png"
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    try:
+        run(["python", "stages/split.py"], repo)
+        result = run(["python", "stages/build_dataset.py"], repo, check=False)
+        assert result.returncode == 2
+        assert "class1/broken.png: cannot decode image" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr
+        assert (repo / "data/processed/meta.json").read_bytes() == meta
+    finally:
+        victim.unlink()
+        run(["python", "stages/split.py"], repo)

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_train_params
+from torchstages.models.saved import load_model
+from torchstages.training.checkpoint import load_checkpoint
+from torchstages.training.loop import TrainOutputs, train
+
+
+def test_training_writes_weights_card_checkpoint_and_curves(trained, tmp_path):
+    outputs, card = trained
+    model, loaded_card = load_model(outputs.weights, outputs.card)
+    assert loaded_card == card and not model.training
+    assert card["classes"] == ["class0", "class1", "class2"]
+    assert card["preprocessing"]["image_size"] == [8, 8] and len(card["preprocessing"]["mean"]) == 1
+    assert 0 <= card["best"]["epoch"] < 6
+    ckpt = load_checkpoint(outputs.checkpoint)
+    assert ckpt["epochs_done"] == 6 and set(ckpt["model"]) == set(model.state_dict())
+    assert "state" in ckpt["optimizer"] and ckpt["best"]["epoch"] == card["best"]["epoch"]
+    summary = json.loads((outputs.live_dir / "metrics.json").read_text())
+    assert summary["step"] == 5 and summary["best"]["epoch"] == card["best"]["epoch"]
+    loss_tsv = (outputs.live_dir / "plots/metrics/val/loss.tsv").read_text().splitlines()
+    assert loss_tsv[0] == "step\tloss" and len(loss_tsv) == 7  # no timestamp column
+    assert (outputs.live_dir / "plots/metrics/lr.tsv").exists()
+
+
+def test_tiny_problem_is_learned(trained, processed):
+    from torchstages.data.loader import Normalizer
+    from torchstages.data.store import load_split
+    from torchstages.evaluation.inference import predict_logits
+
+    outputs, card = trained
+    model, _ = load_model(outputs.weights, outputs.card)
+    images, labels = load_split(processed, "val")
+    prep = card["preprocessing"]
+    logits = predict_logits(model, images, Normalizer(prep["mean"], prep["std"], torch.device("cpu")),
+                            4, torch.device("cpu"))
+    assert (logits.argmax(1).numpy() == labels).mean() >= 0.8
+
+
+def test_same_params_give_byte_identical_weights(trained, tmp_path, processed):
+    first, _ = trained
+    again = TrainOutputs(tmp_path / "again/model.safetensors", tmp_path / "again/model.json",
+                         tmp_path / "again/checkpoint.pt", tmp_path / "again_live")
+    train(tiny_train_params(), processed, again)
+    assert again.weights.read_bytes() == first.weights.read_bytes()
+    assert again.card.read_bytes() == first.card.read_bytes()
+    assert (again.live_dir / "metrics.json").read_bytes() == (first.live_dir / "metrics.json").read_bytes()
+    other = TrainOutputs(tmp_path / "o/model.safetensors", tmp_path / "o/model.json",
+                         tmp_path / "o/checkpoint.pt", tmp_path / "o_live")
+    train(tiny_train_params(seed=4), processed, other)
+    assert other.weights.read_bytes() != first.weights.read_bytes()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
+def test_every_optimizer_and_the_mlp_train(tmp_path, processed, optimizer):
+    outputs = TrainOutputs(tmp_path / "w.safetensors", tmp_path / "c.json", tmp_path / "k.pt",
+                           tmp_path / "live")
+    params = tiny_train_params(epochs=1, optimizer=optimizer, schedule="none",
+                               model={"name": "mlp", "hidden": [8]})
+    card = train(params, processed, outputs)
+    assert card["architecture"]["name"] == "mlp" and outputs.weights.exists()
+
+
+def test_weight_decay_skips_biases_and_norms():
+    from torchstages.models import build_model
+    from torchstages.models.cnn import CNNSpec
+    from torchstages.training.optim import build_optimizer
+
+    model = build_model(CNNSpec(channels=[4]), 1, (4, 4), 2)
+    opt = build_optimizer(tiny_train_params(weight_decay=0.1), model)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and all(p.ndim > 1 for p in decayed["params"])
+    assert plain["weight_decay"] == 0.0 and all(p.ndim == 1 for p in plain["params"])
