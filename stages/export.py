@@ -10,8 +10,14 @@ def main() -> None:
     params = load_section(ExportParams, "export")
     from torchstages.deploy.export import export_and_verify
 
-    export_and_verify(params, paths.WEIGHTS, paths.MODEL_CARD, paths.PROCESSED, paths.ONNX_MODEL,
-                      paths.METRICS / "export.json")
+    export_and_verify(
+        params,
+        paths.WEIGHTS,
+        paths.MODEL_CARD,
+        paths.PROCESSED,
+        paths.ONNX_MODEL,
+        paths.METRICS / "export.json",
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ def main() -> None:
     from torchstages.data.split import split_dataset
 
     summary = split_dataset(
-        paths.RAW, paths.SPLITS, {"train": params.train, "val": params.val, "test": params.test},
+        paths.RAW,
+        paths.SPLITS,
+        {"train": params.train, "val": params.val, "test": params.test},
         params.seed,
     )
     dups = summary["duplicates"]
@@ -24,10 +26,14 @@ def main() -> None:
         "within one split -> %s",
         len(summary["classes"]),
         "/".join(str(summary["totals"][s]) for s in paths.SPLIT_NAMES),
-        dups["groups"], dups["extra_copies"], paths.SPLITS,
+        dups["groups"],
+        dups["extra_copies"],
+        paths.SPLITS,
     )
     if dups["label_conflicts"]:
-        log.warning("split: identical files under different classes: %s", dups["label_conflicts"][:5])
+        log.warning(
+            "split: identical files under different classes: %s", dups["label_conflicts"][:5]
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ def main() -> None:
     outputs = TrainOutputs(paths.WEIGHTS, paths.MODEL_CARD, paths.CHECKPOINT, paths.TRAIN_LIVE)
     card = train(params, paths.PROCESSED, outputs)
     best = card["best"]
-    log.info("train: best epoch %d (%s %.4f) -> %s, %s", best["epoch"] + 1, best["monitor"],
-             best["value"], paths.WEIGHTS, paths.MODEL_CARD)
+    log.info(
+        "train: best epoch %d (%s %.4f) -> %s, %s",
+        best["epoch"] + 1,
+        best["monitor"],
+        best["value"],
+        paths.WEIGHTS,
+        paths.MODEL_CARD,
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,18 @@ def main() -> None:
     params = load_section(EvaluateParams, "validate")
     from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
 
-    evaluate_split("val", params, EvalPaths(
-        processed=paths.PROCESSED, splits=paths.SPLITS, weights=paths.WEIGHTS,
-        card=paths.MODEL_CARD, metrics=paths.METRICS / "validate.json",
-        plots_dir=paths.PLOTS / "validate",
-    ))
+    evaluate_split(
+        "val",
+        params,
+        EvalPaths(
+            processed=paths.PROCESSED,
+            splits=paths.SPLITS,
+            weights=paths.WEIGHTS,
+            card=paths.MODEL_CARD,
+            metrics=paths.METRICS / "validate.json",
+            plots_dir=paths.PLOTS / "validate",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ def copy_project(dest: Path) -> Path:
     """The files a user's clone has (code, stages, dvc.yaml), without data, venv or caches."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, dest / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
     (dest / "params.yaml").write_text(TINY_PARAMS)
     return dest
@@ -77,16 +78,26 @@ def processed(tmp_path: Path, image_folder: Path) -> Path:
     from torchstages.params.build_dataset import BuildDatasetParams
 
     split_dataset(image_folder, tmp_path / "splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 0)
-    build_dataset(BuildDatasetParams(image_size=8, workers=1), image_folder, tmp_path / "splits",
-                  tmp_path / "processed")
+    build_dataset(
+        BuildDatasetParams(image_size=8, workers=1),
+        image_folder,
+        tmp_path / "splits",
+        tmp_path / "processed",
+    )
     return tmp_path / "processed"
 
 
 def tiny_train_params(**overrides):
     from torchstages.params.train import TrainParams
 
-    base = {"epochs": 6, "lr": 0.02, "batch_size": 8, "threads": 1, "seed": 3,
-            "model": {"name": "cnn", "channels": [4, 8], "convs_per_block": 1}}
+    base = {
+        "epochs": 6,
+        "lr": 0.02,
+        "batch_size": 8,
+        "threads": 1,
+        "seed": 3,
+        "model": {"name": "cnn", "channels": [4, 8], "convs_per_block": 1},
+    }
     return TrainParams.model_validate({**base, **overrides})
 
 
@@ -95,6 +106,10 @@ def trained(tmp_path: Path, processed: Path):
     """A tiny model trained for 6 epochs: (TrainOutputs, card)."""
     from torchstages.training.loop import TrainOutputs, train
 
-    outputs = TrainOutputs(tmp_path / "m/model.safetensors", tmp_path / "m/model.json",
-                           tmp_path / "m/checkpoint.pt", tmp_path / "live")
+    outputs = TrainOutputs(
+        tmp_path / "m/model.safetensors",
+        tmp_path / "m/model.json",
+        tmp_path / "m/checkpoint.pt",
+        tmp_path / "live",
+    )
     return outputs, train(tiny_train_params(), processed, outputs)

@@ -26,8 +26,11 @@ def _imported_modules(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
-        elif isinstance(node, ast.ImportFrom) and node.module and \
-                node.module.split(".")[0] == PACKAGE:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == PACKAGE
+        ):
             found.add(node.module)
             # `from torchstages import paths` imports the submodule torchstages.paths
             found |= {f"{node.module}.{a.name}" for a in node.names}

@@ -27,9 +27,12 @@ def test_arrays_labels_and_train_only_statistics(tmp_path, image_folder, splits_
     # mean/std are the train split's own, not the whole dataset's
     expected = images.astype(np.float64).mean(axis=(0, 2, 3)) / 255
     assert np.allclose(meta["preprocessing"]["mean"], expected, atol=1e-6)
-    all_pixels = np.concatenate([load_split(tmp_path / "out", s)[0] for s in ("train", "val", "test")])
-    assert not np.allclose(all_pixels.astype(np.float64).mean(axis=(0, 2, 3)) / 255, expected,
-                           atol=1e-7)
+    all_pixels = np.concatenate(
+        [load_split(tmp_path / "out", s)[0] for s in ("train", "val", "test")]
+    )
+    assert not np.allclose(
+        all_pixels.astype(np.float64).mean(axis=(0, 2, 3)) / 255, expected, atol=1e-7
+    )
 
 
 def test_rebuild_is_byte_identical_for_any_worker_count(tmp_path, image_folder, splits_dir):

@@ -10,8 +10,12 @@ from importgraph import stage_imports
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = {
-    "split": "split", "build-dataset": "build_dataset", "train": "train",
-    "validate": "validate", "test": "test", "export": "export",
+    "split": "split",
+    "build-dataset": "build_dataset",
+    "train": "train",
+    "validate": "validate",
+    "test": "test",
+    "export": "export",
 }
 
 
@@ -36,10 +40,13 @@ def test_each_stage_reads_only_its_own_params_section(stage):
 def test_metrics_and_plot_data_live_in_git_so_diffs_work_on_a_fresh_clone():
     for stage in DVC["stages"].values():
         for entry in stage.get("metrics", []):
-            (path, opts), = entry.items()
+            ((path, opts),) = entry.items()
             assert opts == {"cache": False}, path
     plot_files = {f for p in DVC["plots"] for spec in p.values() for f in spec["y"]}
-    outs = {next(iter(o)) if isinstance(o, dict) else o for s in DVC["stages"].values()
-            for o in s.get("outs", [])}
+    outs = {
+        next(iter(o)) if isinstance(o, dict) else o
+        for s in DVC["stages"].values()
+        for o in s.get("outs", [])
+    }
     for f in plot_files:
         assert any(f.startswith(o) for o in outs), f

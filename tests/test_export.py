@@ -18,8 +18,9 @@ from torchstages.params.export import ExportParams
 def exported(trained, processed, tmp_path):
     outputs, card = trained
     onnx_path, metrics = tmp_path / "export/model.onnx", tmp_path / "export.json"
-    parity = export_and_verify(ExportParams(), outputs.weights, outputs.card, processed, onnx_path,
-                               metrics)
+    parity = export_and_verify(
+        ExportParams(), outputs.weights, outputs.card, processed, onnx_path, metrics
+    )
     return onnx_path, metrics, parity, card
 
 
@@ -55,8 +56,12 @@ def test_predict_uses_build_dataset_preprocessing(exported, image_folder, tmp_pa
 
 def test_predict_cli_prints_class_and_probability(exported, image_folder):
     f = sorted((image_folder / "class0").glob("*.png"))[0]
-    out = subprocess.run([sys.executable, "-m", "torchstages.cli", "predict", str(exported[0]), str(f)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "torchstages.cli", "predict", str(exported[0]), str(f)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path, label, prob = out.strip().split("\t")
     assert path == str(f) and label.startswith("class") and 0 < float(prob) <= 1
 
@@ -73,5 +78,11 @@ def test_predict_errors_are_one_line(tmp_path, exported):
 def test_parity_failure_stops_the_stage(trained, processed, tmp_path):
     outputs, _ = trained
     with pytest.raises(UserError, match="ONNX disagrees with PyTorch"):
-        export_and_verify(ExportParams(max_abs_diff=1e-30), outputs.weights, outputs.card,
-                          processed, tmp_path / "m.onnx", tmp_path / "e.json")
+        export_and_verify(
+            ExportParams(max_abs_diff=1e-30),
+            outputs.weights,
+            outputs.card,
+            processed,
+            tmp_path / "m.onnx",
+            tmp_path / "e.json",
+        )

@@ -53,9 +53,13 @@ def test_augmentation_off_is_the_identity_and_shift_moves_pixels_exactly():
     out = random_affine(x, AugmentParams(crop_padding=2, rotation=0), gen)
     for a, b in zip(x, out, strict=True):  # each output is a translated copy by whole pixels
         found = any(
-            torch.allclose(b[0, max(0, -dy):8 - max(0, dy), max(0, -dx):8 - max(0, dx)],
-                           a[0, max(0, dy):8 - max(0, -dy), max(0, dx):8 - max(0, -dx)], atol=1e-3)
-            for dy in range(-2, 3) for dx in range(-2, 3)
+            torch.allclose(
+                b[0, max(0, -dy) : 8 - max(0, dy), max(0, -dx) : 8 - max(0, dx)],
+                a[0, max(0, dy) : 8 - max(0, -dy), max(0, dx) : 8 - max(0, -dx)],
+                atol=1e-3,
+            )
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
         )
         assert found
 
@@ -64,11 +68,14 @@ def test_augmentation_never_mirrors_unless_asked():
     """An asymmetric image rotated by at most a few degrees keeps its left-heavy mass."""
     x = torch.zeros(64, 1, 16, 16)
     x[:, :, 4:12, 2:6] = 255
-    out = random_affine(x, AugmentParams(crop_padding=1, rotation=10), torch.Generator().manual_seed(1))
+    out = random_affine(
+        x, AugmentParams(crop_padding=1, rotation=10), torch.Generator().manual_seed(1)
+    )
     left, right = out[..., :8].sum((1, 2, 3)), out[..., 8:].sum((1, 2, 3))
     assert (left > right).all()
-    flipped = random_affine(x, AugmentParams(crop_padding=0, rotation=0, hflip=True),
-                            torch.Generator().manual_seed(1))
+    flipped = random_affine(
+        x, AugmentParams(crop_padding=0, rotation=0, hflip=True), torch.Generator().manual_seed(1)
+    )
     assert (flipped[..., 8:].sum((1, 2, 3)) > flipped[..., :8].sum((1, 2, 3))).any()
 
 

@@ -27,11 +27,17 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
 
 
 def test_unknown_nested_key_names_the_full_path(tmp_path):
-    with pytest.raises(UserError, match=r"train\.model\.cnn\.chanels: unknown key \(did you mean "
-                                        r"'channels'\?"):
+    with pytest.raises(
+        UserError,
+        match=r"train\.model\.cnn\.chanels: unknown key \(did you mean "
+        r"'channels'\?",
+    ):
         _load(tmp_path, "train:\n  model: {name: cnn, chanels: [4]}\n", TrainParams, "train")
-    with pytest.raises(UserError, match=r"train\.augment\.rotate: unknown key \(did you mean "
-                                        r"'rotation'"):
+    with pytest.raises(
+        UserError,
+        match=r"train\.augment\.rotate: unknown key \(did you mean "
+        r"'rotation'",
+    ):
         _load(tmp_path, "train:\n  augment: {rotate: 3}\n", TrainParams, "train")
 
 
@@ -72,9 +78,14 @@ def test_committed_params_yaml_is_valid_and_uses_every_section():
     from torchstages.params.evaluate import EvaluateParams
     from torchstages.params.export import ExportParams
 
-    for model, section in [(SplitParams, "split"), (BuildDatasetParams, "build_dataset"),
-                           (TrainParams, "train"), (EvaluateParams, "validate"),
-                           (EvaluateParams, "test"), (ExportParams, "export")]:
+    for model, section in [
+        (SplitParams, "split"),
+        (BuildDatasetParams, "build_dataset"),
+        (TrainParams, "train"),
+        (EvaluateParams, "validate"),
+        (EvaluateParams, "test"),
+        (ExportParams, "export"),
+    ]:
         assert load_section(model, section, ROOT / "params.yaml") is not None
 
 
@@ -85,8 +96,11 @@ def test_committed_params_yaml_states_the_model_defaults():
     from torchstages.params.reference import SECTIONS
 
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, model in [("split", SplitParams), ("build_dataset", BuildDatasetParams),
-                           ("train", TrainParams)]:
+    for section, model in [
+        ("split", SplitParams),
+        ("build_dataset", BuildDatasetParams),
+        ("train", TrainParams),
+    ]:
         assert model.model_validate(data[section]) == model(), section
     assert SECTIONS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, make_image_folder
+from conftest import copy_project, make_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +19,11 @@ STAGES = ["split", "build-dataset", "train", "validate", "test", "export"]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(cwd / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
@@ -30,8 +33,13 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def repro(repo: Path) -> list[str]:
     """Run dvc repro; return the stages that actually ran, in order."""
     out = run(["dvc", "repro"], repo).stdout
-    return [s for line in out.splitlines() if line.startswith("Running stage")
-            for s in STAGES if f"'{s}'" in line]
+    return [
+        s
+        for line in out.splitlines()
+        if line.startswith("Running stage")
+        for s in STAGES
+        if f"'{s}'" in line
+    ]
 
 
 def commit(repo: Path, message: str) -> None:
@@ -59,9 +67,17 @@ def repo(tmp_path_factory) -> Path:
 
 def test_first_repro_runs_all_six_then_nothing(repo):
     assert repro(repo) == STAGES
-    for path in ["data/splits/train.csv", "data/processed/meta.json", "models/model.safetensors",
-                 "metrics/validate.json", "metrics/test.json", "models/export/model.onnx",
-                 "metrics/export.json", "reports/report.md", "plots/test/confusion.csv"]:
+    for path in [
+        "data/splits/train.csv",
+        "data/processed/meta.json",
+        "models/model.safetensors",
+        "metrics/validate.json",
+        "metrics/test.json",
+        "models/export/model.onnx",
+        "metrics/export.json",
+        "reports/report.md",
+        "plots/test/confusion.csv",
+    ]:
         assert (repo / path).exists(), path
     assert repro(repo) == []
     commit(repo, "reference run")

@@ -17,7 +17,9 @@ FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 def test_discovery_uses_content_skips_hidden_and_non_images(image_folder):
     (image_folder / "class0" / "notes.txt").write_text("not an image")
-    (image_folder / "class0" / ".hidden.png").write_bytes((image_folder / "class0/000.png").read_bytes())
+    (image_folder / "class0" / ".hidden.png").write_bytes(
+        (image_folder / "class0/000.png").read_bytes()
+    )
     (image_folder / ".cache" / "x").mkdir(parents=True)
     shutil.copy(image_folder / "class1/000.png", image_folder / ".cache/x/a.png")
     nested = image_folder / "class2" / "deeper" / "still"

@@ -35,31 +35,48 @@ def test_tiny_problem_is_learned(trained, processed):
     model, _ = load_model(outputs.weights, outputs.card)
     images, labels = load_split(processed, "val")
     prep = card["preprocessing"]
-    logits = predict_logits(model, images, Normalizer(prep["mean"], prep["std"], torch.device("cpu")),
-                            4, torch.device("cpu"))
+    logits = predict_logits(
+        model,
+        images,
+        Normalizer(prep["mean"], prep["std"], torch.device("cpu")),
+        4,
+        torch.device("cpu"),
+    )
     assert (logits.argmax(1).numpy() == labels).mean() >= 0.8
 
 
 def test_same_params_give_byte_identical_weights(trained, tmp_path, processed):
     first, _ = trained
-    again = TrainOutputs(tmp_path / "again/model.safetensors", tmp_path / "again/model.json",
-                         tmp_path / "again/checkpoint.pt", tmp_path / "again_live")
+    again = TrainOutputs(
+        tmp_path / "again/model.safetensors",
+        tmp_path / "again/model.json",
+        tmp_path / "again/checkpoint.pt",
+        tmp_path / "again_live",
+    )
     train(tiny_train_params(), processed, again)
     assert again.weights.read_bytes() == first.weights.read_bytes()
     assert again.card.read_bytes() == first.card.read_bytes()
-    assert (again.live_dir / "metrics.json").read_bytes() == (first.live_dir / "metrics.json").read_bytes()
-    other = TrainOutputs(tmp_path / "o/model.safetensors", tmp_path / "o/model.json",
-                         tmp_path / "o/checkpoint.pt", tmp_path / "o_live")
+    assert (again.live_dir / "metrics.json").read_bytes() == (
+        first.live_dir / "metrics.json"
+    ).read_bytes()
+    other = TrainOutputs(
+        tmp_path / "o/model.safetensors",
+        tmp_path / "o/model.json",
+        tmp_path / "o/checkpoint.pt",
+        tmp_path / "o_live",
+    )
     train(tiny_train_params(seed=4), processed, other)
     assert other.weights.read_bytes() != first.weights.read_bytes()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
 def test_every_optimizer_and_the_mlp_train(tmp_path, processed, optimizer):
-    outputs = TrainOutputs(tmp_path / "w.safetensors", tmp_path / "c.json", tmp_path / "k.pt",
-                           tmp_path / "live")
-    params = tiny_train_params(epochs=1, optimizer=optimizer, schedule="none",
-                               model={"name": "mlp", "hidden": [8]})
+    outputs = TrainOutputs(
+        tmp_path / "w.safetensors", tmp_path / "c.json", tmp_path / "k.pt", tmp_path / "live"
+    )
+    params = tiny_train_params(
+        epochs=1, optimizer=optimizer, schedule="none", model={"name": "mlp", "hidden": [8]}
+    )
     card = train(params, processed, outputs)
     assert card["architecture"]["name"] == "mlp" and outputs.weights.exists()
 

@@ -62,8 +62,13 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _write_with(target: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], None]) -> None:
-    with atomic_path(target) as tmp, open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
+def _write_with(
+    target: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], None]
+) -> None:
+    with (
+        atomic_path(target) as tmp,
+        open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f,
+    ):
         writer(f)
 
 

@@ -51,8 +51,12 @@ def build_dataset(
                 prep = dataclasses.replace(prep, mean=mean, std=std)
             write_split(staging, name, images, labels)
             counts[name] = len(labels)
-            log.info("build-dataset: %s %d images in %.2fs", name, len(labels),
-                     time.perf_counter() - start)
+            log.info(
+                "build-dataset: %s %d images in %.2fs",
+                name,
+                len(labels),
+                time.perf_counter() - start,
+            )
             del images  # one split's pixels in memory at a time
         write_meta(staging, classes, prep, counts)
     return counts

@@ -28,7 +28,9 @@ def to_device_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
 class Normalizer:
     """uint8 pixels -> float, (x/255 - mean) / std per channel, with the train split's statistics."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+    def __init__(
+        self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+    ) -> None:
         # (1, C, 1, 1) so it broadcasts over (N, C, H, W)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)

@@ -44,7 +44,9 @@ def assign_splits(rows: list[Row], fractions: dict[str, float], seed: int) -> di
         filled = [0] * len(SPLIT_NAMES)
         for group in class_groups:
             # furthest below target, relative to the target's size; ties go to the earlier split
-            i = max(range(len(SPLIT_NAMES)), key=lambda k: (targets[k] - filled[k]) / max(targets[k], 1))
+            i = max(
+                range(len(SPLIT_NAMES)), key=lambda k: (targets[k] - filled[k]) / max(targets[k], 1)
+            )
             filled[i] += len(group)
             out[SPLIT_NAMES[i]].extend(group)
     return {name: sorted(split_rows) for name, split_rows in out.items()}
@@ -110,7 +112,9 @@ def summarize(splits: dict[str, list[Row]]) -> dict:
 def write_splits(splits: dict[str, list[Row]], summary: dict, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     for name in SPLIT_NAMES:
-        write_csv(out_dir / f"{name}.csv", HEADER, [[r.path, r.label, r.sha256] for r in splits[name]])
+        write_csv(
+            out_dir / f"{name}.csv", HEADER, [[r.path, r.label, r.sha256] for r in splits[name]]
+        )
     write_json(out_dir / "summary.json", summary)
 
 

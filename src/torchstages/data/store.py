@@ -68,10 +68,17 @@ def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarra
     write_npy(out_dir / f"{split}_labels.npy", labels.astype(np.int64))
 
 
-def write_meta(out_dir: Path, classes: list[str], prep: Preprocessing, counts: dict[str, int]) -> None:
+def write_meta(
+    out_dir: Path, classes: list[str], prep: Preprocessing, counts: dict[str, int]
+) -> None:
     write_json(
         out_dir / "meta.json",
-        {"classes": classes, "channels": prep.channels, "preprocessing": prep.to_dict(), "counts": counts},
+        {
+            "classes": classes,
+            "channels": prep.channels,
+            "preprocessing": prep.to_dict(),
+            "counts": counts,
+        },
     )
 
 

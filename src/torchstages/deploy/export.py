@@ -51,8 +51,14 @@ def export_onnx(model: nn.Module, card: dict[str, Any], target: Path, opset: int
     example = torch.zeros(2, prep.channels, *prep.image_size)
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
-        wrapped, (example,), dynamo=True, opset_version=opset, input_names=["pixels"],
-        output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
+        wrapped,
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=["pixels"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        verbose=False,
     )
     proto = program.model_proto
     metadata = {
@@ -68,19 +74,27 @@ def export_onnx(model: nn.Module, card: dict[str, Any], target: Path, opset: int
         onnx.save_model(proto, str(tmp))
 
 
-def check_parity(onnx_path: Path, model: nn.Module, prep: Preprocessing,
-                 images: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
+def check_parity(
+    onnx_path: Path,
+    model: nn.Module,
+    prep: Preprocessing,
+    images: np.ndarray,
+    batch_size: int = 1024,
+) -> dict[str, float]:
     """Run ONNX Runtime and PyTorch on the same images: max |logit difference|, prediction agreement."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_logits = np.concatenate([
-        session.run(None, {"pixels": images[i : i + batch_size].astype(np.float32)})[0]
-        for i in range(0, len(images), batch_size)
-    ])
+    onnx_logits = np.concatenate(
+        [
+            session.run(None, {"pixels": images[i : i + batch_size].astype(np.float32)})[0]
+            for i in range(0, len(images), batch_size)
+        ]
+    )
     device = torch.device("cpu")
-    torch_logits = predict_logits(model, images, Normalizer(prep.mean, prep.std, device),
-                                  batch_size, device).numpy()
+    torch_logits = predict_logits(
+        model, images, Normalizer(prep.mean, prep.std, device), batch_size, device
+    ).numpy()
     return {
         "max_abs_logit_diff": float(np.abs(onnx_logits - torch_logits).max()),
         "prediction_agreement": float((onnx_logits.argmax(1) == torch_logits.argmax(1)).mean()),
@@ -88,8 +102,14 @@ def check_parity(onnx_path: Path, model: nn.Module, prep: Preprocessing,
     }
 
 
-def export_and_verify(params: ExportParams, weights: Path, card_path: Path, processed: Path,
-                      onnx_path: Path, metrics_path: Path) -> dict[str, float]:
+def export_and_verify(
+    params: ExportParams,
+    weights: Path,
+    card_path: Path,
+    processed: Path,
+    onnx_path: Path,
+    metrics_path: Path,
+) -> dict[str, float]:
     """Export, check on the whole test split, write metrics; fail loudly when they disagree."""
     model, card = load_model(weights, card_path)
     export_onnx(model, card, onnx_path, params.opset)
@@ -98,10 +118,17 @@ def export_and_verify(params: ExportParams, weights: Path, card_path: Path, proc
     # the exact difference varies in the last bits between kernels; round so the file is stable
     parity["max_abs_logit_diff"] = float(f"{parity['max_abs_logit_diff']:.1e}")
     write_json(metrics_path, parity)
-    log.info("export: %s  max |logit diff| %.1e  agreement %.4f on %d test images", onnx_path,
-             parity["max_abs_logit_diff"], parity["prediction_agreement"], parity["samples"])
-    if parity["max_abs_logit_diff"] > params.max_abs_diff or \
-            parity["prediction_agreement"] < params.min_agreement:
+    log.info(
+        "export: %s  max |logit diff| %.1e  agreement %.4f on %d test images",
+        onnx_path,
+        parity["max_abs_logit_diff"],
+        parity["prediction_agreement"],
+        parity["samples"],
+    )
+    if (
+        parity["max_abs_logit_diff"] > params.max_abs_diff
+        or parity["prediction_agreement"] < params.min_agreement
+    ):
         raise UserError(
             f"{onnx_path}: ONNX disagrees with PyTorch (max |diff| "
             f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} or "

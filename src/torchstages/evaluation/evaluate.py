@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 class EvalPaths:
     """Where one evaluation reads and writes; one instance per stage, built from ``paths``."""
 
-    def __init__(self, processed: Path, splits: Path, weights: Path, card: Path,
-                 metrics: Path, plots_dir: Path, report: Path | None = None) -> None:
+    def __init__(
+        self,
+        processed: Path,
+        splits: Path,
+        weights: Path,
+        card: Path,
+        metrics: Path,
+        plots_dir: Path,
+        report: Path | None = None,
+    ) -> None:
         self.processed, self.splits, self.weights, self.card = processed, splits, weights, card
         self.metrics, self.plots_dir, self.report = metrics, plots_dir, report
 
@@ -43,18 +51,28 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         raise ValueError(f"{paths.card}: classes differ from {paths.processed}/meta.json")
     images, labels = load_split(paths.processed, split)
     prep = Preprocessing.from_dict(card["preprocessing"])
-    logits = predict_logits(model.to(device), images, Normalizer(prep.mean, prep.std, device),
-                            params.batch_size, device)
+    logits = predict_logits(
+        model.to(device), images, Normalizer(prep.mean, prep.std, device), params.batch_size, device
+    )
     metrics = classification_metrics(logits, labels, card["classes"])
     write_json(paths.metrics, metrics)
     classes = card["classes"]
     predicted = logits.argmax(1).numpy()
-    write_csv(paths.plots_dir / "confusion.csv", ["actual", "predicted"],
-              [[classes[a], classes[p]] for a, p in zip(np.asarray(labels), predicted, strict=True)])
+    write_csv(
+        paths.plots_dir / "confusion.csv",
+        ["actual", "predicted"],
+        [[classes[a], classes[p]] for a, p in zip(np.asarray(labels), predicted, strict=True)],
+    )
     if paths.report is not None:
         rows = read_split(paths.splits / f"{split}.csv")
         write_report(paths.report, split, metrics, card, rows, np.asarray(labels), logits)
-    log.info("%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s", split,
-             metrics["loss"], metrics["accuracy"], metrics["f1_macro"], metrics["samples"],
-             paths.metrics)
+    log.info(
+        "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s",
+        split,
+        metrics["loss"],
+        metrics["accuracy"],
+        metrics["f1_macro"],
+        metrics["samples"],
+        paths.metrics,
+    )
     return metrics

@@ -30,7 +30,9 @@ def predict_logits(
     was_training = model.training
     model.eval()
     try:
-        outs = [model(x).float().cpu() for x, _ in BatchLoader(images, labels, batch_size, normalize)]
+        outs = [
+            model(x).float().cpu() for x, _ in BatchLoader(images, labels, batch_size, normalize)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)

@@ -17,18 +17,23 @@ def classification_metrics(
     """Headline metrics at the top level (``loss``, ``accuracy``, ``f1_macro``), per class nested."""
     from sklearn.metrics import accuracy_score, classification_report, f1_score
 
-    targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    targets = torch.as_tensor(np.array(labels), dtype=torch.long)
     predicted = logits.argmax(1).numpy()
     label_ids = list(range(len(classes)))
     report = classification_report(
-        targets.numpy(), predicted, labels=label_ids, target_names=classes,
-        output_dict=True, zero_division=0,
+        targets.numpy(),
+        predicted,
+        labels=label_ids,
+        target_names=classes,
+        output_dict=True,
+        zero_division=0,
     )
     return {
         "loss": _r(F.cross_entropy(logits, targets).item()),
         "accuracy": _r(accuracy_score(targets.numpy(), predicted)),
-        "f1_macro": _r(f1_score(targets.numpy(), predicted, labels=label_ids, average="macro",
-                                zero_division=0)),
+        "f1_macro": _r(
+            f1_score(targets.numpy(), predicted, labels=label_ids, average="macro", zero_division=0)
+        ),
         "samples": len(targets),
         "per_class": {
             name: {

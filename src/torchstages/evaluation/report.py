@@ -39,8 +39,10 @@ def write_report(
         "",
         "| class | precision | recall | f1 | support |",
         "|---|---|---|---|---|",
-        *(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-          for name, m in metrics["per_class"].items()),
+        *(
+            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+            for name, m in metrics["per_class"].items()
+        ),
         "",
     ]
     probs = torch.softmax(logits, 1)
@@ -51,8 +53,11 @@ def write_report(
     lines += [f"## Most confidently wrong ({len(wrong)} shown)", ""]
     if len(wrong):
         lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
-        lines += [f"| {rows[i].path} | {classes[labels[i]]} | {classes[predicted[i]]} | "
-                  f"{confidence[i]:.3f} |" for i in wrong]
+        lines += [
+            f"| {rows[i].path} | {classes[labels[i]]} | {classes[predicted[i]]} | "
+            f"{confidence[i]:.3f} |"
+            for i in wrong
+        ]
     else:
         lines.append("None: every sample was classified correctly.")
     write_text(path, "\n".join(lines) + "\n")

@@ -12,7 +12,9 @@ from torchstages.params.base import Section
 
 class CNNSpec(Section):
     name: Literal["cnn"] = "cnn"
-    channels: list[int] = Field([32, 64, 128], min_length=1, description="output channels per block")
+    channels: list[int] = Field(
+        [32, 64, 128], min_length=1, description="output channels per block"
+    )
     convs_per_block: int = Field(2, ge=1, description="3x3 convolutions in each block")
     batch_norm: bool = Field(True, description="BatchNorm after every convolution")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the classifier")
@@ -38,7 +40,10 @@ class CNN(nn.Module):
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout), nn.Linear(width, num_classes)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(spec.dropout),
+            nn.Linear(width, num_classes),
         )
 
     def forward(self, x):  # (N, C, H, W) -> (N, classes) logits

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,8 +34,9 @@ def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any
     """Rebuild the network from its card, load the weights, and return it in eval mode."""
     card = load_card(card_path)
     prep = Preprocessing.from_dict(card["preprocessing"])
-    model = build_model(parse_spec(card["architecture"]), prep.channels, prep.image_size,
-                        len(card["classes"]))
+    model = build_model(
+        parse_spec(card["architecture"]), prep.channels, prep.image_size, len(card["classes"])
+    )
     if not weights.exists():
         raise UserError(f"{weights}: not found (run the train stage first)")
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)

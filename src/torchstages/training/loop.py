@@ -71,8 +71,13 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
     check_output_shape(model, prep.channels, prep.image_size, len(classes))
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("train: %s on %s (%d threads), %d parameters", params.model.name, device,
-             torch.get_num_threads(), n_params)
+    log.info(
+        "train: %s on %s (%d threads), %d parameters",
+        params.model.name,
+        device,
+        torch.get_num_threads(),
+        n_params,
+    )
 
     normalize = Normalizer(prep.mean, prep.std, device)
     train_x, train_y = (to_device_tensor(a, device) for a in load_split(processed_dir, "train"))
@@ -80,7 +85,11 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
     order_gen = torch.Generator().manual_seed(params.seed)
     aug_gen = torch.Generator().manual_seed(params.seed + 1)
     loader = BatchLoader(
-        train_x, train_y, params.batch_size, normalize, generator=order_gen,
+        train_x,
+        train_y,
+        params.batch_size,
+        normalize,
+        generator=order_gen,
         augment=lambda x: random_affine(x, params.augment, aug_gen),
     )
     optimizer = build_optimizer(params, model)
@@ -97,19 +106,40 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
             val_logits = predict_logits(model, val_x, normalize, 1024, device)
             val_loss = F.cross_entropy(val_logits, val_y.cpu()).item()
             val_acc = (val_logits.argmax(1) == val_y.cpu()).float().mean().item()
-            metrics = {"train/loss": train_loss, "train/accuracy": train_acc,
-                       "val/loss": val_loss, "val/accuracy": val_acc, "lr": lr}
+            metrics = {
+                "train/loss": train_loss,
+                "train/accuracy": train_acc,
+                "val/loss": val_loss,
+                "val/accuracy": val_acc,
+                "lr": lr,
+            }
             for name, value in metrics.items():
                 live.log_metric(name, round(value, 6))
             improved = best.update(epoch, val_loss, val_acc, model)
-            log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs%s",
-                     epoch + 1, params.epochs, train_loss, train_acc, val_loss, val_acc,
-                     time.perf_counter() - start, "  *" if improved else "")
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs%s",
+                epoch + 1,
+                params.epochs,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                time.perf_counter() - start,
+                "  *" if improved else "",
+            )
             live.next_step()
         live.summary["best"] = {"epoch": best.epoch, params.monitor: round(best.value, 6)}
 
-    save_checkpoint(outputs.checkpoint, model, optimizer, scheduler, params.epochs, best.epoch,
-                    best.value, {"order": order_gen, "augment": aug_gen})
+    save_checkpoint(
+        outputs.checkpoint,
+        model,
+        optimizer,
+        scheduler,
+        params.epochs,
+        best.epoch,
+        best.value,
+        {"order": order_gen, "augment": aug_gen},
+    )
     model.load_state_dict(best.state)
     card = {
         "architecture": params.model.model_dump(mode="json"),
