@@ -1,6 +1,10 @@
-"""DVC stage `train`: data/processed -> models/ (weights, card, checkpoint) + dvclive/train/."""
+"""DVC stage `train`: data/processed -> models/ (weights, card, checkpoint) + dvclive/train/.
+
+With `train.nproc_per_node > 1` this script re-executes itself under torchrun (DDP).
+"""
 
 import logging
+import os
 
 from torchstages import paths
 from torchstages.errors import run_stage
@@ -12,19 +16,22 @@ log = logging.getLogger("torchstages.stages")
 
 def main() -> None:
     params = load_section(TrainParams, "train")
+    from torchstages.training.distributed import relaunch_under_torchrun
     from torchstages.training.loop import TrainOutputs, train
 
+    relaunch_under_torchrun(params.nproc_per_node)
     outputs = TrainOutputs(paths.WEIGHTS, paths.MODEL_CARD, paths.CHECKPOINT, paths.TRAIN_LIVE)
     card = train(params, paths.PROCESSED, outputs)
-    best = card["best"]
-    log.info(
-        "train: best epoch %d (%s %.4f) -> %s, %s",
-        best["epoch"] + 1,
-        best["monitor"],
-        best["value"],
-        paths.WEIGHTS,
-        paths.MODEL_CARD,
-    )
+    if os.environ.get("RANK", "0") == "0":
+        best = card["best"]
+        log.info(
+            "train: best epoch %d (%s %.4f) -> %s, %s",
+            best["epoch"] + 1,
+            best["monitor"],
+            best["value"],
+            paths.WEIGHTS,
+            paths.MODEL_CARD,
+        )
 
 
 if __name__ == "__main__":

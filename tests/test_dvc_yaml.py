@@ -41,7 +41,15 @@ def test_metrics_and_plot_data_live_in_git_so_diffs_work_on_a_fresh_clone():
     for stage in DVC["stages"].values():
         for entry in stage.get("metrics", []):
             ((path, opts),) = entry.items()
-            assert opts == {"cache": False}, path
+            assert opts["cache"] is False, path
+    train_outs = {
+        next(iter(o)): o[next(iter(o))]
+        for o in DVC["stages"]["train"]["outs"]
+        if isinstance(o, dict)
+    }
+    # resume needs the checkpoint and the dvclive history to survive an interrupted run
+    assert train_outs["models/checkpoint.pt"] == {"persist": True}
+    assert train_outs["dvclive/train/plots"]["persist"] is True
     plot_files = {f for p in DVC["plots"] for spec in p.values() for f in spec["y"]}
     outs = {
         next(iter(o)) if isinstance(o, dict) else o

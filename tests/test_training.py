@@ -5,7 +5,6 @@ import torch
 
 from conftest import tiny_train_params
 from torchstages.models.saved import load_model
-from torchstages.training.checkpoint import load_checkpoint
 from torchstages.training.loop import TrainOutputs, train
 
 
@@ -16,8 +15,12 @@ def test_training_writes_weights_card_checkpoint_and_curves(trained, tmp_path):
     assert card["classes"] == ["class0", "class1", "class2"]
     assert card["preprocessing"]["image_size"] == [8, 8] and len(card["preprocessing"]["mean"]) == 1
     assert 0 <= card["best"]["epoch"] < 6
-    ckpt = load_checkpoint(outputs.checkpoint)
-    assert ckpt["epochs_done"] == 6 and set(ckpt["model"]) == set(model.state_dict())
+    ckpt = torch.load(outputs.checkpoint, weights_only=True)
+    assert (
+        ckpt["epochs_done"] == 6
+        and ckpt["finished"]
+        and set(ckpt["model"]) == set(model.state_dict())
+    )
     assert "state" in ckpt["optimizer"] and ckpt["best"]["epoch"] == card["best"]["epoch"]
     summary = json.loads((outputs.live_dir / "metrics.json").read_text())
     assert summary["step"] == 5 and summary["best"]["epoch"] == card["best"]["epoch"]
@@ -75,7 +78,10 @@ def test_every_optimizer_and_the_mlp_train(tmp_path, processed, optimizer):
         tmp_path / "w.safetensors", tmp_path / "c.json", tmp_path / "k.pt", tmp_path / "live"
     )
     params = tiny_train_params(
-        epochs=1, optimizer=optimizer, schedule="none", model={"name": "mlp", "hidden": [8]}
+        epochs=1,
+        optimizer=optimizer,
+        schedule={"name": "none"},
+        model={"name": "mlp", "hidden": [8]},
     )
     card = train(params, processed, outputs)
     assert card["architecture"]["name"] == "mlp" and outputs.weights.exists()

@@ -55,6 +55,7 @@ class BatchLoader:
         *,
         generator: torch.Generator | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -63,15 +64,24 @@ class BatchLoader:
         self.normalize = normalize
         self.generator = generator  # set: shuffle every epoch with it
         self.augment = augment
+        # (rank, world size): with a generator, each process takes every world-th sample of the
+        # shared permutation, cut to an equal count so all processes step together
+        self.rank, self.world = shard
+
+    @property
+    def samples(self) -> int:
+        """Samples this process sees per pass."""
+        return len(self.images) // self.world if self.world > 1 else len(self.images)
 
     def __len__(self) -> int:
-        return (len(self.images) + self.batch_size - 1) // self.batch_size
+        return (self.samples + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[Batch]:
-        n = len(self.images)
+        n = self.samples
         order = None
         if self.generator is not None:
-            order = torch.randperm(n, generator=self.generator).to(self.images.device)
+            order = torch.randperm(len(self.images), generator=self.generator)
+            order = order[self.rank :: self.world][:n].to(self.images.device)
         for start in range(0, n, self.batch_size):
             if order is None:
                 x = self.images[start : start + self.batch_size]

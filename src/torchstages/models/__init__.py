@@ -52,3 +52,10 @@ def check_output_shape(
             f"model output shape {tuple(out.shape)[1:]} does not match {num_classes} classes "
             f"for input (C={in_channels}, H={image_size[0]}, W={image_size[1]})"
         )
+
+
+def split_head_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(head parameters, backbone parameters); the head is the module named ``head``."""
+    head = list(model.head.parameters())  # TEMPORARY stub until the model zoo lands
+    ids = {id(p) for p in head}
+    return head, [p for p in model.parameters() if id(p) not in ids]

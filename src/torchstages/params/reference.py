@@ -13,7 +13,12 @@ from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
 from torchstages.params.split import SplitParams
-from torchstages.params.train import AugmentParams, TrainParams
+from torchstages.params.train import (
+    AugmentParams,
+    EarlyStoppingParams,
+    ScheduleParams,
+    TrainParams,
+)
 
 __all__ = ["SECTIONS", "params_reference"]
 
@@ -22,6 +27,8 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("split", "split", SplitParams),
     ("build_dataset", "build_dataset", BuildDatasetParams),
     ("train", "train", TrainParams),
+    ("train.schedule", "train.schedule", ScheduleParams),
+    ("train.early_stopping", "train.early_stopping", EarlyStoppingParams),
     ("train.augment", "train.augment", AugmentParams),
     ("train.model: name: cnn", "train.model", CNNSpec),
     ("train.model: name: mlp", "train.model", MLPSpec),

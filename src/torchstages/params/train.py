@@ -1,10 +1,10 @@
-"""``train`` section: model, optimizer, schedule, augmentation and device."""
+"""``train`` section: model, loss, optimizer, schedule, early stopping, augmentation, devices."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
@@ -19,22 +19,85 @@ class AugmentParams(Section):
     rotation: float = Field(10.0, ge=0, le=180, description="random rotation range in degrees (±)")
 
 
+class ScheduleParams(Section):
+    """Learning-rate schedule, applied per optimizer step (plateau: per epoch)."""
+
+    name: Literal["none", "step", "multistep", "cosine", "onecycle", "plateau"] = Field(
+        "cosine", description="none | step | multistep | cosine | onecycle | plateau"
+    )
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over these epochs")
+    step_size: int = Field(10, ge=1, description="step: epochs between lr drops")
+    milestones: list[int] = Field([20, 25], description="multistep: epochs at which lr drops")
+    gamma: float = Field(0.1, gt=0, le=1, description="step, multistep: lr multiplier per drop")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of lr")
+    plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val loss gain")
+    plateau_factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier per drop")
+
+
+class EarlyStoppingParams(Section):
+    patience: int = Field(
+        0, ge=0, description="epochs without improvement before stopping; 0 = off"
+    )
+    monitor: Literal["val_loss", "val_accuracy"] = Field("val_loss", description="watched metric")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min or max is better; auto: min for loss, max for accuracy"
+    )
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+
+
 class TrainParams(Section):
     seed: int = Field(42, description="seed for weights, data order and augmentation")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto = cuda when torch.cuda.is_available(), else cpu"
     )
+    nproc_per_node: int = Field(
+        1, ge=1, description="processes (GPUs) per node; > 1 launches torchrun with DDP"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="CUDA autocast; auto = bf16 if supported, else fp16; CPU: fp32"
+    )
+    channels_last: bool = Field(False, description="channels-last memory format (CUDA convnets)")
+    deterministic: bool = Field(
+        True, description="deterministic algorithms; false enables cudnn.benchmark on CUDA"
+    )
+    compile: bool = Field(False, description="torch.compile the model")
+    threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
     epochs: int = Field(30, ge=1, description="passes over the train split")
-    batch_size: int = Field(64, ge=1, description="samples per optimizer step")
+    batch_size: int = Field(64, ge=1, description="samples per optimizer step, over all processes")
+    accumulate: int = Field(
+        1, ge=1, description="gradient accumulation: batches per optimizer step"
+    )
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adamw", description="optimizer")
     lr: float = Field(0.003, gt=0, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (sgd, rmsprop)")
-    weight_decay: float = Field(0.0005, ge=0, description="decoupled (adamw) or L2 weight decay")
-    schedule: Literal["none", "cosine"] = Field("cosine", description="lr schedule over the epochs")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
+    weight_decay: float = Field(
+        0.0005, ge=0, description="weight decay (decoupled for adamw), never on biases and norms"
+    )
+    grad_clip_norm: float = Field(0.0, ge=0, description="clip gradients to this norm; 0 = off")
+    loss: Literal["cross_entropy", "bce"] = Field(
+        "cross_entropy", description="cross_entropy, or bce (BCE-with-logits, two classes only)"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the targets")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weight classes by inverse frequency in the train split"
+    )
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1, description="EMA of weights (e.g. 0.999), evaluated and saved; 0 = off"
+    )
     monitor: Literal["val_accuracy", "val_loss"] = Field(
         "val_accuracy", description="validation metric that picks the best epoch's weights"
     )
-    threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
+    schedule: ScheduleParams = Field(default_factory=ScheduleParams)
+    early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
     model: ModelSpec = Field(default_factory=CNNSpec, description="architecture, see models")
     augment: AugmentParams = Field(default_factory=AugmentParams)
+
+    @model_validator(mode="after")
+    def _batch_fits_processes(self) -> TrainParams:
+        if self.batch_size % self.nproc_per_node:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be divisible by nproc_per_node "
+                f"{self.nproc_per_node} (each process takes an equal share)"
+            )
+        return self

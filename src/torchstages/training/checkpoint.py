@@ -1,41 +1,46 @@
-"""A full training checkpoint: state dicts and plain values only, written atomically."""
+"""A full, resumable training checkpoint: state dicts and plain values only, written atomically.
+
+It is saved after every epoch. A run resumes from it when its fingerprint (train params + the
+processed data it trained on) matches and it is unfinished; otherwise it is ignored.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from torchstages.io import atomic_path
+from torchstages.io import atomic_path, sha256_file
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["fingerprint", "save_checkpoint", "load_resumable"]
 
 
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    epochs_done: int,
-    best_epoch: int,
-    best_value: float | None,
-    generators: dict[str, torch.Generator],
-) -> None:
-    state = {
-        "epochs_done": epochs_done,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "best": {"epoch": best_epoch, "value": best_value},
-        "generators": {name: g.get_state() for name, g in generators.items()},
-        "torch_rng": torch.get_rng_state(),
-    }
+def fingerprint(params_dump: dict[str, Any], processed_dir: Path) -> str:
+    """Hash of everything a resumed run must share with the interrupted one."""
+    h = hashlib.sha256(json.dumps(params_dump, sort_keys=True).encode())
+    for name in ("meta.json", "train_labels.npy", "train_images.npy", "val_labels.npy"):
+        h.update(sha256_file(processed_dir / name).encode())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain types only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_resumable(path: Path, expected_fingerprint: str, epochs: int) -> dict[str, Any] | None:
+    """The checkpoint's state if it belongs to this run and has epochs left; else None."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a checkpoint from another version or a torn copy: start afresh
+        return None
+    if state.get("fingerprint") != expected_fingerprint or state.get("finished"):
+        return None
+    if not 0 < state.get("epochs_done", 0) < epochs:
+        return None
+    return state

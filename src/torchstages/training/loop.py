@@ -1,11 +1,16 @@
-"""The training loop: one pass over train, one evaluation of val, every epoch; best weights kept."""
+"""The training loop: one pass over train, one evaluation of val, every epoch.
+
+Best weights are kept by a validation metric, a checkpoint is written after every epoch (resume),
+early stopping and EMA are optional, and under torchrun each process trains on its shard.
+"""
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +22,20 @@ from torchstages.data.augment import random_affine
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import BatchLoader, Normalizer, to_device_tensor
 from torchstages.data.store import load_meta, load_split
-from torchstages.device import resolve_device, seed_everything
+from torchstages.device import resolve_device
 from torchstages.evaluation.inference import predict_logits
 from torchstages.models import build_model, check_output_shape
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
-from torchstages.training.checkpoint import save_checkpoint
-from torchstages.training.optim import build_optimizer, build_scheduler
+from torchstages.training import distributed
+from torchstages.training.checkpoint import fingerprint, load_resumable, save_checkpoint
+from torchstages.training.losses import build_loss
+from torchstages.training.optim import build_optimizer
+from torchstages.training.progress import EpochLog
+from torchstages.training.runtime import Runtime, configure, maybe_compile
+from torchstages.training.schedule import LRSchedule
+from torchstages.training.tracking import BestWeights, EarlyStopping
+from torchstages.training.transfer import Transfer
 
 __all__ = ["TrainOutputs", "train"]
 
@@ -38,140 +50,316 @@ class TrainOutputs:
     live_dir: Path
 
 
-@dataclass
-class _Best:
-    monitor: str
-    value: float | None = None
-    key: tuple[float, ...] | None = None
-    epoch: int = -1
-    state: dict[str, torch.Tensor] = field(default_factory=dict)
+def epoch_seed(base: int, epoch: int, stream: str) -> int:
+    """An independent seed per (run seed, epoch, stream): resuming at any epoch needs no RNG state."""
+    digest = hashlib.sha256(f"{base}:{epoch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
-    def update(self, epoch: int, val_loss: float, val_accuracy: float, model: nn.Module) -> bool:
-        """Keep the weights if this epoch is better; accuracy ties (common on small val sets)
-        are broken by the lower loss, so a lucky early epoch does not win over a converged one."""
-        key = (val_loss,) if self.monitor == "val_loss" else (-val_accuracy, val_loss)
-        if self.key is None or key < self.key:
-            self.key, self.epoch = key, epoch
-            self.value = val_loss if self.monitor == "val_loss" else val_accuracy
-            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            return True
-        return False
+
+@dataclass
+class _Data:
+    classes: list[str]
+    prep: Preprocessing
+    normalize: Normalizer
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+def _load_data(processed_dir: Path, device: torch.device, dist: distributed.Dist) -> _Data:
+    meta = load_meta(processed_dir)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    train_x, train_y = (to_device_tensor(a, device) for a in load_split(processed_dir, "train"))
+    val_x, val_y = load_split(processed_dir, "val")
+    # each process validates its own slice; the sums are reduced across processes
+    val_x, val_y = val_x[dist.rank :: dist.world_size], val_y[dist.rank :: dist.world_size]
+    return _Data(
+        meta["classes"],
+        prep,
+        Normalizer(prep.mean, prep.std, device),
+        train_x,
+        train_y,
+        to_device_tensor(val_x, device),
+        to_device_tensor(val_y, device),
+    )
 
 
 def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> dict[str, Any]:
     """Train the model in params on ``processed_dir``; write weights, card, checkpoint, dvclive logs."""
     device = resolve_device(params.device)
-    if params.threads:
-        torch.set_num_threads(params.threads)
-    seed_everything(params.seed)
-    meta = load_meta(processed_dir)
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    classes = meta["classes"]
-    model = build_model(params.model, prep.channels, prep.image_size, len(classes))
-    check_output_shape(model, prep.channels, prep.image_size, len(classes))
-    model.to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "train: %s on %s (%d threads), %d parameters",
-        params.model.name,
-        device,
-        torch.get_num_threads(),
-        n_params,
-    )
+    dist = distributed.setup(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(params, processed_dir, outputs, configure(params, device), dist)
+    finally:
+        distributed.teardown(dist)
 
-    normalize = Normalizer(prep.mean, prep.std, device)
-    train_x, train_y = (to_device_tensor(a, device) for a in load_split(processed_dir, "train"))
-    val_x, val_y = (to_device_tensor(a, device) for a in load_split(processed_dir, "val"))
-    order_gen = torch.Generator().manual_seed(params.seed)
-    aug_gen = torch.Generator().manual_seed(params.seed + 1)
+
+@dataclass
+class _Run:
+    """Everything one training run mutates; its state dict is the resumable checkpoint."""
+
+    params: TrainParams
+    runtime: Runtime
+    dist: distributed.Dist
+    data: _Data
+    model: nn.Module  # the bare network: what is evaluated, checkpointed and saved
+    net: nn.Module  # what is trained: DDP- and/or compile-wrapped model
+    ema: torch.optim.swa_utils.AveragedModel | None
+    transfer: Transfer
+    loader: BatchLoader
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    loss_fn: Any
+    best: BestWeights
+    early: EarlyStopping
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.loader) // self.params.accumulate)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """EMA weights when EMA is on: they are what gets validated and saved."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state_dict(self, run_id: str, epochs_done: int, finished: bool) -> dict[str, Any]:
+        scaler = self.runtime.scaler
+        return {
+            "fingerprint": run_id,
+            "epochs_done": epochs_done,
+            "finished": finished,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "best": self.best.state_dict(),
+            "early_stopping": self.early.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        """Restore from a checkpoint; returns the number of epochs already done."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.best.load_state_dict(state["best"])
+        self.early.load_state_dict(state["early_stopping"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.runtime.scaler is not None and state.get("scaler"):
+            self.runtime.scaler.load_state_dict(state["scaler"])
+        return int(state["epochs_done"])
+
+
+def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distributed.Dist) -> _Run:
+    torch.manual_seed(params.seed)  # the same initial weights in every process
+    shape = (data.prep.channels, data.prep.image_size, len(data.classes))
+    model = build_model(params.model, *shape)
+    check_output_shape(model, *shape)
+    transfer = Transfer(params.model, model)
+    fmt = torch.channels_last if runtime.channels_last else torch.preserve_format
+    model.to(runtime.device, memory_format=fmt)
+    net = model
+    if dist.enabled:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    ema = None
+    if params.ema_decay:
+        ema_fn = torch.optim.swa_utils.get_ema_multi_avg_fn(params.ema_decay)
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
     loader = BatchLoader(
-        train_x,
-        train_y,
-        params.batch_size,
-        normalize,
-        generator=order_gen,
-        augment=lambda x: random_affine(x, params.augment, aug_gen),
+        data.train_x,
+        data.train_y,
+        params.batch_size // dist.world_size,
+        data.normalize,
+        shard=(dist.rank, dist.world_size),
     )
-    optimizer = build_optimizer(params, model)
-    scheduler = build_scheduler(params, optimizer, len(loader))
-    best = _Best(params.monitor)
-
-    from dvclive import Live
-
-    with Live(str(outputs.live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        for epoch in range(params.epochs):
-            start = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, params)
-            val_logits = predict_logits(model, val_x, normalize, 1024, device)
-            val_loss = F.cross_entropy(val_logits, val_y.cpu()).item()
-            val_acc = (val_logits.argmax(1) == val_y.cpu()).float().mean().item()
-            metrics = {
-                "train/loss": train_loss,
-                "train/accuracy": train_acc,
-                "val/loss": val_loss,
-                "val/accuracy": val_acc,
-                "lr": lr,
-            }
-            for name, value in metrics.items():
-                live.log_metric(name, round(value, 6))
-            improved = best.update(epoch, val_loss, val_acc, model)
-            log.info(
-                "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs%s",
-                epoch + 1,
-                params.epochs,
-                train_loss,
-                train_acc,
-                val_loss,
-                val_acc,
-                time.perf_counter() - start,
-                "  *" if improved else "",
-            )
-            live.next_step()
-        live.summary["best"] = {"epoch": best.epoch, params.monitor: round(best.value, 6)}
-
-    save_checkpoint(
-        outputs.checkpoint,
+    optimizer = build_optimizer(params, model, transfer.backbone_ids, transfer.backbone_lr_scale)
+    steps = -(-len(loader) // params.accumulate)
+    return _Run(
+        params,
+        runtime,
+        dist,
+        data,
         model,
+        maybe_compile(net, params.compile),
+        ema,
+        transfer,
+        loader,
         optimizer,
-        scheduler,
-        params.epochs,
-        best.epoch,
-        best.value,
-        {"order": order_gen, "augment": aug_gen},
+        LRSchedule(params.schedule, optimizer, params.epochs, steps),
+        build_loss(params, data.train_y, len(data.classes)),
+        BestWeights(params.monitor),
+        EarlyStopping(params.early_stopping),
     )
-    model.load_state_dict(best.state)
+
+
+def _train(
+    params: TrainParams,
+    processed_dir: Path,
+    outputs: TrainOutputs,
+    runtime: Runtime,
+    dist: distributed.Dist,
+) -> dict[str, Any]:
+    data = _load_data(processed_dir, runtime.device, dist)
+    run = _build_run(params, data, runtime, dist)
+    n_params = sum(p.numel() for p in run.model.parameters())
+    if dist.is_main:
+        trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+        log.info(
+            "train: %s, %d parameters (%d trainable), input %s -> %d classes; %s, "
+            "%d process(es), %d threads",
+            params.model.name,
+            n_params,
+            trainable,
+            (data.prep.channels, *data.prep.image_size),
+            len(data.classes),
+            runtime.describe(),
+            dist.world_size,
+            torch.get_num_threads(),
+        )
+    run_id = fingerprint(params.model_dump(mode="json"), processed_dir)
+    start = 0
+    state = load_resumable(outputs.checkpoint, run_id, params.epochs)
+    if state is not None:
+        start = run.load_state_dict(state)
+        if dist.is_main:
+            log.info("train: resuming after epoch %d from %s", start, outputs.checkpoint)
+
+    with EpochLog(outputs.live_dir, params.epochs, start, enabled=dist.is_main) as epoch_log:
+        for epoch in range(start, params.epochs):
+            stop = _run_epoch(run, epoch, epoch_log)
+            if dist.is_main:
+                finished = stop or epoch + 1 == params.epochs
+                save_checkpoint(outputs.checkpoint, run.state_dict(run_id, epoch + 1, finished))
+            if stop:
+                break
+
+    stopped = run.early.stopped_epoch
     card = {
         "architecture": params.model.model_dump(mode="json"),
-        "classes": classes,
-        "preprocessing": prep.to_dict(),
-        "best": {"epoch": best.epoch, "monitor": params.monitor, "value": round(best.value, 6)},
+        "classes": data.classes,
+        "preprocessing": data.prep.to_dict(),
+        "best": {
+            "epoch": run.best.epoch,
+            "monitor": params.monitor,
+            "value": round(run.best.value, 6),
+        },
+        "epochs_run": stopped + 1 if stopped is not None else params.epochs,
+        "ema": bool(params.ema_decay),
         "parameters": n_params,
     }
-    save_model(model, card, outputs.weights, outputs.card)
+    if dist.is_main:
+        run.model.load_state_dict(run.best.state)
+        save_model(run.model, card, outputs.weights, outputs.card)
     return card
 
 
-def _train_epoch(
-    model: nn.Module,
-    loader: BatchLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    params: TrainParams,
-) -> tuple[float, float]:
+def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
+    """Train one epoch, validate, update best / early stopping, log. True: stop now."""
+    params, dist = run.params, run.dist
+    run.transfer.at_epoch(epoch)
+    # fresh seeds per epoch and stream: resuming at any epoch replays exactly, no RNG state saved
+    torch.manual_seed(epoch_seed(params.seed, epoch, f"dropout{dist.rank}"))
+    run.loader.generator = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, "order"))
+    aug_gen = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"aug{dist.rank}"))
+    run.loader.augment = lambda x: random_affine(x, params.augment, aug_gen)
+    began = time.perf_counter()
+    first_step = epoch * run.steps_per_epoch
+    lr = run.schedule.apply(first_step)
+    train_loss, train_acc = _train_epoch(run, first_step, epoch_log)
+    val_loss, val_acc = _validate(run.evaluated, run.data, run.runtime.device, dist)
+    run.schedule.end_epoch(val_loss)
+    improved = run.best.update(epoch, val_loss, val_acc, run.evaluated)
+    stop = run.early.update(epoch, {"val_loss": val_loss, "val_accuracy": val_acc})
+    metrics = {
+        "train/loss": train_loss,
+        "train/accuracy": train_acc,
+        "val/loss": val_loss,
+        "val/accuracy": val_acc,
+        "lr": lr,
+    }
+    best = {
+        "epoch": run.best.epoch,
+        params.monitor: round(run.best.value, 6),
+        "stopped_early_at_epoch": run.early.stopped_epoch,
+    }
+    epoch_log.epoch_end(
+        epoch, metrics, time.perf_counter() - began, len(run.data.train_x), improved, best
+    )
+    return stop
+
+
+def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, float]:
     """One pass; loss and accuracy are summed on the device and read once, not synced per batch."""
-    model.train()
-    device = loader.images.device
+    params, runtime, net = run.params, run.runtime, run.net
+    net.train()
+    device = run.loader.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in loader:
-        logits = model(x)  # raw logits: cross_entropy applies log-softmax itself
-        loss = F.cross_entropy(logits, y, label_smoothing=params.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+    batches, samples = len(run.loader), run.loader.samples
+    window = params.accumulate * run.loader.batch_size
+    run.optimizer.zero_grad(set_to_none=True)
+    for i, (x, y) in enumerate(epoch_log.batches(run.loader)):
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        boundary = (i + 1) % params.accumulate == 0 or i + 1 == batches
+        # gradients are only all-reduced on the micro-batch that ends an accumulation step
+        sync = net.no_sync() if run.dist.enabled and not boundary else contextlib.nullcontext()
+        with sync:
+            with runtime.autocast():
+                logits = net(x)  # raw logits: the loss applies (log-)softmax itself
+                loss = run.loss_fn(logits, y)
+            # weight by share of the accumulation window, so a short last window is a true mean
+            window_start = (i // params.accumulate) * window
+            scaled = loss * (len(y) / min(window, samples - window_start))
+            (runtime.scaler.scale(scaled) if runtime.scaler is not None else scaled).backward()
+        if boundary:
+            _optimizer_step(net, run.optimizer, runtime, params.grad_clip_norm)
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
+            step += 1
+            run.schedule.apply(step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
-    n = len(loader.images)
-    return loss_sum.item() / n, correct.item() / n
+    seen = torch.tensor(float(samples), device=device)
+    totals = run.dist.all_sum(torch.stack([loss_sum.float(), correct.float(), seen]))
+    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+
+
+def _optimizer_step(
+    net: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime, clip_norm: float
+) -> None:
+    if runtime.scaler is not None:
+        if clip_norm:
+            runtime.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+        runtime.scaler.step(optimizer)
+        runtime.scaler.update()
+    else:
+        if clip_norm:
+            nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _validate(
+    model: nn.Module, data: _Data, device: torch.device, dist: distributed.Dist
+) -> tuple[float, float]:
+    """Plain cross-entropy and accuracy on val (this process's slice, summed over processes)."""
+    logits = predict_logits(model, data.val_x, data.normalize, 1024, device)
+    y = data.val_y.cpu()
+    sums = torch.tensor(
+        [
+            F.cross_entropy(logits, y, reduction="sum").item(),
+            (logits.argmax(1) == y).sum().item(),
+            float(len(y)),
+        ],
+        device=device,
+    )
+    sums = dist.all_sum(sums)
+    return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()

@@ -1,27 +1,53 @@
-"""Optimizer and learning-rate schedule from the train params."""
+"""Optimizer from the train params, with parameter groups for weight decay and transfer learning."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
 from torchstages.params.train import TrainParams
 
-__all__ = ["build_optimizer", "build_scheduler"]
+__all__ = ["build_optimizer"]
 
 
-def build_optimizer(params: TrainParams, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer named in params; weight decay skips biases and norm weights (1-d tensors)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": params.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+def build_optimizer(
+    params: TrainParams,
+    model: nn.Module,
+    backbone: set[int] | None = None,
+    backbone_lr_scale: float = 1.0,
+) -> torch.optim.Optimizer:
+    """The optimizer named in params.
+
+    Weight decay skips biases and norm weights (1-d tensors): decaying them only hurts. Parameters
+    whose id is in ``backbone`` get ``lr × backbone_lr_scale`` (fine-tuning a pretrained body more
+    gently than a fresh head). All parameters are registered, frozen ones too, so unfreezing later
+    needs no new optimizer.
+    """
+    backbone = backbone or set()
+    groups = []
+    for is_backbone in (False, True):
+        for decays in (True, False):
+            chosen = [
+                p
+                for p in model.parameters()
+                if (id(p) in backbone) == is_backbone and (p.ndim > 1) == decays
+            ]
+            if chosen:
+                scale = backbone_lr_scale if is_backbone else 1.0
+                groups.append(
+                    {
+                        "params": chosen,
+                        "lr": params.lr * scale,
+                        "weight_decay": params.weight_decay if decays else 0.0,
+                    }
+                )
     if params.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum)
+        return torch.optim.SGD(
+            groups,
+            lr=params.lr,
+            momentum=params.momentum,
+            nesterov=params.nesterov and params.momentum > 0,
+        )
     if params.optimizer == "adam":
         return torch.optim.Adam(groups, lr=params.lr)
     if params.optimizer == "adamw":
@@ -29,15 +55,3 @@ def build_optimizer(params: TrainParams, model: nn.Module) -> torch.optim.Optimi
     if params.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=params.lr, momentum=params.momentum)
     raise ValueError(f"unknown optimizer {params.optimizer!r}")  # params validation prevents this
-
-
-def build_scheduler(
-    params: TrainParams, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule: constant, or cosine decay from ``lr`` to 0 over all steps."""
-    total = params.epochs * steps_per_epoch
-    if params.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

@@ -1,0 +1,70 @@
+"""DistributedDataParallel through torchrun: launching, rank helpers and metric reduction.
+
+``dvc repro`` runs ``python stages/train.py``; with ``nproc_per_node > 1`` that process re-executes
+itself under ``torchrun`` (never a home-made launcher). Multi-node runs take torchrun's usual
+settings from the environment: ``PET_NNODES``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR``,
+``PET_MASTER_PORT`` or ``PET_RDZV_ENDPOINT`` / ``PET_RDZV_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Dist", "relaunch_under_torchrun", "setup", "teardown"]
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes artifacts and logs."""
+        return self.rank == 0
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over all processes (identity when not distributed)."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+
+def relaunch_under_torchrun(nproc_per_node: int) -> None:
+    """Replace this process by ``torchrun --nproc_per_node N <this script>`` unless already under it."""
+    if nproc_per_node <= 1 or "LOCAL_RANK" in os.environ:
+        return
+    args = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}"]
+    if "PET_NNODES" not in os.environ and "PET_RDZV_ENDPOINT" not in os.environ:
+        args.append("--standalone")  # one node: a free local rendezvous port
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [*args, *sys.argv])
+
+
+def setup(device_type: str) -> Dist:
+    """Join the process group when started by torchrun (NCCL on CUDA, gloo on CPU)."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Dist()
+    info = Dist(
+        int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    )
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return info
+
+
+def teardown(info: Dist) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,159 @@
+"""Training engine: schedules, losses, early stopping, EMA, accumulation, runtime settings."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+
+from conftest import tiny_train_params
+from torchstages.errors import UserError
+from torchstages.params.train import ScheduleParams
+from torchstages.training.loop import TrainOutputs, train
+from torchstages.training.losses import build_loss, class_weights
+from torchstages.training.runtime import configure
+from torchstages.training.schedule import LRSchedule
+
+
+def _schedule(steps_per_epoch=10, epochs=10, **kw):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    return LRSchedule(ScheduleParams(**kw), opt, epochs, steps_per_epoch), opt
+
+
+@pytest.mark.parametrize(
+    ("kw", "step", "expected"),
+    [
+        ({"name": "none"}, 55, 1.0),
+        ({"name": "step", "step_size": 3, "gamma": 0.5}, 29, 1.0),
+        ({"name": "step", "step_size": 3, "gamma": 0.5}, 30, 0.5),
+        ({"name": "step", "step_size": 3, "gamma": 0.5}, 65, 0.25),
+        ({"name": "multistep", "milestones": [2, 5], "gamma": 0.1}, 25, 0.1),
+        ({"name": "multistep", "milestones": [2, 5], "gamma": 0.1}, 50, 0.01),
+        ({"name": "cosine"}, 0, 1.0),
+        ({"name": "cosine"}, 50, 0.5),
+        ({"name": "cosine", "min_lr_ratio": 0.1}, 100, 0.1),
+        ({"name": "cosine", "warmup_epochs": 2}, 9, 0.5),
+        ({"name": "onecycle"}, 30, 1.0),
+        ({"name": "onecycle"}, 0, 1 / 25),
+    ],
+)
+def test_schedule_factors(kw, step, expected):
+    schedule, opt = _schedule(**kw)
+    assert schedule.apply(step) == pytest.approx(expected, rel=1e-6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_onecycle_ends_near_zero_and_warmup_rises_linearly():
+    schedule, _ = _schedule(name="onecycle")
+    assert schedule.factor(100) < 1e-4
+    warm, _ = _schedule(name="none", warmup_epochs=1)
+    assert [round(warm.factor(s), 2) for s in (0, 4, 9, 10)] == [0.1, 0.5, 1.0, 1.0]
+
+
+def test_plateau_drops_after_patience_and_round_trips():
+    schedule, _ = _schedule(name="plateau", plateau_patience=1, plateau_factor=0.5)
+    for loss in (1.0, 1.0, 1.0):
+        schedule.end_epoch(loss)
+    assert schedule.factor(0) == 0.5
+    fresh, _ = _schedule(name="plateau")
+    fresh.load_state_dict(schedule.state_dict())
+    assert fresh.factor(0) == 0.5
+
+
+def test_param_groups_keep_their_own_base_lr():
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD([{"params": [model.weight], "lr": 0.1}, {"params": [model.bias]}], lr=1.0)
+    LRSchedule(ScheduleParams(name="cosine"), opt, 1, 10).apply(5)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.5])
+
+
+def test_balanced_class_weights_match_sklearn():
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy())
+    assert class_weights(labels, 3).tolist() == pytest.approx(expected.tolist())
+
+
+def test_losses_take_logits_and_bce_needs_two_classes():
+    logits, y = torch.tensor([[2.0, -1.0], [0.0, 3.0]]), torch.tensor([0, 1])
+    ce = build_loss(tiny_train_params(), y, 2)(logits, y)
+    assert ce == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    bce = build_loss(tiny_train_params(loss="bce"), y, 2)(logits, y)
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    assert bce.item() == pytest.approx(expected.item() / 2)
+    with pytest.raises(UserError, match="train.loss: bce needs exactly 2 classes, the data has 3"):
+        build_loss(tiny_train_params(loss="bce"), torch.tensor([0, 1, 2]), 3)
+
+
+def test_cpu_runtime_is_fp32_and_deterministic():
+    runtime = configure(tiny_train_params(precision="auto"), torch.device("cpu"))
+    assert runtime.amp_dtype is None and runtime.scaler is None
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+def _outputs(tmp_path, name):
+    d = tmp_path / name
+    return TrainOutputs(d / "w.safetensors", d / "card.json", d / "ckpt.pt", d / "live")
+
+
+def test_early_stopping_records_when_it_stopped(tmp_path, processed):
+    params = tiny_train_params(early_stopping={"patience": 1, "min_delta": 10.0})
+    card = train(params, processed, _outputs(tmp_path, "es"))
+    # epoch 0 sets the reference; epoch 1 cannot improve by 10 -> stop after 2 epochs
+    assert card["epochs_run"] == 2
+    summary = (tmp_path / "es/live/metrics.json").read_text()
+    assert '"stopped_early_at_epoch": 1' in summary
+    lines = (tmp_path / "es/live/plots/metrics/lr.tsv").read_text().splitlines()
+    assert len(lines) == 3
+
+
+def test_ema_weights_are_what_gets_saved(tmp_path, processed):
+    plain = train(tiny_train_params(epochs=2), processed, _outputs(tmp_path, "plain"))
+    ema = train(tiny_train_params(epochs=2, ema_decay=0.5), processed, _outputs(tmp_path, "ema"))
+    assert ema["ema"] and not plain["ema"]
+    a = (tmp_path / "plain/w.safetensors").read_bytes()
+    assert (tmp_path / "ema/w.safetensors").read_bytes() != a
+
+
+def test_accumulation_equals_the_larger_batch(tmp_path, processed):
+    """2 × 4 accumulated == 8 at once, for a model without batch statistics or dropout."""
+    common = {
+        "epochs": 1,
+        "optimizer": "sgd",
+        "momentum": 0.0,
+        "schedule": {"name": "none"},
+        "augment": {"crop_padding": 0, "rotation": 0.0},
+        "weight_decay": 0.0,
+        "model": {"name": "mlp", "hidden": [16], "dropout": 0.0},
+    }
+    from safetensors.torch import load_file
+
+    train(tiny_train_params(batch_size=8, **common), processed, _outputs(tmp_path, "big"))
+    train(
+        tiny_train_params(batch_size=4, accumulate=2, **common),
+        processed,
+        _outputs(tmp_path, "acc"),
+    )
+    big, acc = load_file(tmp_path / "big/w.safetensors"), load_file(tmp_path / "acc/w.safetensors")
+    assert all(torch.allclose(big[k], acc[k], atol=1e-6) for k in big)
+
+
+def test_gradient_clipping_and_every_schedule_train(tmp_path, processed):
+    for name in ("step", "multistep", "onecycle", "plateau"):
+        card = train(
+            tiny_train_params(epochs=1, grad_clip_norm=0.5, schedule={"name": name}),
+            processed,
+            _outputs(tmp_path, name),
+        )
+        assert math.isfinite(card["best"]["value"])
+
+
+def test_class_weights_and_label_smoothing_train(tmp_path, processed):
+    card = train(
+        tiny_train_params(epochs=1, class_weights="balanced", label_smoothing=0.1),
+        processed,
+        _outputs(tmp_path, "w"),
+    )
+    assert card["epochs_run"] == 1

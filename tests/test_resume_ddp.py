@@ -1,0 +1,139 @@
+"""Real training processes: killed and resumed, and two DDP processes under torchrun (gloo, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import copy_project, make_image_folder
+
+pytestmark = pytest.mark.slow
+
+TRAIN = {
+    "seed": 5,
+    "epochs": 6,
+    "batch_size": 16,
+    "lr": 0.01,
+    "threads": 1,
+    "model": {"name": "cnn", "channels": [16, 32], "convs_per_block": 2},
+    "augment": {"crop_padding": 1, "rotation": 5.0},
+}
+
+
+def _project(root: Path, **train_overrides) -> Path:
+    from torchstages.data.build import build_dataset
+    from torchstages.data.split import split_dataset
+    from torchstages.params.build_dataset import BuildDatasetParams
+
+    repo = copy_project(root)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"] = {**TRAIN, **train_overrides}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    raw = make_image_folder(repo / "data/raw", per_class=80)
+    split_dataset(raw, repo / "data/splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 1)
+    build_dataset(
+        BuildDatasetParams(image_size=16, workers=1),
+        raw,
+        repo / "data/splits",
+        repo / "data/processed",
+    )
+    return repo
+
+
+def _env(repo: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def _train(repo: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "stages/train.py"],
+        cwd=repo,
+        env=_env(repo),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+
+
+def _epochs_done(checkpoint: Path) -> int:
+    try:
+        return torch.load(checkpoint, weights_only=True)["epochs_done"]
+    except Exception:  # not there yet
+        return 0
+
+
+def test_killed_training_resumes_to_byte_identical_weights(tmp_path):
+    reference = _project(tmp_path / "reference")
+    _train(reference)
+
+    repo = _project(tmp_path / "killed")
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py"],
+        cwd=repo,
+        env=_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while _epochs_done(repo / "models/checkpoint.pt") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 3 (or later): no chance to clean up
+    proc.wait()
+    done = _epochs_done(repo / "models/checkpoint.pt")
+    assert 2 <= done < 6, "the run finished before it could be killed"
+    assert not (repo / "models/model.safetensors").exists()
+
+    out = _train(repo)
+    assert f"resuming after epoch {done}" in out.stderr
+    for path in [
+        "models/model.safetensors",
+        "models/model.json",
+        "dvclive/train/metrics.json",
+        "dvclive/train/plots/metrics/val/loss.tsv",
+        "dvclive/train/plots/metrics/lr.tsv",
+    ]:
+        assert (repo / path).read_bytes() == (reference / path).read_bytes(), path
+
+
+def test_changed_params_ignore_the_old_checkpoint(tmp_path):
+    repo = _project(tmp_path / "p", epochs=2)
+    _train(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["lr"] = 0.02
+    params["train"]["epochs"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _train(repo)
+    assert "resuming" not in out.stderr
+    assert json.loads((repo / "dvclive/train/metrics.json").read_text())["step"] == 2
+
+
+def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path):
+    single = _project(tmp_path / "single")
+    _train(single)
+    repo = _project(tmp_path / "ddp", nproc_per_node=2)
+    out = _train(repo)
+    assert "2 process(es)" in out.stderr
+    assert out.stderr.count("train: best epoch") == 1  # only rank 0 reports and writes
+    card = json.loads((repo / "models/model.json").read_text())
+    single_card = json.loads((single / "models/model.json").read_text())
+    assert (
+        card["best"]["value"] >= 0.9
+        and abs(card["best"]["value"] - single_card["best"]["value"]) < 0.1
+    )
+    assert (repo / "models/model.safetensors").exists()
+    steps = (repo / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(steps) == 1 + TRAIN["epochs"]  # one writer, one row per epoch
