@@ -84,7 +84,9 @@ def check_output_shape(
         )
 
 
-def describe_model(model: nn.Module, in_channels: int, image_size: tuple[int, int]) -> dict:
+def describe_model(
+    model: nn.Module, in_channels: int, image_size: tuple[int, int]
+) -> dict[str, Any]:
     """Parameter counts and the output shape for one input: for the train log and ``summary``.
 
     Returns ``parameters``, ``trainable`` (after any freezing), ``input_shape``, ``output_shape``.
