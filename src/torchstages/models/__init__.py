@@ -1,7 +1,13 @@
-"""Model registry: a spec (name + arguments from params) becomes an ``nn.Module``."""
+"""Model registry: a spec (name + arguments from params) becomes an ``nn.Module``.
+
+Every built model returns logits and has a ``head_name`` (its final classifier layer); see
+:mod:`torchstages.models.transfer` for pretrained weights, head/backbone split and freezing.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import torch
@@ -11,15 +17,33 @@ from torch import nn
 from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, MLPSpec
+from torchstages.models.torchvision import TorchvisionSpec, build_torchvision
+from torchstages.models.transfer import freeze_backbone, load_pretrained, split_head_backbone
 
-__all__ = ["ModelSpec", "build_model", "parse_spec", "check_output_shape"]
+__all__ = [
+    "ModelSpec",
+    "AnySpec",
+    "build_model",
+    "parse_spec",
+    "check_output_shape",
+    "describe_model",
+    "split_head_backbone",
+    "freeze_backbone",
+]
 
-ModelSpec = Annotated[MLPSpec | CNNSpec, Field(discriminator="name")]
+log = logging.getLogger(__name__)
 
-_BUILDERS: dict[str, Any] = {"mlp": MLP, "cnn": CNN}
+AnySpec = MLPSpec | CNNSpec | TorchvisionSpec
+ModelSpec = Annotated[AnySpec, Field(discriminator="name")]
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "cnn": CNN,
+    "torchvision": build_torchvision,
+}
 
 
-def parse_spec(raw: dict[str, Any]) -> MLPSpec | CNNSpec:
+def parse_spec(raw: dict[str, Any]) -> AnySpec:
     """Validate a plain-dict spec, e.g. the ``architecture`` block of ``models/model.json``."""
     try:
         return TypeAdapter(ModelSpec).validate_python(raw)
@@ -28,25 +52,31 @@ def parse_spec(raw: dict[str, Any]) -> MLPSpec | CNNSpec:
 
 
 def build_model(
-    spec: MLPSpec | CNNSpec, in_channels: int, image_size: tuple[int, int], num_classes: int
+    spec: AnySpec,
+    in_channels: int,
+    image_size: tuple[int, int],
+    num_classes: int,
+    *,
+    pretrained: bool = True,
 ) -> nn.Module:
     """Build the network for inputs of shape (N, in_channels, *image_size) and ``num_classes`` logits.
 
     The network returns raw logits: CrossEntropyLoss applies log-softmax itself, and a softmax
-    here would silently train on squashed gradients.
+    here would silently train on squashed gradients. ``spec.transfer.pretrained`` is loaded into
+    the backbone unless ``pretrained`` is False (rebuilding a trained model from
+    its card, whose own weights replace everything anyway). Freezing is the training loop's job.
     """
-    return _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
+    model = _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
+    if pretrained and spec.transfer.pretrained != "none":
+        load_pretrained(model, spec.transfer.pretrained)
+    return model
 
 
 def check_output_shape(
     model: nn.Module, in_channels: int, image_size: tuple[int, int], num_classes: int
 ) -> None:
     """Run one dummy input through the model; a wrong output shape is a clear error, not a crash."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(2, in_channels, *image_size))
-    model.train(was_training)
+    out = _dummy_output(model, in_channels, image_size, batch=2)
     if tuple(out.shape) != (2, num_classes):
         raise UserError(
             f"model output shape {tuple(out.shape)[1:]} does not match {num_classes} classes "
@@ -54,8 +84,37 @@ def check_output_shape(
         )
 
 
-def split_head_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(head parameters, backbone parameters); the head is the module named ``head``."""
-    head = list(model.head.parameters())  # TEMPORARY stub until the model zoo lands
-    ids = {id(p) for p in head}
-    return head, [p for p in model.parameters() if id(p) not in ids]
+def describe_model(
+    model: nn.Module, in_channels: int, image_size: tuple[int, int]
+) -> dict[str, Any]:
+    """Parameter counts and the output shape for one input: for the train log and ``summary``.
+
+    Returns ``parameters``, ``trainable`` (after any freezing), ``input_shape``, ``output_shape``.
+    """
+    out = _dummy_output(model, in_channels, image_size, batch=1)
+    params = list(model.parameters())
+    return {
+        "parameters": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "input_shape": [1, in_channels, *image_size],
+        "output_shape": list(out.shape),
+    }
+
+
+def _dummy_output(
+    model: nn.Module, in_channels: int, image_size: tuple[int, int], batch: int
+) -> torch.Tensor:
+    """Zeros through the model in eval mode (BatchNorm takes any batch), training mode restored."""
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(batch, in_channels, *image_size, device=device))
+    except RuntimeError as exc:  # e.g. an input too small for the architecture's strides
+        raise UserError(
+            f"model {type(model).__name__} cannot take input (C={in_channels}, "
+            f"H={image_size[0]}, W={image_size[1]}): {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train(was_training)

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from torchstages.params.base import Section
+from torchstages.models.transfer import SpecWithTransfer
 
 
-class CNNSpec(Section):
+class CNNSpec(SpecWithTransfer):
     name: Literal["cnn"] = "cnn"
     channels: list[int] = Field(
         [32, 64, 128], min_length=1, description="output channels per block"
@@ -45,6 +45,7 @@ class CNN(nn.Module):
             nn.Dropout(spec.dropout),
             nn.Linear(width, num_classes),
         )
+        self.head_name = "head"  # see models.transfer: only its Linear has parameters
 
     def forward(self, x):  # (N, C, H, W) -> (N, classes) logits
         return self.head(self.features(x))

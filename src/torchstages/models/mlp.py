@@ -7,16 +7,31 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from torchstages.params.base import Section
+from torchstages.models.transfer import SpecWithTransfer
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+}
 
 
-class MLPSpec(Section):
+class MLPSpec(SpecWithTransfer):
     name: Literal["mlp"] = "mlp"
     hidden: list[int] = Field([256, 128], description="hidden layer widths")
+    activation: Literal["relu", "leaky_relu", "gelu", "tanh"] = Field(
+        "relu", description="activation after each hidden layer"
+    )
+    batch_norm: bool = Field(
+        False, description="BatchNorm1d between each hidden layer and its activation"
+    )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each hidden layer")
 
 
 class MLP(nn.Module):
+    """Flatten -> [Linear -> (BatchNorm) -> activation -> Dropout] per hidden width -> Linear head."""
+
     def __init__(
         self, spec: MLPSpec, in_channels: int, image_size: tuple[int, int], num_classes: int
     ) -> None:
@@ -24,10 +39,15 @@ class MLP(nn.Module):
         width = in_channels * image_size[0] * image_size[1]
         layers: list[nn.Module] = [nn.Flatten()]
         for hidden in spec.hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(spec.dropout)]
+            # BatchNorm's shift makes the Linear bias redundant
+            layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
+            if spec.batch_norm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers += [_ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
+        self.head_name = f"net.{len(layers) - 1}"  # see models.transfer: the final Linear
 
     def forward(self, x):  # (N, C, H, W) -> (N, classes) logits
         return self.net(x)

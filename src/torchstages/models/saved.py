@@ -34,8 +34,14 @@ def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any
     """Rebuild the network from its card, load the weights, and return it in eval mode."""
     card = load_card(card_path)
     prep = Preprocessing.from_dict(card["preprocessing"])
+    # pretrained=False: the trained weights below replace everything, and the pretrained
+    # file named in the card need not exist where the model is evaluated or exported
     model = build_model(
-        parse_spec(card["architecture"]), prep.channels, prep.image_size, len(card["classes"])
+        parse_spec(card["architecture"]),
+        prep.channels,
+        prep.image_size,
+        len(card["classes"]),
+        pretrained=False,
     )
     if not weights.exists():
         raise UserError(f"{weights}: not found (run the train stage first)")

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 
 from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
+from torchstages.models.torchvision import TorchvisionSpec
+from torchstages.models.transfer import TransferSpec
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
@@ -32,6 +34,8 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("train.augment", "train.augment", AugmentParams),
     ("train.model: name: cnn", "train.model", CNNSpec),
     ("train.model: name: mlp", "train.model", MLPSpec),
+    ("train.model: name: torchvision", "train.model", TorchvisionSpec),
+    ("train.model.transfer", "train.model.transfer", TransferSpec),
     ("validate, test", "validate / test", EvaluateParams),
     ("export", "export", ExportParams),
 ]

@@ -94,7 +94,12 @@ class TrainParams(Section):
     augment: AugmentParams = Field(default_factory=AugmentParams)
 
     @model_validator(mode="after")
-    def _batch_fits_processes(self) -> TrainParams:
+    def _consistent(self) -> TrainParams:
+        unfreeze = self.model.transfer.unfreeze_after
+        if unfreeze >= self.epochs:
+            raise ValueError(
+                f"model.transfer.unfreeze_after ({unfreeze}) must be below epochs ({self.epochs})"
+            )
         if self.batch_size % self.nproc_per_node:
             raise ValueError(
                 f"batch_size {self.batch_size} must be divisible by nproc_per_node "

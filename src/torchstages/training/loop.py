@@ -24,7 +24,7 @@ from torchstages.data.loader import BatchLoader, Normalizer, to_device_tensor
 from torchstages.data.store import load_meta, load_split
 from torchstages.device import resolve_device
 from torchstages.evaluation.inference import predict_logits
-from torchstages.models import build_model, check_output_shape
+from torchstages.models import build_model, check_output_shape, describe_model
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -160,7 +160,7 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
     shape = (data.prep.channels, data.prep.image_size, len(data.classes))
     model = build_model(params.model, *shape)
     check_output_shape(model, *shape)
-    transfer = Transfer(params.model, model)
+    transfer = Transfer(params.model.transfer, model)
     fmt = torch.channels_last if runtime.channels_last else torch.preserve_format
     model.to(runtime.device, memory_format=fmt)
     net = model
@@ -207,17 +207,18 @@ def _train(
 ) -> dict[str, Any]:
     data = _load_data(processed_dir, runtime.device, dist)
     run = _build_run(params, data, runtime, dist)
-    n_params = sum(p.numel() for p in run.model.parameters())
+    run.transfer.at_epoch(0)  # so the log counts what the first epoch trains
+    info = describe_model(run.model, data.prep.channels, data.prep.image_size)
+    n_params = info["parameters"]
     if dist.is_main:
-        trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
         log.info(
-            "train: %s, %d parameters (%d trainable), input %s -> %d classes; %s, "
+            "train: %s, %d parameters (%d trainable), input %s -> output %s; %s, "
             "%d process(es), %d threads",
             params.model.name,
             n_params,
-            trainable,
-            (data.prep.channels, *data.prep.image_size),
-            len(data.classes),
+            info["trainable"],
+            tuple(info["input_shape"][1:]),
+            tuple(info["output_shape"][1:]),
             runtime.describe(),
             dist.world_size,
             torch.get_num_threads(),
@@ -301,22 +302,23 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
     device = run.loader.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    batches, samples = len(run.loader), run.loader.samples
-    window = params.accumulate * run.loader.batch_size
+    sizes = [end - start for start, end in run.loader.batch_bounds()]
+    batches, acc = len(sizes), params.accumulate
+    # samples in each accumulation window: each micro-batch loss is weighted by its share,
+    # so a short or merged last window still gives a true mean
+    window_sizes = [sum(sizes[w : w + acc]) for w in range(0, batches, acc)]
     run.optimizer.zero_grad(set_to_none=True)
     for i, (x, y) in enumerate(epoch_log.batches(run.loader)):
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        boundary = (i + 1) % params.accumulate == 0 or i + 1 == batches
+        boundary = (i + 1) % acc == 0 or i + 1 == batches
         # gradients are only all-reduced on the micro-batch that ends an accumulation step
         sync = net.no_sync() if run.dist.enabled and not boundary else contextlib.nullcontext()
         with sync:
             with runtime.autocast():
                 logits = net(x)  # raw logits: the loss applies (log-)softmax itself
                 loss = run.loss_fn(logits, y)
-            # weight by share of the accumulation window, so a short last window is a true mean
-            window_start = (i // params.accumulate) * window
-            scaled = loss * (len(y) / min(window, samples - window_start))
+            scaled = loss * (len(y) / window_sizes[i // acc])
             (runtime.scaler.scale(scaled) if runtime.scaler is not None else scaled).backward()
         if boundary:
             _optimizer_step(net, run.optimizer, runtime, params.grad_clip_norm)
@@ -326,7 +328,7 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             run.schedule.apply(step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
-    seen = torch.tensor(float(samples), device=device)
+    seen = torch.tensor(float(sum(sizes)), device=device)
     totals = run.dist.all_sum(torch.stack([loss_sum.float(), correct.float(), seen]))
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 

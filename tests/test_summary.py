@@ -1,0 +1,79 @@
+"""`torchstages summary`: the configured model described before any training."""
+
+import pytest
+import torch
+
+from torchstages.cli import main
+from torchstages.data.images import Preprocessing
+from torchstages.io import write_json
+from torchstages.models import build_model
+from torchstages.models.cnn import CNNSpec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _params(project, model: str, data: str = "{image_size: [8, 6], color: rgb}") -> None:
+    (project / "params.yaml").write_text(f"build_dataset: {data}\ntrain:\n  model: {model}\n")
+
+
+def test_summary_from_build_dataset_params_and_classes_option(project, capsys):
+    _params(project, "{name: cnn, channels: [4, 8], convs_per_block: 1}")
+    assert main(["summary", "--classes", "4"]) == 0
+    out = capsys.readouterr().out
+    expected = build_model(CNNSpec(channels=[4, 8], convs_per_block=1), 3, (8, 6), 4)
+    n = sum(p.numel() for p in expected.parameters())
+    assert f"parameters: {n:,}\n" in out
+    assert f"trainable:  {n:,}\n" in out
+    assert "input:      (1, 3, 8, 6) from params.yaml (build_dataset;" in out
+    assert "output:     (1, 4) logits for 4 classes\n" in out
+
+
+def test_summary_reads_the_processed_dataset_meta(project, capsys):
+    _params(project, "{name: mlp, hidden: [5]}")
+    prep = Preprocessing((4, 4), "grayscale", "stretch", "bilinear", (0.5,), (0.2,))
+    write_json(
+        project / "data/processed/meta.json",
+        {"classes": ["a", "b", "c"], "preprocessing": prep.to_dict()},
+    )
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "input:      (1, 1, 4, 4) from data/processed/meta.json\n" in out
+    assert f"parameters: {16 * 5 + 5 + 5 * 3 + 3:,}\n" in out
+
+
+def test_summary_needs_classes_before_build_dataset(project, capsys):
+    _params(project, "{name: cnn}")
+    assert main(["summary"]) == 2
+    assert (
+        "meta.json: not found: run build-dataset first, or pass --classes N"
+        in capsys.readouterr().err
+    )
+
+
+def test_summary_counts_only_the_head_as_trainable_when_frozen(project, capsys):
+    source = build_model(CNNSpec(channels=[4, 8], convs_per_block=1), 3, (8, 6), 2)
+    torch.save(source.state_dict(), project / "prev.pt")
+    _params(
+        project,
+        "{name: cnn, channels: [4, 8], convs_per_block: 1, "
+        "transfer: {pretrained: prev.pt, freeze: backbone}}",
+    )
+    assert main(["summary", "--params", "params.yaml", "--classes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"trainable:  {8 * 5 + 5}\n" in out  # the head: Linear(8, 5)
+    assert "pretrained: pretrained prev.pt: 12 of 12 backbone tensors loaded" in out
+
+
+def test_summary_of_a_torchvision_model(project, capsys):
+    _params(project, "{name: torchvision, arch: mobilenet_v3_small}", "{image_size: 16}")
+    assert main(["summary", "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "model:      name=torchvision arch=mobilenet_v3_small\n" in out
+    assert "input:      (1, 1, 16, 16)" in out
+    assert "output:     (1, 10) logits for 10 classes" in out
