@@ -1,4 +1,4 @@
-"""The ``torchstages`` command: demo data, prediction with an exported model, params reference."""
+"""The ``torchstages`` command: demo data, prediction with an exported model, params, report."""
 
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
     predict.add_argument("images", nargs="+", type=Path)
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
+    report = sub.add_parser(
+        "report", help="write the markdown report from metrics/test.json, the model and plots/"
+    )
+    report.add_argument("--out", type=Path, default=Path("reports/report.md"))
+    report.add_argument(
+        "--against",
+        metavar="REV",
+        help="append `dvc metrics diff --md` and `dvc params diff --md` against this git revision",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
@@ -34,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             from torchstages.params.reference import params_reference
 
             print(params_reference(), end="")
+        elif args.command == "report":
+            from torchstages.evaluation.report import write_report
+
+            write_report(args.out, against=args.against)
+            print(f"report: {args.out}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
