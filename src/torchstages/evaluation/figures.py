@@ -25,6 +25,7 @@ __all__ = [
     "gallery_figure",
     "image_grid_figure",
     "save_png",
+    "show_image",
 ]
 
 DPI = 100
