@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 # stages run `python stages/...`: make sure that is the venv's python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo-data run repro test test-fast lint lock bench clean
+.PHONY: install demo-data run repro report test test-fast lint lock bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ demo-data: $(STAMP)
 
 run: demo-data
 	dvc repro
+
+# reports/pr.md: reports/report.md (what the test stage wrote) plus `dvc metrics diff --md` and
+# `dvc params diff --md` against REV; a copy, so the tracked report stays as the pipeline wrote it
+REV ?= HEAD
+report: $(STAMP)
+	python -m torchstages.cli report --out reports/pr.md --against $(REV)
 
 test: $(STAMP)
 	python -m pytest

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_project, make_image_folder
+from conftest import ROOT, copy_project, make_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,9 @@ def test_first_repro_runs_all_six_then_nothing(repo):
         "metrics/export.json",
         "reports/report.md",
         "plots/test/confusion.csv",
+        "plots/test/wrong.png",
+        "plots/train/curves.png",
+        "plots/train/augmented.png",
     ]:
         assert (repo / path).exists(), path
     assert repro(repo) == []
@@ -102,6 +105,30 @@ def test_train_param_reruns_train_and_after(repo):
     assert (lr["old"], lr["new"]) == (0.01, 0.003)
 
 
+def declared_plots(repo: Path) -> set[str]:
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    return {p if isinstance(p, str) else next(iter(p)) for p in plots}
+
+
+def test_plots_diff_between_revisions_and_the_report_commands(repo):
+    """The workspace (lr changed) against the committed reference run: what CI shows on a PR."""
+    out = json.loads(run(["dvc", "plots", "diff", "HEAD", "--json"], repo).stdout)
+    assert not out.get("errors"), out.get("errors")
+    revs = {r for p in out["data"]["loss"] for r in p["revisions"]}
+    assert revs == {"HEAD", "workspace"}
+    assert declared_plots(repo) <= set(out["data"])
+    # the Makefile's own recipe (-o: don't build the venv; this test already runs inside one)
+    run(
+        ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "report", "REV=HEAD"], repo
+    )
+    pr = (repo / "reports/pr.md").read_text()
+    assert pr.startswith((repo / "reports/report.md").read_text())
+    assert "## Metrics against `HEAD`" in pr and "| metrics/test.json" in pr
+    assert "## Params against `HEAD`" in pr and "train.lr" in pr
+    run(["python", "-m", "torchstages.cli", "report"], repo)  # rebuilds the tracked report as is
+    assert run(["dvc", "status", "test"], repo).stdout.strip().endswith("up to date.")
+
+
 def test_export_code_change_reruns_only_export(repo):
     code = repo / "src/torchstages/deploy/export.py"
     code.write_text(code.read_text() + "\n# an edit that changes no behaviour\n")
@@ -110,15 +137,24 @@ def test_export_code_change_reruns_only_export(repo):
 
 def test_unchanged_rerun_is_byte_identical(repo):
     weights = (repo / "models/model.safetensors").read_bytes()
-    metrics = (repo / "metrics/test.json").read_bytes()
+    outputs = sorted((repo / "plots").glob("*/*")) + sorted((repo / "metrics").glob("*"))
+    outputs.append(repo / "reports/report.md")
+    before = [p.read_bytes() for p in outputs]
     run(["dvc", "repro", "-f", "train"], repo)
+    run(["python", "stages/test.py"], repo)
     assert (repo / "models/model.safetensors").read_bytes() == weights
-    assert (repo / "metrics/test.json").read_bytes() == metrics
+    assert [p.read_bytes() for p in outputs] == before
 
 
-def test_plots_render(repo):
-    out = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
-    assert {"loss", "accuracy", "learning-rate", "validate-confusion", "test-confusion"} <= set(out)
+def test_every_declared_plot_renders(repo):
+    out = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
+    assert not out.get("errors"), out.get("errors")
+    for plot in declared_plots(repo):
+        (rendered,) = out["data"][plot]
+        if plot.endswith(".png"):
+            assert rendered["type"] == "image", plot
+        else:
+            assert rendered["type"] == "vega" and rendered["content"]["data"]["values"], plot
 
 
 def test_bad_param_stops_before_any_work_with_one_line(repo):

@@ -98,3 +98,14 @@ def test_malformed_split_csv_is_a_clear_error(tmp_path):
     bad.write_text("file,label\nx,y\n")
     with pytest.raises(UserError, match="train.csv: expected header path,label,sha256"):
         read_split(bad)
+
+
+def test_artifacts_get_normal_file_permissions(tmp_path):
+    import os
+
+    from torchstages.io import write_json
+
+    write_json(tmp_path / "a.json", {"b": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask

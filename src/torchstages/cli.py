@@ -1,4 +1,4 @@
-"""The ``torchstages`` command: demo data, prediction, params reference, model summary."""
+"""The ``torchstages`` command: demo data, prediction, params reference, model summary, report."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument(
         "--classes", type=int, help="number of classes (needed before build-dataset has run)"
     )
+    report = sub.add_parser(
+        "report", help="write the markdown report from metrics/test.json, the model and plots/"
+    )
+    report.add_argument("--out", type=Path, default=Path("reports/report.md"))
+    report.add_argument(
+        "--against",
+        metavar="REV",
+        help="append `dvc metrics diff --md` and `dvc params diff --md` against this git revision",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
@@ -45,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             from torchstages.models.summary import format_summary, summarize
 
             print(format_summary(summarize(args.params, classes=args.classes)), end="")
+        elif args.command == "report":
+            from torchstages.evaluation.report import write_report
+
+            write_report(args.out, against=args.against)
+            print(f"report: {args.out}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,11 +14,13 @@ from torchstages.data.split import read_split
 from torchstages.data.store import load_meta, load_split
 from torchstages.device import resolve_device
 from torchstages.evaluation.inference import predict_logits
-from torchstages.evaluation.metrics import classification_metrics
-from torchstages.evaluation.report import write_report
-from torchstages.io import write_csv, write_json
+from torchstages.evaluation.metrics import classification_metrics, softmax
+from torchstages.evaluation.plot_data import mistake_order, write_plot_data
+from torchstages.evaluation.report import ReportSources, write_report
+from torchstages.io import write_json
 from torchstages.models.saved import load_model
 from torchstages.params.evaluate import EvaluateParams
+from torchstages.paths import PARAMS
 
 __all__ = ["EvalPaths", "evaluate_split"]
 
@@ -37,42 +39,80 @@ class EvalPaths:
         metrics: Path,
         plots_dir: Path,
         report: Path | None = None,
+        params: Path = PARAMS,
     ) -> None:
         self.processed, self.splits, self.weights, self.card = processed, splits, weights, card
         self.metrics, self.plots_dir, self.report = metrics, plots_dir, report
+        self.params = params  # read only by the report
 
 
 def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict[str, Any]:
-    """Evaluate once, in order, in eval mode; the metrics JSON and confusion rows are byte-stable."""
+    """Evaluate once, in order, in eval mode; write metrics, plot data, pictures (and the report).
+
+    Everything written is byte-stable: the same model and data give the same files.
+    """
     device = resolve_device(params.device)
     model, card = load_model(paths.weights, paths.card)
     meta = load_meta(paths.processed)
     if meta["classes"] != card["classes"]:
         raise ValueError(f"{paths.card}: classes differ from {paths.processed}/meta.json")
     images, labels = load_split(paths.processed, split)
+    labels = np.asarray(labels)
     prep = Preprocessing.from_dict(card["preprocessing"])
     logits = predict_logits(
         model.to(device), images, Normalizer(prep.mean, prep.std, device), params.batch_size, device
     )
-    metrics = classification_metrics(logits, labels, card["classes"])
-    write_json(paths.metrics, metrics)
     classes = card["classes"]
-    predicted = logits.argmax(1).numpy()
-    write_csv(
-        paths.plots_dir / "confusion.csv",
-        ["actual", "predicted"],
-        [[classes[a], classes[p]] for a, p in zip(np.asarray(labels), predicted, strict=True)],
-    )
+    metrics = classification_metrics(logits, labels, classes, params.top_k, params.calibration_bins)
+    write_json(paths.metrics, metrics)
+    probs = softmax(logits)
+    rows = read_split(paths.splits / f"{split}.csv")
+    write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
+    _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     if paths.report is not None:
-        rows = read_split(paths.splits / f"{split}.csv")
-        write_report(paths.report, split, metrics, card, rows, np.asarray(labels), logits)
+        # plots_dir is <plots>/<stage>; the report also links <plots>/train
+        sources = ReportSources(paths.metrics, paths.card, paths.params, paths.plots_dir.parent)
+        write_report(paths.report, sources)
     log.info(
-        "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s",
+        "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s, %s",
         split,
         metrics["loss"],
         metrics["accuracy"],
         metrics["f1_macro"],
         metrics["samples"],
         paths.metrics,
+        paths.plots_dir,
     )
     return metrics
+
+
+def _draw_pictures(
+    out_dir: Path,
+    split: str,
+    images: np.ndarray,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    gallery_size: int,
+) -> None:
+    """confusion.png (heatmap with class names) and wrong.png (most confidently wrong images)."""
+    from torchstages.evaluation.figures import confusion_figure, gallery_figure, save_png
+
+    n = len(classes)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, probs.argmax(1)), 1)
+    save_png(
+        confusion_figure(matrix, classes, f"Confusion matrix ({split}, {len(labels)} images)"),
+        out_dir / "confusion.png",
+    )
+    wrong = mistake_order(probs, labels)
+    shown = wrong[:gallery_size]
+    captions = [
+        f"true {classes[labels[i]]}\npred {classes[probs[i].argmax()]} ({probs[i].max():.2f})"
+        for i in shown
+    ]
+    title = (
+        f"Most confidently wrong {split} images\n{len(shown)} of {len(wrong)} mistakes shown;"
+        " pred = predicted class (its probability)"
+    )
+    save_png(gallery_figure(np.asarray(images[shown]), captions, title), out_dir / "wrong.png")

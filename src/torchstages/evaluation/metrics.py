@@ -1,4 +1,4 @@
-"""Classification metrics from logits, computed with scikit-learn."""
+"""Classification metrics from logits, computed with scikit-learn (ECE, which it lacks, by hand)."""
 
 from __future__ import annotations
 
@@ -6,44 +6,94 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["classification_metrics"]
+__all__ = ["classification_metrics", "expected_calibration_error", "softmax"]
+
+
+def softmax(logits: torch.Tensor) -> np.ndarray:
+    """(N, classes) float64 probabilities; float64 so log loss and ECE do not round differently."""
+    return torch.softmax(logits.double(), 1).numpy()
 
 
 def classification_metrics(
-    logits: torch.Tensor, labels: np.ndarray, classes: list[str]
+    logits: torch.Tensor,
+    labels: np.ndarray,
+    classes: list[str],
+    top_k: int = 5,
+    calibration_bins: int = 15,
 ) -> dict[str, Any]:
-    """Headline metrics at the top level (``loss``, ``accuracy``, ``f1_macro``), per class nested."""
-    from sklearn.metrics import accuracy_score, classification_report, f1_score
+    """Headline metrics at the top level, per-class ones nested under ``per_class``.
 
-    targets = torch.as_tensor(np.array(labels), dtype=torch.long)
-    predicted = logits.argmax(1).numpy()
+    ``loss`` is the log loss (mean cross-entropy of the softmax, natural log). ``top{k}_accuracy``
+    only when there are more than k classes (it is 1.0 otherwise); ``roc_auc`` and
+    ``average_precision`` of ``classes[1]`` only for two classes.
+    """
+    from sklearn import metrics as skm
+
+    y = np.asarray(labels, dtype=np.int64)
+    probs = softmax(logits)
+    predicted = probs.argmax(1)
     label_ids = list(range(len(classes)))
-    report = classification_report(
-        targets.numpy(),
-        predicted,
-        labels=label_ids,
-        target_names=classes,
-        output_dict=True,
-        zero_division=0,
+    out: dict[str, Any] = {
+        "loss": _r(skm.log_loss(y, probs, labels=label_ids)),
+        "accuracy": _r(skm.accuracy_score(y, predicted)),
+        "balanced_accuracy": _r(_balanced_accuracy(y, predicted)),
+        "f1_macro": _r(
+            skm.f1_score(y, predicted, labels=label_ids, average="macro", zero_division=0)
+        ),
+        "f1_weighted": _r(
+            skm.f1_score(y, predicted, labels=label_ids, average="weighted", zero_division=0)
+        ),
+        "ece": _r(expected_calibration_error(probs, y, calibration_bins)),
+        "samples": len(y),
+        "per_class": _per_class(y, predicted, classes),
+    }
+    if len(classes) > top_k:
+        out[f"top{top_k}_accuracy"] = _r(
+            skm.top_k_accuracy_score(y, probs, k=top_k, labels=label_ids)
+        )
+    if len(classes) == 2 and len(np.unique(y)) == 2:
+        out["roc_auc"] = _r(skm.roc_auc_score(y, probs[:, 1]))
+        out["average_precision"] = _r(skm.average_precision_score(y, probs[:, 1]))
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int) -> float:
+    """Sum over equal-width confidence bins (lo, hi] of |accuracy - mean confidence| x bin share."""
+    confidence = probs.max(1)
+    correct = probs.argmax(1) == labels
+    # bin b holds confidences in (b/bins, (b+1)/bins]; 0 confidence cannot occur after softmax
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        members = which == b
+        total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+def _balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y`` (sklearn's definition, without its warning
+    when a class is predicted but absent)."""
+    from sklearn.metrics import recall_score
+
+    present = sorted(set(y.tolist()))
+    return float(recall_score(y, predicted, labels=present, average="macro", zero_division=0))
+
+
+def _per_class(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, predicted, labels=list(range(len(classes))), zero_division=0
     )
     return {
-        "loss": _r(F.cross_entropy(logits, targets).item()),
-        "accuracy": _r(accuracy_score(targets.numpy(), predicted)),
-        "f1_macro": _r(
-            f1_score(targets.numpy(), predicted, labels=label_ids, average="macro", zero_division=0)
-        ),
-        "samples": len(targets),
-        "per_class": {
-            name: {
-                "precision": _r(report[name]["precision"]),
-                "recall": _r(report[name]["recall"]),
-                "f1": _r(report[name]["f1-score"]),
-                "support": int(report[name]["support"]),
-            }
-            for name in classes
-        },
+        name: {
+            "precision": _r(precision[i]),
+            "recall": _r(recall[i]),
+            "f1": _r(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(classes)
     }
 
 

@@ -1,63 +1,182 @@
-"""A short markdown report of one evaluation: what a CI job posts on a pull request."""
+"""The markdown report a CI job posts on a pull request, built only from tracked files.
+
+Inputs are the test metrics, the model card, ``params.yaml`` and the test plots folder, so the
+test stage and ``torchstages report`` write the same bytes from the same files.
+"""
 
 from __future__ import annotations
 
+import csv
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from torchstages import paths
+from torchstages.errors import UserError
+from torchstages.io import read_json, write_text
+from torchstages.params.base import load_yaml
 
-from torchstages.data.discover import Row
-from torchstages.io import write_text
+__all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
 
-__all__ = ["write_report"]
+HEADLINE = [
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced accuracy"),
+    ("f1_macro", "macro F1"),
+    ("f1_weighted", "weighted F1"),
+    ("top*_accuracy", "top-{k} accuracy"),
+    ("roc_auc", "ROC AUC"),
+    ("average_precision", "average precision"),
+    ("loss", "log loss"),
+    ("ece", "expected calibration error"),
+]
+# params sections the report shows, and the keys that cannot change a result
+PARAM_SECTIONS = ("build_dataset", "train", "test")
+NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
+PICTURES = [
+    ("train", "curves.png", "Training curves"),
+    ("test", "confusion.png", "Confusion matrix (test)"),
+    ("test", "wrong.png", "Most confidently wrong test images"),
+    ("train", "augmented.png", "Training images after augmentation"),
+]
+
+
+@dataclass(frozen=True)
+class ReportSources:
+    """The files a report reads; the defaults are the pipeline's own."""
+
+    metrics: Path = paths.METRICS / "test.json"
+    card: Path = paths.MODEL_CARD
+    params: Path = paths.PARAMS
+    plots: Path = paths.PLOTS
 
 
 def write_report(
-    path: Path,
-    split: str,
-    metrics: dict[str, Any],
-    card: dict[str, Any],
-    rows: list[Row],
-    labels: np.ndarray,
-    logits: torch.Tensor,
+    out: Path = paths.REPORTS / "report.md",
+    sources: ReportSources | None = None,
+    against: str | None = None,
     worst: int = 10,
 ) -> None:
-    """Headline metrics, the per-class table and the most confidently wrong files."""
-    arch = card["architecture"]
+    """Write the report; with ``against`` (a git revision) append the DVC metrics/params diffs."""
+    text = render_report(out, sources or ReportSources(), worst)
+    if against is not None:
+        text += dvc_diffs(against)
+    write_text(out, text)
+
+
+def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
+    """The markdown text; pictures are linked relative to ``out`` and only if they exist."""
+    for path in (sources.metrics, sources.card):
+        if not path.exists():
+            raise UserError(f"{path}: not found (run `dvc repro` first)")
+    metrics, card = read_json(sources.metrics), read_json(sources.card)
+    params = load_yaml(sources.params)
+    best, arch = card["best"], card["architecture"]
     lines = [
-        f"# Model report ({split} split)",
+        "# Model report (test split)",
         "",
-        f"Model `{arch['name']}` ({card['parameters']:,} parameters), "
-        f"best epoch {card['best']['epoch'] + 1} by {card['best']['monitor']}.",
+        f"Model `{arch['name']}` ({card['parameters']:,} parameters), best epoch "
+        f"{best['epoch'] + 1} by {best['monitor']}, {len(card['classes'])} classes, "
+        f"{metrics['samples']} test images.",
         "",
         "| metric | value |",
         "|---|---|",
-        *(f"| {k} | {metrics[k]:.4f} |" for k in ("accuracy", "f1_macro", "loss")),
-        f"| samples | {metrics['samples']} |",
+        *(f"| {label} | {value:.4f} |" for label, value in _headline(metrics)),
         "",
-        "| class | precision | recall | f1 | support |",
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
         *(
             f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
             for name, m in metrics["per_class"].items()
         ),
         "",
+        *_pictures(out, sources.plots),
+        *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        "## Params",
+        "",
+        "| param | value |",
+        "|---|---|",
+        *(f"| `{key}` | `{value}` |" for key, value in _params_rows(params)),
     ]
-    probs = torch.softmax(logits, 1)
-    confidence, predicted = probs.max(1)
-    wrong = np.flatnonzero(predicted.numpy() != labels)
-    wrong = wrong[np.argsort(-confidence.numpy()[wrong], kind="stable")][:worst]
-    classes = card["classes"]
-    lines += [f"## Most confidently wrong ({len(wrong)} shown)", ""]
-    if len(wrong):
-        lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
-        lines += [
-            f"| {rows[i].path} | {classes[labels[i]]} | {classes[predicted[i]]} | "
-            f"{confidence[i]:.3f} |"
-            for i in wrong
-        ]
-    else:
-        lines.append("None: every sample was classified correctly.")
-    write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def dvc_diffs(rev: str) -> str:
+    """``dvc metrics diff --md`` and ``dvc params diff --md`` of the workspace against ``rev``."""
+    parts = []
+    for kind in ("metrics", "params"):
+        cmd = [sys.executable, "-m", "dvc", kind, "diff", "--md", rev]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
+            raise UserError(f"dvc {kind} diff {rev}: {reason}")
+        body = result.stdout.strip()
+        if len(body.splitlines()) <= 2:  # nothing, or a table header without rows
+            body = f"No {kind} changed."
+        parts += [f"## {kind.capitalize()} against `{rev}`", "", body, ""]
+    return "\n" + "\n".join(parts)
+
+
+def _headline(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    out = []
+    for key, label in HEADLINE:
+        if key == "top*_accuracy":
+            top = sorted(k for k in metrics if re.fullmatch(r"top\d+_accuracy", k))
+            out += [(label.format(k=k[3:].split("_")[0]), metrics[k]) for k in top]
+        elif key in metrics:
+            out.append((label, metrics[key]))
+    return out
+
+
+def _pictures(out: Path, plots: Path) -> list[str]:
+    lines = []
+    for folder, name, caption in PICTURES:
+        picture = plots / folder / name
+        if picture.exists():
+            link = Path(os.path.relpath(picture, out.parent)).as_posix()
+            lines += [f"### {caption}", "", f"![{caption}]({link})", ""]
+    return ["## Pictures", "", *lines] if lines else []
+
+
+def _mistakes(path: Path, worst: int) -> list[str]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    lines = [f"## Most confidently wrong ({min(worst, len(rows))} of {len(rows)} shown)", ""]
+    if not rows:
+        return [*lines, "None: every test image was classified correctly.", ""]
+    lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['file']} | {r['actual']} | {r['predicted']} | {float(r['probability']):.3f} |"
+        for r in rows[:worst]
+    ]
+    return [*lines, ""]
+
+
+def _params_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix.rsplit(".", 1)[-1] not in NO_EFFECT and prefix not in NO_EFFECT:
+            rows.append((prefix, _show(value)))
+
+    for section in PARAM_SECTIONS:
+        walk(section, params.get(section) or {})
+    return rows
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)

@@ -10,3 +10,12 @@ from torchstages.params.base import Section
 class EvaluateParams(Section):
     batch_size: int = Field(512, ge=1, description="evaluation batch size (no effect on results)")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
+    top_k: int = Field(
+        5, ge=1, description="report top-k accuracy for this k (skipped when classes <= k)"
+    )
+    calibration_bins: int = Field(
+        15, ge=1, le=1000, description="equal-width confidence bins of the calibration error (ECE)"
+    )
+    gallery_size: int = Field(
+        16, ge=0, le=100, description="most confidently wrong images drawn in wrong.png"
+    )

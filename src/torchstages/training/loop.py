@@ -253,6 +253,9 @@ def _train(
         "epochs_run": stopped + 1 if stopped is not None else params.epochs,
         "ema": bool(params.ema_decay),
         "parameters": n_params,
+        # what the augmentation picture (drawn by validate) needs to show what the model saw
+        "augment": params.augment.model_dump(mode="json"),
+        "seed": params.seed,
     }
     if dist.is_main:
         run.model.load_state_dict(run.best.state)

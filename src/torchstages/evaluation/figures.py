@@ -1,0 +1,158 @@
+"""PNG figures a person reads at a glance: confusion heatmap, image galleries, training curves.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (the Agg renderer, no pyplot state),
+and saved without the "Software" stamp and at a fixed dpi, so the same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from torchstages.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "Series",
+    "confusion_figure",
+    "curves_figure",
+    "gallery_figure",
+    "image_grid_figure",
+    "save_png",
+    "show_image",
+]
+
+DPI = 100
+# (x values, y values, legend label) of one line in a curves panel
+Series = tuple[Sequence[float], Sequence[float], str]
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """Write ``fig`` atomically as a byte-stable PNG (no software or time metadata)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def show_image(ax: Axes, image: np.ndarray) -> None:
+    """Draw one (C, H, W) uint8 image as stored: pixel blocks, raw 0..255 grey or RGB."""
+    image = np.asarray(image)
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def confusion_figure(matrix: np.ndarray, classes: list[str], title: str) -> Figure:
+    """Counts written in the cells, colour = share of the true class (row), class names on axes."""
+    n = len(classes)
+    side = min(max(4.5, 0.55 * n + 2.5), 24.0)
+    fig = _new_figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    totals = matrix.sum(1, keepdims=True)
+    share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
+    ticks = np.arange(n)
+    long_names = max((len(c) for c in classes), default=0) > 3
+    ax.set_xticks(
+        ticks, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center"
+    )
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if n <= 40:
+        size = 10 if n <= 15 else 7
+        for (i, j), count in np.ndenumerate(matrix):
+            # mistakes are the point of the figure: pale cells, so bold red numbers
+            if i != j and count:
+                style = {"color": "#c00000", "fontweight": "bold"}
+            else:
+                style = {"color": "white" if share[i, j] > 0.5 else "#aaaaaa"}
+            ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=size, **style)
+    return fig
+
+
+def image_grid_figure(
+    rows: Sequence[np.ndarray],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    title: str,
+) -> Figure:
+    """One row per (N, C, H, W) uint8 array, the same N columns in each; labels on the edges."""
+    n_rows, n_cols = len(rows), len(column_labels)
+    fig = _new_figure(1.3 * n_cols + 1.2, 1.3 * n_rows + 0.6)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            show_image(ax, images[c])
+            if r == 0:
+                ax.set_title(column_labels[c], fontsize=10)
+        axes[r][0].set_ylabel(row_labels[r], fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def gallery_figure(
+    images: np.ndarray, captions: Sequence[str], title: str, columns: int = 8
+) -> Figure:
+    """Images (N, C, H, W) uint8 in a grid, a caption over each; a note when there are none."""
+    if len(images) == 0:
+        fig = _new_figure(6.0, 1.5)
+        fig.text(
+            0.5,
+            0.5,
+            title + "\n\nnone: every image was classified correctly",
+            ha="center",
+            va="center",
+        )
+        return fig
+    columns = min(columns, len(images))
+    n_rows = -(-len(images) // columns)
+    # at least 6 inches wide so the title fits even for one or two images
+    fig = _new_figure(max(1.5 * columns, 6.0), 1.75 * n_rows + 0.6)
+    axes = fig.subplots(n_rows, columns, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k < len(images):
+            show_image(ax, images[k])
+            ax.set_title(captions[k], fontsize=9)
+        else:
+            ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def curves_figure(
+    panels: Sequence[tuple[str, Sequence[Series]]], title: str, best_epoch: int | None = None
+) -> Figure:
+    """One panel per quantity (title, lines), side by side; a dotted line marks the best epoch."""
+    fig = _new_figure(4.2 * len(panels), 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, lines) in zip(axes, panels, strict=True):
+        for x, y, label in lines:
+            ax.plot(x, y, marker="o", markersize=3, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch {best_epoch}")
+        if name == "loss" and lines and all(v > 0 for _, y, _ in lines for v in y):
+            ax.set_yscale("log")  # a linear axis flattens everything after the first epochs
+        ax.set_title(f"{name} (log scale)" if ax.get_yscale() == "log" else name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig

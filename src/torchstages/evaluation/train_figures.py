@@ -1,0 +1,107 @@
+"""Pictures of the training run: the training curves and a grid of augmented training images.
+
+Drawn by the validate stage from what train wrote (dvclive's per-epoch TSVs, the model card with
+its augmentation settings) and ``data/processed``. Not by train itself: then every edit to a
+figure would retrain the model.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from torchstages.data.augment import random_affine
+from torchstages.data.store import load_meta, load_split
+from torchstages.evaluation.figures import Series, curves_figure, image_grid_figure, save_png
+from torchstages.models.saved import load_card
+from torchstages.params.train import AugmentParams
+
+__all__ = ["draw_from_card", "draw_training_figures", "read_curve", "augmentation_sample"]
+
+AUGMENTED_ROWS = 3  # augmented draws shown under each original
+COLUMNS = 10
+
+
+def draw_from_card(card_path: Path, live_dir: Path, processed_dir: Path, out_dir: Path) -> None:
+    """The training figures of the model whose card is at ``card_path``."""
+    card = load_card(card_path)
+    draw_training_figures(
+        live_dir,
+        processed_dir,
+        AugmentParams(**card["augment"]),
+        card["seed"],
+        out_dir,
+        card["best"]["epoch"],
+    )
+
+
+def draw_training_figures(
+    live_dir: Path,
+    processed_dir: Path,
+    augment: AugmentParams,
+    seed: int,
+    out_dir: Path,
+    best_epoch: int | None = None,
+) -> None:
+    """``out_dir/curves.png`` from dvclive's TSVs, ``out_dir/augmented.png`` from the train split.
+
+    ``best_epoch`` is 0-based, as in the model card; the figures count epochs from 1.
+    """
+    metrics = live_dir / "plots" / "metrics"
+
+    def lines(name: str) -> list[Series]:
+        found = [(split, read_curve(metrics / split / f"{name}.tsv")) for split in ("train", "val")]
+        return [(x, y, split) for split, (x, y) in found if x]
+
+    lr_x, lr_y = read_curve(metrics / "lr.tsv")
+    panels = [
+        ("loss", lines("loss")),
+        ("accuracy", lines("accuracy")),
+        ("learning rate", [(lr_x, lr_y, "lr")] if lr_x else []),
+    ]
+    best = None if best_epoch is None else best_epoch + 1
+    save_png(curves_figure(panels, "Training curves", best), out_dir / "curves.png")
+
+    classes = load_meta(processed_dir)["classes"]
+    images, labels = load_split(processed_dir, "train")
+    picked, rows = augmentation_sample(np.asarray(images), np.asarray(labels), augment, seed)
+    row_labels = ["original", *(f"augmented {k + 1}" for k in range(len(rows) - 1))]
+    title = (
+        f"What the model sees: train images, then augmented (crop padding {augment.crop_padding}, "
+        f"rotation ±{augment.rotation:g}°, flip {'on' if augment.hflip else 'off'})"
+    )
+    column_labels = [str(classes[labels[i]]) for i in picked]
+    save_png(image_grid_figure(rows, row_labels, column_labels, title), out_dir / "augmented.png")
+
+
+def read_curve(path: Path) -> tuple[list[float], list[float]]:
+    """(epochs counted from 1, values) of one dvclive TSV (``step`` then the value); empty if absent."""
+    if not path.exists():
+        return [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    return [float(r[0]) + 1 for r in rows], [float(r[1]) for r in rows]
+
+
+def augmentation_sample(
+    images: np.ndarray, labels: np.ndarray, augment: AugmentParams, seed: int
+) -> tuple[list[int], list[np.ndarray]]:
+    """Pick up to ``COLUMNS`` train images, cycling through the classes; return their indices and
+    rows of uint8 (N, C, H, W): the originals, then ``AUGMENTED_ROWS`` seeded augmented draws."""
+    by_class = [np.flatnonzero(labels == k).tolist() for k in np.unique(labels)]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < COLUMNS and any(depth < len(c) for c in by_class):
+        picked += [c[depth] for c in by_class if depth < len(c)][: COLUMNS - len(picked)]
+        depth += 1
+    originals = np.asarray(images[picked])
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(originals).float()
+    rows = [originals]
+    for _ in range(AUGMENTED_ROWS):
+        out = random_affine(x, augment, generator)
+        rows.append(out.round().clamp(0, 255).to(torch.uint8).numpy())
+    return picked, rows

@@ -1,0 +1,107 @@
+"""The pictures: valid PNGs of a sensible size, identical bytes on a second run, readable content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from torchstages.evaluation.figures import (
+    confusion_figure,
+    curves_figure,
+    gallery_figure,
+    image_grid_figure,
+    save_png,
+)
+
+
+def _check_png(path: Path, min_side: int = 200, max_side: int = 3000) -> tuple[int, int]:
+    with Image.open(path) as img:
+        img.verify()  # a truncated or corrupt file raises here
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        width, height = img.size
+        extrema = img.convert("L").getextrema()
+    assert min_side <= width <= max_side and min_side // 2 <= height <= max_side, (width, height)
+    assert extrema[0] < extrema[1], "a blank image"
+    return width, height
+
+
+def _digits(n: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, channels, 8, 8), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 50])
+def test_confusion_heatmap(tmp_path, n_classes):
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, (n_classes, n_classes)) + np.diag(rng.integers(20, 30, n_classes))
+    classes = [f"class_{k}" for k in range(n_classes)]
+    save_png(confusion_figure(matrix, classes, "Confusion matrix (test)"), tmp_path / "c.png")
+    width, height = _check_png(tmp_path / "c.png")
+    assert width <= 2600, "capped for many classes"
+
+
+@pytest.mark.parametrize(("count", "channels"), [(0, 1), (2, 1), (16, 3)])
+def test_gallery(tmp_path, count, channels):
+    images = _digits(count, channels)
+    fig = gallery_figure(images, [f"true a\npred b ({0.9:.2f})"] * count, "Most confidently wrong")
+    save_png(fig, tmp_path / "g.png")
+    width, _ = _check_png(tmp_path / "g.png", min_side=140)
+    assert width >= 600, "wide enough for its title"
+
+
+def test_image_grid_and_curves(tmp_path):
+    rows = [_digits(5, seed=s) for s in range(4)]
+    fig = image_grid_figure(rows, ["original", "a1", "a2", "a3"], list("abcde"), "What it sees")
+    save_png(fig, tmp_path / "grid.png")
+    _check_png(tmp_path / "grid.png")
+    epochs = [1.0, 2.0, 3.0]
+    panels = [
+        ("loss", [(epochs, [1.0, 0.5, 0.2], "train"), (epochs, [1.2, 0.6, 0.4], "val")]),
+        ("accuracy", [(epochs, [0.5, 0.7, 0.9], "train"), (epochs, [0.4, 0.6, 0.8], "val")]),
+        ("learning rate", [(epochs, [0.1, 0.05, 0.0], "lr")]),
+    ]
+    save_png(curves_figure(panels, "Training curves", best_epoch=3), tmp_path / "curves.png")
+    _check_png(tmp_path / "curves.png")
+
+
+def test_pngs_are_byte_stable(tmp_path):
+    """No software stamp or time inside: the same data draws the same bytes (DVC sees no change)."""
+    matrix = np.array([[5, 1], [0, 7]])
+    for name in ("a.png", "b.png"):
+        save_png(confusion_figure(matrix, ["x", "y"], "c"), tmp_path / name)
+        save_png(gallery_figure(_digits(3), ["p"] * 3, "g"), tmp_path / f"g{name}")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "ga.png").read_bytes() == (tmp_path / "gb.png").read_bytes()
+    with Image.open(tmp_path / "a.png") as img:
+        assert "Software" not in img.info
+
+
+def test_training_figures_from_dvclive_tsvs_and_processed(tmp_path, processed):
+    from torchstages.evaluation.train_figures import augmentation_sample, draw_training_figures
+    from torchstages.params.train import AugmentParams
+
+    metrics = tmp_path / "live/plots/metrics"
+    for split in ("train", "val"):
+        (metrics / split).mkdir(parents=True)
+        for name, values in [("loss", "0.9\n1\t0.4"), ("accuracy", "0.5\n1\t0.8")]:
+            (metrics / split / f"{name}.tsv").write_text(f"step\t{name}\n0\t{values}\n")
+    (metrics / "lr.tsv").write_text("step\tlr\n0\t0.01\n1\t0.005\n")
+    aug = AugmentParams(crop_padding=1, rotation=10.0)
+    for out in ("a", "b"):
+        draw_training_figures(tmp_path / "live", processed, aug, 0, tmp_path / out, best_epoch=1)
+    for name in ("curves.png", "augmented.png"):
+        _check_png(tmp_path / "a" / name)
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+    images, labels = (
+        np.load(processed / "train_images.npy"),
+        np.load(processed / "train_labels.npy"),
+    )
+    picked, rows = augmentation_sample(images, labels, aug, seed=0)
+    assert sorted(set(labels[picked].tolist())) == sorted(set(labels.tolist())), "every class"
+    assert len(rows) == 4 and all(r.shape == rows[0].shape and r.dtype == np.uint8 for r in rows)
+    assert (rows[0] == images[picked]).all(), "first row: the originals, untouched"
+    assert not (rows[1] == rows[0]).all(), "then augmented"

@@ -1,0 +1,92 @@
+"""evaluate_split writes metrics, plot data, pictures and a report that `torchstages report` rebuilds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import TINY_PARAMS
+from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
+from torchstages.evaluation.report import ReportSources, render_report
+from torchstages.params.evaluate import EvaluateParams
+
+
+def _evaluate(tmp_path: Path, outputs, params: EvaluateParams) -> dict:
+    (tmp_path / "params.yaml").write_text(TINY_PARAMS)
+    return evaluate_split(
+        "test",
+        params,
+        EvalPaths(
+            processed=tmp_path / "processed",
+            splits=tmp_path / "splits",
+            weights=outputs.weights,
+            card=outputs.card,
+            metrics=tmp_path / "metrics/test.json",
+            plots_dir=tmp_path / "plots/test",
+            report=tmp_path / "reports/report.md",
+            params=tmp_path / "params.yaml",
+        ),
+    )
+
+
+def test_evaluation_writes_every_file_and_the_report_rebuilds_byte_identical(tmp_path, trained):
+    outputs, card = trained
+    metrics = _evaluate(tmp_path, outputs, EvaluateParams(gallery_size=4))
+    assert json.loads((tmp_path / "metrics/test.json").read_text()) == metrics
+    plots = tmp_path / "plots/test"
+    names = {p.name for p in plots.iterdir()}
+    assert names == {
+        "confusion.csv", "per_class.csv", "roc.csv", "pr.csv", "mistakes.csv", "confusion.png",
+        "wrong.png",
+    }  # fmt: skip
+    with open(plots / "per_class.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == card["classes"]
+    assert [float(r["f1"]) for r in rows] == [
+        metrics["per_class"][c]["f1"] for c in card["classes"]
+    ]
+    with open(plots / "roc.csv") as f:
+        roc = list(csv.DictReader(f))
+    assert roc[0] == {"fpr": "0.0", "tpr": "0.0"} and roc[-1] == {"fpr": "1.0", "tpr": "1.0"}
+    for png in ("confusion.png", "wrong.png"):
+        with Image.open(plots / png) as img:
+            assert img.format == "PNG" and min(img.size) >= 140
+
+    report = (tmp_path / "reports/report.md").read_text()
+    sources = ReportSources(
+        tmp_path / "metrics/test.json", outputs.card, tmp_path / "params.yaml", tmp_path / "plots"
+    )
+    assert render_report(tmp_path / "reports/report.md", sources) == report
+    assert f"| accuracy | {metrics['accuracy']:.4f} |" in report
+    assert "| `train.lr` | `0.01` |" in report and "threads" not in report
+    links = re.findall(r"\]\(([^)]+\.png)\)", report)
+    assert links == ["../plots/test/confusion.png", "../plots/test/wrong.png"]
+    for link in links:
+        assert (tmp_path / "reports" / link).exists()
+    for name in card["classes"]:
+        assert f"| {name} | " in report
+
+
+def test_second_evaluation_is_byte_identical(tmp_path, trained):
+    outputs, _ = trained
+    _evaluate(tmp_path, outputs, EvaluateParams())
+    files = sorted(
+        p for p in tmp_path.glob("*s/**/*") if p.is_file() and "processed" not in p.parts
+    )
+    before = {p: p.read_bytes() for p in files}
+    _evaluate(tmp_path, outputs, EvaluateParams())
+    assert {p: p.read_bytes() for p in files} == before
+
+
+def test_report_command_names_a_missing_file(tmp_path, monkeypatch, capsys):
+    from torchstages.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["report"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: metrics/test.json: not found (run `dvc repro` first)"
+    )
