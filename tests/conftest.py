@@ -73,18 +73,23 @@ def copy_project(dest: Path) -> Path:
 @pytest.fixture
 def processed(tmp_path: Path, image_folder: Path) -> Path:
     """A built dataset (8x8 grayscale, 3 classes) from the tiny image folder."""
+    return split_and_build(image_folder, tmp_path, image_size=8, seed=0)
+
+
+def split_and_build(raw: Path, root: Path, image_size: int, seed: int) -> Path:
+    """Run the split and build-dataset library functions into ``root/splits``, ``root/processed``."""
     from torchstages.data.build import build_dataset
     from torchstages.data.split import split_dataset
     from torchstages.params.build_dataset import BuildDatasetParams
 
-    split_dataset(image_folder, tmp_path / "splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 0)
+    split_dataset(raw, root / "splits", {"train": 0.6, "val": 0.2, "test": 0.2}, seed)
     build_dataset(
-        BuildDatasetParams(image_size=8, workers=1),
-        image_folder,
-        tmp_path / "splits",
-        tmp_path / "processed",
+        BuildDatasetParams(image_size=image_size, workers=1),
+        raw,
+        root / "splits",
+        root / "processed",
     )
-    return tmp_path / "processed"
+    return root / "processed"
 
 
 def tiny_train_params(**overrides):

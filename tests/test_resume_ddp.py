@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import copy_project, make_image_folder
+from conftest import copy_project, make_image_folder, split_and_build
 
 pytestmark = pytest.mark.slow
 
@@ -30,22 +30,12 @@ TRAIN = {
 
 
 def _project(root: Path, **train_overrides) -> Path:
-    from torchstages.data.build import build_dataset
-    from torchstages.data.split import split_dataset
-    from torchstages.params.build_dataset import BuildDatasetParams
-
     repo = copy_project(root)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"] = {**TRAIN, **train_overrides}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     raw = make_image_folder(repo / "data/raw", per_class=80)
-    split_dataset(raw, repo / "data/splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 1)
-    build_dataset(
-        BuildDatasetParams(image_size=16, workers=1),
-        raw,
-        repo / "data/splits",
-        repo / "data/processed",
-    )
+    split_and_build(raw, repo / "data", image_size=16, seed=1)
     return repo
 
 

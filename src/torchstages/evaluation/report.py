@@ -18,7 +18,7 @@ from typing import Any
 from torchstages import paths
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_text
-from torchstages.params.base import load_yaml
+from torchstages.params.base import load_yaml, show_value
 
 __all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
 
@@ -167,16 +167,8 @@ def _params_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
             for k, v in value.items():
                 walk(f"{prefix}.{k}", v)
         elif prefix.rsplit(".", 1)[-1] not in NO_EFFECT and prefix not in NO_EFFECT:
-            rows.append((prefix, _show(value)))
+            rows.append((prefix, show_value(value)))
 
     for section in PARAM_SECTIONS:
         walk(section, params.get(section) or {})
     return rows
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)

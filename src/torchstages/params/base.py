@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torchstages.errors import UserError
 from torchstages.paths import PARAMS
 
-__all__ = ["Section", "load_section", "load_yaml"]
+__all__ = ["Section", "load_section", "load_yaml", "show_value"]
 
 S = TypeVar("S", bound="Section")
 
@@ -100,3 +100,12 @@ def _tag(model: type[BaseModel]) -> str | None:
     field = model.model_fields.get("name")
     args = typing.get_args(field.annotation) if field else ()
     return str(args[0]) if args else None
+
+
+def show_value(value: Any) -> str:
+    """A params value as written in YAML (lowercase booleans, flow lists), for markdown tables."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
+    return str(value)

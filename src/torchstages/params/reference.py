@@ -11,6 +11,7 @@ from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
 from torchstages.models.torchvision import TorchvisionSpec
 from torchstages.models.transfer import TransferSpec
+from torchstages.params.base import show_value
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
@@ -49,7 +50,9 @@ def params_reference() -> str:
             if _is_nested(field.annotation):
                 continue
             default = field.get_default(call_default_factory=True)
-            out.append(f"| `{prefix}.{name}` | `{_show(default)}` | {field.description or ''} |")
+            out.append(
+                f"| `{prefix}.{name}` | `{show_value(default)}` | {field.description or ''} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -59,11 +62,3 @@ def _is_nested(annotation: Any) -> bool:
     return any(isinstance(a, type) and issubclass(a, BaseModel) for a in args) or (
         typing.get_origin(annotation) is typing.Annotated
     )
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
