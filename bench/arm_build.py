@@ -1,13 +1,12 @@
 """build-dataset's library function timed in-process, as the PIL loop is (no interpreter start).
 
 Run inside a project folder (after split): ``python arm_build.py``; prints one JSON line with
-the wall time and the peak RSS of this process and of its decode workers (the larger one).
+the wall time (peak memory is measured on the stage process, see build_speed.py).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +23,8 @@ def main() -> None:
         start = time.perf_counter()
         counts = build_dataset(params, paths.RAW, paths.SPLITS, Path(tmp) / "processed")
         wall = time.perf_counter() - start
-    peak_kib = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-    )
     files = sum(counts.values())
-    print(json.dumps({"files": files, "wall_s": wall, "peak_rss_mib": peak_kib / 1024}))
+    print(json.dumps({"files": files, "wall_s": wall}))
 
 
 if __name__ == "__main__":
