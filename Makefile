@@ -38,6 +38,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	ruff check src stages tests bench
 
+# speed benchmarks (about 25 min on 2 cores; needs ../shared/datasets for MNIST): prints a table,
+# keeps JSON in bench/results/; BENCH_ARGS e.g. "--runs 1 --only train"
+bench: $(STAMP)
+	python bench/run_all.py $(BENCH_ARGS)
+
 lock: $(STAMP)
 	pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 

@@ -51,3 +51,14 @@ def test_unreadable_image_names_the_file_and_writes_nothing(tmp_path, image_fold
         build_dataset(BuildDatasetParams(image_size=8, workers=1), image_folder, splits_dir, out)
     assert not out.exists()
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_file_changed_after_the_split_is_an_error(tmp_path, image_folder, splits_dir):
+    # build-dataset depends on the split CSVs, not on data/raw: the recorded sha256 must still hold
+    victim = image_folder / (splits_dir / "train.csv").read_text().splitlines()[1].split(",")[0]
+    other = next(p for p in sorted(image_folder.rglob("*.png")) if p != victim)
+    victim.write_bytes(other.read_bytes())  # still a valid image, different bytes
+    with pytest.raises(UserError, match=rf"{victim.name}: changed since the split stage"):
+        build_dataset(
+            BuildDatasetParams(image_size=8, workers=1), image_folder, splits_dir, tmp_path / "o"
+        )

@@ -6,6 +6,7 @@ in ``meta.json`` / the model card, so training and serving cannot drift apart.
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from torchstages.errors import UserError
 
-__all__ = ["Preprocessing", "load_image"]
+__all__ = ["Preprocessing", "load_image", "decode_image"]
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -58,14 +59,29 @@ class Preprocessing:
 
 def load_image(path: str | Path, prep: Preprocessing) -> np.ndarray:
     """Decode, apply EXIF orientation, convert colour mode and resize: uint8 array (C, H, W)."""
-    height, width = prep.image_size
     try:
-        with Image.open(path) as img:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read image ({exc})") from None
+    return decode_image(data, path, prep)
+
+
+def decode_image(data: bytes, name: str | Path, prep: Preprocessing) -> np.ndarray:
+    """:func:`load_image` on bytes already read (``name`` is only for the error message)."""
+    height, width = prep.image_size
+    mode = _MODE[prep.color]
+    try:
+        # one read() instead of PIL's many small ones: most of a tiny PNG's cost is per-call overhead
+        with Image.open(io.BytesIO(data)) as img:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; draft keeps at least the target size
             if img.format == "JPEG":
-                img.draft(_MODE[prep.color], (width, height))
-            img = ImageOps.exif_transpose(img)
-            img = img.convert(_MODE[prep.color])
+                img.draft(mode, (width, height))
+            img.load()
+            if _may_be_rotated(img):
+                img = ImageOps.exif_transpose(img)
+            if img.mode != mode:
+                img = img.convert(mode)
             resample = _RESAMPLE[prep.interpolation]
             if prep.resize == "crop":
                 img = ImageOps.fit(img, (width, height), method=resample)
@@ -75,7 +91,17 @@ def load_image(path: str | Path, prep: Preprocessing) -> np.ndarray:
                 img = img.resize((width, height), resample=resample)
             array = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: cannot decode image ({exc})") from None
+        raise UserError(f"{name}: cannot decode image ({exc})") from None
     if array.ndim == 2:  # (H, W) -> (1, H, W)
         return array[None]
     return np.ascontiguousarray(array.transpose(2, 0, 1))  # PIL is HWC in RGB order -> CHW
+
+
+# where Pillow's exif_transpose looks for an orientation (EXIF block, XMP packet, PNG text chunk)
+_ORIENTATION_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif")
+
+
+def _may_be_rotated(img: Image.Image) -> bool:
+    """False when the file carries no orientation at all: parsing EXIF costs more than decoding
+    a small PNG, and almost no dataset image has it."""
+    return img.format in ("TIFF", "MPO") or any(key in img.info for key in _ORIENTATION_KEYS)

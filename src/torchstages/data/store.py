@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from torchstages.data.discover import Row
-from torchstages.data.images import Preprocessing, load_image
+from torchstages.data.images import Preprocessing, decode_image
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_json, write_npy
 
@@ -26,10 +27,13 @@ def decode_rows(rows: list[Row], raw_dir: Path, prep: Preprocessing, workers: in
 
     Workers return chunks that are copied straight into the output, so the decoded dataset is
     held once (plus at most ``workers`` chunks in flight), never as a list of arrays and a stack.
+    Each file's bytes must still match the sha256 the split recorded: the split CSVs are then a
+    complete description of this stage's input, and a file edited after the split is an error,
+    not a silent mismatch between manifest and pixels.
     """
     out = np.empty((len(rows), prep.channels, *prep.image_size), dtype=np.uint8)
-    paths = [str(raw_dir / row.path) for row in rows]
-    chunks = [(start, paths[start : start + _CHUNK]) for start in range(0, len(paths), _CHUNK)]
+    items = [(str(raw_dir / row.path), row.sha256) for row in rows]
+    chunks = [(start, items[start : start + _CHUNK]) for start in range(0, len(items), _CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     if workers <= 1:
         for start, chunk in chunks:
@@ -42,8 +46,18 @@ def decode_rows(rows: list[Row], raw_dir: Path, prep: Preprocessing, workers: in
     return out
 
 
-def _decode_chunk(paths: list[str], prep: Preprocessing) -> np.ndarray:
-    return np.stack([load_image(p, prep) for p in paths])
+def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarray:
+    out = np.empty((len(items), prep.channels, *prep.image_size), dtype=np.uint8)
+    for i, (path, sha256) in enumerate(items):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read image ({exc}); rerun the split stage") from None
+        out[i] = decode_image(data, path, prep)  # an undecodable file is named as such first
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise UserError(f"{path}: changed since the split stage; rerun split first")
+    return out
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
