@@ -1,7 +1,8 @@
 """Batches straight out of the uint8 arrays: no Dataset, no per-sample Python, no worker processes.
 
-The whole split is moved to the device once (when it fits); each batch is an index into it,
-converted, augmented and normalised as tensor ops on that device.
+The whole split is moved to the device once when it fits (else it stays in pinned host memory
+and each indexed batch is copied asynchronously); each batch is converted, augmented and
+normalised as tensor ops on the device.
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ __all__ = ["to_device_tensor", "Normalizer", "BatchLoader"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+GPU_SHARE = 0.5  # a split may take at most this share of free GPU memory; the rest is for training
+
+
 def to_device_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Copy an array (possibly memory-mapped) to ``device``; pinned and asynchronous for CUDA."""
+    """Copy an array (possibly memory-mapped) to ``device`` if it fits, else to pinned host memory."""
     # np.array copies a read-only memory map into writable memory, as torch requires
     tensor = torch.from_numpy(np.array(array, copy=not array.flags.writeable, order="C"))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+    if device.type != "cuda":
+        return tensor
+    tensor = tensor.pin_memory()
+    free, _ = torch.cuda.mem_get_info(device)
+    if tensor.nbytes > GPU_SHARE * free:
+        return tensor  # BatchLoader copies each batch over, overlapped with compute
+    return tensor.to(device, non_blocking=True)
 
 
 class Normalizer:
@@ -34,6 +42,10 @@ class Normalizer:
         # (1, C, 1, 1) so it broadcasts over (N, C, H, W)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels.float() / 255.0 - self.mean) / self.std
@@ -98,6 +110,11 @@ class BatchLoader:
             else:
                 idx = order[start:end]
                 x, y = self.images[idx], self.labels[idx]
+            # a no-op when the split lives on the device; an async copy when it could not fit
+            device = self.normalize.device
+            if x.device != device and device.type == "cuda":
+                x, y = x.pin_memory(), y.pin_memory()  # indexing dropped the pinning
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = x.float()
             if self.augment is not None:
                 x = self.augment(x)

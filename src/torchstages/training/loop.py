@@ -302,7 +302,7 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
     """One pass; loss and accuracy are summed on the device and read once, not synced per batch."""
     params, runtime, net = run.params, run.runtime, run.net
     net.train()
-    device = run.loader.images.device
+    device = runtime.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     sizes = [end - start for start, end in run.loader.batch_bounds()]
