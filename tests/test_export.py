@@ -86,3 +86,12 @@ def test_parity_failure_stops_the_stage(trained, processed, tmp_path):
             tmp_path / "m.onnx",
             tmp_path / "e.json",
         )
+
+
+def test_onnx_file_holds_no_paths_or_debug_records(exported):
+    from conftest import ROOT
+
+    onnx_path = exported[0]
+    data = onnx_path.read_bytes()
+    assert str(ROOT).encode() not in data and b"stack_trace" not in data
+    assert all(not n.metadata_props for n in onnx.load(str(onnx_path)).graph.node)

@@ -97,3 +97,12 @@ def test_weight_decay_skips_biases_and_norms():
     decayed, plain = opt.param_groups
     assert decayed["weight_decay"] == 0.1 and all(p.ndim > 1 for p in decayed["params"])
     assert plain["weight_decay"] == 0.0 and all(p.ndim == 1 for p in plain["params"])
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
+    from torchstages.training.checkpoint import save_checkpoint
+
+    state = {"model": {"w": torch.arange(4.0)}, "epochs_done": 1}
+    save_checkpoint(tmp_path / "a/checkpoint.pt", state)
+    save_checkpoint(tmp_path / "b/other.pt", state)
+    assert (tmp_path / "a/checkpoint.pt").read_bytes() == (tmp_path / "b/other.pt").read_bytes()

@@ -67,11 +67,21 @@ def export_onnx(model: nn.Module, card: dict[str, Any], target: Path, opset: int
         "input": INPUT_DOC,
         "output": "float32 (N, classes) logits; softmax gives probabilities",
     }
+    _strip_debug_metadata(proto)
     del proto.metadata_props[:]
     for key, value in sorted(metadata.items()):
         proto.metadata_props.add(key=key, value=value)
     with atomic_path(target) as tmp:
         onnx.save_model(proto, str(tmp))
+
+
+def _strip_debug_metadata(proto: Any) -> None:
+    """Drop the exporter's per-node debug records (stack traces with absolute paths and line
+    numbers, FX node text): they would make the file differ between checkouts and comment edits."""
+    for graph_nodes in [proto.graph.node, *(f.node for f in proto.functions)]:
+        for node in graph_nodes:
+            del node.metadata_props[:]
+            node.doc_string = ""
 
 
 def check_parity(

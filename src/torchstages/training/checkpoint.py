@@ -7,13 +7,14 @@ processed data it trained on) matches and it is unfinished; otherwise it is igno
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchstages.io import atomic_path, sha256_file
+from torchstages.io import sha256_file, write_bytes
 
 __all__ = ["fingerprint", "save_checkpoint", "load_resumable"]
 
@@ -27,8 +28,11 @@ def fingerprint(params_dump: dict[str, Any], processed_dir: Path) -> str:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # torch.save names the zip's root folder after the file it writes to: saving to a buffer keeps
+    # the random temp-file name out, so an unchanged checkpoint hashes the same
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_resumable(path: Path, expected_fingerprint: str, epochs: int) -> dict[str, Any] | None:
