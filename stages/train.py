@@ -26,7 +26,7 @@ def main() -> None:
         best = card["best"]
         log.info(
             "train: best epoch %d (%s %.4f) -> %s, %s",
-            best["epoch"] + 1,
+            best["epoch"],
             best["monitor"],
             best["value"],
             paths.WEIGHTS,

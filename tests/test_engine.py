@@ -104,7 +104,7 @@ def test_early_stopping_records_when_it_stopped(tmp_path, processed):
     # epoch 0 sets the reference; epoch 1 cannot improve by 10 -> stop after 2 epochs
     assert card["epochs_run"] == 2
     summary = (tmp_path / "es/live/metrics.json").read_text()
-    assert '"stopped_early_at_epoch": 1' in summary
+    assert '"stopped_early_at_epoch": 2' in summary
     lines = (tmp_path / "es/live/plots/metrics/lr.tsv").read_text().splitlines()
     assert len(lines) == 3
 

@@ -79,7 +79,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         "# Model report (test split)",
         "",
         f"Model `{arch['name']}` ({card['parameters']:,} parameters), best epoch "
-        f"{best['epoch'] + 1} by {best['monitor']}, {len(card['classes'])} classes, "
+        f"{best['epoch']} by {best['monitor']}, {len(card['classes'])} classes, "
         f"{metrics['samples']} test images.",
         "",
         "| metric | value |",

@@ -48,7 +48,7 @@ def draw_training_figures(
 ) -> None:
     """``out_dir/curves.png`` from dvclive's TSVs, ``out_dir/augmented.png`` from the train split.
 
-    ``best_epoch`` is 0-based, as in the model card; the figures count epochs from 1.
+    ``best_epoch`` counts from 1, as in the model card and the figures.
     """
     metrics = live_dir / "plots" / "metrics"
 
@@ -62,8 +62,7 @@ def draw_training_figures(
         ("accuracy", lines("accuracy")),
         ("learning rate", [(lr_x, lr_y, "lr")] if lr_x else []),
     ]
-    best = None if best_epoch is None else best_epoch + 1
-    save_png(curves_figure(panels, "Training curves", best), out_dir / "curves.png")
+    save_png(curves_figure(panels, "Training curves", best_epoch), out_dir / "curves.png")
 
     classes = load_meta(processed_dir)["classes"]
     images, labels = load_split(processed_dir, "train")

@@ -246,7 +246,7 @@ def _train(
         "classes": data.classes,
         "preprocessing": data.prep.to_dict(),
         "best": {
-            "epoch": run.best.epoch,
+            "epoch": run.best.epoch + 1,  # epochs count from 1 wherever a person reads them
             "monitor": params.monitor,
             "value": round(run.best.value, 6),
         },
@@ -287,10 +287,11 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
         "val/accuracy": val_acc,
         "lr": lr,
     }
+    stopped = run.early.stopped_epoch
     best = {
-        "epoch": run.best.epoch,
+        "epoch": run.best.epoch + 1,
         params.monitor: round(run.best.value, 6),
-        "stopped_early_at_epoch": run.early.stopped_epoch,
+        "stopped_early_at_epoch": None if stopped is None else stopped + 1,
     }
     epoch_log.epoch_end(
         epoch, metrics, time.perf_counter() - began, len(run.data.train_x), improved, best
