@@ -18,7 +18,8 @@ from torchstages.device import resolve_device
 from torchstages.models import build_model
 from torchstages.params.base import load_section
 from torchstages.params.train import TrainParams
-from torchstages.training.optim import build_optimizer, build_scheduler
+from torchstages.training.optim import build_optimizer
+from torchstages.training.schedule import LRSchedule
 
 
 def main() -> None:
@@ -36,7 +37,9 @@ def main() -> None:
     vx = torch.randn(n_val, *shape, device=device)
     steps = (n_train + params.batch_size - 1) // params.batch_size
     optimizer = build_optimizer(params, model)
-    scheduler = build_scheduler(params, optimizer, steps)
+    schedule = LRSchedule(params.schedule, optimizer, params.epochs, steps)
+    step = 0
+    schedule.apply(step)
     _sync(device)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -47,7 +50,8 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            step += 1
+            schedule.apply(step)
         model.eval()
         with torch.no_grad():  # the same per-epoch validation pass as the train stage
             preds = [model(vx[i : i + 1024]).argmax(1) for i in range(0, n_val, 1024)]

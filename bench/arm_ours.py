@@ -25,8 +25,8 @@ def main() -> None:
     epochs = int(sys.argv[1])
     logging.basicConfig(level=logging.WARNING)
     epoch_times = _EpochTimes()
-    logging.getLogger("torchstages.training.loop").addHandler(epoch_times)
-    logging.getLogger("torchstages.training.loop").setLevel(logging.INFO)
+    logging.getLogger("torchstages.training.progress").addHandler(epoch_times)
+    logging.getLogger("torchstages.training.progress").setLevel(logging.INFO)
     params = load_section(TrainParams, "train").model_copy(update={"epochs": epochs})
     meta = json.loads(Path("data/processed/meta.json").read_text())
     with tempfile.TemporaryDirectory(dir=".") as tmp:
@@ -64,7 +64,7 @@ class _EpochTimes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg.startswith("epoch ") and record.args:
-            self.seconds.append(float(record.args[6]))
+            self.seconds.append(float(record.args[3]))  # (epoch, epochs, metrics, seconds, ...)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from torchstages.device import resolve_device
 from torchstages.models import build_model
 from torchstages.params.base import load_section
 from torchstages.params.train import TrainParams
-from torchstages.training.optim import build_optimizer, build_scheduler
+from torchstages.training.optim import build_optimizer
+from torchstages.training.schedule import LRSchedule
 
 
 class ImageCSV(Dataset):
@@ -69,7 +70,9 @@ def main() -> None:
     model = build_model(params.model, len(prep["mean"]), size, len(classes)).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = build_optimizer(params, model)
-    scheduler = build_scheduler(params, optimizer, len(train_loader))
+    schedule = LRSchedule(params.schedule, optimizer, params.epochs, len(train_loader))
+    step = 0
+    schedule.apply(step)
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
@@ -79,7 +82,8 @@ def main() -> None:
             loss = criterion(model(images), labels)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            step += 1
+            schedule.apply(step)
         model.eval()
         correct = 0
         with torch.no_grad():

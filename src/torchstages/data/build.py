@@ -11,7 +11,7 @@ import numpy as np
 
 from torchstages.data.images import Preprocessing
 from torchstages.data.split import check_no_leakage, read_split
-from torchstages.data.store import channel_stats, decode_rows, write_meta, write_split
+from torchstages.data.store import channel_stats, decode_pool, decode_rows, write_meta, write_split
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir
 from torchstages.params.build_dataset import BuildDatasetParams
@@ -41,10 +41,11 @@ def build_dataset(
         interpolation=params.interpolation,
     )
     counts = {}
-    with atomic_dir(out_dir) as staging:
+    # one pool for all splits: worker start-up is paid once
+    with atomic_dir(out_dir) as staging, decode_pool(params.workers) as pool:
         for name in SPLIT_NAMES:
             start = time.perf_counter()
-            images = decode_rows(splits[name], raw_dir, prep, params.workers)
+            images = decode_rows(splits[name], raw_dir, prep, pool)
             labels = np.array([label_of[row.label] for row in splits[name]], dtype=np.int64)
             if name == "train":
                 mean, std = channel_stats(images)

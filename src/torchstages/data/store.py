@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +17,52 @@ from torchstages.data.images import Preprocessing, decode_image
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_json, write_npy
 
-__all__ = ["decode_rows", "channel_stats", "write_split", "write_meta", "load_meta", "load_split"]
+__all__ = [
+    "decode_rows",
+    "decode_pool",
+    "channel_stats",
+    "write_split",
+    "write_meta",
+    "load_meta",
+    "load_split",
+]
 
 log = logging.getLogger(__name__)
-_CHUNK = 256  # files per worker task: large enough to amortise pickling, small enough to balance
 
 
-def decode_rows(rows: list[Row], raw_dir: Path, prep: Preprocessing, workers: int) -> np.ndarray:
+def decode_rows(
+    rows: list[Row], raw_dir: Path, prep: Preprocessing, pool: Executor | None = None
+) -> np.ndarray:
     """Decode every row into one preallocated (N, C, H, W) uint8 array, in row order.
 
-    Workers return chunks that are copied straight into the output, so the decoded dataset is
-    held once (plus at most ``workers`` chunks in flight), never as a list of arrays and a stack.
-    Each file's bytes must still match the sha256 the split recorded: the split CSVs are then a
-    complete description of this stage's input, and a file edited after the split is an error,
-    not a silent mismatch between manifest and pixels.
+    Workers of ``pool`` (one process when None) return chunks that are copied straight into the
+    output, so the decoded dataset is held once (plus the chunks in flight), never as a list of
+    arrays and a stack. Each file's bytes must still match the sha256 the split recorded: the
+    split CSVs are then a complete description of this stage's input, and a file edited after
+    the split is an error, not a silent mismatch between manifest and pixels.
     """
     out = np.empty((len(rows), prep.channels, *prep.image_size), dtype=np.uint8)
-    items = [(str(raw_dir / row.path), row.sha256) for row in rows]
-    chunks = [(start, items[start : start + _CHUNK]) for start in range(0, len(items), _CHUNK)]
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
-    if workers <= 1:
+    root = f"{raw_dir}/"  # string joins: pathlib costs ~6 us a row, 0.4 s on MNIST
+    items = [(root + row.path, row.sha256) for row in rows]
+    # about four chunks per core balance the workers; capped so each chunk amortises its pickling
+    size = min(4096, max(64, -(-len(items) // (4 * (os.cpu_count() or 1)))))
+    chunks = [(start, items[start : start + size]) for start in range(0, len(items), size)]
+    if pool is None:
         for start, chunk in chunks:
             out[start : start + len(chunk)] = _decode_chunk(chunk, prep)
         return out
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_decode_chunk, [c for _, c in chunks], [prep] * len(chunks))
-        for (start, chunk), decoded in zip(chunks, results, strict=True):
-            out[start : start + len(chunk)] = decoded
+    results = pool.map(_decode_chunk, [c for _, c in chunks], [prep] * len(chunks))
+    for (start, chunk), decoded in zip(chunks, results, strict=True):
+        out[start : start + len(chunk)] = decoded
     return out
+
+
+def decode_pool(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
+    """Worker processes for :func:`decode_rows` (``workers`` 0: one per core; 1: no pool)."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(max_workers=workers)
 
 
 def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarray:

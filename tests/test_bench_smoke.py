@@ -1,0 +1,21 @@
+"""The benchmark scripts keep working as the library changes (numbers are not checked here)."""
+
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_arms_run_on_a_tiny_demo_project(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import train_speed
+
+    project = train_speed.prepare(tmp_path / "p", None, {"image_size": 8})
+    result = train_speed.run(project, epochs=1, runs=1)
+    assert set(result["samples_per_s"]) == {"ours", "baseline", "limit"}
+    assert all(rate > 0 for rate in result["samples_per_s"].values())
+    assert 0 < result["val_accuracy"]["ours"] <= 1
+    sys.modules.pop("train_speed", None)
