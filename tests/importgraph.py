@@ -59,7 +59,9 @@ def rewrite_dvc_yaml(root: Path) -> None:
     import re
 
     text = (root / "dvc.yaml").read_text()
-    for match in re.finditer(r"cmd: python (stages/\w+\.py)\n    deps:\n((?:      - .*\n)+)", text):
+    for match in re.finditer(
+        r"cmd: python (stages/\w+\.py)\n(?:    #.*\n)*    deps:\n((?:      - .*\n)+)", text
+    ):
         script, block = match.group(1), match.group(2)
         data = [line for line in block.splitlines() if not line.strip().endswith(".py")]
         code = [script, *sorted(stage_imports(root, Path(script)))]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from torchstages.data.decode import channel_stats, decode_pool, decode_rows
 from torchstages.data.images import Preprocessing
 from torchstages.data.split import check_no_leakage, read_split
-from torchstages.data.store import channel_stats, decode_pool, decode_rows, write_meta, write_split
+from torchstages.data.store import write_meta, write_split
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir
 from torchstages.params.build_dataset import BuildDatasetParams
