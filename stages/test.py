@@ -10,19 +10,7 @@ def main() -> None:
     params = load_section(EvaluateParams, "test")
     from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
 
-    evaluate_split(
-        "test",
-        params,
-        EvalPaths(
-            processed=paths.PROCESSED,
-            splits=paths.SPLITS,
-            weights=paths.WEIGHTS,
-            card=paths.MODEL_CARD,
-            metrics=paths.METRICS / "test.json",
-            plots_dir=paths.PLOTS / "test",
-            report=paths.REPORTS / "report.md",
-        ),
-    )
+    evaluate_split("test", params, EvalPaths.for_stage("test", report=paths.REPORTS / "report.md"))
 
 
 if __name__ == "__main__":

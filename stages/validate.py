@@ -12,18 +12,7 @@ def main() -> None:
     from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
     from torchstages.evaluation.train_figures import draw_from_card
 
-    evaluate_split(
-        "val",
-        params,
-        EvalPaths(
-            processed=paths.PROCESSED,
-            splits=paths.SPLITS,
-            weights=paths.WEIGHTS,
-            card=paths.MODEL_CARD,
-            metrics=paths.METRICS / "validate.json",
-            plots_dir=paths.PLOTS / "validate",
-        ),
-    )
+    evaluate_split("val", params, EvalPaths.for_stage("validate"))
     # the training curves and what the model saw (augmented train images)
     draw_from_card(paths.MODEL_CARD, paths.TRAIN_LIVE, paths.PROCESSED, paths.PLOTS / "train")
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from torchstages import paths as pipeline
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.split import read_split
 from torchstages.data.store import load_meta, load_split
 from torchstages.device import resolve_device
+from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import mistake_order, write_plot_data
@@ -20,30 +23,37 @@ from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
 from torchstages.models.saved import load_model
 from torchstages.params.evaluate import EvaluateParams
-from torchstages.paths import PARAMS
 
 __all__ = ["EvalPaths", "evaluate_split"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class EvalPaths:
-    """Where one evaluation reads and writes; one instance per stage, built from ``paths``."""
+    """Where one evaluation reads and writes."""
 
-    def __init__(
-        self,
-        processed: Path,
-        splits: Path,
-        weights: Path,
-        card: Path,
-        metrics: Path,
-        plots_dir: Path,
-        report: Path | None = None,
-        params: Path = PARAMS,
-    ) -> None:
-        self.processed, self.splits, self.weights, self.card = processed, splits, weights, card
-        self.metrics, self.plots_dir, self.report = metrics, plots_dir, report
-        self.params = params  # read only by the report
+    processed: Path
+    splits: Path
+    weights: Path
+    card: Path
+    metrics: Path
+    plots_dir: Path
+    report: Path | None = None
+    params: Path = pipeline.PARAMS  # read only by the report
+
+    @classmethod
+    def for_stage(cls, stage: str, report: Path | None = None) -> EvalPaths:
+        """The pipeline's paths for the ``validate`` or ``test`` stage (mirrored in dvc.yaml)."""
+        return cls(
+            processed=pipeline.PROCESSED,
+            splits=pipeline.SPLITS,
+            weights=pipeline.WEIGHTS,
+            card=pipeline.MODEL_CARD,
+            metrics=pipeline.METRICS / f"{stage}.json",
+            plots_dir=pipeline.PLOTS / stage,
+            report=report,
+        )
 
 
 def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict[str, Any]:
@@ -55,7 +65,9 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     model, card = load_model(paths.weights, paths.card)
     meta = load_meta(paths.processed)
     if meta["classes"] != card["classes"]:
-        raise ValueError(f"{paths.card}: classes differ from {paths.processed}/meta.json")
+        raise UserError(
+            f"{paths.card}: classes differ from {paths.processed}/meta.json (rerun train)"
+        )
     images, labels = load_split(paths.processed, split)
     labels = np.asarray(labels)
     prep = Preprocessing.from_dict(card["preprocessing"])
