@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 # stages run `python stages/...`: make sure that is the venv's python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo-data run repro report test test-fast lint lock bench clean
+.PHONY: install demo-data run report test test-fast lint lock bench clean
 
 install: $(STAMP)
 
