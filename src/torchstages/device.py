@@ -1,15 +1,12 @@
-"""Choosing the device and making runs repeatable."""
+"""Choosing the device: CUDA when asked for or available, a clear error when missing."""
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
 
 from torchstages.errors import UserError
 
-__all__ = ["resolve_device", "seed_everything"]
+__all__ = ["resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -19,10 +16,3 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device: cuda was requested but torch.cuda.is_available() is False")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) from one number."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

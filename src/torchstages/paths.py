@@ -5,7 +5,6 @@ from pathlib import Path
 PARAMS = Path("params.yaml")
 RAW = Path("data/raw")
 SPLITS = Path("data/splits")
-SPLIT_SUMMARY = Path("data/splits/summary.json")
 PROCESSED = Path("data/processed")
 META = PROCESSED / "meta.json"
 MODELS = Path("models")
@@ -20,7 +19,3 @@ EXPORT_DIR = MODELS / "export"
 ONNX_MODEL = EXPORT_DIR / "model.onnx"
 
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def split_csv(split: str) -> Path:
-    return SPLITS / f"{split}.csv"

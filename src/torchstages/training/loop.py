@@ -119,7 +119,7 @@ class _Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.loader) // self.params.accumulate)
+        return _optimizer_steps(self.loader, self.params.accumulate)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -179,7 +179,7 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
         shard=(dist.rank, dist.world_size),
     )
     optimizer = build_optimizer(params, model, transfer.backbone_ids, transfer.backbone_lr_scale)
-    steps = -(-len(loader) // params.accumulate)
+    steps = _optimizer_steps(loader, params.accumulate)
     return _Run(
         params,
         runtime,
@@ -297,6 +297,11 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
         epoch, metrics, time.perf_counter() - began, len(run.data.train_x), improved, best
     )
     return stop
+
+
+def _optimizer_steps(loader: BatchLoader, accumulate: int) -> int:
+    """Optimizer steps per epoch: one per ``accumulate`` batches, a shorter last window included."""
+    return -(-len(loader) // accumulate)
 
 
 def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, float]:
