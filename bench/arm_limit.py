@@ -1,5 +1,7 @@
 """Arm "limit": the same model, optimizer, schedule and batch size on random tensors already in
-memory (on the device), with the same per-epoch validation pass: no data loading at all.
+memory (on the device), with the same per-epoch validation pass: no data loading at all. It
+computes as the train stage does (the precision and memory format ``train`` resolves to), so it is
+what this hardware can do with this model, and ours / limit measures only the data path and loop.
 
 Run inside a project folder: ``python arm_limit.py EPOCHS``; prints one JSON line.
 """
@@ -19,6 +21,7 @@ from torchstages.models import build_model
 from torchstages.params.base import load_section
 from torchstages.params.train import TrainParams
 from torchstages.training.optim import build_optimizer
+from torchstages.training.runtime import configure
 from torchstages.training.schedule import LRSchedule
 
 
@@ -31,10 +34,13 @@ def main() -> None:
     n_train, n_val, classes = meta["counts"]["train"], meta["counts"]["val"], len(meta["classes"])
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
-    model = build_model(params.model, shape[0], tuple(shape[1:]), classes).to(device)
-    x = torch.randn(n_train, *shape, device=device)
+    model = build_model(params.model, shape[0], tuple(shape[1:]), classes)
+    runtime = configure(params, device).for_model(model)
+    fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    model.to(device, memory_format=fmt)
+    x = torch.randn(n_train, *shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (n_train,), device=device)
-    vx = torch.randn(n_val, *shape, device=device)
+    vx = torch.randn(n_val, *shape, device=device).contiguous(memory_format=fmt)
     steps = (n_train + params.batch_size - 1) // params.batch_size
     optimizer = build_optimizer(params, model)
     schedule = LRSchedule(params.schedule, optimizer, params.epochs, steps)
@@ -45,8 +51,9 @@ def main() -> None:
     for _ in range(epochs):
         model.train()
         for i in range(0, n_train, params.batch_size):
-            logits = model(x[i : i + params.batch_size])
-            loss = F.cross_entropy(logits, y[i : i + params.batch_size])
+            with runtime.autocast():
+                logits = model(x[i : i + params.batch_size])
+                loss = F.cross_entropy(logits, y[i : i + params.batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -63,6 +70,10 @@ def main() -> None:
             {
                 "arm": "limit",
                 "device": device.type,
+                "runtime": {
+                    "precision": runtime.precision_name(),
+                    "channels_last": runtime.channels_last,
+                },
                 "epochs": epochs,
                 "train_samples": n_train,
                 "wall_s": wall,

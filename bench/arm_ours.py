@@ -1,6 +1,7 @@
 """Arm "ours": the train stage's library function on data/processed, timed as a whole.
 
-Run inside a project folder: ``python arm_ours.py EPOCHS``; prints one JSON line.
+Run inside a project folder: ``python arm_ours.py EPOCHS [KEY=VALUE ...]``; prints one JSON
+line. ``KEY=VALUE`` overrides a train param (``precision=fp32``), validated like params.yaml.
 Everything the train stage does is inside the timing: loading the arrays, moving them to the
 device, every epoch's training and validation, dvclive logging, checkpoint and model writes.
 """
@@ -27,7 +28,9 @@ def main() -> None:
     epoch_times = _EpochTimes()
     logging.getLogger("torchstages.training.progress").addHandler(epoch_times)
     logging.getLogger("torchstages.training.progress").setLevel(logging.INFO)
-    params = load_section(TrainParams, "train").model_copy(update={"epochs": epochs})
+    defaults = load_section(TrainParams, "train").model_dump()
+    overrides = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    params = TrainParams.model_validate({**defaults, **overrides, "epochs": epochs})
     meta = json.loads(Path("data/processed/meta.json").read_text())
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         out = Path(tmp)
@@ -50,6 +53,7 @@ def main() -> None:
                 # what the loop's own epoch timer saw; the rest is set-up, logging, checkpoints
                 "epochs_s": sum(epoch_times.seconds),
                 "parameters": card["parameters"],
+                "runtime": {k: card[k] for k in ("precision", "channels_last")},
             }
         )
     )

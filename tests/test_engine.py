@@ -12,6 +12,7 @@ from torchstages.errors import UserError
 from torchstages.params.train import ScheduleParams
 from torchstages.training.loop import TrainOutputs, train
 from torchstages.training.losses import build_loss, class_weights
+from torchstages.training import runtime as runtime_module
 from torchstages.training.runtime import configure
 from torchstages.training.schedule import LRSchedule
 
@@ -87,10 +88,35 @@ def test_losses_take_logits_and_bce_needs_two_classes():
         build_loss(tiny_train_params(loss="bce"), torch.tensor([0, 1, 2]), 3)
 
 
-def test_cpu_runtime_is_fp32_and_deterministic():
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_precision_auto_is_bf16_only_where_native(monkeypatch, native):
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: native)
     runtime = configure(tiny_train_params(precision="auto"), torch.device("cpu"))
-    assert runtime.amp_dtype is None and runtime.scaler is None
+    assert runtime.amp_dtype == (torch.bfloat16 if native else None)
+    assert runtime.precision_name() == ("bf16" if native else "fp32")
+    assert runtime.scaler is None  # bf16 has fp32's range: no loss scaling
     assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_cpu_precision_explicit_choices(caplog):
+    cpu = torch.device("cpu")
+    assert configure(tiny_train_params(precision="fp32"), cpu).amp_dtype is None
+    assert configure(tiny_train_params(precision="bf16"), cpu).amp_dtype == torch.bfloat16
+    assert configure(tiny_train_params(precision="fp16"), cpu).amp_dtype is None
+    assert "fp16 applies to CUDA only" in caplog.text
+
+
+def test_channels_last_auto_is_on_for_convolutional_models_only():
+    cpu = torch.device("cpu")
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten())
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    auto = configure(tiny_train_params(channels_last="auto"), cpu)
+    assert auto.for_model(cnn).channels_last is True
+    assert auto.for_model(mlp).channels_last is False
+    forced = configure(tiny_train_params(channels_last=True), cpu)
+    assert forced.for_model(mlp).channels_last is True
+    off = configure(tiny_train_params(channels_last=False), cpu)
+    assert off.for_model(cnn).channels_last is False
 
 
 def _outputs(tmp_path, name):
@@ -127,6 +153,7 @@ def test_accumulation_equals_the_larger_batch(tmp_path, processed):
         "augment": {"crop_padding": 0, "rotation": 0.0},
         "weight_decay": 0.0,
         "model": {"name": "mlp", "hidden": [16], "dropout": 0.0},
+        "precision": "fp32",  # an exact identity; bf16 rounding differs between the batch shapes
     }
     from safetensors.torch import load_file
 

@@ -54,9 +54,13 @@ class TrainParams(Section):
         1, ge=1, description="processes (GPUs) per node; > 1 launches torchrun with DDP"
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="CUDA autocast; auto = bf16 if supported, else fp16; CPU: fp32"
+        "auto",
+        description="autocast dtype; auto = bf16 where it is native (CUDA, CPUs with "
+        "AVX512-BF16/AMX), fp16 on older GPUs, else fp32",
     )
-    channels_last: bool = Field(False, description="channels-last memory format (CUDA convnets)")
+    channels_last: Literal["auto"] | bool = Field(
+        "auto", description="channels-last memory format; auto = on for convolutional models"
+    )
     deterministic: bool = Field(
         True, description="deterministic algorithms; false enables cudnn.benchmark on CUDA"
     )

@@ -161,6 +161,7 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
     model = build_model(params.model, *shape)
     check_output_shape(model, *shape)
     transfer = Transfer(params.model.transfer, model)
+    runtime = runtime.for_model(model)
     fmt = torch.channels_last if runtime.channels_last else torch.preserve_format
     model.to(runtime.device, memory_format=fmt)
     net = model
@@ -219,7 +220,7 @@ def _train(
             info["trainable"],
             tuple(info["input_shape"][1:]),
             tuple(info["output_shape"][1:]),
-            runtime.describe(),
+            run.runtime.describe(),
             dist.world_size,
             torch.get_num_threads(),
         )
@@ -252,6 +253,9 @@ def _train(
         },
         "epochs_run": stopped + 1 if stopped is not None else params.epochs,
         "ema": bool(params.ema_decay),
+        # how it was computed: bf16 and fp32 runs of the same params differ in the last bits
+        "precision": run.runtime.precision_name(),
+        "channels_last": run.runtime.channels_last,
         "parameters": n_params,
         # what the augmentation picture (drawn by validate) needs to show what the model saw
         "augment": params.augment.model_dump(mode="json"),

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from torchstages.params.train import TrainParams
 
-__all__ = ["Runtime", "configure", "maybe_compile"]
+__all__ = ["Runtime", "configure", "cpu_has_native_bf16", "maybe_compile"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,16 +24,30 @@ class Runtime:
     device: torch.device
     amp_dtype: torch.dtype | None  # None: full fp32
     scaler: torch.amp.GradScaler | None  # fp16 only: bf16 has fp32's range
-    channels_last: bool
+    channels_last: bool | str  # "auto" until for_model() resolves it
+
+    def for_model(self, model: nn.Module) -> Runtime:
+        """Resolve ``channels_last: auto``: on for models with convolutions, where it is faster
+        on both oneDNN (CPU) and cuDNN; an MLP gains nothing from it."""
+        if self.channels_last != "auto":
+            return self
+        has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        return dataclasses.replace(self, channels_last=has_conv)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def precision_name(self) -> str:
+        """The ``train.precision`` value this run resolved to."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32")
+
     def describe(self) -> str:
-        amp = "off" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
-        return f"device {self.device}, amp {amp}, channels_last {self.channels_last}"
+        return (
+            f"device {self.device}, precision {self.precision_name()}, "
+            f"channels_last {self.channels_last}"
+        )
 
 
 def configure(params: TrainParams, device: torch.device) -> Runtime:
@@ -46,15 +65,31 @@ def configure(params: TrainParams, device: torch.device) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     amp_dtype = _amp_dtype(params.precision, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    return Runtime(device, amp_dtype, scaler, params.channels_last and device.type == "cuda")
+    return Runtime(device, amp_dtype, scaler, params.channels_last)
 
 
 def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or precision == "fp32":
-        return None  # CPU autocast is slower than fp32 for these convnets
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        if precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16":
+        # CPU fp16 autocast has no fast kernels on most CPUs; fp16 is meant for a GPU
+        log.warning("train: precision fp16 applies to CUDA only; this CPU run uses fp32")
+        return None
+    if precision == "auto" and not cpu_has_native_bf16():
+        return None  # emulated bf16 is slower than fp32
+    return torch.bfloat16
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: oneDNN runs bf16 convolutions and matmuls natively (about 2x fp32)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def maybe_compile(model: torch.nn.Module, enabled: bool) -> Callable[..., torch.Tensor]:
