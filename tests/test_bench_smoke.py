@@ -15,7 +15,8 @@ def test_training_arms_run_on_a_tiny_demo_project(tmp_path, monkeypatch):
 
     project = train_speed.prepare(tmp_path / "p", None, {"image_size": 8})
     result = train_speed.run(project, epochs=1, runs=1)
-    assert set(result["samples_per_s"]) == {"ours", "baseline", "limit"}
+    assert set(result["samples_per_s"]) == {"ours", "baseline", "limit", "ours_fp32"}
+    assert result["runtime"]["ours_fp32"] == {"precision": "fp32", "channels_last": False}
     assert all(rate > 0 for rate in result["samples_per_s"].values())
     assert 0 < result["val_accuracy"]["ours"] <= 1
     sys.modules.pop("train_speed", None)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+from collections import defaultdict
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from torchstages.data.discover import Row
-from torchstages.data.images import Preprocessing, decode_image
+from torchstages.data.images import MODES, RESAMPLE, Preprocessing, decode_image, resize_image
+from torchstages.data.png import PlainPng, decode_batch, parse_plain_png, worth_batching
 from torchstages.errors import UserError
 
-__all__ = ["decode_rows", "decode_pool", "channel_stats"]
+__all__ = ["decode_rows", "decode_pool", "resize_batch", "channel_stats"]
 
 
 def decode_rows(
@@ -53,17 +57,99 @@ def decode_pool(workers: int) -> contextlib.AbstractContextManager[Executor | No
 
 
 def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarray:
+    """Decode one chunk: small plain PNGs of one shape together (``png``), the rest in PIL."""
     out = np.empty((len(items), prep.channels, *prep.image_size), dtype=np.uint8)
+    plain: dict[tuple[int, int, int], list[tuple[int, PlainPng, bytes]]] = defaultdict(list)
     for i, (path, sha256) in enumerate(items):
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
             raise UserError(f"{path}: cannot read image ({exc}); rerun the split stage") from None
-        out[i] = decode_image(data, path, prep)  # an undecodable file is named as such first
+        png = parse_plain_png(data)
+        if png is None:
+            out[i] = decode_image(data, path, prep)  # an undecodable file is named as such first
+        else:
+            plain[png.shape].append((i, png, data))
         if hashlib.sha256(data).hexdigest() != sha256:
             raise UserError(f"{path}: changed since the split stage; rerun split first")
+    for (height, width, _), group in plain.items():
+        batch = None
+        if worth_batching(len(group), width, height):
+            with contextlib.suppress(ValueError):  # a bad filter byte: PIL names the file below
+                batch = decode_batch([png for _, png, _ in group])
+        if batch is not None:
+            out[[i for i, _, _ in group]] = resize_batch(*batch, prep)
+            continue
+        for i, _, data in group:
+            out[i] = decode_image(data, items[i][0], prep)
     return out
+
+
+def resize_batch(pixels: np.ndarray, mode: str, prep: Preprocessing) -> np.ndarray:
+    """:func:`resize_image` for N decoded images of one size and PIL ``mode`` at once, equal to
+    it image by image: (N, H, W, C) uint8 -> (N, C, h, w).
+
+    PIL converts pixel by pixel and resizes in two separable passes, rounding to uint8 in
+    between. So resizing the width of the images stacked into one tall image, and the height of
+    the images side by side in one wide image, in the order PIL's one call would, computes
+    exactly what one call per image computes, without PIL's ~15 µs of per-call overhead.
+    """
+    n, height, width, _ = pixels.shape
+    stack = _from_rows(np.ascontiguousarray(pixels).reshape(n * height, width, -1), mode)
+    target = MODES[prep.color]
+    if stack.mode != target:
+        stack = stack.convert(target)
+    images = np.asarray(stack).reshape(n, height, width, -1)
+    out_h, out_w = prep.image_size
+    resample = RESAMPLE[prep.interpolation]
+    order = _pass_order(target, (width, height), (out_w, out_h), resample)
+    if prep.resize != "stretch" or order is None:  # crop and pad place each image on its own
+        return np.stack([resize_image(_from_rows(image, target), prep) for image in images])
+    for axis in order:
+        if axis == "width" and width != out_w:
+            images = _resize_width(images, out_w, target, resample)
+        if axis == "height" and height != out_h:
+            side_by_side = images.transpose(0, 2, 1, 3)  # height becomes width: one code path
+            images = _resize_width(side_by_side, out_h, target, resample).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def _resize_width(images: np.ndarray, out_w: int, mode: str, resample: int) -> np.ndarray:
+    """Resize the width of (N, H, W, C) images as one tall (N·H, W) image: rows are independent."""
+    n, height, _, channels = images.shape
+    tall = _from_rows(np.ascontiguousarray(images).reshape(n * height, -1, channels), mode)
+    return np.asarray(tall.resize((out_w, n * height), resample=resample)).reshape(
+        n, height, out_w, channels
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _pass_order(
+    mode: str, size: tuple[int, int], out_size: tuple[int, int], resample: int
+) -> tuple[str, str] | None:
+    """The order of PIL's two resize passes for these sizes, found by comparing its one-call
+    result on a noise image with both orders (Pillow picks the order by its own cost rules);
+    None when neither matches, and the batch falls back to one call per image."""
+    (width, height), (out_w, out_h) = size, out_size
+    channels = len(Image.new(mode, (1, 1)).getbands())
+    noise = np.random.default_rng(0).integers(0, 256, (height, width, channels), np.uint8)
+    probe = _from_rows(noise, mode)
+    want = np.asarray(probe.resize(out_size, resample=resample))
+    width_first = probe.resize((out_w, height), resample=resample)
+    if np.array_equal(want, np.asarray(width_first.resize(out_size, resample=resample))):
+        return ("width", "height")
+    height_first = probe.resize((width, out_h), resample=resample)
+    if np.array_equal(want, np.asarray(height_first.resize(out_size, resample=resample))):
+        return ("height", "width")
+    return None
+
+
+def _from_rows(array: np.ndarray, mode: str) -> Image.Image:
+    """A PIL image of ``mode`` from (H, W, C) uint8."""
+    return Image.fromarray(
+        np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array), mode
+    )
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

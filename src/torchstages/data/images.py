@@ -16,15 +16,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from torchstages.errors import UserError
 
-__all__ = ["Preprocessing", "load_image", "decode_image"]
+__all__ = ["Preprocessing", "load_image", "decode_image", "resize_image", "MODES", "RESAMPLE"]
 
-_RESAMPLE = {
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-_MODE = {"grayscale": "L", "rgb": "RGB"}
+MODES = {"grayscale": "L", "rgb": "RGB"}
 
 
 @dataclass(frozen=True)
@@ -69,29 +69,34 @@ def load_image(path: str | Path, prep: Preprocessing) -> np.ndarray:
 
 def decode_image(data: bytes, name: str | Path, prep: Preprocessing) -> np.ndarray:
     """:func:`load_image` on bytes already read (``name`` is only for the error message)."""
-    height, width = prep.image_size
-    mode = _MODE[prep.color]
     try:
         # one read() instead of PIL's many small ones: most of a tiny PNG's cost is per-call overhead
         with Image.open(io.BytesIO(data)) as img:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; draft keeps at least the target size
             if img.format == "JPEG":
-                img.draft(mode, (width, height))
+                img.draft(MODES[prep.color], (prep.image_size[1], prep.image_size[0]))
             img.load()
             if _may_be_rotated(img):
                 img = ImageOps.exif_transpose(img)
-            if img.mode != mode:
-                img = img.convert(mode)
-            resample = _RESAMPLE[prep.interpolation]
-            if prep.resize == "crop":
-                img = ImageOps.fit(img, (width, height), method=resample)
-            elif prep.resize == "pad":
-                img = ImageOps.pad(img, (width, height), method=resample, color=0)
-            elif img.size != (width, height):
-                img = img.resize((width, height), resample=resample)
-            array = np.asarray(img, dtype=np.uint8)
+            return resize_image(img, prep)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{name}: cannot decode image ({exc})") from None
+
+
+def resize_image(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """A decoded, upright image in ``prep``'s colour mode and size: uint8 array (C, H, W)."""
+    height, width = prep.image_size
+    mode = MODES[prep.color]
+    if img.mode != mode:
+        img = img.convert(mode)
+    resample = RESAMPLE[prep.interpolation]
+    if prep.resize == "crop":
+        img = ImageOps.fit(img, (width, height), method=resample)
+    elif prep.resize == "pad":
+        img = ImageOps.pad(img, (width, height), method=resample, color=0)
+    elif img.size != (width, height):
+        img = img.resize((width, height), resample=resample)
+    array = np.asarray(img, dtype=np.uint8)
     if array.ndim == 2:  # (H, W) -> (1, H, W)
         return array[None]
     return np.ascontiguousarray(array.transpose(2, 0, 1))  # PIL is HWC in RGB order -> CHW
