@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import sys
 import tempfile
 import time
@@ -54,6 +55,8 @@ def main() -> None:
                 "epochs_s": sum(epoch_times.seconds),
                 "parameters": card["parameters"],
                 "runtime": {k: card[k] for k in ("precision", "channels_last")},
+                # the whole process: interpreter, torch, the uint8 splits, model and activations
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )

@@ -35,7 +35,7 @@ reference, tolerance = json.load(open(sys.argv[1])), float(sys.argv[2])
 gpu = json.load(open("metrics/test.json"))
 checks = {
     "train ran on cuda": bool(re.search(r"device cuda", log)),
-    "AMP on (bf16 or fp16)": bool(re.search(r"amp (bfloat16|float16)", log)),
+    "AMP on (bf16 or fp16)": bool(re.search(r"precision (bf16|fp16)", log)),
     f"test accuracy within {tolerance} of CPU": abs(gpu["accuracy"] - reference["accuracy"]) <= tolerance,
 }
 rates = [float(r) for r in re.findall(r"([0-9.]+) samples/s", log)]

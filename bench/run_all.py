@@ -94,6 +94,19 @@ def print_table(r: dict) -> None:
                     ">= 90%",
                 )
             )
+            rows.append(
+                (
+                    f"{label}, ours in fp32 NCHW vs baseline",
+                    f"{s['ours_fp32']:.0f}",
+                    f"{s['baseline']:.0f}",
+                    f"{t['fp32_vs_baseline']:.2f}x",
+                    "(breakdown)",
+                )
+            )
+            if "ours_peak_rss_mib" in t:
+                rows.append(
+                    (f"{label}, ours peak RSS MiB", f"{t['ours_peak_rss_mib']:.0f}", "", "", "")
+                )
     if "build" in r:
         for key, label, target in (
             ("mnist_png", "build MNIST PNG", ">= 2x"),

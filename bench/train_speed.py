@@ -58,6 +58,7 @@ def run(project: Path, epochs: int, runs: int) -> dict[str, Any]:
             if a != "limit"
         },
         "ours_whole_call_samples_per_s": whole_call,
+        "ours_peak_rss_mib": max(r["peak_rss_mib"] for r in results["ours"]),
         "ours_setup_and_writes_s": median([r["wall_s"] - r["epochs_s"] for r in results["ours"]]),
         "runtime": {a: results[a][0]["runtime"] for a in ("ours", "ours_fp32", "limit")},
         "vs_baseline": rate["ours"] / rate["baseline"],

@@ -20,3 +20,20 @@ def test_training_arms_run_on_a_tiny_demo_project(tmp_path, monkeypatch):
     assert all(rate > 0 for rate in result["samples_per_s"].values())
     assert 0 < result["val_accuracy"]["ours"] <= 1
     sys.modules.pop("train_speed", None)
+
+
+def test_gpu_check_recognises_the_train_log_of_an_amp_run():
+    """bench/gpu_check.sh greps the train log; keep its patterns in step with Runtime.describe."""
+    import re
+
+    import torch
+
+    from torchstages.training.runtime import Runtime
+
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    patterns = re.findall(r're\.search\(r"([^"]+)", log\)', script)
+    assert len(patterns) == 2
+    line = Runtime(torch.device("cuda"), torch.bfloat16, None, True).describe()
+    assert all(re.search(p, line) for p in patterns), (patterns, line)
+    fp32 = Runtime(torch.device("cuda"), None, None, True).describe()
+    assert not re.search(patterns[1], fp32)
