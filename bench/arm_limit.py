@@ -36,7 +36,7 @@ def main() -> None:
     torch.manual_seed(params.seed)
     model = build_model(params.model, shape[0], tuple(shape[1:]), classes)
     runtime = configure(params, device).for_model(model)
-    fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    fmt = runtime.memory_format
     model.to(device, memory_format=fmt)
     x = torch.randn(n_train, *shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (n_train,), device=device)

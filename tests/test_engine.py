@@ -124,7 +124,9 @@ def test_channels_last_auto_is_on_for_convolutional_models_only():
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
     auto = configure(tiny_train_params(channels_last="auto"), cpu)
     assert auto.for_model(cnn).channels_last is True
+    assert auto.for_model(cnn).memory_format == torch.channels_last
     assert auto.for_model(mlp).channels_last is False
+    assert auto.for_model(mlp).memory_format == torch.contiguous_format
     forced = configure(tiny_train_params(channels_last=True), cpu)
     assert forced.for_model(mlp).channels_last is True
     off = configure(tiny_train_params(channels_last=False), cpu)

@@ -103,8 +103,11 @@ def resize_batch(pixels: np.ndarray, mode: str, prep: Preprocessing) -> np.ndarr
     images = np.asarray(stack).reshape(n, height, width, -1)
     out_h, out_w = prep.image_size
     resample = RESAMPLE[prep.interpolation]
-    order = _pass_order(target, (width, height), (out_w, out_h), resample)
-    if prep.resize != "stretch" or order is None:  # crop and pad place each image on its own
+    # crop and pad place each image on its own: one call each
+    order = None
+    if prep.resize == "stretch":
+        order = _pass_order(target, (width, height), (out_w, out_h), resample)
+    if order is None:
         return np.stack([resize_image(_from_rows(image, target), prep) for image in images])
     for axis in order:
         if axis == "width" and width != out_w:

@@ -162,8 +162,7 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
     check_output_shape(model, *shape)
     transfer = Transfer(params.model.transfer, model)
     runtime = runtime.for_model(model)
-    fmt = torch.channels_last if runtime.channels_last else torch.preserve_format
-    model.to(runtime.device, memory_format=fmt)
+    model.to(runtime.device, memory_format=runtime.memory_format)
     net = model
     if dist.enabled:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -322,8 +321,7 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
     window_sizes = [sum(sizes[w : w + acc]) for w in range(0, batches, acc)]
     run.optimizer.zero_grad(set_to_none=True)
     for i, (x, y) in enumerate(epoch_log.batches(run.loader)):
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=runtime.memory_format)  # the model's memory format
         boundary = (i + 1) % acc == 0 or i + 1 == batches
         # gradients are only all-reduced on the micro-batch that ends an accumulation step
         sync = net.no_sync() if run.dist.enabled and not boundary else contextlib.nullcontext()

@@ -35,6 +35,11 @@ class Runtime:
         has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
         return dataclasses.replace(self, channels_last=has_conv)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """For the model and every batch, once :meth:`for_model` has resolved ``auto``."""
+        return torch.channels_last if self.channels_last is True else torch.contiguous_format
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
