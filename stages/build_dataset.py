@@ -1,9 +1,12 @@
-"""DVC stage `build-dataset`: decode each split once into uint8 arrays under data/processed/."""
+"""DVC stage `build-dataset`: decode images into uint8 arrays (or encode a table) under
+data/processed/, with statistics from the train split only."""
 
 import logging
 
 from torchstages import paths
 from torchstages.errors import run_stage
+from torchstages.io import read_json
+from torchstages.kinds import kind_of
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
 
@@ -12,6 +15,14 @@ log = logging.getLogger("torchstages.stages")
 
 def main() -> None:
     params = load_section(BuildDatasetParams, "build_dataset")
+    summary_path = paths.SPLITS / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    if kind_of(summary) == "table":
+        from torchstages.tables.build import build_table
+
+        counts = build_table(params, paths.RAW, paths.SPLITS, paths.PROCESSED)
+        log.info("build-dataset: %s rows -> %s", counts, paths.PROCESSED)
+        return
     from torchstages.data.build import build_dataset
 
     counts = build_dataset(params, paths.RAW, paths.SPLITS, paths.PROCESSED)

@@ -2,13 +2,18 @@
 
 from torchstages import paths
 from torchstages.errors import run_stage
+from torchstages.kinds import kind_of
+from torchstages.models.saved import load_card
 from torchstages.params.base import load_section
 from torchstages.params.export import ExportParams
 
 
 def main() -> None:
     params = load_section(ExportParams, "export")
-    from torchstages.deploy.export import export_and_verify
+    if kind_of(load_card(paths.MODEL_CARD)) == "table":
+        from torchstages.tables.export import export_and_verify_table as export_and_verify
+    else:
+        from torchstages.deploy.export import export_and_verify
 
     export_and_verify(
         params,

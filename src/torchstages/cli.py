@@ -7,16 +7,26 @@ import sys
 from pathlib import Path
 
 from torchstages.errors import UserError
+from torchstages.kinds import TABLE_SUFFIXES
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="torchstages", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo-data", help="write the built-in digits dataset as PNG files")
+    demo = sub.add_parser(
+        "demo-data", help="write the built-in digits as PNG files (or a demo table with --table)"
+    )
     demo.add_argument("dir", nargs="?", default="data/raw", type=Path)
-    predict = sub.add_parser("predict", help="classify image files with an exported ONNX model")
+    demo.add_argument(
+        "--table",
+        choices=["breast_cancer", "wine", "iris", "diabetes"],
+        help="write this scikit-learn table as DIR/<name>.csv instead of the digit images",
+    )
+    predict = sub.add_parser(
+        "predict", help="classify image files, or predict every row of a table, with an ONNX model"
+    )
     predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
-    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("images", nargs="+", type=Path, help="image files, or one .csv/.parquet")
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
     summary = sub.add_parser(
         "summary", help="build train.model for the dataset: parameter counts and output shape"
@@ -37,15 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
-            from torchstages.demo import write_demo_digits
+            if args.table:
+                from torchstages.demo import write_demo_table
 
-            written = write_demo_digits(args.dir)
-            print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
+                print(f"demo-data: {write_demo_table(args.table, args.dir)}")
+            else:
+                from torchstages.demo import write_demo_digits
+
+                written = write_demo_digits(args.dir)
+                print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
         elif args.command == "predict":
-            from torchstages.deploy.predict import predict_files
+            from torchstages.deploy.predict import predict_files, predict_rows
 
-            for file, label, prob in predict_files(args.model, args.images):
-                print(f"{file}\t{label}\t{prob:.4f}")
+            tables = [p for p in args.images if p.suffix.lower() in TABLE_SUFFIXES]
+            if tables:
+                if len(args.images) != 1:
+                    raise UserError("predict: give one table file, or image files (not both)")
+                import csv
+
+                header, rows = predict_rows(args.model, tables[0])
+                writer = csv.writer(sys.stdout, lineterminator="\n")
+                writer.writerow(header)
+                writer.writerows(rows)
+            else:
+                for file, label, prob in predict_files(args.model, args.images):
+                    print(f"{file}\t{label}\t{prob:.4f}")
         elif args.command == "params":
             from torchstages.params.reference import params_reference
 

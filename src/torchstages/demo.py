@@ -29,3 +29,22 @@ def write_demo_digits(out_dir: Path) -> int:
             write_bytes(target, buffer.getvalue())
             written += 1
     return written
+
+
+DEMO_TABLES = ("breast_cancer", "wine", "iris", "diabetes")
+
+
+def write_demo_table(name: str, out_dir: Path) -> Path:
+    """Write one of scikit-learn's bundled tables as ``out_dir/<name>.csv`` (target column ``target``;
+    class names for the classification tables, the raw disease-progression score for diabetes)."""
+    from sklearn import datasets
+
+    loaded = getattr(datasets, f"load_{name}")(
+        as_frame=True, **({"scaled": False} if name == "diabetes" else {})
+    )
+    frame = loaded.frame
+    if name != "diabetes":
+        frame["target"] = [str(loaded.target_names[t]) for t in frame["target"]]
+    target = out_dir / f"{name}.csv"
+    write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    return target

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["to_device_tensor", "Normalizer", "BatchLoader"]
+__all__ = ["to_device_tensor", "Normalizer", "OnDevice", "BatchLoader"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+Batch = tuple[Inputs, torch.Tensor]
 
 
 GPU_SHARE = 0.5  # a split may take at most this share of free GPU memory; the rest is for training
@@ -51,6 +52,17 @@ class Normalizer:
         return (pixels.float() / 255.0 - self.mean) / self.std
 
 
+class OnDevice:
+    """The ``normalize`` of inputs that need none in the loader (a table's model scales its own
+    inputs): passes a batch through, and says which device batches go to."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __call__(self, inputs: Inputs) -> Inputs:
+        return inputs
+
+
 class BatchLoader:
     """Iterate (inputs, labels) batches over one split held as tensors.
 
@@ -60,19 +72,21 @@ class BatchLoader:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: Inputs,
         labels: torch.Tensor,
         batch_size: int,
-        normalize: Normalizer,
+        normalize: Normalizer | OnDevice,
         *,
         generator: torch.Generator | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         shard: tuple[int, int] = (0, 1),
         training: bool = False,
     ) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, labels
+        # several tensors (a table's numeric and categorical columns) are indexed together
+        self.inputs = images if isinstance(images, tuple) else (images,)
+        if any(len(x) != len(labels) for x in self.inputs):
+            raise ValueError(f"{len(self.inputs[0])} inputs but {len(labels)} labels")
+        self.images, self.labels = self.inputs[0], labels
         self.batch_size = batch_size
         self.normalize = normalize
         self.generator = generator  # set: shuffle every epoch with it
@@ -104,18 +118,22 @@ class BatchLoader:
         if self.generator is not None:
             order = torch.randperm(len(self.images), generator=self.generator)
             order = order[self.rank :: self.world][: self.samples].to(self.images.device)
+        device = self.normalize.device
         for start, end in self.batch_bounds():
             if order is None:
-                x, y = self.images[start:end], self.labels[start:end]
+                xs, y = [x[start:end] for x in self.inputs], self.labels[start:end]
             else:
                 idx = order[start:end]
-                x, y = self.images[idx], self.labels[idx]
+                xs, y = [x[idx] for x in self.inputs], self.labels[idx]
             # a no-op when the split lives on the device; an async copy when it could not fit
-            device = self.normalize.device
-            if x.device != device and device.type == "cuda":
-                x, y = x.pin_memory(), y.pin_memory()  # indexing dropped the pinning
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x = x.float()
+            if y.device != device and device.type == "cuda":
+                xs, y = [x.pin_memory() for x in xs], y.pin_memory()  # indexing dropped pinning
+            xs = [x.to(device, non_blocking=True) for x in xs]
+            y = y.to(device, non_blocking=True)
+            if len(xs) > 1:
+                yield self.normalize(tuple(xs)), y
+                continue
+            x = xs[0].float()
             if self.augment is not None:
                 x = self.augment(x)
             yield self.normalize(x), y

@@ -10,7 +10,7 @@ import numpy as np
 from torchstages.data.images import Preprocessing, load_image
 from torchstages.errors import UserError
 
-__all__ = ["Prediction", "predict_files"]
+__all__ = ["Prediction", "predict_files", "predict_rows"]
 
 Prediction = tuple[str, str, float]  # (file, class, probability)
 
@@ -26,6 +26,8 @@ def predict_files(model_path: Path, files: list[Path], batch_size: int = 256) ->
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise UserError(f"{model_path}: not a loadable ONNX model ({exc})") from None
     meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("kind") == "table":
+        raise UserError(f"{model_path}: a table model: give it one CSV or Parquet file of rows")
     if "classes" not in meta or "preprocessing" not in meta:
         raise UserError(f"{model_path}: no torchstages metadata (export it with the export stage)")
     classes = json.loads(meta["classes"])
@@ -41,3 +43,18 @@ def predict_files(model_path: Path, files: list[Path], batch_size: int = 256) ->
         for f, p in zip(chunk, probs, strict=True):
             results.append((str(f), classes[int(p.argmax())], float(p.max())))
     return results
+
+
+def predict_rows(model_path: Path, table: Path) -> tuple[list[str], list[list]]:
+    """A table model's predictions for every row of ``table`` (see tables/predict.py)."""
+    import onnxruntime as ort
+
+    from torchstages.tables.predict import predict_table
+
+    if not model_path.exists():
+        raise UserError(f"{model_path}: model not found (run dvc repro to export it)")
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("kind") != "table":
+        raise UserError(f"{model_path}: an image model: give it image files, not a table")
+    return predict_table(session, meta, table)

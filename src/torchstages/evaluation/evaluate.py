@@ -13,7 +13,7 @@ from torchstages import paths as pipeline
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.split import read_split
-from torchstages.data.store import load_meta, load_split
+from torchstages.data.store import load_meta, load_split, load_table_split
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
@@ -21,6 +21,7 @@ from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import mistake_order, write_plot_data
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
+from torchstages.kinds import kind_of
 from torchstages.models.saved import load_model
 from torchstages.params.evaluate import EvaluateParams
 
@@ -64,10 +65,12 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     device = resolve_device(params.device)
     model, card = load_model(paths.weights, paths.card)
     meta = load_meta(paths.processed)
-    if meta["classes"] != card["classes"]:
+    if meta.get("classes") != card.get("classes") or kind_of(meta) != kind_of(card):
         raise UserError(
             f"{paths.card}: classes differ from {paths.processed}/meta.json (rerun train)"
         )
+    if kind_of(meta) == "table":
+        return _evaluate_table(split, params, paths, model, card, device)
     images, labels = load_split(paths.processed, split)
     labels = np.asarray(labels)
     prep = Preprocessing.from_dict(card["preprocessing"])
@@ -81,16 +84,57 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     rows = read_split(paths.splits / f"{split}.csv")
     write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
-    if paths.report is not None:
-        # plots_dir is <plots>/<stage>; the report also links <plots>/train
-        sources = ReportSources(paths.metrics, paths.card, paths.params, paths.plots_dir.parent)
-        write_report(paths.report, sources)
+    _write_report(paths)
     log.info(
         "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s, %s",
         split,
         metrics["loss"],
         metrics["accuracy"],
         metrics["f1_macro"],
+        metrics["samples"],
+        paths.metrics,
+        paths.plots_dir,
+    )
+    return metrics
+
+
+def _write_report(paths: EvalPaths) -> None:
+    if paths.report is not None:
+        # plots_dir is <plots>/<stage>; the report also links <plots>/train
+        sources = ReportSources(paths.metrics, paths.card, paths.params, paths.plots_dir.parent)
+        write_report(paths.report, sources)
+
+
+def _evaluate_table(
+    split: str, params: EvaluateParams, paths: EvalPaths, model, card: dict[str, Any], device
+) -> dict[str, Any]:
+    from torchstages.evaluation.figures import confusion_figure, save_png
+    from torchstages.tables.evaluate import draw_regression, evaluate_table
+
+    metrics, outputs = evaluate_table(
+        split, model, card, paths.processed, paths.splits, paths.plots_dir, params, device
+    )
+    write_json(paths.metrics, metrics)
+    if card["task"] == "classification":
+        classes, labels = card["classes"], np.asarray(load_table_split(paths.processed, split)[2])
+        matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+        np.add.at(matrix, (labels, outputs.argmax(1)), 1)
+        title = f"Confusion matrix ({split}, {len(labels)} rows)"
+        save_png(confusion_figure(matrix, classes, title), paths.plots_dir / "confusion.png")
+        summary = f"accuracy {metrics['accuracy']:.4f}  f1_macro {metrics['f1_macro']:.4f}"
+    else:
+        actual = np.asarray(load_table_split(paths.processed, split)[2], dtype=np.float64)
+        draw_regression(paths.plots_dir, split, outputs, actual)
+        summary = (
+            f"rmse {metrics['rmse']:.4g} (predicting the train mean: {metrics['baseline_rmse']:.4g})"
+            f"  mae {metrics['mae']:.4g}  r2 {metrics['r2']:.4f}"
+        )
+    _write_report(paths)
+    log.info(
+        "%s: loss %.4f  %s on %d rows -> %s, %s",
+        split,
+        metrics["loss"],
+        summary,
         metrics["samples"],
         paths.metrics,
         paths.plots_dir,

@@ -22,6 +22,7 @@ __all__ = [
     "Series",
     "confusion_figure",
     "curves_figure",
+    "regression_figures",
     "gallery_figure",
     "image_grid_figure",
     "save_png",
@@ -156,3 +157,29 @@ def curves_figure(
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def regression_figures(
+    predicted: np.ndarray, actual: np.ndarray, split: str
+) -> tuple[Figure, Figure]:
+    """Predicted against actual (with the y = x line), and residuals against predicted."""
+    low = float(min(predicted.min(), actual.min()))
+    high = float(max(predicted.max(), actual.max()))
+    scatter = _new_figure(5, 5)
+    ax = scatter.subplots()
+    ax.scatter(actual, predicted, s=8, alpha=0.6)
+    ax.plot(
+        [low, high], [low, high], color="black", linewidth=1, label="perfect: predicted = actual"
+    )
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"Predicted vs actual ({split}, {len(actual)} rows)")
+    ax.legend(loc="upper left")
+    residual = _new_figure(6, 4)
+    ax = residual.subplots()
+    ax.scatter(predicted, actual - predicted, s=8, alpha=0.6)
+    ax.axhline(0, color="black", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (actual - predicted)")
+    ax.set_title(f"Residuals ({split}): a pattern here is what the model misses")
+    return scatter, residual

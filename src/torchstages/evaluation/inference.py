@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchstages.data.loader import BatchLoader, Normalizer, to_device_tensor
+from torchstages.data.loader import BatchLoader, Normalizer, OnDevice, to_device_tensor
 
 __all__ = ["predict_logits"]
 
@@ -14,25 +14,28 @@ __all__ = ["predict_logits"]
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
-    images: np.ndarray | torch.Tensor,
-    normalize: Normalizer,
+    images: np.ndarray | torch.Tensor | tuple[np.ndarray | torch.Tensor, ...],
+    normalize: Normalizer | OnDevice,
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """(N, classes) float32 logits on the CPU, rows in the order of ``images``.
+    """(N, outputs) float32 model outputs on the CPU, rows in the order of the inputs.
 
-    Switches the model to eval mode for the call (and back), so forgetting ``model.eval()``
-    cannot leak dropout or batch statistics into a reported metric.
+    ``images`` is one input array, or a tuple of arrays the model takes as separate arguments (a
+    table's numeric and categorical columns). Switches the model to eval mode for the call (and
+    back), so forgetting ``model.eval()`` cannot leak dropout or batch statistics into a metric.
     """
-    if isinstance(images, np.ndarray):
-        images = to_device_tensor(images, device)
-    labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+    several = isinstance(images, tuple)
+    inputs = tuple(
+        to_device_tensor(a, device) if isinstance(a, np.ndarray) else a
+        for a in (images if several else (images,))
+    )
+    labels = torch.zeros(len(inputs[0]), dtype=torch.long, device=inputs[0].device)
     was_training = model.training
     model.eval()
     try:
-        outs = [
-            model(x).float().cpu() for x, _ in BatchLoader(images, labels, batch_size, normalize)
-        ]
+        loader = BatchLoader(inputs if several else inputs[0], labels, batch_size, normalize)
+        outs = [(model(*x) if several else model(x)).float().cpu() for x, _ in loader]
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)

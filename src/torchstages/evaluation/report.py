@@ -33,6 +33,14 @@ HEADLINE = [
     ("loss", "log loss"),
     ("ece", "expected calibration error"),
 ]
+REGRESSION_HEADLINE = [
+    ("rmse", "RMSE"),
+    ("baseline_rmse", "RMSE of always predicting the train mean"),
+    ("mae", "MAE"),
+    ("r2", "R²"),
+    ("mape", "MAPE"),
+    ("loss", "loss (MSE of standardised values)"),
+]
 # params sections the report shows, and the keys that cannot change a result
 PARAM_SECTIONS = ("build_dataset", "train", "test")
 NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
@@ -41,6 +49,8 @@ PICTURES = [
     ("test", "confusion.png", "Confusion matrix (test)"),
     ("test", "wrong.png", "Most confidently wrong test images"),
     ("train", "augmented.png", "Training images after augmentation"),
+    ("test", "predicted_vs_actual.png", "Predicted vs actual (test)"),
+    ("test", "residuals.png", "Residuals (test)"),
 ]
 
 
@@ -75,26 +85,22 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     metrics, card = read_json(sources.metrics), read_json(sources.card)
     params = load_yaml(sources.params)
     best, arch = card["best"], card["architecture"]
+    if card.get("task") == "regression":
+        what = f"regression of `{card['target']}`, {metrics['samples']} test rows"
+    else:
+        unit = "rows" if "schema" in card else "images"
+        what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
     lines = [
         "# Model report (test split)",
         "",
         f"Model `{arch['name']}` ({card['parameters']:,} parameters), best epoch "
-        f"{best['epoch']} by {best['monitor']}, {len(card['classes'])} classes, "
-        f"{metrics['samples']} test images.",
+        f"{best['epoch']} by {best['monitor']}, {what}.",
         "",
         "| metric | value |",
         "|---|---|",
         *(f"| {label} | {value:.4f} |" for label, value in _headline(metrics)),
         "",
-        "## Per class",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-            for name, m in metrics["per_class"].items()
-        ),
-        "",
+        *_per_class(metrics),
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
         "## Params",
@@ -122,9 +128,25 @@ def dvc_diffs(rev: str) -> str:
     return "\n" + "\n".join(parts)
 
 
+def _per_class(metrics: dict[str, Any]) -> list[str]:
+    if "per_class" not in metrics:
+        return []
+    return [
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+            for name, m in metrics["per_class"].items()
+        ),
+        "",
+    ]
+
+
 def _headline(metrics: dict[str, Any]) -> list[tuple[str, float]]:
     out = []
-    for key, label in HEADLINE:
+    for key, label in HEADLINE if "rmse" not in metrics else REGRESSION_HEADLINE:
         if key == "top*_accuracy":
             top = sorted(k for k in metrics if re.fullmatch(r"top\d+_accuracy", k))
             out += [(label.format(k=k[3:].split("_")[0]), metrics[k]) for k in top]

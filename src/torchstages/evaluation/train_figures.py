@@ -28,6 +28,10 @@ COLUMNS = 10
 def draw_from_card(card_path: Path, live_dir: Path, processed_dir: Path, out_dir: Path) -> None:
     """The training figures of the model whose card is at ``card_path``."""
     card = load_card(card_path)
+    if "augment" not in card:  # a table: curves only, of the task's metric
+        metric = "rmse" if card.get("task") == "regression" else "accuracy"
+        draw_curves(live_dir, out_dir, card["best"]["epoch"], metric)
+        return
     draw_training_figures(
         live_dir,
         processed_dir,
@@ -50,20 +54,7 @@ def draw_training_figures(
 
     ``best_epoch`` counts from 1, as in the model card and the figures.
     """
-    metrics = live_dir / "plots" / "metrics"
-
-    def lines(name: str) -> list[Series]:
-        found = [(split, read_curve(metrics / split / f"{name}.tsv")) for split in ("train", "val")]
-        return [(x, y, split) for split, (x, y) in found if x]
-
-    lr_x, lr_y = read_curve(metrics / "lr.tsv")
-    panels = [
-        ("loss", lines("loss")),
-        ("accuracy", lines("accuracy")),
-        ("learning rate", [(lr_x, lr_y, "lr")] if lr_x else []),
-    ]
-    save_png(curves_figure(panels, "Training curves", best_epoch), out_dir / "curves.png")
-
+    draw_curves(live_dir, out_dir, best_epoch, "accuracy")
     classes = load_meta(processed_dir)["classes"]
     images, labels = load_split(processed_dir, "train")
     picked, rows = augmentation_sample(np.asarray(images), np.asarray(labels), augment, seed)
@@ -74,6 +65,23 @@ def draw_training_figures(
     )
     column_labels = [str(classes[labels[i]]) for i in picked]
     save_png(image_grid_figure(rows, row_labels, column_labels, title), out_dir / "augmented.png")
+
+
+def draw_curves(live_dir: Path, out_dir: Path, best_epoch: int | None, metric: str) -> None:
+    """``out_dir/curves.png``: loss, the task's metric and the learning rate per epoch."""
+    metrics = live_dir / "plots" / "metrics"
+
+    def lines(name: str) -> list[Series]:
+        found = [(split, read_curve(metrics / split / f"{name}.tsv")) for split in ("train", "val")]
+        return [(x, y, split) for split, (x, y) in found if x]
+
+    lr_x, lr_y = read_curve(metrics / "lr.tsv")
+    panels = [
+        ("loss", lines("loss")),
+        (metric, lines(metric)),
+        ("learning rate", [(lr_x, lr_y, "lr")] if lr_x else []),
+    ]
+    save_png(curves_figure(panels, "Training curves", best_epoch), out_dir / "curves.png")
 
 
 def read_curve(path: Path) -> tuple[list[float], list[float]]:

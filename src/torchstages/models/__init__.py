@@ -17,6 +17,7 @@ from torch import nn
 from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, MLPSpec
+from torchstages.models.tabular import FTTransformer, FTTransformerSpec, TableMLP
 from torchstages.models.torchvision import TorchvisionSpec, build_torchvision
 from torchstages.models.transfer import freeze_backbone, load_pretrained, split_head_backbone
 
@@ -24,22 +25,28 @@ __all__ = [
     "ModelSpec",
     "AnySpec",
     "build_model",
+    "build_table_model",
     "parse_spec",
     "check_output_shape",
     "describe_model",
+    "describe_table_model",
     "split_head_backbone",
     "freeze_backbone",
 ]
 
 log = logging.getLogger(__name__)
 
-AnySpec = MLPSpec | CNNSpec | TorchvisionSpec
+AnySpec = MLPSpec | CNNSpec | TorchvisionSpec | FTTransformerSpec
 ModelSpec = Annotated[AnySpec, Field(discriminator="name")]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": CNN,
     "torchvision": build_torchvision,
+}
+_TABLE_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": TableMLP,
+    "ft_transformer": FTTransformer,
 }
 
 
@@ -66,7 +73,30 @@ def build_model(
     the backbone unless ``pretrained`` is False (rebuilding a trained model from
     its card, whose own weights replace everything anyway). Freezing is the training loop's job.
     """
+    if spec.name not in _BUILDERS:
+        raise UserError(
+            f"train.model.name: {spec.name} is a table model; for images use {', '.join(_BUILDERS)}"
+        )
     model = _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
+    if pretrained and spec.transfer.pretrained != "none":
+        load_pretrained(model, spec.transfer.pretrained)
+    return model
+
+
+def build_table_model(
+    spec: AnySpec, schema: dict[str, Any], outputs: int, *, pretrained: bool = True
+) -> nn.Module:
+    """Build the network for a table's fitted ``schema`` (see :mod:`torchstages.tables.schema`),
+    returning ``outputs`` values per row: logits, or one standardised regression value."""
+    if spec.name not in _TABLE_BUILDERS:
+        raise UserError(
+            f"train.model.name: {spec.name} takes images; for a table use "
+            f"{' or '.join(_TABLE_BUILDERS)}"
+        )
+    try:
+        model = _TABLE_BUILDERS[spec.name](spec, schema, outputs)
+    except ValueError as exc:
+        raise UserError(f"train.model: {exc}") from None
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
@@ -118,3 +148,21 @@ def _dummy_output(
         ) from None
     finally:
         model.train(was_training)
+
+
+def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, Any]:
+    """:func:`describe_model` for a table network: one row of zeros through it."""
+    numeric = torch.zeros(1, len(schema["numeric"]))
+    categorical = torch.zeros(1, len(schema["categorical"]), dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(numeric, categorical)
+    model.train(was_training)
+    params = list(model.parameters())
+    return {
+        "parameters": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "input_shape": [1, numeric.shape[1] + categorical.shape[1]],
+        "output_shape": list(out.shape),
+    }

@@ -1,4 +1,6 @@
-"""Multi-layer perceptron on flattened pixels: the baseline every tutorial starts from."""
+"""Multi-layer perceptron on flattened pixels: the baseline every tutorial starts from.
+
+Tables use the same spec (see :mod:`torchstages.models.tabular`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from torch import nn
 
 from torchstages.models.transfer import SpecWithTransfer
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,
@@ -27,6 +29,9 @@ class MLPSpec(SpecWithTransfer):
         False, description="BatchNorm1d between each hidden layer and its activation"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each hidden layer")
+    embedding_dims: dict[str, int] = Field(
+        {}, description="tables: embedding width per categorical column; unset: min(50, 1.6 n^0.56)"
+    )
 
 
 class MLP(nn.Module):
@@ -43,7 +48,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
             if spec.batch_norm:
                 layers.append(nn.BatchNorm1d(hidden))
-            layers += [_ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
+            layers += [ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)

@@ -11,7 +11,8 @@ from torch import nn
 from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import atomic_path, read_json, write_json
-from torchstages.models import build_model, parse_spec
+from torchstages.kinds import kind_of
+from torchstages.models import build_model, build_table_model, parse_spec
 
 __all__ = ["save_model", "load_model", "load_card"]
 
@@ -33,16 +34,17 @@ def load_card(card_path: Path) -> dict[str, Any]:
 def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network from its card, load the weights, and return it in eval mode."""
     card = load_card(card_path)
-    prep = Preprocessing.from_dict(card["preprocessing"])
+    spec = parse_spec(card["architecture"])
     # pretrained=False: the trained weights below replace everything, and the pretrained
     # file named in the card need not exist where the model is evaluated or exported
-    model = build_model(
-        parse_spec(card["architecture"]),
-        prep.channels,
-        prep.image_size,
-        len(card["classes"]),
-        pretrained=False,
-    )
+    if kind_of(card) == "table":
+        outputs = len(card["classes"]) if card["task"] == "classification" else 1
+        model = build_table_model(spec, card["schema"], outputs, pretrained=False)
+    else:
+        prep = Preprocessing.from_dict(card["preprocessing"])
+        model = build_model(
+            spec, prep.channels, prep.image_size, len(card["classes"]), pretrained=False
+        )
     if not weights.exists():
         raise UserError(f"{weights}: not found (run the train stage first)")
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)

@@ -1,12 +1,45 @@
-"""``build_dataset`` section: how image files become uint8 arrays."""
+"""``build_dataset`` section: how image files become uint8 arrays, or a table becomes numbers."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from torchstages.params.base import Section
+
+
+class TableBuildParams(Section):
+    """Column types, missing values and category vocabularies; every statistic is fitted on the
+    train split alone."""
+
+    categorical: list[str] = Field([], description="columns forced categorical (e.g. zip codes)")
+    numeric: list[str] = Field([], description="columns forced numeric")
+    missing: Literal["impute", "error"] = Field(
+        "impute",
+        description="impute: numeric gets the train median plus a missing-indicator column, "
+        "categorical its own 'missing' category; error: any missing feature value stops the stage",
+    )
+    non_numeric: Literal["error", "missing"] = Field(
+        "error", description="a non-number in a numeric column: error, or treat it as missing"
+    )
+    datetime: Literal["expand", "drop"] = Field(
+        "expand",
+        description="date/time columns: expand into year, month, day, day of week (and hour), "
+        "or drop them",
+    )
+    min_category_count: int = Field(
+        1,
+        ge=1,
+        description="categories seen fewer times in train share one 'other' index (as unseen ones do)",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TableBuildParams:
+        both = sorted(set(self.categorical) & set(self.numeric))
+        if both:
+            raise ValueError(f"columns both categorical and numeric: {both}")
+        return self
 
 
 class BuildDatasetParams(Section):
@@ -26,3 +59,6 @@ class BuildDatasetParams(Section):
         "bilinear", description="resampling filter (antialiased when shrinking)"
     )
     workers: int = Field(0, ge=0, description="decode processes; 0 = one per CPU core")
+    table: TableBuildParams = Field(
+        default_factory=TableBuildParams, description="tables only: column types, missing values"
+    )

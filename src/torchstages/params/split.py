@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from torchstages.params.base import Section
+
+
+class TableSplitParams(Section):
+    """What a table's columns mean: the target, the task, groups, and the columns to use."""
+
+    target: str | None = Field(
+        None, description="target column; unset: the column named target, label, class or y"
+    )
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto",
+        description="auto: classification for a non-numeric target or an integer one with at "
+        "most max_classes distinct values, else regression",
+    )
+    max_classes: int = Field(
+        20, ge=2, description="auto task: most distinct integer targets that still mean classes"
+    )
+    group: str | None = Field(
+        None, description="column whose rows stay in one split (a patient, a customer)"
+    )
+    features: list[str] | None = Field(
+        None, description="feature columns to use; unset: every column but target, group, drop"
+    )
+    drop: list[str] = Field([], description="columns never used as features (ids, free text)")
+    bins: int = Field(
+        10, ge=2, le=100, description="regression: quantile bins of the target to stratify on"
+    )
 
 
 class SplitParams(Section):
@@ -14,6 +42,12 @@ class SplitParams(Section):
     train: float = Field(0.70, gt=0, lt=1, description="fraction of each class for training")
     val: float = Field(0.15, gt=0, lt=1, description="fraction of each class for validation")
     test: float = Field(0.15, gt=0, lt=1, description="fraction of each class for the final test")
+    kind: Literal["auto", "images", "table"] = Field(
+        "auto", description="auto: table when data/raw holds one .csv/.tsv/.parquet file"
+    )
+    table: TableSplitParams = Field(
+        default_factory=TableSplitParams, description="tables only: target, task, columns"
+    )
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitParams:

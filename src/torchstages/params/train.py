@@ -79,8 +79,13 @@ class TrainParams(Section):
         0.0005, ge=0, description="weight decay (decoupled for adamw), never on biases and norms"
     )
     grad_clip_norm: float = Field(0.0, ge=0, description="clip gradients to this norm; 0 = off")
-    loss: Literal["cross_entropy", "bce"] = Field(
-        "cross_entropy", description="cross_entropy, or bce (BCE-with-logits, two classes only)"
+    loss: Literal["cross_entropy", "bce", "mse", "huber", "smooth_l1"] = Field(
+        "cross_entropy",
+        description="classes: cross_entropy, or bce (BCE-with-logits, two classes only); "
+        "regression: mse, huber, smooth_l1 (the default when unset)",
+    )
+    huber_delta: float = Field(
+        1.0, gt=0, description="huber / smooth_l1: where the loss turns linear (standardised units)"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the targets")
     class_weights: Literal["none", "balanced"] = Field(
@@ -90,11 +95,15 @@ class TrainParams(Section):
         0.0, ge=0, lt=1, description="EMA of weights (e.g. 0.999), evaluated and saved; 0 = off"
     )
     monitor: Literal["val_accuracy", "val_loss"] = Field(
-        "val_accuracy", description="validation metric that picks the best epoch's weights"
+        "val_accuracy",
+        description="validation metric that picks the best epoch's weights (regression: "
+        "val_loss, the default when unset)",
     )
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
-    model: ModelSpec = Field(default_factory=CNNSpec, description="architecture, see models")
+    model: ModelSpec = Field(
+        default_factory=CNNSpec, description="architecture, see models (tables: mlp when unset)"
+    )
     augment: AugmentParams = Field(default_factory=AugmentParams)
 
     @model_validator(mode="after")

@@ -19,10 +19,14 @@ from torchstages.io import sha256_file, write_bytes
 __all__ = ["fingerprint", "save_checkpoint", "load_resumable"]
 
 
-def fingerprint(params_dump: dict[str, Any], processed_dir: Path) -> str:
-    """Hash of everything a resumed run must share with the interrupted one."""
+def fingerprint(params_dump: dict[str, Any], processed_dir: Path, arrays: list[str]) -> str:
+    """Hash of everything a resumed run must share with the interrupted one.
+
+    ``params_dump`` holds the params that differ from their defaults: a key added in a later
+    version (with a default) leaves the fingerprint, and so the checkpoint's bytes, unchanged.
+    """
     h = hashlib.sha256(json.dumps(params_dump, sort_keys=True).encode())
-    for name in ("meta.json", "train_labels.npy", "train_images.npy", "val_labels.npy"):
+    for name in ("meta.json", *arrays):
         h.update(sha256_file(processed_dir / name).encode())
     return h.hexdigest()
 

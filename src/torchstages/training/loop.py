@@ -15,21 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from torchstages.data.augment import random_affine
-from torchstages.data.images import Preprocessing
-from torchstages.data.loader import BatchLoader, Normalizer, to_device_tensor
-from torchstages.data.store import load_meta, load_split
+from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
 from torchstages.evaluation.inference import predict_logits
-from torchstages.models import build_model, check_output_shape, describe_model
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
 from torchstages.training.checkpoint import fingerprint, load_resumable, save_checkpoint
-from torchstages.training.losses import build_loss
+from torchstages.training.data import TrainData, load_train_data, params_for_kind
 from torchstages.training.optim import build_optimizer
 from torchstages.training.progress import EpochLog
 from torchstages.training.runtime import Runtime, configure, maybe_compile
@@ -56,35 +51,6 @@ def epoch_seed(base: int, epoch: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-@dataclass
-class _Data:
-    classes: list[str]
-    prep: Preprocessing
-    normalize: Normalizer
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-
-
-def _load_data(processed_dir: Path, device: torch.device, dist: distributed.Dist) -> _Data:
-    meta = load_meta(processed_dir)
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    train_x, train_y = (to_device_tensor(a, device) for a in load_split(processed_dir, "train"))
-    val_x, val_y = load_split(processed_dir, "val")
-    # each process validates its own slice; the sums are reduced across processes
-    val_x, val_y = val_x[dist.rank :: dist.world_size], val_y[dist.rank :: dist.world_size]
-    return _Data(
-        meta["classes"],
-        prep,
-        Normalizer(prep.mean, prep.std, device),
-        train_x,
-        train_y,
-        to_device_tensor(val_x, device),
-        to_device_tensor(val_y, device),
-    )
-
-
 def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> dict[str, Any]:
     """Train the model in params on ``processed_dir``; write weights, card, checkpoint, dvclive logs."""
     device = resolve_device(params.device)
@@ -93,6 +59,9 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     try:
+        from torchstages.data.store import load_meta
+
+        params = params_for_kind(params, load_meta(processed_dir))
         return _train(params, processed_dir, outputs, configure(params, device), dist)
     finally:
         distributed.teardown(dist)
@@ -105,7 +74,7 @@ class _Run:
     params: TrainParams
     runtime: Runtime
     dist: distributed.Dist
-    data: _Data
+    data: TrainData
     model: nn.Module  # the bare network: what is evaluated, checkpointed and saved
     net: nn.Module  # what is trained: DDP- and/or compile-wrapped model
     ema: torch.optim.swa_utils.AveragedModel | None
@@ -113,7 +82,6 @@ class _Run:
     loader: BatchLoader
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
-    loss_fn: Any
     best: BestWeights
     early: EarlyStopping
 
@@ -155,11 +123,11 @@ class _Run:
         return int(state["epochs_done"])
 
 
-def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distributed.Dist) -> _Run:
+def _build_run(
+    params: TrainParams, data: TrainData, runtime: Runtime, dist: distributed.Dist
+) -> _Run:
     torch.manual_seed(params.seed)  # the same initial weights in every process
-    shape = (data.prep.channels, data.prep.image_size, len(data.classes))
-    model = build_model(params.model, *shape)
-    check_output_shape(model, *shape)
+    model = data.build(params)
     transfer = Transfer(params.model.transfer, model)
     runtime = runtime.for_model(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
@@ -172,7 +140,7 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
         ema_fn = torch.optim.swa_utils.get_ema_multi_avg_fn(params.ema_decay)
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
     loader = BatchLoader(
-        data.train_x,
+        data.train_x if len(data.train_x) > 1 else data.train_x[0],
         data.train_y,
         params.batch_size // dist.world_size,
         data.normalize,
@@ -192,7 +160,6 @@ def _build_run(params: TrainParams, data: _Data, runtime: Runtime, dist: distrib
         loader,
         optimizer,
         LRSchedule(params.schedule, optimizer, params.epochs, steps),
-        build_loss(params, data.train_y, len(data.classes)),
         BestWeights(params.monitor),
         EarlyStopping(params.early_stopping),
     )
@@ -205,10 +172,10 @@ def _train(
     runtime: Runtime,
     dist: distributed.Dist,
 ) -> dict[str, Any]:
-    data = _load_data(processed_dir, runtime.device, dist)
+    data = load_train_data(processed_dir, runtime.device, params, dist)
     run = _build_run(params, data, runtime, dist)
     run.transfer.at_epoch(0)  # so the log counts what the first epoch trains
-    info = describe_model(run.model, data.prep.channels, data.prep.image_size)
+    info = data.describe(run.model)
     n_params = info["parameters"]
     if dist.is_main:
         log.info(
@@ -223,7 +190,7 @@ def _train(
             dist.world_size,
             torch.get_num_threads(),
         )
-    run_id = fingerprint(params.model_dump(mode="json"), processed_dir)
+    run_id = fingerprint(params.model_dump(mode="json", exclude_defaults=True), processed_dir, data.arrays)
     start = 0
     state = load_resumable(outputs.checkpoint, run_id, params.epochs)
     if state is not None:
@@ -242,9 +209,8 @@ def _train(
 
     stopped = run.early.stopped_epoch
     card = {
+        **data.card(params),
         "architecture": params.model.model_dump(mode="json"),
-        "classes": data.classes,
-        "preprocessing": data.prep.to_dict(),
         "best": {
             "epoch": run.best.epoch + 1,  # epochs count from 1 wherever a person reads them
             "monitor": params.monitor,
@@ -256,8 +222,6 @@ def _train(
         "precision": run.runtime.precision_name(),
         "channels_last": run.runtime.channels_last,
         "parameters": n_params,
-        # what the augmentation picture (drawn by validate) needs to show what the model saw
-        "augment": params.augment.model_dump(mode="json"),
         "seed": params.seed,
     }
     if dist.is_main:
@@ -274,20 +238,22 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
     torch.manual_seed(epoch_seed(params.seed, epoch, f"dropout{dist.rank}"))
     run.loader.generator = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, "order"))
     aug_gen = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"aug{dist.rank}"))
-    run.loader.augment = lambda x: random_affine(x, params.augment, aug_gen)
+    run.loader.augment = run.data.augmenter(params, aug_gen)
     began = time.perf_counter()
     first_step = epoch * run.steps_per_epoch
     lr = run.schedule.apply(first_step)
-    train_loss, train_acc = _train_epoch(run, first_step, epoch_log)
-    val_loss, val_acc = _validate(run.evaluated, run.data, run.runtime.device, dist)
+    train_loss, train_score = _train_epoch(run, first_step, epoch_log)
+    val_loss, val_score = _validate(run.evaluated, run.data, run.runtime.device, dist)
     run.schedule.end_epoch(val_loss)
-    improved = run.best.update(epoch, val_loss, val_acc, run.evaluated)
-    stop = run.early.update(epoch, {"val_loss": val_loss, "val_accuracy": val_acc})
+    # a regression has no accuracy: only val_loss can be monitored there (params_for_kind)
+    improved = run.best.update(epoch, val_loss, val_score, run.evaluated)
+    stop = run.early.update(epoch, {"val_loss": val_loss, "val_accuracy": val_score})
+    metric = run.data.task.metric
     metrics = {
         "train/loss": train_loss,
-        "train/accuracy": train_acc,
+        f"train/{metric}": train_score,
         "val/loss": val_loss,
-        "val/accuracy": val_acc,
+        f"val/{metric}": val_score,
         "lr": lr,
     }
     stopped = run.early.stopped_epoch
@@ -297,7 +263,7 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
         "stopped_early_at_epoch": None if stopped is None else stopped + 1,
     }
     epoch_log.epoch_end(
-        epoch, metrics, time.perf_counter() - began, len(run.data.train_x), improved, best
+        epoch, metrics, time.perf_counter() - began, len(run.data.train_y), improved, best
     )
     return stop
 
@@ -313,22 +279,25 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
     net.train()
     device = runtime.device
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    score = torch.zeros((), device=device)  # float32 (MPS has no float64): exact counts < 2^24
     sizes = [end - start for start, end in run.loader.batch_bounds()]
     batches, acc = len(sizes), params.accumulate
     # samples in each accumulation window: each micro-batch loss is weighted by its share,
     # so a short or merged last window still gives a true mean
     window_sizes = [sum(sizes[w : w + acc]) for w in range(0, batches, acc)]
     run.optimizer.zero_grad(set_to_none=True)
+    task = run.data.task
     for i, (x, y) in enumerate(epoch_log.batches(run.loader)):
-        x = x.contiguous(memory_format=runtime.memory_format)  # the model's memory format
+        if isinstance(x, torch.Tensor):
+            x = x.contiguous(memory_format=runtime.memory_format)  # the model's memory format
         boundary = (i + 1) % acc == 0 or i + 1 == batches
         # gradients are only all-reduced on the micro-batch that ends an accumulation step
         sync = net.no_sync() if run.dist.enabled and not boundary else contextlib.nullcontext()
         with sync:
             with runtime.autocast():
-                logits = net(x)  # raw logits: the loss applies (log-)softmax itself
-                loss = run.loss_fn(logits, y)
+                # raw logits (or a standardised value): the loss applies (log-)softmax itself
+                logits = net(*x) if isinstance(x, tuple) else net(x)
+                loss = task.loss(logits, y)
             scaled = loss * (len(y) / window_sizes[i // acc])
             (runtime.scaler.scale(scaled) if runtime.scaler is not None else scaled).backward()
         if boundary:
@@ -338,10 +307,10 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             step += 1
             run.schedule.apply(step)
         loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        score += task.score_sum(logits.detach(), y)
     seen = torch.tensor(float(sum(sizes)), device=device)
-    totals = run.dist.all_sum(torch.stack([loss_sum.float(), correct.float(), seen]))
-    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+    totals = run.dist.all_sum(torch.stack([loss_sum.float(), score.float(), seen]))
+    return (totals[0] / totals[2]).item(), task.metric_from_sum(totals[1], totals[2])
 
 
 def _optimizer_step(
@@ -361,18 +330,16 @@ def _optimizer_step(
 
 
 def _validate(
-    model: nn.Module, data: _Data, device: torch.device, dist: distributed.Dist
+    model: nn.Module, data: TrainData, device: torch.device, dist: distributed.Dist
 ) -> tuple[float, float]:
-    """Plain cross-entropy and accuracy on val (this process's slice, summed over processes)."""
-    logits = predict_logits(model, data.val_x, data.normalize, 1024, device)
+    """Validation loss and the task's metric on val (this process's slice, summed over processes).
+
+    Classification: plain cross-entropy and accuracy; regression: the training loss on
+    standardised targets and RMSE in the target's units.
+    """
+    inputs = data.val_x if len(data.val_x) > 1 else data.val_x[0]
+    logits = predict_logits(model, inputs, data.normalize, 1024, device)
     y = data.val_y.cpu()
-    sums = torch.tensor(
-        [
-            F.cross_entropy(logits, y, reduction="sum").item(),
-            (logits.argmax(1) == y).sum().item(),
-            float(len(y)),
-        ],
-        device=device,
-    )
-    sums = dist.all_sum(sums)
-    return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+    sums = torch.cat([data.task.validation(logits, y), torch.tensor([float(len(y))])])
+    sums = dist.all_sum(sums.to(device))
+    return (sums[0] / sums[2]).item(), data.task.metric_from_sum(sums[1], sums[2])

@@ -74,7 +74,9 @@ class EpochLog:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(
-                f"loss {metrics['train/loss']:.4f} val acc {metrics['val/accuracy']:.4f}"
+                "  ".join(
+                    f"{k.replace('/', ' ')} {v:.4f}" for k, v in metrics.items() if k != "lr"
+                )
             )
         else:
             log.info(

@@ -1,0 +1,160 @@
+"""Networks for tables: an MLP over numeric inputs and learned category embeddings (the default),
+and the FT-Transformer (Gorishniy et al., 2021, "Revisiting Deep Learning Models for Tabular
+Data"). Both take the raw inputs of :mod:`torchstages.tables.schema` and return logits (or one
+standardised value for regression): imputation, missing indicators and scaling happen inside, in
+:class:`TableInput`, with the train statistics as buffers, so the exported graph needs no
+preprocessing beyond mapping category strings to indices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from torchstages.models.mlp import ACTIVATIONS, MLPSpec
+from torchstages.models.transfer import SpecWithTransfer
+
+__all__ = ["FTTransformerSpec", "TableInput", "TableMLP", "FTTransformer", "embedding_size"]
+
+
+class FTTransformerSpec(SpecWithTransfer):
+    name: Literal["ft_transformer"] = "ft_transformer"
+    d_token: int = Field(64, ge=8, description="width of each feature token")
+    n_blocks: int = Field(2, ge=1, description="transformer blocks")
+    n_heads: int = Field(8, ge=1, description="attention heads (must divide d_token)")
+    ffn_factor: float = Field(
+        4 / 3, gt=0, description="feed-forward width as a multiple of d_token"
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout after attention and feed-forward")
+
+
+def embedding_size(cardinality: int) -> int:
+    """fastai's rule of thumb: grows like n^0.56, capped at 50."""
+    return min(50, round(1.6 * cardinality**0.56))
+
+
+class TableInput(nn.Module):
+    """Raw numeric inputs -> imputed, standardised values plus missing-value indicators.
+
+    (N, F) float with NaN -> (N, F + I): NaN becomes the train median, every column is scaled with
+    the train mean/std (computed after imputation), and the I columns that had missing values in
+    train get a 0/1 indicator.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        super().__init__()
+        cols = schema["numeric"]
+        self.register_buffer(
+            "median", torch.tensor([c["median"] for c in cols], dtype=torch.float32)
+        )
+        self.register_buffer("mean", torch.tensor([c["mean"] for c in cols], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor([c["std"] for c in cols], dtype=torch.float32))
+        self.indicators = [j for j, c in enumerate(cols) if c["indicator"]]
+        self.width = len(cols) + len(self.indicators)
+
+    def forward(self, numeric: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(numeric)
+        filled = torch.where(missing, self.median, numeric)
+        scaled = (filled - self.mean) / self.std
+        if not self.indicators:
+            return scaled
+        return torch.cat([scaled, missing[:, self.indicators].to(scaled.dtype)], dim=1)
+
+
+def _cardinalities(schema: dict[str, Any]) -> list[int]:
+    return [len(c["categories"]) + 2 for c in schema["categorical"]]  # + missing, other
+
+
+class TableMLP(nn.Module):
+    """[scaled numerics | category embeddings] -> [Linear -> (BatchNorm) -> act -> Dropout]* -> Linear."""
+
+    def __init__(self, spec: MLPSpec, schema: dict[str, Any], outputs: int) -> None:
+        super().__init__()
+        self.inputs = TableInput(schema)
+        names = [c["name"] for c in schema["categorical"]]
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(n, spec.embedding_dims.get(name, embedding_size(n)))
+            for name, n in zip(names, _cardinalities(schema), strict=True)
+        )
+        width = self.inputs.width + sum(e.embedding_dim for e in self.embeddings)
+        layers: list[nn.Module] = []
+        for hidden in spec.hidden:
+            layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
+            if spec.batch_norm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers += [ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, outputs)
+        self.head_name = "head"
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        # (N, F) float, (N, C) int64 -> (N, outputs)
+        parts = [self.inputs(numeric)]
+        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        return self.head(self.body(torch.cat(parts, dim=1)))
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block; attention through scaled_dot_product_attention (exports cleanly)."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"d_token {d} is not divisible by n_heads {heads}")
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        # ReGLU feed-forward, as in the paper
+        self.ffn_in, self.ffn_out = nn.Linear(d, 2 * ffn), nn.Linear(ffn, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, d)
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(n, t, 3, self.heads, d // self.heads).unbind(2)
+        att = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
+        x = x + self.dropout(self.proj(att.transpose(1, 2).reshape(n, t, d)))
+        a, b = self.ffn_in(self.norm2(x)).chunk(2, dim=-1)
+        return x + self.dropout(self.ffn_out(a * F.relu(b)))
+
+
+class FTTransformer(nn.Module):
+    """Each feature becomes a token (numeric: value x weight + bias; categorical: an embedding),
+    a [CLS] token is prepended, and the head reads the [CLS] token after the blocks."""
+
+    def __init__(self, spec: FTTransformerSpec, schema: dict[str, Any], outputs: int) -> None:
+        super().__init__()
+        d = spec.d_token
+        self.inputs = TableInput(schema)
+        k = self.inputs.width
+        bound = 1 / math.sqrt(d)
+        self.num_weight = nn.Parameter(torch.empty(k, d).uniform_(-bound, bound))
+        self.num_bias = nn.Parameter(torch.empty(k, d).uniform_(-bound, bound))
+        cards = _cardinalities(schema)
+        self.register_buffer("cat_offsets", torch.tensor([0, *cards[:-1]]).cumsum(0).long())
+        self.cat_embedding = nn.Embedding(max(sum(cards), 1), d)
+        self.cls = nn.Parameter(torch.empty(1, 1, d).uniform_(-bound, bound))
+        ffn = max(1, int(d * spec.ffn_factor))
+        self.blocks = nn.Sequential(
+            *(_Block(d, spec.n_heads, ffn, spec.dropout) for _ in range(spec.n_blocks))
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, outputs)
+        self.head_name = "head"
+        self.n_categorical = len(cards)
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        values = self.inputs(numeric)  # (N, K)
+        tokens = [values.unsqueeze(-1) * self.num_weight + self.num_bias]  # (N, K, d)
+        if self.n_categorical:
+            tokens.append(self.cat_embedding(categorical + self.cat_offsets))  # (N, C, d)
+        x = torch.cat([self.cls.expand(len(values), -1, -1), *tokens], dim=1)
+        x = self.blocks(x)
+        return self.head(F.relu(self.norm(x[:, 0])))

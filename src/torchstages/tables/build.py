@@ -1,0 +1,113 @@
+"""The build-dataset stage for a table: fit types and statistics on train, encode every split.
+
+Writes ``{split}_numeric.npy`` (float32, NaN = missing), ``{split}_categorical.npy`` (int64),
+``{split}_labels.npy`` (int64 classes, or float32 regression targets) and ``meta.json`` with the
+fitted schema. Statistics come from the train rows only: val and test rows can change without
+changing anything fitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from torchstages.errors import UserError
+from torchstages.io import atomic_dir, read_json, write_json, write_npy
+from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.paths import SPLIT_NAMES
+from torchstages.tables.read import read_table, row_hashes
+from torchstages.tables.schema import encode, fit_schema
+from torchstages.tables.split import read_table_split
+
+__all__ = ["build_table", "load_table_rows"]
+
+log = logging.getLogger(__name__)
+FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
+
+
+def load_table_rows(
+    raw_dir: Path, splits_dir: Path
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The split summary and each split's rows, checked against the hashes the split recorded."""
+    summary = read_json(splits_dir / "summary.json")
+    path = raw_dir / summary["file"]
+    if not path.exists():
+        raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
+    frame = read_table(path)
+    frame.index = frame.index + FIRST_DATA_LINE
+    columns = [*summary["features"], summary["target"]]
+    out = {}
+    for name in SPLIT_NAMES:
+        rows = read_table_split(splits_dir / f"{name}.csv")
+        index = [r + FIRST_DATA_LINE for r, _, _ in rows]
+        if index and max(index) >= len(frame) + FIRST_DATA_LINE:
+            raise UserError(
+                f"{path}: has fewer rows than data/splits/{name}.csv names: rerun split"
+            )
+        part = frame.loc[index]
+        for (row, _, expected), actual in zip(rows, row_hashes(part, columns), strict=True):
+            if actual != expected:
+                raise UserError(
+                    f"{path}: line {row + FIRST_DATA_LINE} changed since the split stage read it "
+                    "(rerun dvc repro)"
+                )
+        out[name] = part
+    return summary, out
+
+
+def build_table(
+    params: BuildDatasetParams, raw_dir: Path, splits_dir: Path, out_dir: Path
+) -> dict[str, int]:
+    summary, frames = load_table_rows(raw_dir, splits_dir)
+    where = str(raw_dir / summary["file"])
+    schema = fit_schema(frames["train"], summary["features"], params.table, where)
+    meta: dict[str, Any] = {
+        "kind": "table",
+        "task": summary["task"],
+        "target": summary["target"],
+        "file": summary["file"],
+        "schema": schema,
+        "table": params.table.model_dump(mode="json"),
+        "counts": {name: len(frames[name]) for name in SPLIT_NAMES},
+    }
+    target = {name: frames[name][summary["target"]] for name in SPLIT_NAMES}
+    if summary["task"] == "classification":
+        meta["classes"] = summary["classes"]
+        label_of = {c: i for i, c in enumerate(summary["classes"])}
+        labels = {n: np.array([label_of[v] for v in target[n]], dtype=np.int64) for n in target}
+    else:
+        labels = {n: target[n].astype(np.float64).to_numpy().astype(np.float32) for n in target}
+        train_y = labels["train"].astype(np.float64)
+        std = float(train_y.std())
+        meta["target_mean"] = float(f"{train_y.mean():.9g}")
+        meta["target_std"] = float(f"{std:.9g}") if std > 1e-12 else 1.0
+    with atomic_dir(out_dir) as staging:
+        for name in SPLIT_NAMES:
+            numeric, categorical, other = encode(frames[name], schema, params.table, where)
+            write_npy(staging / f"{name}_numeric.npy", numeric)
+            write_npy(staging / f"{name}_categorical.npy", categorical)
+            write_npy(staging / f"{name}_labels.npy", labels[name])
+            unseen = {c: n for c, n in other.items() if n}
+            log.info(
+                "build-dataset: %s %d rows, %d numeric + %d categorical inputs%s",
+                name,
+                len(numeric),
+                numeric.shape[1],
+                categorical.shape[1],
+                f"; rare or unseen categories: {unseen}" if unseen else "",
+            )
+        write_json(staging / "meta.json", meta)
+    log.info(
+        "build-dataset: task %s, target %r; %d numeric columns (%d with missing-value indicator), "
+        "%d categorical",
+        summary["task"],
+        summary["target"],
+        len(schema["numeric"]),
+        sum(c["indicator"] for c in schema["numeric"]),
+        len(schema["categorical"]),
+    )
+    return meta["counts"]

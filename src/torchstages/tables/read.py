@@ -1,0 +1,120 @@
+"""Finding and reading the one table file under ``data/raw``: CSV (delimiter sniffed) or Parquet.
+
+Every cell is read as text (missing cells as NaN), so that the split can hash rows exactly as
+they are written and build-dataset decides column types itself, the same way for every file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from torchstages.errors import UserError
+from torchstages.kinds import TABLE_SUFFIXES
+
+__all__ = ["find_table", "read_table", "row_hashes"]
+
+_SNIFF_BYTES = 64 * 1024
+
+
+def find_table(raw_dir: Path) -> Path:
+    """The single table file directly under ``raw_dir`` (hidden files are ignored)."""
+    files = sorted(
+        p
+        for p in raw_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in TABLE_SUFFIXES
+    )
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise UserError(
+            f"{raw_dir}: expected exactly one table file (.csv/.tsv/.parquet), found {found}"
+        )
+    return files[0]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """All cells as ``str`` or NaN (missing), columns in file order; one-line errors for bad files."""
+    frame = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path)
+    if frame.columns.duplicated().any():
+        dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
+    if len(frame) == 0:
+        raise UserError(f"{path}: has a header but no rows")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{path}: the file is empty (expected a header line and rows)")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark, if any, is not part of the header
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}: line {line} is not valid UTF-8 (save the file as UTF-8)"
+        ) from None
+    delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
+    # pandas renames a repeated header to "x.1" silently: check the header as written
+    header = next(csv.reader([text.splitlines()[0]], delimiter=delimiter))
+    if len(set(header)) != len(header):
+        dupes = sorted({c for c in header if header.count(c) > 1})
+        raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True, na_values=[""]
+        )
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _sniff_delimiter(head: str, path: Path) -> str:
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    lines = head.splitlines()
+    sample = "\n".join(lines[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        # one column, or a sniffer-defeating quote pattern: fall back to the most common candidate
+        counts = {d: lines[0].count(d) for d in ",;\t|"}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a broken file
+        raise UserError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from None
+    out = pd.DataFrame(index=frame.index)
+    for name in frame.columns:
+        column = frame[name]
+        text = column.map(_cell_text, na_action="ignore").astype(object)
+        out[str(name)] = text.where(column.notna(), np.nan)
+    return out.reset_index(drop=True)
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)
+    return str(value)
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """sha256 of each row's cells in ``columns`` (missing cells hash as a marker no text can equal)."""
+    cells = frame[columns].astype(object).where(frame[columns].notna(), None)
+    out = []
+    for values in cells.itertuples(index=False, name=None):
+        joined = "\x1f".join("\x00" if v is None else v for v in values)
+        out.append(hashlib.sha256(joined.encode("utf-8")).hexdigest())
+    return out

@@ -1,0 +1,220 @@
+"""Column types and the encoding of table cells into model inputs, fitted on the train split.
+
+One function, :func:`encode`, turns text cells into the two input arrays; build-dataset, the export
+parity check and ``torchstages predict`` all call it, so a deployed model sees exactly what
+training saw. Numeric inputs stay raw (NaN where missing): imputation, missing indicators and
+standardisation happen inside the model (:class:`torchstages.tables.models.TableInput`), with
+the train statistics stored here, so the exported graph takes raw values too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from torchstages.errors import UserError
+from torchstages.params.build_dataset import TableBuildParams
+
+__all__ = ["MISSING", "OTHER", "fit_schema", "encode"]
+
+log = logging.getLogger(__name__)
+
+MISSING, OTHER = (
+    0,
+    1,
+)  # categorical indices before the vocabulary: a missing cell, a rare/unseen one
+_TRUE = {"true", "yes", "y", "t"}
+_FALSE = {"false", "no", "n", "f"}
+_DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the type to be taken
+_DATE_PARTS = ("year", "month", "day", "dayofweek")
+
+
+def fit_schema(
+    train: pd.DataFrame, features: list[str], params: TableBuildParams, where: str
+) -> dict[str, Any]:
+    """Types, numeric statistics and category vocabularies from the train rows alone."""
+    numeric: list[dict[str, Any]] = []
+    categorical: list[dict[str, Any]] = []
+    for name in features:
+        for forced, key in ((params.categorical, "categorical"), (params.numeric, "numeric")):
+            for column in forced:
+                if column not in features:
+                    raise UserError(
+                        f"build_dataset.table.{key}: {column!r} is not a feature ({features})"
+                    )
+        column = train[name]
+        kind = _column_type(column, name, params)
+        if kind == "empty":
+            log.warning("build-dataset: column %r has no value in the train split: dropped", name)
+            continue
+        if kind == "datetime" and params.datetime == "drop":
+            log.info(
+                "build-dataset: date/time column %r dropped (build_dataset.table.datetime)", name
+            )
+            continue
+        if kind == "categorical":
+            categorical.append(_fit_categorical(column, name, params.min_category_count))
+        elif kind == "datetime":
+            parts = _datetime_parts(column)
+            for part in _used_parts(parts):
+                numeric.append(_fit_numeric(parts[part], f"{name}.{part}", name, "datetime", part))
+        else:
+            values = _to_numbers(column, kind, name, params, where)
+            numeric.append(_fit_numeric(values, name, name, kind, None))
+    if not numeric and not categorical:
+        raise UserError(f"{where}: no usable feature column (all empty in the train split)")
+    return {"numeric": numeric, "categorical": categorical}
+
+
+def encode(
+    frame: pd.DataFrame, schema: dict[str, Any], params: TableBuildParams, where: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(N, F) float32 raw numbers (NaN = missing), (N, C) int64 category indices, and the count
+    of cells per categorical column that fell to the 'other' index (rare or never seen)."""
+    missing_columns = sorted(
+        {c["source"] for c in schema["numeric"]} | {c["name"] for c in schema["categorical"]}
+    )
+    absent = [c for c in missing_columns if c not in frame.columns]
+    if absent:
+        raise UserError(f"{where}: missing column(s) {absent} that the model was trained on")
+    numeric = np.empty((len(frame), len(schema["numeric"])), dtype=np.float32)
+    parts_cache: dict[str, dict[str, pd.Series]] = {}
+    for j, col in enumerate(schema["numeric"]):
+        source = frame[col["source"]]
+        if col["type"] == "datetime":
+            parts = parts_cache.setdefault(col["source"], _datetime_parts(source))
+            values = parts[col["part"]]
+        else:
+            values = _to_numbers(source, col["type"], col["source"], params, where)
+        numeric[:, j] = values.to_numpy(dtype=np.float64)
+    categorical = np.empty((len(frame), len(schema["categorical"])), dtype=np.int64)
+    other: dict[str, int] = {}
+    for j, col in enumerate(schema["categorical"]):
+        index = {c: i + 2 for i, c in enumerate(col["categories"])}
+        cells = frame[col["name"]]
+        codes = np.array(
+            [index.get(v, OTHER) for v in cells.fillna("\x00").tolist()], dtype=np.int64
+        )
+        codes[cells.isna().to_numpy()] = MISSING
+        categorical[:, j] = codes
+        other[col["name"]] = int((codes == OTHER).sum())
+    if params.missing == "error":
+        _refuse_missing(frame, numeric, categorical, schema, where)
+    return numeric, categorical, other
+
+
+def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
+    if name in params.categorical:
+        return "categorical"
+    if name in params.numeric:
+        return "numeric"
+    present = column.dropna()
+    if present.empty:
+        return "empty"
+    lowered = set(present.str.strip().str.lower())
+    if lowered <= _TRUE | _FALSE:
+        return "boolean"
+    if pd.to_numeric(present, errors="coerce").notna().mean() >= _DETECT_SHARE:
+        return "numeric"
+    dates = pd.to_datetime(present, errors="coerce", format="ISO8601")
+    if dates.notna().mean() >= _DETECT_SHARE:
+        return "datetime"
+    return "categorical"
+
+
+def _to_numbers(
+    column: pd.Series, kind: str, name: str, params: TableBuildParams, where: str
+) -> pd.Series:
+    """Cells as float64 (NaN = missing); a cell that is not a number follows ``non_numeric``."""
+    if kind == "boolean":
+        lowered = column.str.strip().str.lower()
+        values = pd.Series(np.nan, index=column.index)
+        values[lowered.isin(_TRUE)] = 1.0
+        values[lowered.isin(_FALSE)] = 0.0
+        bad = column.notna() & values.isna()
+    else:
+        values = pd.to_numeric(column, errors="coerce").astype(np.float64)
+        bad = column.notna() & values.isna()
+    if bad.any() and params.non_numeric == "error":
+        row = bad.idxmax()
+        raise UserError(
+            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a "
+            f"{'boolean' if kind == 'boolean' else 'number'} (set build_dataset.table.non_numeric: "
+            "missing to treat such cells as missing, or list the column in "
+            "build_dataset.table.categorical)"
+        )
+    return values
+
+
+def _fit_numeric(
+    values: pd.Series, name: str, source: str, kind: str, part: str | None
+) -> dict[str, Any]:
+    array = values.to_numpy(dtype=np.float64)
+    present = array[~np.isnan(array)]
+    median = float(np.median(present)) if len(present) else 0.0
+    filled = np.where(np.isnan(array), median, array)
+    std = float(filled.std())
+    return {
+        "name": name,
+        "source": source,
+        "type": kind,
+        "part": part,
+        "median": _r(median),
+        "mean": _r(float(filled.mean())),
+        "std": _r(std) if std > 1e-12 else 1.0,  # a constant column: leave it unscaled
+        "indicator": bool(np.isnan(array).any()),
+    }
+
+
+def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, Any]:
+    counts = column.dropna().value_counts()
+    kept = sorted(str(v) for v, n in counts.items() if n >= min_count)
+    if len(kept) > 0.5 * max(len(column), 1) and len(kept) > 20:
+        log.warning(
+            "build-dataset: column %r has %d distinct values in %d train rows: an id or free "
+            "text? (split.table.drop leaves it out)",
+            name,
+            len(kept),
+            len(column),
+        )
+    return {"name": name, "categories": kept}
+
+
+def _datetime_parts(column: pd.Series) -> dict[str, pd.Series]:
+    dates = pd.to_datetime(column, errors="coerce", format="ISO8601", utc=True)
+    parts = {p: getattr(dates.dt, p).astype(np.float64) for p in _DATE_PARTS}
+    parts["hour"] = dates.dt.hour.astype(np.float64)
+    return parts
+
+
+def _used_parts(parts: dict[str, pd.Series]) -> list[str]:
+    """Year, month, day, day of week; the hour only when some time is not midnight."""
+    hour = parts["hour"]
+    return [*_DATE_PARTS, *(["hour"] if (hour.fillna(0) != 0).any() else [])]
+
+
+def _refuse_missing(
+    frame: pd.DataFrame,
+    numeric: np.ndarray,
+    categorical: np.ndarray,
+    schema: dict[str, Any],
+    where: str,
+) -> None:
+    for values, cols in (
+        (np.isnan(numeric), schema["numeric"]),
+        (categorical == MISSING, schema["categorical"]),
+    ):
+        if values.any():
+            i, j = np.argwhere(values)[0]
+            raise UserError(
+                f"{where}: column {cols[j]['name']!r}, line {frame.index[i]}: missing value "
+                "(build_dataset.table.missing is error; impute fills it from the train split)"
+            )
+
+
+def _r(value: float) -> float:
+    """Rounded to 9 significant digits: a stable text form, float32-exact enough for inputs."""
+    return float(f"{value:.9g}")

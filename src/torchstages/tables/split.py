@@ -1,0 +1,223 @@
+"""The split stage for a table: stratified (classes, or target quantile bins for regression),
+seeded, with identical rows and rows of one group always in the same split.
+
+Rows become the manifest rows of :mod:`torchstages.data.split` (path = row number, label =
+stratum, sha256 = group key), so tables get the very split rule and leakage check images have.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from torchstages.data.discover import Row
+from torchstages.data.split import assign_splits, check_no_leakage
+from torchstages.errors import UserError
+from torchstages.io import write_csv, write_json
+from torchstages.params.split import SplitParams, TableSplitParams
+from torchstages.paths import SPLIT_NAMES
+from torchstages.tables.read import find_table, read_table, row_hashes
+
+__all__ = [
+    "HEADER",
+    "class_order",
+    "decide_task",
+    "read_table_split",
+    "resolve_columns",
+    "split_table",
+]
+
+log = logging.getLogger(__name__)
+
+HEADER = ["row", "group", "sha256"]
+_TARGET_NAMES = ("target", "label", "class", "y")
+MIN_PER_CLASS = 3  # one row for each of train, val and test
+
+
+def resolve_columns(frame: pd.DataFrame, params: TableSplitParams, path: Path) -> dict[str, Any]:
+    """Target, group and feature columns, checked against the file's header."""
+    columns = list(frame.columns)
+    target = params.target
+    if target is None:
+        named = [c for c in columns if c.lower() in _TARGET_NAMES]
+        if not named:
+            raise UserError(
+                f"{path}: no column named {'/'.join(_TARGET_NAMES)}; set split.table.target "
+                f"to one of {columns}"
+            )
+        target = named[0]
+    wanted = [("split.table.target", target)]
+    wanted += [("split.table.group", params.group)] if params.group else []
+    wanted += [("split.table.drop", c) for c in params.drop]
+    wanted += [("split.table.features", c) for c in params.features or []]
+    for key, column in wanted:
+        if column not in columns:
+            raise UserError(f"{path}: {key}: no column {column!r} (columns: {columns})")
+    excluded = {target, params.group, *params.drop}
+    features = [c for c in (params.features or columns) if c not in excluded]
+    if not features:
+        raise UserError(f"{path}: no feature columns left after removing target, group and drop")
+    return {"target": target, "group": params.group, "features": features}
+
+
+def decide_task(target: pd.Series, params: TableSplitParams) -> str:
+    """``classification`` for text targets or few distinct integers, else ``regression``."""
+    if params.task != "auto":
+        return params.task
+    numbers = pd.to_numeric(target, errors="coerce")
+    if numbers.isna().any():
+        return "classification"
+    integral = bool(np.all(np.mod(numbers.to_numpy(dtype=np.float64), 1) == 0))
+    return (
+        "classification" if integral and numbers.nunique() <= params.max_classes else "regression"
+    )
+
+
+def class_order(values: list[str]) -> list[str]:
+    """Distinct class names, in numeric order when they are all numbers ("2" before "10")."""
+    distinct = set(values)
+    try:
+        return sorted(distinct, key=lambda v: (float(v), v))
+    except ValueError:
+        return sorted(distinct)
+
+
+def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, Any]:
+    """Read the table, drop rows without a target, split, prove no group straddles, write."""
+    path = find_table(raw_dir)
+    frame = read_table(path)
+    cols = resolve_columns(frame, params.table, path)
+    target = frame[cols["target"]]
+    missing_target = int(target.isna().sum())
+    if missing_target == len(frame):
+        raise UserError(f"{path}: target column {cols['target']!r} is empty in every row")
+    kept = np.flatnonzero(target.notna().to_numpy())
+    frame = frame.iloc[kept]
+    task = decide_task(frame[cols["target"]], params.table)
+    strata = _strata(frame[cols["target"]], task, params.table.bins, path, cols["target"])
+    content = row_hashes(frame, [*cols["features"], cols["target"]])
+    groups = _group_keys(content, frame[cols["group"]] if cols["group"] else None)
+    rows = [
+        Row(f"{i:09d}", stratum, group)
+        for i, stratum, group in zip(kept, strata, groups, strict=True)
+    ]
+    fractions = {"train": params.train, "val": params.val, "test": params.test}
+    splits = assign_splits(rows, fractions, params.seed)
+    check_no_leakage(splits)
+    hash_of = dict(zip(kept.tolist(), content, strict=True))
+    for name in SPLIT_NAMES:
+        write_csv(
+            out_dir / f"{name}.csv",
+            HEADER,
+            [[int(r.path), r.sha256, hash_of[int(r.path)]] for r in splits[name]],
+        )
+    summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> list[str]:
+    if task == "classification":
+        counts = Counter(target)
+        small = {c: n for c, n in sorted(counts.items()) if n < MIN_PER_CLASS}
+        if small:
+            raise UserError(
+                f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "
+                f"split): {small}"
+            )
+        if len(counts) < 2:
+            raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
+        return target.tolist()
+    values = pd.to_numeric(target, errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"{path}: regression target {name!r}: {target.iloc[first]!r} (row {target.index[first]}) "
+            "is not a number"
+        )
+    # quantile bins on the rank, so heavy ties cannot collapse the bins
+    ranks = values.rank(method="first").to_numpy()
+    which = np.minimum((ranks - 1) * bins // len(values), bins - 1).astype(int)
+    return [f"bin{b:03d}" for b in which]
+
+
+def _group_keys(content: list[str], group: pd.Series | None) -> list[str]:
+    """One key per row: rows with equal content or an equal group value share a key (union-find)."""
+    parent = list(range(len(content)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def link(by: list[str]) -> None:
+        first: dict[str, int] = {}
+        for i, key in enumerate(by):
+            j = first.setdefault(key, i)
+            if j != i:
+                parent[find(i)] = find(j)
+
+    link(content)
+    if group is not None:
+        link(["\x00missing" if pd.isna(v) else str(v) for v in group])
+    root_key: dict[int, str] = {}
+    for i in range(len(content)):  # the key of a group: the smallest content hash in it
+        r = find(i)
+        root_key[r] = min(root_key.get(r, content[i]), content[i])
+    return [root_key[find(i)] for i in range(len(content))]
+
+
+def _summary(
+    path: Path,
+    cols: dict[str, Any],
+    task: str,
+    splits: dict[str, list[Row]],
+    content: list[str],
+    groups: list[str],
+    missing_target: int,
+    strata: list[str],
+) -> dict[str, Any]:
+    dup_sizes = [n for n in Counter(content).values() if n > 1]
+    group_sizes = Counter(groups)
+    summary: dict[str, Any] = {
+        "kind": "table",
+        "file": path.name,
+        "task": task,
+        "target": cols["target"],
+        "group": cols["group"],
+        "features": cols["features"],
+        "totals": {name: len(splits[name]) for name in SPLIT_NAMES},
+        "rows_without_target_dropped": missing_target,
+        "duplicates": {"groups": len(dup_sizes), "extra_rows": sum(n - 1 for n in dup_sizes)},
+        "groups_kept_together": sum(1 for n in group_sizes.values() if n > 1),
+    }
+    if task == "classification":
+        summary["classes"] = class_order(strata)
+        summary["counts"] = {
+            name: dict(sorted(Counter(r.label for r in splits[name]).items()))
+            for name in SPLIT_NAMES
+        }
+    return summary
+
+
+def read_table_split(path: Path) -> list[tuple[int, str, str]]:
+    """(row, group, sha256) of one table split CSV written by :func:`split_table`."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header != HEADER:
+                raise UserError(f"{path}: expected header {','.join(HEADER)}, got {header}")
+            return [(int(r), g, h) for r, g, h in reader]
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (run the split stage first)") from None
+    except ValueError:
+        raise UserError(f"{path}: every row needs row,group,sha256 with an integer row") from None

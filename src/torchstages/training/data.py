@@ -1,0 +1,137 @@
+"""What the training loop trains on, for each data kind: the split tensors, how a batch is
+prepared on the device, how the network is built for these inputs, and what the model card
+records. The loop itself only sees tuples of input tensors and targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchstages.data.augment import random_affine
+from torchstages.data.images import Preprocessing
+from torchstages.data.loader import Normalizer, OnDevice, to_device_tensor
+from torchstages.data.store import load_meta, load_split, load_table_split
+from torchstages.errors import UserError
+from torchstages.kinds import kind_of
+from torchstages.models import (
+    build_model,
+    build_table_model,
+    check_output_shape,
+    describe_model,
+    describe_table_model,
+)
+from torchstages.params.train import TrainParams
+from torchstages.training import distributed
+from torchstages.training.tasks import Task, build_task
+
+__all__ = ["TrainData", "load_train_data", "params_for_kind"]
+
+
+@dataclass
+class TrainData:
+    meta: dict[str, Any]
+    task: Task
+    normalize: Normalizer | OnDevice
+    train_x: tuple[torch.Tensor, ...]
+    train_y: torch.Tensor
+    val_x: tuple[torch.Tensor, ...]
+    val_y: torch.Tensor
+    arrays: list[str] = field(default_factory=list)  # the files a resumed run must share
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.meta)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta.get("classes", [])
+
+    def build(self, params: TrainParams) -> nn.Module:
+        """The network for these inputs, its output shape checked on a dummy batch."""
+        if self.kind == "table":
+            return build_table_model(params.model, self.meta["schema"], self.task.outputs)
+        prep = self.prep
+        model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
+        check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
+        return model
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        if self.kind == "table":
+            return describe_table_model(model, self.meta["schema"])
+        return describe_model(model, self.prep.channels, self.prep.image_size)
+
+    def augmenter(self, params: TrainParams, generator: torch.Generator):
+        if self.kind == "table":
+            return None
+        return lambda x: random_affine(x, params.augment, generator)
+
+    def card(self, params: TrainParams) -> dict[str, Any]:
+        """What the model card records about the data (with the kind's own keys)."""
+        if self.kind == "table":
+            keys = ("kind", "task", "target", "classes", "target_mean", "target_std", "schema")
+            return {k: self.meta[k] for k in keys if k in self.meta}
+        return {
+            "classes": self.classes,
+            "preprocessing": self.prep.to_dict(),
+            # what the augmentation picture (drawn by validate) needs to show what the model saw
+            "augment": params.augment.model_dump(mode="json"),
+        }
+
+    @property
+    def prep(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.meta["preprocessing"])
+
+
+def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
+    """Fill what the user left unset with the kind's and task's defaults (a table: mlp; a
+    regression: mse loss, best epoch by val_loss); a setting that cannot apply is an error."""
+    update: dict[str, Any] = {}
+    unset = params.model_fields_set
+    if kind_of(meta) == "table" and "model" not in unset:
+        update["model"] = {"name": "mlp"}
+    if meta.get("task") == "regression":
+        if "loss" not in unset:
+            update["loss"] = "mse"
+        if "monitor" not in unset:
+            update["monitor"] = "val_loss"
+        elif params.monitor == "val_accuracy":
+            raise UserError("train.monitor: val_accuracy needs classes; a regression uses val_loss")
+        if params.early_stopping.patience and params.early_stopping.monitor == "val_accuracy":
+            raise UserError(
+                "train.early_stopping.monitor: val_accuracy needs classes; a regression uses val_loss"
+            )
+    if not update:
+        return params
+    return TrainParams.model_validate({**params.model_dump(mode="json"), **update})
+
+
+def load_train_data(
+    processed_dir: Path, device: torch.device, params: TrainParams, dist: distributed.Dist
+) -> TrainData:
+    meta = load_meta(processed_dir)
+    if kind_of(meta) == "table":
+        train = load_table_split(processed_dir, "train")
+        val = load_table_split(processed_dir, "val")
+        names = ["numeric", "categorical", "labels"]
+        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
+        normalize: Normalizer | OnDevice = OnDevice(device)
+    else:
+        train = load_split(processed_dir, "train")
+        val = load_split(processed_dir, "val")
+        arrays = ["train_labels.npy", "train_images.npy", "val_labels.npy"]
+        prep = Preprocessing.from_dict(meta["preprocessing"])
+        normalize = Normalizer(prep.mean, prep.std, device)
+    train_x = tuple(to_device_tensor(a, device) for a in train[:-1])
+    train_y = to_device_tensor(train[-1], device)
+    # each process validates its own slice; the sums are reduced across processes
+    part = slice(dist.rank, None, dist.world_size)
+    val_x = tuple(to_device_tensor(np.asarray(a[part]), device) for a in val[:-1])
+    val_y = to_device_tensor(np.asarray(val[-1][part]), device)
+    task = build_task(params, meta, train_y)
+    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays)
