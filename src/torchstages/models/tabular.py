@@ -155,6 +155,6 @@ class FTTransformer(nn.Module):
         tokens = [values.unsqueeze(-1) * self.num_weight + self.num_bias]  # (N, K, d)
         if self.n_categorical:
             tokens.append(self.cat_embedding(categorical + self.cat_offsets))  # (N, C, d)
-        x = torch.cat([self.cls.expand(len(values), -1, -1), *tokens], dim=1)
+        x = torch.cat([self.cls.expand(values.shape[0], -1, -1), *tokens], dim=1)
         x = self.blocks(x)
         return self.head(F.relu(self.norm(x[:, 0])))

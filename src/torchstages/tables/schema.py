@@ -29,7 +29,7 @@ MISSING, OTHER = (
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the type to be taken
-_DATE_PARTS = ("year", "month", "day", "dayofweek")
+_DATE_PARTS = ("year", "month", "day", "day_of_week")
 
 
 def fit_schema(

@@ -1,0 +1,290 @@
+"""Tables: reading, the split rules, train-only statistics, encoding, models, export parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tables_data import make_table, write_table
+from torchstages.errors import UserError
+from torchstages.io import write_csv
+from torchstages.kinds import detect_kind
+from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
+from torchstages.params.split import SplitParams
+from torchstages.tables.build import build_table
+from torchstages.tables.read import read_table, row_hashes
+from torchstages.tables.schema import OTHER
+from torchstages.tables.split import HEADER, read_table_split, split_table
+
+
+def split_and_build(raw: Path, root: Path, **split) -> Path:
+    split_table(raw, root / "splits", SplitParams.model_validate(split))
+    build_table(BuildDatasetParams(), raw, root / "splits", root / "processed")
+    return root / "processed"
+
+
+def test_kind_is_detected_and_mixing_is_an_error(tmp_path):
+    write_table(make_table(), tmp_path)
+    assert detect_kind(tmp_path) == "table"
+    with pytest.raises(UserError, match="split.kind is images"):
+        detect_kind(tmp_path, "images")
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(UserError, match="both a table"):
+        detect_kind(tmp_path)
+
+
+def test_csv_delimiters_bom_and_parquet_read_alike(tmp_path):
+    frame = make_table(40)
+    comma = read_table(write_table(frame, tmp_path / "a"))
+    semi = tmp_path / "b" / "t.csv"
+    semi.parent.mkdir()
+    semi.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, sep=";").encode())
+    parquet = read_table(write_table(frame, tmp_path / "c", "t.parquet"))
+    assert list(read_table(semi).columns) == list(comma.columns)
+    pd.testing.assert_frame_equal(read_table(semi), comma)
+    for column in ("colour", "flag", "day"):
+        assert parquet[column].fillna("-").tolist() == comma[column].fillna("-").tolist()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("a,b,target\n", "no rows"),
+        ("a,a,target\n1,2,x\n", "duplicate column"),
+        (b"a,target\n1,x\n\xff\xfe,y\n", "line 3 is not valid UTF-8"),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "t.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(UserError, match=message):
+        read_table(path)
+
+
+def test_split_is_stratified_seeded_and_keeps_duplicates_and_groups_together(tmp_path):
+    frame = make_table(200)
+    frame = pd.concat([frame, frame.iloc[:10]], ignore_index=True)  # 10 exact duplicate rows
+    frame["patient"] = [f"p{i % 40}" for i in range(len(frame))]
+    write_table(frame, tmp_path / "raw")
+    params = {"table": {"group": "patient", "drop": ["id"]}}
+    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate(params))
+    assert summary["duplicates"] == {"groups": 10, "extra_rows": 10}
+    assert summary["task"] == "classification"
+    where = {}
+    for name in ("train", "val", "test"):
+        for row, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv"):
+            where.setdefault(frame.loc[row, "patient"], set()).add(name)
+    assert all(len(s) == 1 for s in where.values())  # no patient straddles two splits
+    again = split_table(tmp_path / "raw", tmp_path / "s2", SplitParams.model_validate(params))
+    assert again == summary
+    assert (tmp_path / "s" / "test.csv").read_bytes() == (tmp_path / "s2" / "test.csv").read_bytes()
+
+
+def test_regression_is_stratified_on_target_bins(tmp_path):
+    write_table(make_table(300, "regression"), tmp_path / "raw")
+    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    assert summary["task"] == "regression"
+    frame = read_table(tmp_path / "raw" / "table.csv")
+    means = {
+        name: frame.loc[
+            [r for r, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv")], "target"
+        ]
+        .astype(float)
+        .median()
+        for name in ("train", "val", "test")
+    }
+    assert max(means.values()) - min(means.values()) < 1.5  # target spread is about 6
+
+
+def test_missing_target_rows_are_dropped_and_counted(tmp_path):
+    frame = make_table(100)
+    frame.loc[[3, 7], "target"] = np.nan
+    write_table(frame, tmp_path / "raw")
+    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    assert summary["rows_without_target_dropped"] == 2
+    assert sum(summary["totals"].values()) == 98
+
+
+@pytest.mark.parametrize(
+    ("change", "params", "message"),
+    [
+        (lambda f: f.drop(columns="target"), {}, "no column named target"),
+        (lambda f: f, {"table": {"target": "nope"}}, "split.table.target: no column 'nope'"),
+        (lambda f: f.assign(target=np.nan), {}, "empty in every row"),
+        (lambda f: f.assign(target=["a"] * 99 + ["b"]), {}, "fewer than 3 rows"),
+    ],
+)
+def test_split_refuses_bad_targets(tmp_path, change, params, message):
+    write_table(change(make_table(100)), tmp_path / "raw")
+    with pytest.raises(UserError, match=message):
+        split_table(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate(params))
+
+
+def test_statistics_come_from_train_rows_only(tmp_path):
+    frame = make_table(200, "regression")
+    write_table(frame, tmp_path / "raw")
+    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p1")
+    # the same split, with every val and test row changed: other numbers, an unseen category,
+    # another target scale, more missing cells
+    held_out = [
+        r for n in ("val", "test") for r, _, _ in read_table_split(tmp_path / "s" / f"{n}.csv")
+    ]
+    changed = frame.copy()
+    changed.loc[held_out, "x1"] = 1000.0
+    changed.loc[held_out, "colour"] = "purple"
+    changed.loc[held_out, "x2"] = np.nan
+    changed.loc[held_out, "target"] = 1e6
+    write_table(changed, tmp_path / "raw2")
+    columns = [*summary["features"], summary["target"]]
+    hashes = dict(
+        zip(
+            range(len(changed)),
+            row_hashes(read_table(tmp_path / "raw2" / "table.csv"), columns),
+            strict=True,
+        )
+    )
+    (tmp_path / "s2").mkdir()
+    (tmp_path / "s2" / "summary.json").write_text((tmp_path / "s" / "summary.json").read_text())
+    for name in ("train", "val", "test"):
+        rows = read_table_split(tmp_path / "s" / f"{name}.csv")
+        write_csv(tmp_path / "s2" / f"{name}.csv", HEADER, [[r, g, hashes[r]] for r, g, _ in rows])
+    build_table(BuildDatasetParams(), tmp_path / "raw2", tmp_path / "s2", tmp_path / "p2")
+    meta1, meta2 = (json.loads((tmp_path / p / "meta.json").read_text()) for p in ("p1", "p2"))
+    assert meta1 == meta2  # types, medians, means, stds, vocabularies, target mean/std
+    for name in ("numeric", "labels"):
+        train = [np.load(tmp_path / p / f"train_{name}.npy") for p in ("p1", "p2")]
+        assert np.array_equal(*train, equal_nan=True)
+        assert not np.array_equal(
+            *(np.load(tmp_path / p / f"test_{name}.npy") for p in ("p1", "p2")), equal_nan=True
+        )
+    test_cat = np.load(tmp_path / "p2" / "test_categorical.npy")
+    assert set(test_cat[:, 0].tolist()) == {OTHER}  # purple was never seen in train
+
+
+def test_build_refuses_a_table_changed_under_the_split(tmp_path):
+    frame = make_table(100)
+    write_table(frame, tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    frame.loc[5, "x1"] = 99.0
+    write_table(frame, tmp_path / "raw")
+    with pytest.raises(UserError, match="line 7 changed since the split stage"):
+        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+
+
+def test_column_types_missing_values_and_encoding(tmp_path):
+    write_table(make_table(150), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    meta = json.loads((processed / "meta.json").read_text())
+    numeric = {c["name"]: c for c in meta["schema"]["numeric"]}
+    assert set(numeric) == {
+        "x1",
+        "x2",
+        "flag",
+        "day.year",
+        "day.month",
+        "day.day",
+        "day.day_of_week",
+    }
+    assert numeric["flag"]["type"] == "boolean" and numeric["day.month"]["type"] == "datetime"
+    assert numeric["x2"]["indicator"] and not numeric["x1"]["indicator"]
+    (colour,) = meta["schema"]["categorical"]
+    assert colour["name"] == "colour" and colour["categories"] == ["blue", "green", "red"]
+    train = np.load(processed / "train_numeric.npy")
+    assert train.dtype == np.float32 and np.isnan(train).any()  # raw: the model imputes
+    assert np.load(processed / "train_categorical.npy").dtype == np.int64
+    assert meta["classes"] == ["high", "low"]
+
+
+def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path):
+    frame = make_table(100)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[10, "x1"] = "oops"
+    write_table(frame, tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    with pytest.raises(UserError, match="column 'x1', line 12: 'oops' is not a number"):
+        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    lenient = BuildDatasetParams(table=TableBuildParams(non_numeric="missing"))
+    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+
+
+def test_missing_error_mode_names_the_cell(tmp_path):
+    write_table(make_table(100), tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    strict = BuildDatasetParams(table=TableBuildParams(missing="error"))
+    with pytest.raises(UserError, match=r"column '(x2|colour)', line \d+: missing value"):
+        build_table(strict, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+
+
+@pytest.mark.parametrize("model", [{"name": "mlp"}, {"name": "ft_transformer", "d_token": 16}])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thread, model, task):
+    from torchstages.params.export import ExportParams
+    from torchstages.params.train import TrainParams
+    from torchstages.tables.export import export_and_verify_table
+    from torchstages.training.loop import TrainOutputs, train
+
+    write_table(make_table(240, task), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    outputs = TrainOutputs(
+        *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
+    )
+    card = train(
+        TrainParams.model_validate({"epochs": 15, "threads": 1, "model": model}), processed, outputs
+    )
+    assert card["kind"] == "table" and card["task"] == task
+    parity = export_and_verify_table(
+        ExportParams(),
+        outputs.weights,
+        outputs.card,
+        processed,
+        tmp_path / "m.onnx",
+        tmp_path / "e.json",
+    )
+    assert parity["prediction_agreement"] == 1.0
+    if task == "classification":
+        assert card["best"]["value"] > 0.75  # the target is a threshold of a learnable signal
+    else:
+        assert (
+            card["best"]["monitor"] == "val_loss" and card["best"]["value"] < 0.5
+        )  # predicting the mean scores about 1.0
+
+
+def test_regression_refuses_classification_settings(tmp_path):
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    write_table(make_table(100, "regression"), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path)
+    outputs = TrainOutputs(
+        *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
+    )
+    for bad, message in (
+        ({"loss": "cross_entropy"}, "train.loss: cross_entropy"),
+        ({"monitor": "val_accuracy"}, "train.monitor"),
+    ):
+        with pytest.raises(UserError, match=message):
+            train(TrainParams.model_validate({"epochs": 1, **bad}), processed, outputs)
+    with pytest.raises(UserError, match="cnn takes images"):
+        train(
+            TrainParams.model_validate({"epochs": 1, "model": {"name": "cnn"}}), processed, outputs
+        )
+
+
+def test_table_input_imputes_scales_and_flags_missing():
+    from torchstages.models.tabular import TableInput
+
+    schema = {
+        "numeric": [
+            {"median": 2.0, "mean": 1.0, "std": 2.0, "indicator": True},
+            {"median": 0.0, "mean": 0.0, "std": 1.0, "indicator": False},
+        ]
+    }
+    out = TableInput(schema)(torch.tensor([[float("nan"), 3.0], [5.0, float("nan")]]))
+    assert out.tolist() == [[0.5, 3.0, 1.0], [2.0, 0.0, 0.0]]
