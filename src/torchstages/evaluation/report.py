@@ -18,6 +18,7 @@ from typing import Any
 from torchstages import paths
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_text
+from torchstages.kinds import kind_of
 from torchstages.params.base import load_yaml, show_value
 
 __all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
@@ -44,6 +45,18 @@ REGRESSION_HEADLINE = [
 # params sections the report shows, and the keys that cannot change a result
 PARAM_SECTIONS = ("build_dataset", "train", "test")
 NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
+# keys that only one data kind reads: the report of the other kind leaves them out
+ONLY_FOR = {
+    "table": ("build_dataset.table", "train.huber_delta"),
+    "images": (
+        "build_dataset.image_size",
+        "build_dataset.color",
+        "build_dataset.resize",
+        "build_dataset.interpolation",
+        "train.augment",
+        "train.channels_last",
+    ),
+}
 PICTURES = [
     ("train", "curves.png", "Training curves"),
     ("test", "confusion.png", "Confusion matrix (test)"),
@@ -107,7 +120,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         "",
         "| param | value |",
         "|---|---|",
-        *(f"| `{key}` | `{value}` |" for key, value in _params_rows(params)),
+        *(f"| `{key}` | `{value}` |" for key, value in _params_rows(params, kind_of(card))),
     ]
     return "\n".join(lines) + "\n"
 
@@ -181,10 +194,13 @@ def _mistakes(path: Path, worst: int) -> list[str]:
     return [*lines, ""]
 
 
-def _params_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
+def _params_rows(params: dict[str, Any], kind: str) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
+    other_kinds = tuple(p for k, prefixes in ONLY_FOR.items() if k != kind for p in prefixes)
 
     def walk(prefix: str, value: Any) -> None:
+        if prefix.startswith(other_kinds):
+            return
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}", v)

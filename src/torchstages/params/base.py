@@ -106,6 +106,8 @@ def show_value(value: Any) -> str:
     """A params value as written in YAML (lowercase booleans, flow lists), for markdown tables."""
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(show_value(v) for v in value) + "]"
     return str(value)

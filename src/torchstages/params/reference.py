@@ -9,13 +9,14 @@ from pydantic import BaseModel
 
 from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
+from torchstages.models.tabular import FTTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec
 from torchstages.models.transfer import TransferSpec
 from torchstages.params.base import show_value
-from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
-from torchstages.params.split import SplitParams
+from torchstages.params.split import SplitParams, TableSplitParams
 from torchstages.params.train import (
     AugmentParams,
     EarlyStoppingParams,
@@ -28,7 +29,9 @@ __all__ = ["SECTIONS", "params_reference"]
 # (heading, key prefix, model); validate and test share one model
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("split", "split", SplitParams),
+    ("split.table", "split.table", TableSplitParams),
     ("build_dataset", "build_dataset", BuildDatasetParams),
+    ("build_dataset.table", "build_dataset.table", TableBuildParams),
     ("train", "train", TrainParams),
     ("train.schedule", "train.schedule", ScheduleParams),
     ("train.early_stopping", "train.early_stopping", EarlyStoppingParams),
@@ -36,6 +39,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("train.model: name: cnn", "train.model", CNNSpec),
     ("train.model: name: mlp", "train.model", MLPSpec),
     ("train.model: name: torchvision", "train.model", TorchvisionSpec),
+    ("train.model: name: ft_transformer", "train.model", FTTransformerSpec),
     ("train.model.transfer", "train.model.transfer", TransferSpec),
     ("validate, test", "validate / test", EvaluateParams),
     ("export", "export", ExportParams),
