@@ -122,9 +122,9 @@ def test_bad_table_input_is_one_line_before_any_work(tmp_path):
     raw = repo / "data" / "raw"
     raw.mkdir(parents=True)
     cases = {
-        "header only": ("x1,target\n", "has a header but no rows"),
-        "no target": ("x1,x2\n1,2\n", "no column named target"),
-        "one class": ("x1,target\n" + "1,a\n" * 9, "only one class"),
+        "header only": ("id,x1,target\n", "has a header but no rows"),
+        "no target": ("id,x1,x2\n1,1,2\n", "no column named target"),
+        "one class": ("id,x1,target\n" + "".join(f"{i},1,a\n" for i in range(9)), "only one class"),
     }
     for name, (text, message) in cases.items():
         (raw / "t.csv").write_text(text)
