@@ -19,6 +19,7 @@ from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import mistake_order, write_plot_data
+from torchstages.evaluation.predictions import write_predictions
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
 from torchstages.models.saved import load_model
@@ -41,6 +42,7 @@ class EvalPaths:
     plots_dir: Path
     report: Path | None = None
     params: Path = pipeline.PARAMS  # read only by the report
+    predictions: Path | None = None
 
     @classmethod
     def for_stage(cls, stage: str, report: Path | None = None) -> EvalPaths:
@@ -53,6 +55,7 @@ class EvalPaths:
             metrics=pipeline.METRICS / f"{stage}.json",
             plots_dir=pipeline.PLOTS / stage,
             report=report,
+            predictions=pipeline.PREDICTIONS / f"{stage}.csv",
         )
 
 
@@ -75,11 +78,21 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         model.to(device), images, Normalizer(prep.mean, prep.std, device), params.batch_size, device
     )
     classes = card["classes"]
-    metrics = classification_metrics(logits, labels, classes, params.top_k, params.calibration_bins)
+    metrics = classification_metrics(
+        logits,
+        labels,
+        classes,
+        params.top_k,
+        params.calibration_bins,
+        params.bootstrap_resamples,
+        params.bootstrap_seed,
+    )
     write_json(paths.metrics, metrics)
     probs = softmax(logits)
     rows = read_split(paths.splits / f"{split}.csv")
     write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
+    if paths.predictions is not None:
+        write_predictions(paths.predictions, rows, labels, probs, classes)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     if paths.report is not None:
         # plots_dir is <plots>/<stage>; the report also links <plots>/train

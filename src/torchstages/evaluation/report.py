@@ -59,12 +59,14 @@ def write_report(
     sources: ReportSources | None = None,
     against: str | None = None,
     worst: int = 10,
+    appendix: str = "",
 ) -> None:
-    """Write the report; with ``against`` (a git revision) append the DVC metrics/params diffs."""
+    """Write the report; with ``against`` (a git revision) append the DVC metrics/params diffs,
+    then ``appendix`` (markdown, e.g. the comparison's verdict)."""
     text = render_report(out, sources or ReportSources(), worst)
     if against is not None:
         text += dvc_diffs(against)
-    write_text(out, text)
+    write_text(out, text + appendix)
 
 
 def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
@@ -82,9 +84,12 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         f"{best['epoch']} by {best['monitor']}, {len(card['classes'])} classes, "
         f"{metrics['samples']} test images.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {label} | {value:.4f} |" for label, value in _headline(metrics)),
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        *(
+            f"| {label} | {metrics[key]:.4f} | {_interval(metrics, key)} |"
+            for key, label in _headline(metrics)
+        ),
         "",
         "## Per class",
         "",
@@ -122,15 +127,21 @@ def dvc_diffs(rev: str) -> str:
     return "\n" + "\n".join(parts)
 
 
-def _headline(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+def _headline(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, label) of the headline metrics present."""
     out = []
     for key, label in HEADLINE:
         if key == "top*_accuracy":
             top = sorted(k for k in metrics if re.fullmatch(r"top\d+_accuracy", k))
-            out += [(label.format(k=k[3:].split("_")[0]), metrics[k]) for k in top]
+            out += [(k, label.format(k=k[3:].split("_")[0])) for k in top]
         elif key in metrics:
-            out.append((label, metrics[key]))
+            out.append((key, label))
     return out
+
+
+def _interval(metrics: dict[str, Any], key: str) -> str:
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return "" if low is None or high is None else f"{low:.4f} to {high:.4f}"
 
 
 def _pictures(out: Path, plots: Path) -> list[str]:
