@@ -12,6 +12,7 @@ log = logging.getLogger("torchstages.stages")
 
 def main() -> None:
     params = load_section(SplitParams, "split")
+    from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset
 
     summary = split_dataset(
@@ -19,6 +20,9 @@ def main() -> None:
         paths.SPLITS,
         {"train": params.train, "val": params.val, "test": params.test},
         params.seed,
+        None
+        if params.near_duplicates == "off"
+        else NearDuplicates(params.near_duplicates, params.near_duplicate_threshold),
     )
     dups = summary["duplicates"]
     log.info(
@@ -30,6 +34,17 @@ def main() -> None:
         dups["extra_copies"],
         paths.SPLITS,
     )
+    near = summary.get("near_duplicates")
+    if near:
+        log.info(
+            "split: %d near-duplicate groups (%d files, pHash within %d bits) %s",
+            near["groups"],
+            near["files"],
+            near["threshold"],
+            "kept within one split"
+            if near["mode"] == "group"
+            else f"only reported: {near['groups_across_splits']} groups span splits",
+        )
     if dups["label_conflicts"]:
         log.warning(
             "split: identical files under different classes: %s", dups["label_conflicts"][:5]

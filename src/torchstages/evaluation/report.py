@@ -52,6 +52,7 @@ class ReportSources:
     card: Path = paths.MODEL_CARD
     params: Path = paths.PARAMS
     plots: Path = paths.PLOTS
+    splits: Path = paths.SPLITS  # summary.json: the near duplicates the split stage found
 
 
 def write_report(
@@ -102,6 +103,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         "",
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
         "",
         "| param | value |",
@@ -168,6 +170,26 @@ def _mistakes(path: Path, worst: int) -> list[str]:
         for r in rows[:worst]
     ]
     return [*lines, ""]
+
+
+def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
+    near = read_json(path).get("near_duplicates") if path.exists() else None
+    if near is None:
+        return []
+    kept = (
+        "each kept within one split"
+        if near["mode"] == "group"
+        else f"only reported: {near['groups_across_splits']} groups span more than one split"
+    )
+    lines = [
+        "## Near duplicates",
+        "",
+        f"{near['groups']} groups of near copies ({near['files']} files, perceptual hashes within "
+        f"{near['threshold']} bits), {kept}; pictures in data/splits/near_duplicates.png.",
+        "",
+    ]
+    lines += [f"- {', '.join(group)}" for group in near["examples"][:shown]]
+    return [*lines, ""] if near["examples"] else lines
 
 
 def _params_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
