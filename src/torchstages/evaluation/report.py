@@ -62,12 +62,13 @@ def write_report(
     worst: int = 10,
     appendix: str = "",
 ) -> None:
-    """Write the report; with ``against`` (a git revision) append the DVC metrics/params diffs,
-    then ``appendix`` (markdown, e.g. the comparison's verdict)."""
-    text = render_report(out, sources or ReportSources(), worst)
+    """Write the report, then ``appendix`` (markdown: the comparison's verdict, which a PR
+    comment should show before the long tables); with ``against`` (a git revision) append the
+    DVC metrics/params diffs."""
+    text = render_report(out, sources or ReportSources(), worst) + appendix
     if against is not None:
         text += dvc_diffs(against)
-    write_text(out, text + appendix)
+    write_text(out, text)
 
 
 def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
