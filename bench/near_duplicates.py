@@ -38,7 +38,8 @@ def run(train_dir: Path, brute: int) -> dict:
     rows = discover_images(train_dir)
     paths = [train_dir / r.path for r in rows]
     start = time.perf_counter()
-    bits = phash_files(paths)
+    bits, decoded = phash_files(paths)
+    assert decoded.all()
     hashing = time.perf_counter() - start
     out: dict = {"files": len(paths), "hash_s": hashing, "thresholds": {}}
     for threshold in (8, 16, 24):

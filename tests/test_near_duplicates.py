@@ -89,15 +89,25 @@ def test_near_copies_are_grouped_and_unrelated_pictures_are_not(raw_with_copies)
     assert sorted([r.path for r in g] for g in groups) == expected
 
 
+def test_a_file_that_does_not_decode_is_left_out_of_the_check(raw_with_copies):
+    broken = raw_with_copies / "class1" / "p0_broken.png"
+    broken.write_bytes(_png(_picture(100))[:300])  # truncated copy of class1/p0's picture
+    rows = discover_images(raw_with_copies)
+    assert "class1/p0_broken.png" in {r.path for r in rows}
+    groups = find_near_duplicates(raw_with_copies, rows, THRESHOLD)
+    assert len(groups) == 9 and all("broken" not in r.path for g in groups for r in g)
+
+
 def test_each_kind_of_copy_is_within_the_default_threshold(raw_with_copies):
     """Which edits the hash tolerates, and by how much (a margin under the threshold)."""
     folder = raw_with_copies / "class0"
-    bits = phash_files(sorted(folder.glob("p0_*")), workers=1)
+    bits, ok = phash_files(sorted(folder.glob("p0_*")), workers=1)
+    assert ok.all()
     names = [p.name for p in sorted(folder.glob("p0_*"))]
     original = bits[names.index("p0_original.jpg")]
     distance = {n: int((b != original).sum()) for n, b in zip(names, bits, strict=True)}
     assert max(distance.values()) <= THRESHOLD, distance
-    unrelated = phash_files(sorted(folder.glob("unrelated*")), workers=1)
+    unrelated, _ = phash_files(sorted(folder.glob("unrelated*")), workers=1)
     assert min(int((u != original).sum()) for u in unrelated) > 3 * THRESHOLD
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from torchstages.data.discover import Row
-from torchstages.errors import UserError
 
 __all__ = [
     "HASH_BITS",
@@ -78,44 +77,50 @@ def phash_bits(images: np.ndarray) -> np.ndarray:
     return low > np.median(low[:, 1:], axis=1, keepdims=True)
 
 
-def _grey(path: str) -> np.ndarray:
+def _grey(path: str) -> np.ndarray | None:
+    """The picture in grey as a person sees it; None when PIL cannot decode it (build-dataset
+    decides what a broken file means: the near-duplicate check only leaves it out)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
-        if "exif" in img.info:
-            img = ImageOps.exif_transpose(img)  # as a person sees it, as build-dataset decodes it
-        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            # transparent pixels count as white, not as whatever colour hides under them
-            background = Image.new("RGBA", img.size, "white")
-            img = Image.alpha_composite(background, img.convert("RGBA"))
-        return np.asarray(img.convert("L"))
+    try:
+        with Image.open(path) as img:
+            if "exif" in img.info:
+                img = ImageOps.exif_transpose(img)  # as build-dataset decodes it
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                # transparent pixels count as white, not as whatever colour hides under them
+                background = Image.new("RGBA", img.size, "white")
+                img = Image.alpha_composite(background, img.convert("RGBA"))
+            return np.asarray(img.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
-def _hash_chunk(paths: list[str]) -> np.ndarray:
-    """(len(paths), HASH_BITS) bits; images of one size are transformed together."""
+def _hash_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(len(paths), HASH_BITS) bits and (len(paths),) decoded flags; images of one size are
+    transformed together."""
     images = [_grey(p) for p in paths]
     bits = np.zeros((len(paths), HASH_BITS), dtype=bool)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):
-        by_shape.setdefault(image.shape, []).append(i)
+        if image is not None:
+            by_shape.setdefault(image.shape, []).append(i)
     for members in by_shape.values():
         bits[members] = phash_bits(np.stack([images[i] for i in members]))
-    return bits
+    return bits, np.array([image is not None for image in images], dtype=bool)
 
 
-def phash_files(paths: list[Path], workers: int = 0) -> np.ndarray:
-    """(N, HASH_BITS) bool pHash bits of image files; ``workers`` processes (0: one per core)."""
+def phash_files(paths: list[Path], workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, HASH_BITS) bool pHash bits of image files and (N,) whether each file could be decoded
+    (the bits of one that could not are all False); ``workers`` processes (0: one per core)."""
     names = [str(p) for p in paths]
     workers = workers or os.cpu_count() or 1
-    try:
-        if workers == 1 or len(names) < 4000:
-            return _hash_chunk(names)
-        size = -(-len(names) // (4 * workers))
-        chunks = [names[i : i + size] for i in range(0, len(names), size)]
-        with ProcessPoolExecutor(workers) as pool:
-            return np.concatenate(list(pool.map(_hash_chunk, chunks)))
-    except OSError as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise UserError(f"near-duplicate check: cannot decode an image ({exc})") from None
+    if workers == 1 or len(names) < 4000:
+        return _hash_chunk(names)
+    size = -(-len(names) // (4 * workers))
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_hash_chunk, chunks))
+    return np.concatenate([b for b, _ in parts]), np.concatenate([ok for _, ok in parts])
 
 
 def near_pairs(bits: np.ndarray, threshold: int) -> np.ndarray:
@@ -179,8 +184,9 @@ def find_near_duplicates(raw_dir: Path, rows: list[Row], threshold: int) -> list
     first: dict[str, Row] = {}
     for row in rows:
         first.setdefault(row.sha256, row)
-    unique = sorted(first.values())
-    bits = phash_files([raw_dir / r.path for r in unique])
+    decoded, ok = phash_files([raw_dir / r.path for r in sorted(first.values())])
+    unique = [r for r, good in zip(sorted(first.values()), ok, strict=True) if good]
+    bits = decoded[ok]
     roots = group_ids(len(unique), near_pairs(bits, threshold))
     by_root: dict[int, set[str]] = {}
     for row, root in zip(unique, roots.tolist(), strict=True):
