@@ -45,6 +45,13 @@ def main() -> None:
             if near["mode"] == "group"
             else f"only reported: {near['groups_across_splits']} groups span splits",
         )
+    if near and near["largest_group"] > max(10, sum(summary["totals"].values()) // 100):
+        log.warning(
+            "split: one near-duplicate group holds %d files: look at %s/near_duplicates.png and "
+            "lower split.near_duplicate_threshold if they are not copies",
+            near["largest_group"],
+            paths.SPLITS,
+        )
     if dups["label_conflicts"]:
         log.warning(
             "split: identical files under different classes: %s", dups["label_conflicts"][:5]

@@ -138,6 +138,7 @@ def test_split_keeps_groups_together_and_report_mode_only_counts(raw_with_copies
     )
     near = grouped["near_duplicates"]
     assert (near["groups"], near["files"], near["groups_across_splits"]) == (9, 54, 0)
+    assert near["largest_group"] == 6
     first = near["examples"][0]
     splits = {p.split(" (")[1].rstrip(")") for p in first}
     assert first[0].startswith("class0/p0_brighter.png (") and len(splits) == 1

@@ -223,6 +223,7 @@ class NearDuplicates:
             "threshold": self.threshold,
             "groups": len(groups),
             "files": sum(len(g) for g in groups),
+            "largest_group": max((len(g) for g in groups), default=0),
             "groups_across_splits": sum(len({split_of[r.path] for r in g}) > 1 for g in groups),
             "examples": [[f"{r.path} ({split_of[r.path]})" for r in g] for g in groups[:shown]],
         }
