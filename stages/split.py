@@ -19,20 +19,9 @@ def main() -> None:
     if detect_kind(paths.RAW, params.kind) == "table":
         from torchstages.tables.split import split_table
 
-        summary = split_table(paths.RAW, paths.SPLITS, params)
-        log.info(
-            "split: %s table %s, target %r (%s), train/val/test = %s rows; %d rows without a "
-            "target dropped; %d groups of identical rows kept within one split -> %s",
-            summary["task"],
-            summary["file"],
-            summary["target"],
-            f"{len(summary['classes'])} classes" if "classes" in summary else "numeric",
-            "/".join(str(summary["totals"][s]) for s in paths.SPLIT_NAMES),
-            summary["rows_without_target_dropped"],
-            summary["duplicates"]["groups"],
-            paths.SPLITS,
-        )
+        split_table(paths.RAW, paths.SPLITS, params)  # logs what it found
         return
+    from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset
 
     summary = split_dataset(
@@ -40,6 +29,9 @@ def main() -> None:
         paths.SPLITS,
         {"train": params.train, "val": params.val, "test": params.test},
         params.seed,
+        None
+        if params.near_duplicates == "off"
+        else NearDuplicates(params.near_duplicates, params.near_duplicate_threshold),
     )
     dups = summary["duplicates"]
     log.info(
@@ -51,6 +43,24 @@ def main() -> None:
         dups["extra_copies"],
         paths.SPLITS,
     )
+    near = summary.get("near_duplicates")
+    if near:
+        log.info(
+            "split: %d near-duplicate groups (%d files, pHash within %d bits) %s",
+            near["groups"],
+            near["files"],
+            near["threshold"],
+            "kept within one split"
+            if near["mode"] == "group"
+            else f"only reported: {near['groups_across_splits']} groups span splits",
+        )
+    if near and near["largest_group"] > max(10, sum(summary["totals"].values()) // 100):
+        log.warning(
+            "split: one near-duplicate group holds %d files: look at %s/near_duplicates.png and "
+            "lower split.near_duplicate_threshold if they are not copies",
+            near["largest_group"],
+            paths.SPLITS,
+        )
     if dups["label_conflicts"]:
         log.warning(
             "split: identical files under different classes: %s", dups["label_conflicts"][:5]

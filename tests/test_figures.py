@@ -43,6 +43,46 @@ def test_confusion_heatmap(tmp_path, n_classes):
     assert width <= 2600, "capped for many classes"
 
 
+def _contrast(a: float, b: float) -> float:
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+def _luminance(color) -> float:
+    from matplotlib.colors import to_rgb
+
+    c = np.array(to_rgb(color))
+    return float(
+        np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) @ [0.2126, 0.7152, 0.0722]
+    )
+
+
+def test_confusion_numbers_are_readable_on_every_shade():
+    """A hard case: diagonal shares from 0.05 to 0.95 and mistakes that take most of a row.
+    Every non-zero count contrasts with its cell at least 3:1 (WCAG's bar for large or bold
+    text); the old rule (white above 0.5, grey or red below) failed mid-range cells."""
+    n = 20
+    matrix = np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        matrix[i, i] = round(100 * (0.05 + 0.9 * i / (n - 1)))
+        matrix[i, (i + 1) % n] = 100 - matrix[i, i]  # 95 down to 5: dark to pale mistakes
+    fig = confusion_figure(matrix, [f"c{k}" for k in range(n)], "hard")
+    ax = fig.axes[0]
+    image = ax.images[0]
+    texts = [t for t in ax.texts if t.get_text() != "0"]
+    assert len(texts) == 2 * n
+    shares = image.get_array()
+
+    def cell(t) -> float:
+        x, y = t.get_position()
+        return _luminance(image.cmap(image.norm(shares[round(y), round(x)])))
+
+    worst = min(_contrast(_luminance(t.get_color()), cell(t)) for t in texts)
+    assert worst >= 3.0, worst
+    # pale mistakes (most of them) are still red, bold
+    red = [t for t in texts if t.get_color() == "#a00000"]
+    assert len(red) >= n // 2 and all(t.get_fontweight() == "bold" for t in red)
+
+
 @pytest.mark.parametrize(("count", "channels"), [(0, 1), (2, 1), (16, 3)])
 def test_gallery(tmp_path, count, channels):
     images = _digits(count, channels)

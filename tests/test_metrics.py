@@ -68,11 +68,18 @@ def test_top_k_is_skipped_when_classes_equal_k():
 def test_headline_keys_stay_at_top_level_and_per_class_is_nested():
     logits, y = _case(3)
     m = classification_metrics(logits, y, ["a", "b", "c"])
-    assert set(m) == {
-        "accuracy", "balanced_accuracy", "ece", "f1_macro", "f1_weighted", "loss", "per_class",
-        "samples",
-    }  # fmt: skip
+    headline = {"accuracy", "balanced_accuracy", "ece", "f1_macro", "f1_weighted", "loss"}
+    bounds = {f"{k}_ci_{end}" for k in headline for end in ("low", "high")}
+    assert set(m) == headline | bounds | {"per_class", "samples"}
     assert set(m["per_class"]) == {"a", "b", "c"}
+    for name in "abc":
+        assert set(m["per_class"][name]) == {
+            "precision", "recall", "f1", "support", *(
+                f"{k}_ci_{end}" for k in ("precision", "recall", "f1") for end in ("low", "high")
+            ),
+        }  # fmt: skip
+    without = classification_metrics(logits, y, ["a", "b", "c"], resamples=0)
+    assert set(without) == headline | {"per_class", "samples"}
 
 
 def test_expected_calibration_error_by_hand():

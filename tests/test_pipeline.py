@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,8 @@ def test_first_repro_runs_all_six_then_nothing(repo):
         "models/model.safetensors",
         "metrics/validate.json",
         "metrics/test.json",
+        "predictions/validate.csv",
+        "predictions/test.csv",
         "models/export/model.onnx",
         "metrics/export.json",
         "reports/report.md",
@@ -125,6 +128,9 @@ def test_plots_diff_between_revisions_and_the_report_commands(repo):
     assert pr.startswith((repo / "reports/report.md").read_text())
     assert "## Metrics against `HEAD`" in pr and "| metrics/test.json" in pr
     assert "## Params against `HEAD`" in pr and "train.lr" in pr
+    # the verdict on the per-sample predictions (in git: cache: false) of both runs
+    assert "## Is it really better? (`test`, workspace against `HEAD`)" in pr
+    assert re.search(r"workspace vs HEAD on test \(\d+ samples\): accuracy .* at 5%\.", pr)
     run(["python", "-m", "torchstages.cli", "report"], repo)  # rebuilds the tracked report as is
     assert run(["dvc", "status", "test"], repo).stdout.strip().endswith("up to date.")
 
@@ -145,6 +151,7 @@ def test_unchanged_rerun_is_byte_identical(repo):
         repo / "models/export/model.onnx",
         *sorted((repo / "plots").glob("*/*")),
         *sorted((repo / "metrics").glob("*")),
+        *sorted((repo / "predictions").glob("*")),
     ]
     before = [p.read_bytes() for p in outputs]
     run(["dvc", "repro", "-f"], repo)

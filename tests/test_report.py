@@ -29,6 +29,7 @@ def _evaluate(tmp_path: Path, outputs, params: EvaluateParams) -> dict:
             plots_dir=tmp_path / "plots/test",
             report=tmp_path / "reports/report.md",
             params=tmp_path / "params.yaml",
+            predictions=tmp_path / "predictions/test.csv",
         ),
     )
 
@@ -56,12 +57,24 @@ def test_evaluation_writes_every_file_and_the_report_rebuilds_byte_identical(tmp
         with Image.open(plots / png) as img:
             assert img.format == "PNG" and min(img.size) >= 140
 
+    with open(tmp_path / "predictions/test.csv") as f:
+        predictions = list(csv.DictReader(f))
+    with open(tmp_path / "splits/test.csv") as f:
+        split = list(csv.DictReader(f))
+    assert [(p["id"], p["sha256"], p["label"]) for p in predictions] == [
+        (r["path"], r["sha256"], r["label"]) for r in split
+    ]
+    right = [p["predicted"] == p["label"] for p in predictions]
+    assert sum(right) == round(metrics["accuracy"] * metrics["samples"])
+    assert all(0 < float(p["p_label"]) <= 1 for p in predictions)
+
     report = (tmp_path / "reports/report.md").read_text()
     sources = ReportSources(
         tmp_path / "metrics/test.json", outputs.card, tmp_path / "params.yaml", tmp_path / "plots"
     )
     assert render_report(tmp_path / "reports/report.md", sources) == report
-    assert f"| accuracy | {metrics['accuracy']:.4f} |" in report
+    low, high = metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]
+    assert f"| accuracy | {metrics['accuracy']:.4f} | {low:.4f} to {high:.4f} |" in report
     assert "| `train.lr` | `0.01` |" in report and "threads" not in report
     links = re.findall(r"\]\(([^)]+\.png)\)", report)
     assert links == ["../plots/test/confusion.png", "../plots/test/wrong.png"]

@@ -1,4 +1,5 @@
-"""The ``torchstages`` command: demo data, prediction, params reference, model summary, report."""
+"""The ``torchstages`` command: demo data, prediction, params reference, model summary, report,
+comparison of two runs."""
 
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REV",
         help="append `dvc metrics diff --md` and `dvc params diff --md` against this git revision",
     )
+    compare = sub.add_parser(
+        "compare",
+        help="is B really better than A? paired tests on both runs' per-sample predictions",
+    )
+    compare.add_argument("rev_a", nargs="?", default="HEAD", help="git revision (default HEAD)")
+    compare.add_argument("rev_b", nargs="?", help="git revision (default: the workspace)")
+    compare.add_argument(
+        "--stage", choices=["test", "validate"], default="test",
+        help="whose predictions: validate while tuning, test once at the end",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
@@ -83,8 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from torchstages.evaluation.report import write_report
 
-            write_report(args.out, against=args.against)
+            appendix = ""
+            if args.against is not None:
+                from torchstages.evaluation.compare import comparison_markdown
+
+                appendix = "\n" + comparison_markdown(args.against)
+            write_report(args.out, against=args.against, appendix=appendix)
             print(f"report: {args.out}")
+        elif args.command == "compare":
+            from torchstages.evaluation.compare import compare_revisions, comparison_table
+
+            result, name_a, name_b = compare_revisions(args.rev_a, args.rev_b, args.stage)
+            print(result.verdict(name_a, name_b, args.stage))
+            print(comparison_table(result, name_a, name_b), end="")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

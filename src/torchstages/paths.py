@@ -14,6 +14,8 @@ CHECKPOINT = MODELS / "checkpoint.pt"
 TRAIN_LIVE = Path("dvclive/train")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+# per-sample predictions of validate and test, in git: `torchstages compare` pairs two revisions' files
+PREDICTIONS = Path("predictions")
 REPORTS = Path("reports")
 EXPORT_DIR = MODELS / "export"
 ONNX_MODEL = EXPORT_DIR / "model.onnx"

@@ -10,6 +10,7 @@ import csv
 import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Protocol
 
 from torchstages.data.discover import Row
 from torchstages.errors import UserError
@@ -21,16 +22,24 @@ __all__ = ["assign_splits", "check_no_leakage", "summarize", "write_splits", "re
 HEADER = ["path", "label", "sha256"]
 
 
-def assign_splits(rows: list[Row], fractions: dict[str, float], seed: int) -> dict[str, list[Row]]:
-    """Split ``rows`` per class in the given fractions; files with equal bytes stay together.
+def assign_splits(
+    rows: list[Row],
+    fractions: dict[str, float],
+    seed: int,
+    together: list[list[Row]] | None = None,
+) -> dict[str, list[Row]]:
+    """Split ``rows`` per class in the given fractions; files with equal bytes stay together, and
+    so do the files of each group in ``together`` (near duplicates).
 
     Groups of identical files (same sha256) are ordered by a seeded hash of their content, so the
     result depends only on the files and the seed, never on listing order. Each group then goes to
     the split furthest below its target count for that class.
     """
+    # a near-duplicate group is keyed by its first file's hash: all its copies join that group
+    key = {r.sha256: group[0].sha256 for group in together or [] for r in group}
     groups: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        groups[row.sha256].append(row)
+        groups[key.get(row.sha256, row.sha256)].append(row)
     by_class: dict[str, list[list[Row]]] = defaultdict(list)
     for members in groups.values():
         # a group whose copies carry different labels goes with its first label (reported as conflict)
@@ -134,12 +143,40 @@ def read_split(path: str | Path) -> list[Row]:
         raise UserError(f"{path}: every row needs exactly path,label,sha256") from None
 
 
-def split_dataset(raw_dir: Path, out_dir: Path, fractions: dict[str, float], seed: int) -> dict:
-    """The split stage: discover, split, verify no leakage, write CSVs and summary."""
+class NearDuplicateFinder(Protocol):
+    """Finds groups of near copies for one data kind (images: ``near_duplicates.NearDuplicates``).
+
+    Passed in by the split stage, so the stages that only read splits do not depend on it."""
+
+    mode: str  # group: keep each group in one split; report: only count them
+
+    def find(self, raw_dir: Path, rows: list[Row]) -> list[list[Row]]: ...
+
+    def summary(self, groups: list[list[Row]], splits: dict[str, list[Row]]) -> dict: ...
+
+    def draw(self, raw_dir: Path, groups: list[list[Row]], out_dir: Path) -> None: ...
+
+
+def split_dataset(
+    raw_dir: Path,
+    out_dir: Path,
+    fractions: dict[str, float],
+    seed: int,
+    near: NearDuplicateFinder | None = None,
+) -> dict:
+    """The split stage: discover, split, verify no leakage, write CSVs and summary (with what
+    ``near`` found under ``near_duplicates``)."""
     from torchstages.data.discover import discover_images
 
-    splits = assign_splits(discover_images(raw_dir), fractions, seed)
+    rows = discover_images(raw_dir)
+    groups = near.find(raw_dir, rows) if near else []
+    together = groups if near and near.mode == "group" else None
+    splits = assign_splits(rows, fractions, seed, together)
     check_no_leakage(splits)
     summary = summarize(splits)
+    if near:
+        summary["near_duplicates"] = near.summary(groups, splits)
     write_splits(splits, summary, out_dir)
+    if near:
+        near.draw(raw_dir, groups, out_dir)
     return summary

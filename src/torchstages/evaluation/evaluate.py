@@ -19,6 +19,7 @@ from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import mistake_order, write_plot_data
+from torchstages.evaluation.predictions import write_predictions
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
 from torchstages.kinds import kind_of
@@ -42,6 +43,7 @@ class EvalPaths:
     plots_dir: Path
     report: Path | None = None
     params: Path = pipeline.PARAMS  # read only by the report
+    predictions: Path | None = None
 
     @classmethod
     def for_stage(cls, stage: str, report: Path | None = None) -> EvalPaths:
@@ -54,6 +56,7 @@ class EvalPaths:
             metrics=pipeline.METRICS / f"{stage}.json",
             plots_dir=pipeline.PLOTS / stage,
             report=report,
+            predictions=pipeline.PREDICTIONS / f"{stage}.csv",
         )
 
 
@@ -78,11 +81,21 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         model.to(device), images, Normalizer(prep.mean, prep.std, device), params.batch_size, device
     )
     classes = card["classes"]
-    metrics = classification_metrics(logits, labels, classes, params.top_k, params.calibration_bins)
+    metrics = classification_metrics(
+        logits,
+        labels,
+        classes,
+        params.top_k,
+        params.calibration_bins,
+        params.bootstrap_resamples,
+        params.bootstrap_seed,
+    )
     write_json(paths.metrics, metrics)
     probs = softmax(logits)
     rows = read_split(paths.splits / f"{split}.csv")
     write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
+    if paths.predictions is not None:
+        write_predictions(paths.predictions, rows, labels, probs, classes)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     _write_report(paths)
     log.info(
@@ -112,7 +125,15 @@ def _evaluate_table(
     from torchstages.tables.evaluate import draw_regression, evaluate_table
 
     metrics, outputs = evaluate_table(
-        split, model, card, paths.processed, paths.splits, paths.plots_dir, params, device
+        split,
+        model,
+        card,
+        paths.processed,
+        paths.splits,
+        paths.plots_dir,
+        params,
+        device,
+        paths.predictions,
     )
     write_json(paths.metrics, metrics)
     if card["task"] == "classification":

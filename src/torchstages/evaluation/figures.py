@@ -78,14 +78,44 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], title: str) -> Figu
     ax.set_title(title)
     if n <= 40:
         size = 10 if n <= 15 else 7
+        background = _luminance(im.cmap(im.norm(share))[..., :3])
         for (i, j), count in np.ndenumerate(matrix):
-            # mistakes are the point of the figure: pale cells, so bold red numbers
-            if i != j and count:
-                style = {"color": "#c00000", "fontweight": "bold"}
+            if not count:
+                style = {"color": "#aaaaaa"}  # zeros stay quiet (their cells are the palest)
+            elif i != j:
+                # mistakes are the point of the figure: bold, and red where red stays readable
+                red, contrast = _readable(background[i, j], MISTAKE_COLORS)
+                color = red if contrast >= MIN_CONTRAST else _readable(background[i, j], PLAIN)[0]
+                style = {"color": color, "fontweight": "bold"}
             else:
-                style = {"color": "white" if share[i, j] > 0.5 else "#aaaaaa"}
+                style = {"color": _readable(background[i, j], PLAIN)[0]}
             ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=size, **style)
     return fig
+
+
+# text colours (dark, light); no red reads on every blue (mid blues are too close to both), so
+# a mistake on a cell where neither red reaches WCAG's 3:1 for bold text is written in PLAIN
+PLAIN = ("black", "white")
+MISTAKE_COLORS = ("#a00000", "#ffd8d8")
+MIN_CONTRAST = 3.0
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """WCAG relative luminance of sRGB colours in 0..1 (..., 3) -> (...)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def _readable(background: float, colors: tuple[str, str]) -> tuple[str, float]:
+    """Of (dark, light) text colours, the one with the higher WCAG contrast ratio on a cell of
+    luminance ``background``, and that ratio."""
+    from matplotlib.colors import to_rgb
+
+    def contrast(color: str) -> float:
+        text = float(_luminance(np.array(to_rgb(color))))
+        return (max(text, background) + 0.05) / (min(text, background) + 0.05)
+
+    return max(((c, contrast(c)) for c in colors), key=lambda pair: pair[1])
 
 
 def image_grid_figure(

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchstages.evaluation.intervals import classification_intervals
+
 __all__ = ["classification_metrics", "expected_calibration_error", "softmax"]
 
 
@@ -21,8 +23,14 @@ def classification_metrics(
     classes: list[str],
     top_k: int = 5,
     calibration_bins: int = 15,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Headline metrics at the top level, per-class ones nested under ``per_class``.
+
+    Each metric but ``samples`` has a 95% interval beside it (``accuracy_ci_low``,
+    ``accuracy_ci_high``; see :mod:`~torchstages.evaluation.intervals`); ``resamples=0`` leaves
+    them out.
 
     ``loss`` is the log loss (mean cross-entropy of the softmax, natural log). ``top{k}_accuracy``
     only when there are more than k classes (it is 1.0 otherwise); ``roc_auc`` and
@@ -55,6 +63,13 @@ def classification_metrics(
     if len(classes) == 2 and len(np.unique(y)) == 2:
         out["roc_auc"] = _r(skm.roc_auc_score(y, probs[:, 1]))
         out["average_precision"] = _r(skm.average_precision_score(y, probs[:, 1]))
+    if resamples > 0:
+        bounds = classification_intervals(
+            probs, y, classes, top_k, calibration_bins, resamples, seed
+        )
+        for name, per_class in bounds.pop("per_class").items():
+            out["per_class"][name].update(per_class)
+        out.update(bounds)
     return out
 
 

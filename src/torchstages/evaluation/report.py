@@ -75,6 +75,7 @@ class ReportSources:
     card: Path = paths.MODEL_CARD
     params: Path = paths.PARAMS
     plots: Path = paths.PLOTS
+    splits: Path = paths.SPLITS  # summary.json: the near duplicates the split stage found
 
 
 def write_report(
@@ -82,9 +83,12 @@ def write_report(
     sources: ReportSources | None = None,
     against: str | None = None,
     worst: int = 10,
+    appendix: str = "",
 ) -> None:
-    """Write the report; with ``against`` (a git revision) append the DVC metrics/params diffs."""
-    text = render_report(out, sources or ReportSources(), worst)
+    """Write the report, then ``appendix`` (markdown: the comparison's verdict, which a PR
+    comment should show before the long tables); with ``against`` (a git revision) append the
+    DVC metrics/params diffs."""
+    text = render_report(out, sources or ReportSources(), worst) + appendix
     if against is not None:
         text += dvc_diffs(against)
     write_text(out, text)
@@ -109,13 +113,17 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         f"Model `{arch['name']}` ({card['parameters']:,} parameters), best epoch "
         f"{best['epoch']} by {best['monitor']}, {what}.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {label} | {value:.4f} |" for label, value in _headline(metrics)),
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        *(
+            f"| {label} | {metrics[key]:.4f} | {_interval(metrics, key)} |"
+            for key, label in _headline(metrics)
+        ),
         "",
         *_per_class(metrics),
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
         "",
         "| param | value |",
@@ -157,15 +165,21 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
-def _headline(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+def _headline(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, label) of the headline metrics present."""
     out = []
     for key, label in HEADLINE if "rmse" not in metrics else REGRESSION_HEADLINE:
         if key == "top*_accuracy":
             top = sorted(k for k in metrics if re.fullmatch(r"top\d+_accuracy", k))
-            out += [(label.format(k=k[3:].split("_")[0]), metrics[k]) for k in top]
+            out += [(k, label.format(k=k[3:].split("_")[0])) for k in top]
         elif key in metrics:
-            out.append((label, metrics[key]))
+            out.append((key, label))
     return out
+
+
+def _interval(metrics: dict[str, Any], key: str) -> str:
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return "" if low is None or high is None else f"{low:.4f} to {high:.4f}"
 
 
 def _pictures(out: Path, plots: Path) -> list[str]:
@@ -192,6 +206,26 @@ def _mistakes(path: Path, worst: int) -> list[str]:
         for r in rows[:worst]
     ]
     return [*lines, ""]
+
+
+def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
+    near = read_json(path).get("near_duplicates") if path.exists() else None
+    if near is None:
+        return []
+    kept = (
+        "each kept within one split"
+        if near["mode"] == "group"
+        else f"only reported: {near['groups_across_splits']} groups span more than one split"
+    )
+    lines = [
+        "## Near duplicates",
+        "",
+        f"{near['groups']} groups of near copies ({near['files']} files, perceptual hashes within "
+        f"{near['threshold']} bits), {kept}; pictures in data/splits/near_duplicates.png.",
+        "",
+    ]
+    lines += [f"- {', '.join(group)}" for group in near["examples"][:shown]]
+    return [*lines, ""] if near["examples"] else lines
 
 
 def _params_rows(params: dict[str, Any], kind: str) -> list[tuple[str, str]]:

@@ -19,3 +19,12 @@ class EvaluateParams(Section):
     gallery_size: int = Field(
         16, ge=0, le=100, description="most confidently wrong images drawn in wrong.png"
     )
+    bootstrap_resamples: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="resamples of the 95% bootstrap intervals beside each metric (0 = no intervals)",
+    )
+    bootstrap_seed: int = Field(
+        0, description="seed of the bootstrap resamples: the same predictions give the same bounds"
+    )

@@ -36,7 +36,8 @@ class TableSplitParams(Section):
 
 
 class SplitParams(Section):
-    """Stratified, seeded three-way split; exact duplicate files always stay in one split."""
+    """Stratified, seeded three-way split; exact duplicate files always stay in one split, near
+    duplicates too by default."""
 
     seed: int = Field(42, description="seed of the split; change it to draw a different split")
     train: float = Field(0.70, gt=0, lt=1, description="fraction of each class for training")
@@ -47,6 +48,18 @@ class SplitParams(Section):
     )
     table: TableSplitParams = Field(
         default_factory=TableSplitParams, description="tables only: target, task, columns"
+    )
+    near_duplicates: Literal["group", "report", "off"] = Field(
+        "group",
+        description="near copies (resized, re-encoded, brightened): group keeps each group in one "
+        "split; report only counts them in data/splits/summary.json; off skips the check",
+    )
+    near_duplicate_threshold: int = Field(
+        16,
+        ge=0,
+        le=63,
+        description="two images whose 256-bit perceptual hashes (pHash) differ in at most this "
+        "many bits are near copies",
     )
 
     @model_validator(mode="after")

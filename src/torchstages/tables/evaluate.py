@@ -13,8 +13,10 @@ from torchstages.data.discover import Row
 from torchstages.data.loader import OnDevice
 from torchstages.data.store import load_table_split
 from torchstages.evaluation.inference import predict_logits
+from torchstages.evaluation.intervals import regression_intervals
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import write_plot_data
+from torchstages.evaluation.predictions import write_predictions, write_regression_predictions
 from torchstages.io import write_csv
 from torchstages.tables.build import FIRST_DATA_LINE
 from torchstages.tables.split import read_table_split
@@ -66,24 +68,43 @@ def evaluate_table(
     plots_dir: Path,
     params: Any,
     device: torch.device,
+    predictions: Path | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Metrics and plot data of ``split``; returns (metrics, what the pictures need)."""
     numeric, categorical, labels = load_table_split(processed, split)
     out = table_outputs(model, numeric, categorical, params.batch_size, device)
-    lines = [r + FIRST_DATA_LINE for r, _, _ in read_table_split(splits_dir / f"{split}.csv")]
+    split_rows = read_table_split(splits_dir / f"{split}.csv")
+    lines = [r + FIRST_DATA_LINE for r, _, _ in split_rows]
+    # a row is named by its line in the table and identified by the hash of its cells
+    rows = [Row(f"line {n}", "", sha) for n, (_, _, sha) in zip(lines, split_rows, strict=True)]
     if card["task"] == "classification":
         classes = card["classes"]
         labels = np.asarray(labels)
         metrics = classification_metrics(
-            out, labels, classes, params.top_k, params.calibration_bins
+            out,
+            labels,
+            classes,
+            params.top_k,
+            params.calibration_bins,
+            params.bootstrap_resamples,
+            params.bootstrap_seed,
         )
-        rows = [Row(f"line {n}", classes[y], "") for n, y in zip(lines, labels, strict=True)]
         write_plot_data(plots_dir, softmax(out), labels, classes, metrics, rows)
+        if predictions is not None:
+            write_predictions(predictions, rows, labels, softmax(out), classes)
         return metrics, softmax(out)
     mean, std = card["target_mean"], card["target_std"]
     predicted = out[:, 0].double().numpy() * std + mean
     actual = np.asarray(labels, dtype=np.float64)
     metrics = regression_metrics(predicted, actual, mean, std)
+    if params.bootstrap_resamples:
+        metrics.update(
+            regression_intervals(
+                predicted, actual, std, params.bootstrap_resamples, params.bootstrap_seed
+            )
+        )
+    if predictions is not None:
+        write_regression_predictions(predictions, rows, actual, predicted)
     write_csv(
         plots_dir / "predictions.csv",
         ["line", "actual", "predicted", "residual"],

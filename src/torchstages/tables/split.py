@@ -119,6 +119,18 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         )
     summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
     write_json(out_dir / "summary.json", summary)
+    log.info(
+        "split: %s table %s, target %r (%s), train/val/test = %s rows; %d rows without a "
+        "target dropped; %d groups of identical rows kept within one split -> %s",
+        task,
+        path.name,
+        cols["target"],
+        f"{len(summary['classes'])} classes" if "classes" in summary else "numeric",
+        "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
+        missing_target,
+        summary["duplicates"]["groups"],
+        out_dir,
+    )
     return summary
 
 

@@ -74,9 +74,7 @@ class EpochLog:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(
-                "  ".join(
-                    f"{k.replace('/', ' ')} {v:.4f}" for k, v in metrics.items() if k != "lr"
-                )
+                "  ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in metrics.items() if k != "lr")
             )
         else:
             log.info(

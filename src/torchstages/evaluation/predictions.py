@@ -1,0 +1,100 @@
+"""Per-sample predictions of one evaluated split: the small, byte-stable file ``compare`` pairs.
+
+One CSV row per sample in split order. The header names the task: classification rows hold
+``id, sha256, label, predicted, p_label`` (class names, and the probability the model gave the
+true class); regression rows hold ``id, sha256, target, predicted``. ``id`` is the sample's path
+under data/raw and ``sha256`` the hash of its bytes, so two runs are paired only when they were
+evaluated on the very same samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from torchstages.data.discover import Row
+from torchstages.errors import UserError
+from torchstages.io import write_csv
+
+__all__ = [
+    "HEADERS",
+    "Predictions",
+    "parse_predictions",
+    "write_predictions",
+    "write_regression_predictions",
+]
+
+HEADERS = {
+    "classification": ["id", "sha256", "label", "predicted", "p_label"],
+    "regression": ["id", "sha256", "target", "predicted"],
+}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One run's predictions on one split; ``truth`` and ``predicted`` are class names (str) for
+    classification and floats for regression."""
+
+    task: str
+    ids: list[tuple[str, str]]  # (id, sha256) per sample, in split order
+    truth: np.ndarray
+    predicted: np.ndarray
+
+
+def write_predictions(
+    path: Path, rows: list[Row], labels: np.ndarray, probs: np.ndarray, classes: list[str]
+) -> None:
+    """The classification file of one split: ``rows`` and ``labels`` in the same (split) order."""
+    if len(rows) != len(labels):
+        raise UserError(f"{path}: split lists {len(rows)} files but the arrays hold {len(labels)}")
+    p_label = probs[np.arange(len(labels)), labels]
+    write_csv(
+        path,
+        HEADERS["classification"],
+        [
+            [row.path, row.sha256, classes[y], classes[p], round(float(q), 6)]
+            for row, y, p, q in zip(rows, labels, probs.argmax(1), p_label, strict=True)
+        ],
+    )
+
+
+def write_regression_predictions(
+    path: Path, rows: list[Row], actual: np.ndarray, predicted: np.ndarray
+) -> None:
+    """The regression file of one split: values in the target's units, rows in split order."""
+    write_csv(
+        path,
+        HEADERS["regression"],
+        [
+            [row.path, row.sha256, round(float(a), 6), round(float(p), 6)]
+            for row, a, p in zip(rows, actual, predicted, strict=True)
+        ],
+    )
+
+
+def parse_predictions(text: str, source: str) -> Predictions:
+    """Read a predictions file's text; ``source`` names it in errors (a path, or ``REV:path``)."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    task = next((name for name, h in HEADERS.items() if h == header), None)
+    if task is None:
+        expected = " or ".join(",".join(h) for h in HEADERS.values())
+        raise UserError(f"{source}: expected header {expected}, got {header}")
+    rows = list(reader)
+    if any(len(r) != len(header) for r in rows):
+        raise UserError(f"{source}: every row needs {len(header)} fields ({','.join(header)})")
+    ids = [(r[0], r[1]) for r in rows]
+    if task == "classification":
+        truth = np.array([r[2] for r in rows], dtype=object)
+        predicted = np.array([r[3] for r in rows], dtype=object)
+    else:
+        try:
+            truth = np.array([float(r[2]) for r in rows])
+            predicted = np.array([float(r[3]) for r in rows])
+        except ValueError as exc:
+            raise UserError(f"{source}: {exc}") from None
+    return Predictions(task, ids, truth, predicted)

@@ -1,0 +1,158 @@
+"""`torchstages compare`: McNemar and the paired bootstrap on hand-made runs, the refusal when
+splits differ, and two git revisions end to end through the command."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from torchstages.cli import main
+from torchstages.errors import UserError
+from torchstages.evaluation.compare import compare_predictions, comparison_markdown, mcnemar_exact
+from torchstages.evaluation.predictions import Predictions, parse_predictions
+from torchstages.io import write_csv
+
+CLASSES = np.array(["cat", "dog", "fox"], dtype=object)
+
+
+def _run(truth: np.ndarray, predicted: np.ndarray) -> Predictions:
+    ids = [(f"{CLASSES[t]}/{i:04d}.png", f"{i:064x}") for i, t in enumerate(truth)]
+    return Predictions("classification", ids, CLASSES[truth], CLASSES[predicted])
+
+
+def _pair(n: int, fixed: int, broken: int, wrong_in_both: int, seed: int = 0):
+    """Run A and run B on one split: B fixes ``fixed`` of A's mistakes and makes ``broken`` new."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, n)
+    a, b = truth.copy(), truth.copy()
+    slots = rng.permutation(n)
+    for i in slots[:fixed]:
+        a[i] = (truth[i] + 1) % 3
+    for i in slots[fixed : fixed + broken]:
+        b[i] = (truth[i] + 2) % 3
+    for i in slots[fixed + broken : fixed + broken + wrong_in_both]:
+        a[i] = b[i] = (truth[i] + 1) % 3
+    return _run(truth, a), _run(truth, b)
+
+
+@pytest.mark.parametrize("better, worse", [(0, 0), (1, 0), (5, 1), (3, 9), (30, 12), (400, 350)])
+def test_mcnemar_exact_is_the_two_sided_binomial_test(better, worse):
+    expected = 1.0 if better + worse == 0 else binomtest(better, better + worse, 0.5).pvalue
+    assert mcnemar_exact(better, worse) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_real_improvement_is_significant():
+    a, b = _pair(1000, fixed=40, broken=12, wrong_in_both=30)
+    result = compare_predictions(a, b)
+    acc, f1 = result.statistics
+    assert (result.better, result.worse) == (40, 12)
+    assert acc.a == pytest.approx(1 - 70 / 1000) and acc.b == pytest.approx(1 - 42 / 1000)
+    assert 0 < acc.ci_low < acc.b - acc.a < acc.ci_high
+    assert 0 < f1.ci_low < f1.b - f1.a < f1.ci_high
+    assert result.p_value < 0.001 and result.significant
+    line = result.verdict("HEAD", "workspace", "test")
+    assert line.startswith("workspace vs HEAD on test (1000 samples): accuracy 0.9300 -> 0.9580")
+    assert "40 became right, 12 became wrong" in line and line.endswith(": significant at 5%")
+
+
+def test_one_image_is_not_a_real_difference():
+    """The issue's example: 0.9888 -> 0.9925 on 268 images is one image."""
+    a, b = _pair(268, fixed=1, broken=0, wrong_in_both=2)
+    result = compare_predictions(a, b)
+    acc = result.statistics[0]
+    assert (round(acc.a, 4), round(acc.b, 4)) == (0.9888, 0.9925)
+    assert result.p_value == 1.0 and not result.significant
+    assert acc.ci_low <= 0 <= acc.ci_high
+    assert result.verdict("a", "b", "test").endswith("McNemar exact p = 1: not significant at 5%")
+
+
+def test_samples_are_paired_by_id_not_by_row_order():
+    a, b = _pair(300, fixed=20, broken=3, wrong_in_both=5)
+    order = np.random.default_rng(1).permutation(300)
+    shuffled = Predictions(b.task, [b.ids[i] for i in order], b.truth[order], b.predicted[order])
+    assert compare_predictions(a, shuffled) == compare_predictions(a, b)
+
+
+def test_runs_on_different_splits_are_refused():
+    a, b = _pair(50, fixed=2, broken=1, wrong_in_both=0)
+    other_file = Predictions(b.task, [("cat/new.png", "0" * 64), *b.ids[1:]], b.truth, b.predicted)
+    with pytest.raises(UserError, match="different splits: 1 samples only in the first, 1 only"):
+        compare_predictions(a, other_file)
+    changed_bytes = Predictions(b.task, [(b.ids[0][0], "f" * 64), *b.ids[1:]], b.truth, b.predicted)
+    with pytest.raises(UserError, match="different splits"):
+        compare_predictions(a, changed_bytes)
+    relabelled = b.truth.copy()
+    relabelled[:3] = "zebra"
+    with pytest.raises(UserError, match="3 samples have another label"):
+        compare_predictions(a, Predictions(b.task, b.ids, relabelled, b.predicted))
+    with pytest.raises(UserError, match="different splits: 1 samples only in the first, 0 only"):
+        compare_predictions(a, Predictions(b.task, b.ids[:-1], b.truth[:-1], b.predicted[:-1]))
+
+
+def test_regression_compares_rmse_and_mae():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=400)
+    ids = [(f"row{i}", f"{i:064x}") for i in range(400)]
+    a = Predictions("regression", ids, truth, truth + rng.normal(scale=1.0, size=400))
+    b = Predictions("regression", ids, truth, truth + rng.normal(scale=0.7, size=400))
+    result = compare_predictions(a, b)
+    rmse, mae = result.statistics
+    assert rmse.name == "RMSE" and mae.name == "MAE" and result.p_value is None
+    assert rmse.a == pytest.approx(np.sqrt(np.mean((a.predicted - truth) ** 2)))
+    assert rmse.ci_high < 0 and mae.ci_high < 0 and result.significant
+    assert result.better + result.worse == 400 and result.better > result.worse
+    assert "the RMSE interval excludes 0: significant" in result.verdict("a", "b", "test")
+    same_quality = Predictions("regression", ids, truth, truth + rng.normal(scale=1.0, size=400))
+    assert not compare_predictions(a, same_quality).significant
+
+
+def test_predictions_file_is_checked():
+    with pytest.raises(UserError, match="x.csv: expected header id,sha256,label,predicted,p_label"):
+        parse_predictions("file,label\na,b\n", "x.csv")
+    with pytest.raises(UserError, match="x.csv: every row needs 4 fields"):
+        parse_predictions("id,sha256,target,predicted\na,b,1.0\n", "x.csv")
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def _write(repo: Path, run: Predictions) -> None:
+    write_csv(
+        repo / "predictions/test.csv",
+        ["id", "sha256", "label", "predicted", "p_label"],
+        [[i, s, t, p, 0.5] for (i, s), t, p in zip(run.ids, run.truth, run.predicted, strict=True)],
+    )
+
+
+def test_compare_command_reads_git_revisions_and_the_workspace(tmp_path, monkeypatch, capsys):
+    a, b = _pair(500, fixed=25, broken=5, wrong_in_both=10)
+    _git(tmp_path, "init", "-q")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "readme").write_text("no predictions yet\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    _write(tmp_path, a)
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run a")
+    _write(tmp_path, b)  # the workspace holds run b
+
+    assert main(["compare"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("workspace vs HEAD on test (500 samples): accuracy 0.9300 -> 0.9700")
+    assert out[0].endswith(": significant at 5%")
+    assert out[1].startswith("| metric | HEAD | workspace |") and out[3].startswith("| accuracy |")
+    assert main(["compare", "HEAD", "HEAD"]) == 0
+    assert "0 became right, 0 became wrong; McNemar exact p = 1" in capsys.readouterr().out
+
+    assert main(["compare", "HEAD~1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: HEAD~1:predictions/test.csv: cannot read it (")
+    section = comparison_markdown("HEAD~1")
+    assert section.startswith("## Is it really better? (`test`, workspace against `HEAD~1`)")
+    assert "Not compared: HEAD~1:predictions/test.csv: cannot read it" in section
+    assert "workspace vs HEAD on test" in comparison_markdown("HEAD")
