@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# data/raw is versioned by DVC (data/raw.dvc, committed; the demo's is): queued experiments check
+# it out into their own workspace, and `dvc push` / `dvc pull` carry it to another machine
 demo-data: $(STAMP)
 	@if [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then torchstages demo-data data/raw; \
 	else echo "data/raw has data: leaving it as it is"; fi
+	dvc add -q data/raw
 
 run: demo-data
 	dvc repro
