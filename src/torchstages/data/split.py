@@ -136,10 +136,13 @@ def read_split(path: str | Path) -> list[Row]:
 
 def split_dataset(raw_dir: Path, out_dir: Path, fractions: dict[str, float], seed: int) -> dict:
     """The split stage: discover, split, verify no leakage, write CSVs and summary."""
-    from torchstages.data.discover import discover_images
+    from torchstages.data.discover import discover
 
-    splits = assign_splits(discover_images(raw_dir), fractions, seed)
+    found = discover(raw_dir)
+    splits = assign_splits(found.rows, fractions, seed)
     check_no_leakage(splits)
     summary = summarize(splits)
+    if found.skipped:  # only then: a clean folder's summary hashes as before the key existed
+        summary["skipped"] = [{"path": path, "reason": why} for path, why in found.skipped]
     write_splits(splits, summary, out_dir)
     return summary

@@ -78,12 +78,16 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     metrics = classification_metrics(logits, labels, classes, params.top_k, params.calibration_bins)
     write_json(paths.metrics, metrics)
     probs = softmax(logits)
-    rows = read_split(paths.splits / f"{split}.csv")
+    # build_dataset.on_bad_image: skip dropped these rows from the arrays: keep the two aligned
+    dropped = {s["path"] for s in meta.get("skipped", ()) if s["split"] == split}
+    rows = [row for row in read_split(paths.splits / f"{split}.csv") if row.path not in dropped]
     write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     if paths.report is not None:
         # plots_dir is <plots>/<stage>; the report also links <plots>/train
-        sources = ReportSources(paths.metrics, paths.card, paths.params, paths.plots_dir.parent)
+        sources = ReportSources(
+            paths.metrics, paths.card, paths.params, paths.plots_dir.parent, paths.processed
+        )
         write_report(paths.report, sources)
     log.info(
         "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s, %s",
