@@ -8,6 +8,7 @@ seeded n-th rename of the stage script (tests/killhook/sitecustomize.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, copy_project, make_image_folder
@@ -42,10 +44,14 @@ def is_temp(path: Path) -> bool:
     return any(part.startswith(".") and part.endswith(".tmp") for part in path.parts)
 
 
-def stage_outs(repo: Path, stage: str) -> list[str]:
+def stage_outs(repo: Path, stage: str) -> list[tuple[str, bool]]:
+    """(path, persist) of each output of ``stage`` in dvc.yaml."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][stage]
     return [
-        o if isinstance(o, str) else next(iter(o)) for o in spec["outs"] + spec.get("metrics", [])
+        (o, False)
+        if isinstance(o, str)
+        else (next(iter(o)), bool(next(iter(o.values())).get("persist")))
+        for o in spec["outs"] + spec.get("metrics", [])
     ]
 
 
@@ -95,8 +101,13 @@ def env_for(repo: Path, **extra: str) -> dict[str, str]:
 def assert_only_complete_outputs(repo: Path, stage: str, reference: dict[str, bytes]) -> None:
     """Every file under the stage's outputs is absent or the complete, reference one. A temp file
     (``.<name>.<random>.tmp``) is no stage's input, and inside an output folder it makes DVC see
-    the folder as changed, so it is allowed here: the rerun removes it (checked after repro)."""
-    for out in stage_outs(repo, stage):
+    the folder as changed, so it is allowed here: the rerun removes it (checked after repro).
+
+    Train's ``persist`` outputs hold progress for a resume: the checkpoint of an earlier epoch
+    (complete: it loads), dvclive's metrics.json of an earlier epoch (complete JSON) and its
+    per-epoch rows so far (a prefix of the final file; the resume drops rows after the
+    checkpoint). DVC sees them differ from dvc.lock, so it reruns train, which resumes."""
+    for out, persist in stage_outs(repo, stage):
         root = repo / out
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
@@ -104,7 +115,17 @@ def assert_only_complete_outputs(repo: Path, stage: str, reference: dict[str, by
             if is_temp(path.relative_to(repo)):
                 continue
             assert rel in reference, f"{stage}: unexpected {rel} after a kill"
-            assert path.read_bytes() == reference[rel], f"{stage}: {rel} is torn after a kill"
+            data = path.read_bytes()
+            if data == reference[rel]:
+                continue
+            assert persist, f"{stage}: {rel} is torn after a kill"
+            if path.suffix == ".pt":
+                state = torch.load(path, weights_only=True)
+                assert state["epochs_done"] >= 1, rel
+            elif path.suffix == ".json":
+                json.loads(data)
+            else:
+                assert reference[rel].startswith(data), f"{stage}: {rel} is not a prefix"
 
 
 def assert_no_visible_litter(repo: Path, reference: dict[str, bytes]) -> None:
