@@ -2,9 +2,10 @@
 before a finished temp file is renamed into place. Afterwards every output file that exists is the
 complete one, and `dvc repro` finishes byte-identical to an uninterrupted run.
 
-TORCHSTAGES_KILL_POINTS (default 2) sets the kill points per stage: half at seeded moments of the
-stage's run time (the late ones land in DVC hashing outputs and writing dvc.lock), half at the
-seeded n-th rename of the stage script (tests/killhook/sitecustomize.py)."""
+TORCHSTAGES_KILL_POINTS (default 2) sets the kill points per stage: half at seeded moments of an
+uninterrupted `dvc repro -f -s <stage>`'s run time (the late ones land in DVC hashing outputs and
+writing dvc.lock), half at the seeded n-th rename of the stage script
+(tests/killhook/sitecustomize.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,9 +143,12 @@ def assert_no_visible_litter(repo: Path, reference: dict[str, bytes]) -> None:
 @pytest.mark.parametrize("stage", STAGES)
 def test_killed_stage_leaves_nothing_half_written_and_repro_recovers(project, stage):
     repo, reference = project
+    start = time.monotonic()  # an uninterrupted forced run: how long a kill point can be
+    run(["dvc", "repro", "-f", "-s", stage], repo)
+    duration = time.monotonic() - start
+    assert snapshot(repo) == reference
     rng = random.Random(f"{stage}:{KILL_POINTS}")
-    # DVC starts in ~1.5 s; a tiny stage runs 2-8 s, export the longest
-    points = [("time", rng.uniform(1.0, 8.0)) for _ in range(KILL_POINTS // 2)]
+    points = [("time", rng.uniform(0.1, 1.0) * duration) for _ in range(KILL_POINTS // 2)]
     points += [("rename", rng.randint(1, 4)) for _ in range(KILL_POINTS - len(points))]
     for kind, at in points:
         if kind == "time":
