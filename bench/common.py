@@ -74,6 +74,7 @@ def make_project(dest: Path, raw: Path | None, overrides: dict[str, dict[str, An
     (dest / ".gitignore").write_text("/data/raw/\n__pycache__/\n.time.txt\n")
     sh(["git", "init", "-q"], dest)
     sh(["dvc", "init", "-q"], dest)
+    sh(["dvc", "add", "-q", "data/raw"], dest)  # as `make demo-data` does: data/raw.dvc
     commit(dest)
     return dest
 

@@ -29,7 +29,7 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
 def test_unknown_nested_key_names_the_full_path(tmp_path):
     with pytest.raises(
         UserError,
-        match=r"train\.model\.cnn\.chanels: unknown key \(did you mean "
+        match=r"train\.model\.chanels: unknown key \(did you mean "
         r"'channels'\?",
     ):
         _load(tmp_path, "train:\n  model: {name: cnn, chanels: [4]}\n", TrainParams, "train")

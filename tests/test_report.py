@@ -103,3 +103,33 @@ def test_report_command_names_a_missing_file(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "error: metrics/test.json: not found (run `dvc repro` first)"
     )
+
+
+def test_bad_images_skipped_by_build_dataset_are_listed_in_the_report(tmp_path, image_folder):
+    """on_bad_image: skip drops rows from the arrays: evaluation keeps the CSV rows aligned with
+    them, and the report lists every skipped file with its reason."""
+    from conftest import tiny_train_params
+    from torchstages.data.build import build_dataset
+    from torchstages.data.split import split_dataset
+    from torchstages.params.build_dataset import BuildDatasetParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    split_dataset(image_folder, tmp_path / "splits", {"train": 0.6, "val": 0.2, "test": 0.2}, 0)
+    victim = (tmp_path / "splits/test.csv").read_text().splitlines()[1].split(",")[0]
+    (image_folder / victim).write_bytes((image_folder / victim).read_bytes()[:50])
+    params = BuildDatasetParams(image_size=8, workers=1, on_bad_image="skip")
+    build_dataset(params, image_folder, tmp_path / "splits", tmp_path / "processed")
+    outputs = TrainOutputs(*(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")),
+                           tmp_path / "live")  # fmt: skip
+    train(tiny_train_params(epochs=1), tmp_path / "processed", outputs)
+    metrics = _evaluate(tmp_path, outputs, EvaluateParams())
+    assert metrics["samples"] == len(_rows(tmp_path / "splits/test.csv")) - 1
+    report = (tmp_path / "reports/report.md").read_text()
+    assert "## Bad images skipped (1, build_dataset.on_bad_image: skip)" in report
+    assert f"| {victim} | {victim.split('/')[0]} | test | cannot decode image" in report
+    assert victim not in {r["file"] for r in _rows(tmp_path / "plots/test/mistakes.csv")}
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -50,7 +50,7 @@ def test_one_channel_stem_is_the_sum_of_the_random_rgb_kernels():
 @pytest.mark.parametrize(
     ("model", "fragment"),
     [
-        ("{name: torchvision, arch: vgg16}", "train.model.torchvision.arch: Input should be"),
+        ("{name: torchvision, arch: vgg16}", "train.model.arch: Input should be"),
         (
             "{name: torchvision, arch: resnet50, transfer: "
             "{pretrained: ResNet18_Weights.IMAGENET1K_V1}}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -53,6 +55,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield staging
@@ -62,6 +65,20 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove the temp files or folders of ``target`` that a killed run (SIGKILL: no cleanup)
+    left: the next write of the same target is the first moment anything knows they are dead."""
+    import shutil
+
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        # only tempfile's random names (no dot): not the temp file of "<name>.<more>"
+        if "." not in stale.name[len(target.name) + 2 : -4]:
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def _umask() -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from torchstages.data.bad_images import bad_image_entries, bad_images_message, check_classes_left
 from torchstages.data.decode import channel_stats, decode_pool, decode_rows
 from torchstages.data.images import Preprocessing
 from torchstages.data.split import check_no_leakage, read_split
@@ -40,14 +41,25 @@ def build_dataset(
         color=params.color,
         resize=params.resize,
         interpolation=params.interpolation,
+        background=params.background,
     )
     counts = {}
+    skipped: list[dict[str, str]] = []
     # one pool for all splits: worker start-up is paid once
     with atomic_dir(out_dir) as staging, decode_pool(params.workers) as pool:
         for name in SPLIT_NAMES:
             start = time.perf_counter()
-            images = decode_rows(splits[name], raw_dir, prep, pool)
-            labels = np.array([label_of[row.label] for row in splits[name]], dtype=np.int64)
+            images, bad = decode_rows(splits[name], raw_dir, prep, pool, params.max_pixels)
+            rows = splits[name]
+            if bad:
+                # error mode still decodes every split, so one run names every bad file
+                skipped += bad_image_entries(rows, bad, name)
+                keep = np.ones(len(rows), bool)
+                keep[[i for i, _ in bad]] = False
+                images, rows = images[keep], [r for r, k in zip(rows, keep, strict=True) if k]
+            labels = np.array([label_of[row.label] for row in rows], dtype=np.int64)
+            if skipped and params.on_bad_image == "error":
+                continue
             if name == "train":
                 mean, std = channel_stats(images)
                 prep = dataclasses.replace(prep, mean=mean, std=std)
@@ -60,5 +72,10 @@ def build_dataset(
                 time.perf_counter() - start,
             )
             del images  # one split's pixels in memory at a time
-        write_meta(staging, classes, prep, counts)
+        if skipped and params.on_bad_image == "error":
+            raise UserError(bad_images_message(skipped))
+        check_classes_left(splits, skipped, splits_dir)
+        write_meta(staging, classes, prep, counts, skipped)
+    if skipped:
+        log.warning("build-dataset: skipped %d bad images (meta.json lists them)", len(skipped))
     return counts

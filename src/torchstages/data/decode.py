@@ -8,23 +8,37 @@ import hashlib
 import os
 from collections import defaultdict
 from concurrent.futures import Executor, ProcessPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
 from torchstages.data.discover import Row
-from torchstages.data.images import MODES, RESAMPLE, Preprocessing, decode_image, resize_image
+from torchstages.data.images import (
+    MAX_PIXELS,
+    MODES,
+    RESAMPLE,
+    BadImageError,
+    Preprocessing,
+    composite,
+    decode_image,
+    resize_image,
+)
 from torchstages.data.png import PlainPng, decode_batch, parse_plain_png, worth_batching
 from torchstages.errors import UserError
 
-__all__ = ["decode_rows", "decode_pool", "resize_batch", "channel_stats"]
+__all__ = ["decode_rows", "check_inside", "decode_pool", "resize_batch", "channel_stats"]
 
 
 def decode_rows(
-    rows: list[Row], raw_dir: Path, prep: Preprocessing, pool: Executor | None = None
-) -> np.ndarray:
-    """Decode every row into one preallocated (N, C, H, W) uint8 array, in row order.
+    rows: list[Row],
+    raw_dir: Path,
+    prep: Preprocessing,
+    pool: Executor | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decode every row into one preallocated (N, C, H, W) uint8 array, in row order, and list
+    the rows that could not be decoded as (index, reason); their slots hold zeros.
 
     Workers of ``pool`` (one process when None) return chunks that are copied straight into the
     output, so the decoded dataset is held once (plus the chunks in flight), never as a list of
@@ -32,20 +46,31 @@ def decode_rows(
     split CSVs are then a complete description of this stage's input, and a file edited after
     the split is an error, not a silent mismatch between manifest and pixels.
     """
+    for row in rows:
+        check_inside(row.path, raw_dir)
     out = np.empty((len(rows), prep.channels, *prep.image_size), dtype=np.uint8)
     root = f"{raw_dir}/"  # string joins: pathlib costs ~6 us a row, 0.4 s on MNIST
     items = [(root + row.path, row.sha256) for row in rows]
     # about four chunks per core balance the workers; capped so each chunk amortises its pickling
     size = min(4096, max(64, -(-len(items) // (4 * (os.cpu_count() or 1)))))
     chunks = [(start, items[start : start + size]) for start in range(0, len(items), size)]
+    n = len(chunks)
     if pool is None:
-        for start, chunk in chunks:
-            out[start : start + len(chunk)] = _decode_chunk(chunk, prep)
-        return out
-    results = pool.map(_decode_chunk, [c for _, c in chunks], [prep] * len(chunks))
-    for (start, chunk), decoded in zip(chunks, results, strict=True):
+        results = map(_decode_chunk, [c for _, c in chunks], [prep] * n, [max_pixels] * n)
+    else:
+        results = pool.map(_decode_chunk, [c for _, c in chunks], [prep] * n, [max_pixels] * n)
+    bad: list[tuple[int, str]] = []
+    for (start, chunk), (decoded, failed) in zip(chunks, results, strict=True):
         out[start : start + len(chunk)] = decoded
-    return out
+        bad += [(start + i, reason) for i, reason in failed]
+    return out, bad
+
+
+def check_inside(path: str, raw_dir: Path) -> None:
+    """A manifest path must name a file under ``raw_dir``: relative, without ``..``."""
+    parts = PurePosixPath(path).parts
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise UserError(f"{path}: a split CSV path must stay inside {raw_dir}; rerun the split")
 
 
 def decode_pool(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
@@ -56,9 +81,23 @@ def decode_pool(workers: int) -> contextlib.AbstractContextManager[Executor | No
     return ProcessPoolExecutor(max_workers=workers)
 
 
-def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarray:
-    """Decode one chunk: small plain PNGs of one shape together (``png``), the rest in PIL."""
+def _decode_chunk(
+    items: list[tuple[str, str]], prep: Preprocessing, max_pixels: int
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decode one chunk: small plain PNGs of one shape together (``png``), the rest in PIL; the
+    files that fail are returned as (index in chunk, reason), their slots zeroed."""
     out = np.empty((len(items), prep.channels, *prep.image_size), dtype=np.uint8)
+    failed: list[tuple[int, str]] = []
+
+    def decode_one(i: int, data: bytes) -> bool:
+        try:
+            out[i] = decode_image(data, items[i][0], prep, max_pixels)
+        except BadImageError as exc:
+            out[i] = 0
+            failed.append((i, exc.reason))
+            return False
+        return True
+
     plain: dict[tuple[int, int, int], list[tuple[int, PlainPng, bytes]]] = defaultdict(list)
     for i, (path, sha256) in enumerate(items):
         try:
@@ -67,9 +106,10 @@ def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarr
         except OSError as exc:
             raise UserError(f"{path}: cannot read image ({exc}); rerun the split stage") from None
         png = parse_plain_png(data)
-        if png is None:
-            out[i] = decode_image(data, path, prep)  # an undecodable file is named as such first
-        else:
+        # an undecodable file is named as such, even if it also changed since the split
+        if png is None and not decode_one(i, data):
+            continue
+        if png is not None:
             plain[png.shape].append((i, png, data))
         if hashlib.sha256(data).hexdigest() != sha256:
             raise UserError(f"{path}: changed since the split stage; rerun split first")
@@ -82,8 +122,8 @@ def _decode_chunk(items: list[tuple[str, str]], prep: Preprocessing) -> np.ndarr
             out[[i for i, _, _ in group]] = resize_batch(*batch, prep)
             continue
         for i, _, data in group:
-            out[i] = decode_image(data, items[i][0], prep)
-    return out
+            decode_one(i, data)
+    return out, sorted(failed)
 
 
 def resize_batch(pixels: np.ndarray, mode: str, prep: Preprocessing) -> np.ndarray:
@@ -97,6 +137,8 @@ def resize_batch(pixels: np.ndarray, mode: str, prep: Preprocessing) -> np.ndarr
     """
     n, height, width, _ = pixels.shape
     stack = _from_rows(np.ascontiguousarray(pixels).reshape(n * height, width, -1), mode)
+    if mode in ("LA", "RGBA"):  # compositing is per pixel: the same on the stack as on each
+        stack = composite(np.asarray(stack), mode, prep.background)
     target = MODES[prep.color]
     if stack.mode != target:
         stack = stack.convert(target)

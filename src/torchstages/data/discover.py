@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from torchstages.errors import UserError
 
-__all__ = ["Row", "discover_images", "is_image_bytes"]
+__all__ = ["Row", "Discovery", "discover", "discover_images", "is_image_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -41,46 +42,163 @@ def is_image_bytes(head: bytes) -> bool:
     return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """The images found, and every other file or folder under raw with why it is not used."""
+
+    rows: list[Row]
+    skipped: list[tuple[str, str]]  # (path relative to raw, reason), sorted
+
+
+# left by operating systems and zip tools, never data: skipped by name, and still listed
+_SYSTEM_NAMES = {"Thumbs.db": "Windows thumbnail cache", "desktop.ini": "Windows folder settings"}
+_SYSTEM_DIRS = {"__MACOSX": "macOS resource forks from a zip file"}
+
+
 def discover_images(raw_dir: str | Path) -> list[Row]:
-    """All image files under ``raw_dir``, sorted by path; hidden files and folders are skipped."""
+    """All image files under ``raw_dir``, sorted by path (see :func:`discover`)."""
+    return discover(raw_dir).rows
+
+
+def discover(raw_dir: str | Path) -> Discovery:
+    """All image files under ``raw_dir/<class>/``, sorted by path, recognised by their bytes.
+
+    Hidden files and folders, system files and ``__MACOSX``, files that are not images, and
+    symlinks leading outside ``raw_dir`` are skipped and listed with the reason; symlinks inside
+    it are followed. Names that one file system would merge (differing only by case or Unicode
+    normalisation) and classes that cannot fill three splits are errors.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise UserError(f"{raw_dir}: folder not found (put images in {raw_dir}/<class>/...)")
+        raise UserError(
+            f"{raw_dir}: folder not found (put images in {raw_dir}/<class>/..., or `dvc pull`)"
+        )
+    root = os.path.realpath(raw_dir)
     rows: list[Row] = []
-    skipped = 0
-    for class_dir in sorted(p for p in raw_dir.iterdir() if p.is_dir() and not _hidden(p.name)):
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-            for name in sorted(filenames):
-                if _hidden(name):
-                    continue
-                path = Path(dirpath, name)
-                data = path.read_bytes()
-                if not is_image_bytes(data[:16]):
-                    skipped += 1
-                    continue
-                rel = path.relative_to(raw_dir).as_posix()
-                rows.append(Row(rel, class_dir.name, hashlib.sha256(data).hexdigest()))
+    skipped: list[tuple[str, str]] = []
+    classes: list[str] = []
+    for entry in sorted(os.scandir(raw_dir), key=lambda e: e.name):
+        reason = _skip_reason(entry, root)
+        if reason is None and not entry.is_dir():
+            reason = "not inside a class folder"
+        if reason is not None:
+            skipped.append((_name(entry.name), reason))
+            continue
+        classes.append(entry.name)
+        _walk_class(raw_dir, entry.name, root, rows, skipped)
     if skipped:
-        log.warning("split: skipped %d files under %s that are not images", skipped, raw_dir)
-    if not rows:
-        raise UserError(f"{raw_dir}: no images found (expected {raw_dir}/<class>/<image files>)")
-    _check_class_sizes(rows, raw_dir)
-    return sorted(rows)
+        shown = "; ".join(f"{path}: {reason}" for path, reason in sorted(skipped)[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log.warning(
+            "split: skipped %d files or folders under %s (all listed in summary.json): %s%s",
+            len(skipped),
+            raw_dir,
+            shown,
+            more,
+        )
+    _check_names(rows, raw_dir)
+    _check_class_sizes(rows, classes, raw_dir)
+    return Discovery(sorted(rows), sorted(skipped))
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
+def _walk_class(
+    raw_dir: Path, label: str, root: str, rows: list[Row], skipped: list[tuple[str, str]]
+) -> None:
+    seen = {os.path.realpath(raw_dir / label)}  # a symlinked folder is entered once: no loops
+    pending = [label]
+    while pending:
+        rel_dir = pending.pop()
+        for entry in sorted(os.scandir(raw_dir / rel_dir), key=lambda e: e.name):
+            rel = f"{rel_dir}/{_name(entry.name)}"
+            reason = _skip_reason(entry, root)
+            if reason is None and entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real not in seen:
+                    seen.add(real)
+                    pending.append(f"{rel_dir}/{entry.name}")
+                continue
+            if reason is None:
+                reason, data = _read(entry.path)
+                if reason is None:
+                    rows.append(Row(rel, label, hashlib.sha256(data).hexdigest()))
+                    continue
+            skipped.append((rel, reason))
 
 
-def _check_class_sizes(rows: list[Row], raw_dir: Path) -> None:
-    counts: dict[str, int] = {}
+def _name(name: str) -> str:
+    """A file name as CSV and JSON can hold it: undecodable bytes shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _skip_reason(entry: os.DirEntry, root: str) -> str | None:
+    """Why a folder entry is not data, or None: judged by its name and where it leads."""
+    name = entry.name
+    if name in _SYSTEM_DIRS:
+        return _SYSTEM_DIRS[name]
+    if name in _SYSTEM_NAMES:
+        return _SYSTEM_NAMES[name]
+    if name.startswith("."):
+        return "hidden folder" if entry.is_dir() else "hidden file"
+    if _name(name) != name:
+        return "file name is not valid UTF-8 (rename it)"
+    if entry.is_symlink():
+        target = os.path.realpath(entry.path)
+        if not os.path.exists(target):
+            return "broken symlink"
+        if os.path.commonpath([root, target]) != root:
+            return f"symlink to {target}, outside the data folder (copy the file in instead)"
+    return None
+
+
+def _read(path: str) -> tuple[str | None, bytes]:
+    """(None, bytes) for an image file; else (why not, b"")."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})", b""
+    if is_image_bytes(data[:16]):
+        return None, data
+    if not data:
+        return "empty file", b""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
+        return "an HTML or XML page, not an image (a failed download?)", b""
+    return f"not an image (starts with {data[:8]!r})", b""
+
+
+def _check_names(rows: list[Row], raw_dir: Path) -> None:
+    """Paths that macOS or Windows would take for one file: a clone there would lose one."""
+    seen: dict[str, str] = {}
     for row in rows:
-        counts[row.label] = counts.get(row.label, 0) + 1
+        key = unicodedata.normalize("NFC", row.path).casefold()
+        other = seen.setdefault(key, row.path)
+        if other != row.path:
+            raise UserError(
+                f"{raw_dir}: {other!r} and {row.path!r} differ only by letter case or Unicode "
+                "normalisation; macOS and Windows store them as one file: rename one"
+            )
+
+
+def _check_class_sizes(rows: list[Row], classes: list[str], raw_dir: Path) -> None:
+    counts = dict.fromkeys(classes, 0)
+    for row in rows:
+        counts[row.label] += 1
+    empty = sorted(label for label, n in counts.items() if n == 0)
+    if empty:
+        raise UserError(
+            f"{raw_dir}: class folders without images: {empty} (add images or remove the folders)"
+        )
+    if not counts:
+        raise UserError(f"{raw_dir}: no images found (expected {raw_dir}/<class>/<image files>)")
     if len(counts) < 2:
-        raise UserError(f"{raw_dir}: found only class {sorted(counts)}; need at least 2 classes")
+        raise UserError(
+            f"{raw_dir}: found only class {sorted(counts)}; a classifier needs at least 2 classes, "
+            f"one folder each under {raw_dir}"
+        )
     small = {label: n for label, n in counts.items() if n < MIN_PER_CLASS}
     if small:
         raise UserError(
-            f"{raw_dir}: classes with fewer than {MIN_PER_CLASS} images (one per split): {small}"
+            f"{raw_dir}: classes with fewer than {MIN_PER_CLASS} images (need one each for train, "
+            f"val and test): {small}"
         )

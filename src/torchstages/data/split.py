@@ -166,14 +166,17 @@ def split_dataset(
 ) -> dict:
     """The split stage: discover, split, verify no leakage, write CSVs and summary (with what
     ``near`` found under ``near_duplicates``)."""
-    from torchstages.data.discover import discover_images
+    from torchstages.data.discover import discover
 
-    rows = discover_images(raw_dir)
+    found = discover(raw_dir)
+    rows = found.rows
     groups = near.find(raw_dir, rows) if near else []
     together = groups if near and near.mode == "group" else None
     splits = assign_splits(rows, fractions, seed, together)
     check_no_leakage(splits)
     summary = summarize(splits)
+    if found.skipped:  # only then: a clean folder's summary hashes as before the key existed
+        summary["skipped"] = [{"path": path, "reason": why} for path, why in found.skipped]
     if near:
         summary["near_duplicates"] = near.summary(groups, splits)
     write_splits(splits, summary, out_dir)

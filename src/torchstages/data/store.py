@@ -25,17 +25,24 @@ def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarra
 
 
 def write_meta(
-    out_dir: Path, classes: list[str], prep: Preprocessing, counts: dict[str, int]
+    out_dir: Path,
+    classes: list[str],
+    prep: Preprocessing,
+    counts: dict[str, int],
+    skipped: list[dict[str, str]] = (),
 ) -> None:
-    write_json(
-        out_dir / "meta.json",
-        {
-            "classes": classes,
-            "channels": prep.channels,
-            "preprocessing": prep.to_dict(),
-            "counts": counts,
-        },
-    )
+    """``skipped``: the bad images build_dataset.on_bad_image: skip dropped (path, label, split,
+    reason); the key is written only when there are some, so a clean dataset's meta.json hashes
+    as it did before the key existed."""
+    meta = {
+        "classes": classes,
+        "channels": prep.channels,
+        "preprocessing": prep.to_dict(),
+        "counts": counts,
+    }
+    if skipped:
+        meta["skipped"] = list(skipped)
+    write_json(out_dir / "meta.json", meta)
 
 
 def load_meta(out_dir: Path) -> dict[str, Any]:

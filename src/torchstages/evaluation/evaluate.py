@@ -92,7 +92,9 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     )
     write_json(paths.metrics, metrics)
     probs = softmax(logits)
-    rows = read_split(paths.splits / f"{split}.csv")
+    # build_dataset.on_bad_image: skip dropped these rows from the arrays: keep the two aligned
+    dropped = {s["path"] for s in meta.get("skipped", ()) if s["split"] == split}
+    rows = [row for row in read_split(paths.splits / f"{split}.csv") if row.path not in dropped]
     write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
     if paths.predictions is not None:
         write_predictions(paths.predictions, rows, labels, probs, classes)
@@ -114,7 +116,14 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
 def _write_report(paths: EvalPaths) -> None:
     if paths.report is not None:
         # plots_dir is <plots>/<stage>; the report also links <plots>/train
-        sources = ReportSources(paths.metrics, paths.card, paths.params, paths.plots_dir.parent)
+        sources = ReportSources(
+            paths.metrics,
+            paths.card,
+            paths.params,
+            paths.plots_dir.parent,
+            splits=paths.splits,
+            processed=paths.processed,
+        )
         write_report(paths.report, sources)
 
 

@@ -1,7 +1,8 @@
 """The markdown report a CI job posts on a pull request, built only from tracked files.
 
-Inputs are the test metrics, the model card, ``params.yaml`` and the test plots folder, so the
-test stage and ``torchstages report`` write the same bytes from the same files.
+Inputs are the test metrics, the model card, ``params.yaml``, the test plots folder and the bad
+images skipped (``data/processed/meta.json``), so the test stage and ``torchstages report`` write
+the same bytes from the same files.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ReportSources:
     params: Path = paths.PARAMS
     plots: Path = paths.PLOTS
     splits: Path = paths.SPLITS  # summary.json: the near duplicates the split stage found
+    processed: Path = paths.PROCESSED  # meta.json: the bad images build-dataset skipped
 
 
 def write_report(
@@ -123,6 +125,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *_per_class(metrics),
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        *_skipped(sources.processed / "meta.json"),
         *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
         "",
@@ -206,6 +209,21 @@ def _mistakes(path: Path, worst: int) -> list[str]:
         for r in rows[:worst]
     ]
     return [*lines, ""]
+
+
+def _skipped(meta_path: Path) -> list[str]:
+    """The bad images build_dataset.on_bad_image: skip left out: every one, with its reason."""
+    skipped = read_json(meta_path).get("skipped", []) if meta_path.exists() else []
+    if not skipped:
+        return []
+    return [
+        f"## Bad images skipped ({len(skipped)}, build_dataset.on_bad_image: skip)",
+        "",
+        "| file | class | split | reason |",
+        "|---|---|---|---|",
+        *(f"| {s['path']} | {s['label']} | {s['split']} | {s['reason']} |" for s in skipped),
+        "",
+    ]
 
 
 def _near_duplicates(path: Path, shown: int = 5) -> list[str]:

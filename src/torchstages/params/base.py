@@ -59,7 +59,7 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
     messages = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
-        where = ".".join((section, *loc))
+        where = ".".join((section, *_without_tags(model, loc)))
         if err["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
             hint = difflib.get_close_matches(loc[-1], known, n=1)
@@ -73,6 +73,22 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
 
 def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     """Field names of the nested model that ``loc`` points to (a union member is picked by its tag)."""
+    current = _members_at(model, loc)
+    return sorted(current[0].model_fields) if current else []
+
+
+def _without_tags(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[str, ...]:
+    """``loc`` as the user wrote it: pydantic puts a union member's tag in the path
+    (``model.cnn.dropout``), params.yaml has it as a value (``model: {name: cnn, dropout: …}``)."""
+    kept = []
+    for i, part in enumerate(loc):
+        current = _members_at(model, loc[:i])
+        if not (len(current) > 1 and any(_tag(m) == part for m in current)):
+            kept.append(part)
+    return tuple(kept)
+
+
+def _members_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[type[BaseModel]]:
     current: list[type[BaseModel]] = [model]
     for part in loc:
         tagged = [m for m in current if _tag(m) == part]
@@ -85,7 +101,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
             if part in m.model_fields
             for found in _models_in(m.model_fields[part].annotation)
         ]
-    return sorted(current[0].model_fields) if current else []
+    return current
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

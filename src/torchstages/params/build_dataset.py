@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from torchstages.data.images import BACKGROUND, MAX_PIXELS
 from torchstages.params.base import Section
 
 
@@ -59,6 +60,22 @@ class BuildDatasetParams(Section):
         "bilinear", description="resampling filter (antialiased when shrinking)"
     )
     workers: int = Field(0, ge=0, description="decode processes; 0 = one per CPU core")
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error",
+        description="a file that looks like an image but does not decode: error lists every "
+        "one; skip drops them and lists them in meta.json and the report",
+    )
+    background: tuple[
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+    ] = Field(BACKGROUND, description="[r, g, b] that transparent pixels are composited on")
+    max_pixels: int = Field(
+        MAX_PIXELS,
+        ge=1,
+        description="most pixels one image may decode to (JPEG: after reduced-scale decoding); "
+        "a larger one is a bad image",
+    )
     table: TableBuildParams = Field(
         default_factory=TableBuildParams, description="tables only: column types, missing values"
     )

@@ -34,6 +34,8 @@ def find_table(raw_dir: Path) -> Path:
         raise UserError(
             f"{raw_dir}: expected exactly one table file (.csv/.tsv/.parquet), found {found}"
         )
+    if not files[0].resolve().is_relative_to(raw_dir.resolve()):
+        raise UserError(f"{files[0]}: a symlink to a file outside {raw_dir}: copy the file in")
     return files[0]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import torch
 from torchstages.io import sha256_file, write_bytes
 
 __all__ = ["fingerprint", "save_checkpoint", "load_resumable"]
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint(params_dump: dict[str, Any], processed_dir: Path, arrays: list[str]) -> str:
@@ -44,8 +47,10 @@ def load_resumable(path: Path, expected_fingerprint: str, epochs: int) -> dict[s
     if not path.exists():
         return None
     try:
+        # weights_only: tensors and plain values; a pickled object (code run on load) is refused
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a checkpoint from another version or a torn copy: start afresh
+    except Exception as exc:  # another version's checkpoint, a torn copy, a crafted file
+        log.warning("train: %s not resumed (%s); training from the start", path, type(exc).__name__)
         return None
     if state.get("fingerprint") != expected_fingerprint or state.get("finished"):
         return None

@@ -1,0 +1,188 @@
+"""The demo as `make run` leaves it: queued sweeps, and artifacts moved to another machine through a
+DVC remote (a local folder, and an S3-compatible moto server on 127.0.0.1), resumed after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, copy_project
+from test_pipeline import commit, repro
+
+pytestmark = pytest.mark.slow
+
+
+def env_for(repo: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(extra or {}),
+    }
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env_for(cwd, env), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make(repo: Path, target: str) -> None:
+    # -o: the venv is the one running the tests; the recipe is the Makefile's own
+    run(["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", target], repo)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A clone of the project (demo's data/raw.dvc demo, no data) after `make run`."""
+    repo = copy_project(tmp_path_factory.mktemp("demo"))
+    (repo / "data").mkdir()
+    for name in (".gitignore", "data/.gitignore", "data/raw.dvc"):
+        shutil.copy(ROOT / name, repo / name)
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)
+    commit(repo, "project")
+    make(repo, "run")
+    commit(repo, "reference run")  # as the project ships it: dvc.lock and uncached outputs in git
+    return repo
+
+
+def test_make_run_tracks_the_demo_data_as_committed(demo):
+    assert (demo / "data/raw/3").is_dir()
+    # the demo's bytes are the ones data/raw.dvc records: nothing for git to commit
+    assert run(["git", "status", "--porcelain", "data"], demo).stdout == ""
+    assert repro(demo) == []
+
+
+def test_queued_sweep_runs_both_experiments(demo):
+    """Each experiment's workspace needs data/raw: without it split fails at once. A test-stage
+    param keeps the test short: the other stages are found up to date there, which DVC can only
+    decide by hashing their deps, data/raw included."""
+    for batch in (5, 6):
+        run(["dvc", "exp", "run", "--queue", "-S", f"test.batch_size={batch}"], demo)
+    run(["dvc", "queue", "start", "-j", "2"], demo)
+    deadline = time.monotonic() + 300
+    while True:
+        status = run(["dvc", "queue", "status"], demo).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], demo).stdout)
+    batches = {
+        exp["data"]["params"]["params.yaml"]["data"]["test"]["batch_size"]
+        for rev in shown
+        for exp in (rev.get("experiments") or [])
+        for exp in exp["revs"]
+        if exp["data"].get("metrics")
+    }
+    assert {5, 6} <= batches
+
+
+def fresh_clone(demo: Path, dest: Path, remote_args: list[str], env: dict[str, str]) -> Path:
+    """Push to the remote, clone the git repo into ``dest``, pull there."""
+    run(["dvc", "push", "-q", *remote_args], demo, env=env)
+    run(["git", "clone", "-q", str(demo), str(dest)], demo)
+    run(["dvc", "pull", "-q", *remote_args], dest, env=env)
+    return dest
+
+
+def assert_nothing_to_redo(clone: Path) -> None:
+    status = run(["dvc", "status"], clone).stdout
+    assert "up to date" in status, status
+    assert repro(clone) == []
+    image = next((clone / "data/raw/3").iterdir())
+    out = run(["torchstages", "predict", "models/export/model.onnx", str(image)], clone).stdout
+    assert out.split("\t")[1] in {str(d) for d in range(10)}
+
+
+def test_local_remote_round_trip_and_a_killed_push_and_pull_resume(demo, tmp_path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "local", str(remote)], demo)
+    commit(demo, "remote")
+    # a push killed part-way (seeded moments) is finished by running it again
+    for delay in (0.3, 0.8):
+        push = subprocess.Popen(["dvc", "push", "-r", "local"], cwd=demo, env=env_for(demo))
+        time.sleep(delay)
+        push.send_signal(signal.SIGKILL)
+        push.wait()
+    clone = fresh_clone(demo, tmp_path / "clone", ["-r", "local"], {})
+    # a pull killed part-way, then the workspace and cache it left: pulling again completes
+    shutil.rmtree(clone / "data/raw")
+    shutil.rmtree(clone / ".dvc/cache")
+    pull = subprocess.Popen(["dvc", "pull", "-r", "local"], cwd=clone, env=env_for(clone))
+    time.sleep(0.8)
+    pull.send_signal(signal.SIGKILL)
+    pull.wait()
+    run(["dvc", "pull", "-q", "-r", "local"], clone)
+    assert_nothing_to_redo(clone)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server():
+    """moto in server mode on 127.0.0.1: a real S3 HTTP endpoint with a bucket."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=url, **_boto_keys(env))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s3.create_bucket(Bucket="dvc")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "moto server did not start"
+                time.sleep(0.2)
+        yield url, env
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _boto_keys(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
+def test_s3_remote_round_trip(demo, tmp_path, s3_server):
+    url, keys = s3_server
+    run(["dvc", "remote", "add", "s3", "s3://dvc/store"], demo)
+    run(["dvc", "remote", "modify", "s3", "endpointurl", url], demo)
+    commit(demo, "s3 remote")
+    clone = fresh_clone(demo, tmp_path / "clone", ["-r", "s3"], keys)
+    assert_nothing_to_redo(clone)
