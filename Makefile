@@ -28,11 +28,12 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(VENV)/bin/python || { \
 	  if [ -z "$(PYTHON)" ]; then \
-	    echo "No Python $(PYTHONS) with venv found. Install one: Ubuntu/Debian/WSL: sudo apt install python3.12-venv;" \
+	    echo "None of $(addprefix python,$(PYTHONS)) runs here with the venv module. Install one:" \
+	         "Ubuntu/Debian/WSL: sudo apt install python3.12-venv;" \
 	         "macOS: brew install python@3.13; or see https://www.python.org/downloads/." \
 	         "Then run make again, or make PYTHON=/path/to/python3.x" >&2; exit 1; fi; \
 	  "$(PYTHON)" -c '$(PY_OK)' 2>/dev/null || { \
-	    echo "PYTHON=$(PYTHON) is not Python $(PYTHONS) with the venv module (Debian/Ubuntu: python3.x-venv)" >&2; exit 1; }; \
+	    echo "PYTHON=$(PYTHON) is not one of Python $(PYTHONS) with the venv module (Debian/Ubuntu: python3.x-venv)" >&2; exit 1; }; \
 	  echo "creating $(VENV) with $$("$(PYTHON)" -c 'import sys; print("Python", sys.version.split()[0], "at", sys.executable)')"; \
 	  "$(PYTHON)" -m venv $(VENV); }
 	@$(VENV)/bin/python -c 'import sys; print("installing into $(VENV): Python", sys.version.split()[0])'
