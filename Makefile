@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(VENV)/bin/python || { \
 	  if [ -z "$(PYTHON)" ]; then \
 	    echo "None of $(addprefix python,$(PYTHONS)) runs here with the venv module. Install one:" \
-	         "Ubuntu/Debian/WSL: sudo apt install python3.12-venv;" \
+	         "Ubuntu/Debian/WSL: sudo apt install python3-venv (Ubuntu 22.04: python3.12-venv from deadsnakes);" \
 	         "macOS: brew install python@3.13; or see https://www.python.org/downloads/." \
 	         "Then run make again, or make PYTHON=/path/to/python3.x" >&2; exit 1; fi; \
 	  "$(PYTHON)" -c '$(PY_OK)' 2>/dev/null || { \
@@ -80,7 +80,7 @@ bench: $(STAMP)
 lock: $(STAMP)
 	uv pip compile pyproject.toml --extra dev --universal --fork-strategy fewest \
 	  --index-url https://pypi.org/simple --custom-compile-command "make lock" \
-	  $(LOCK_ARGS) -o requirements.lock
+	  --quiet $(LOCK_ARGS) -o requirements.lock
 
 clean:
 	rm -rf .pytest_cache .ruff_cache
