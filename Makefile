@@ -1,7 +1,22 @@
 # Two commands set everything up on a fresh clone: `make run` and `make test`.
 VENV    := .venv
-PYTHON  := $(shell command -v python3.11 || command -v python3)
 STAMP   := $(VENV)/.installed
+# the Pythons requires-python allows (pyproject.toml), newest first; make picks the first one that
+# runs, or PYTHON=/path/to/python3.x
+PYTHONS := 3.13 3.12 3.11
+# python3.x must run and have venv + ensurepip (Debian and Ubuntu split these into python3.x-venv);
+# a pyenv shim of a version that pyenv has not selected exists but does not run
+PY_OK   := import sys, venv, ensurepip; sys.exit("%d.%d" % sys.version_info[:2] not in "$(PYTHONS)".split())
+ifeq ($(origin PYTHON),undefined)
+PYTHON  := $(shell for v in $(PYTHONS); do python$$v -c '$(PY_OK)' 2>/dev/null && { command -v python$$v; break; }; done)
+endif
+# TORCH=cpu: on Linux, torch from PyTorch's CPU-only index and none of the CUDA libraries (about 5 GB
+# less); the default installs PyPI's torch, which bundles CUDA on Linux and runs on any CPU too
+# (kept for later installs of the same .venv)
+TORCH   ?= $(if $(wildcard $(VENV)/requirements-cpu.txt),cpu,default)
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+# lock lines of the CUDA libraries: the packages named so that only Linux installs
+GPU_ONLY  := ^(nvidia-|cuda-|triton==)[^;]*; .*sys_platform == .linux.
 # stages run `python stages/...`: make sure that is the venv's python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -9,10 +24,26 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 install: $(STAMP)
 
-# requirements.lock pins the whole resolved set (make lock refreshes it)
+# requirements.lock pins the whole resolved set for every platform (make lock refreshes it)
 $(STAMP): pyproject.toml requirements.lock
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || { \
+	  if [ -z "$(PYTHON)" ]; then \
+	    echo "None of $(addprefix python,$(PYTHONS)) runs here with the venv module. Install one:" \
+	         "Ubuntu/Debian/WSL: sudo apt install python3-venv (Ubuntu 22.04: python3.12-venv from deadsnakes);" \
+	         "macOS: brew install python@3.13; or see https://www.python.org/downloads/." \
+	         "Then run make again, or make PYTHON=/path/to/python3.x" >&2; exit 1; fi; \
+	  "$(PYTHON)" -c '$(PY_OK)' 2>/dev/null || { \
+	    echo "PYTHON=$(PYTHON) is not one of Python $(PYTHONS) with the venv module (Debian/Ubuntu: python3.x-venv)" >&2; exit 1; }; \
+	  echo "creating $(VENV) with $$("$(PYTHON)" -c 'import sys; print("Python", sys.version.split()[0], "at", sys.executable)')"; \
+	  "$(PYTHON)" -m venv $(VENV); }
+	@$(VENV)/bin/python -c 'import sys; print("installing into $(VENV): Python", sys.version.split()[0])'
+ifeq ($(TORCH),cpu)
+	grep -v -E '$(GPU_ONLY)' requirements.lock > $(VENV)/requirements-cpu.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  --extra-index-url $(CPU_INDEX) -r $(VENV)/requirements-cpu.txt
+else
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+endif
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -53,8 +84,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	python bench/run_all.py $(BENCH_ARGS)
 
+# one universal resolve against PyPI: every platform and Python 3.11-3.13 in one file, with
+# environment markers; plain pip installs it. Keeps the current pins where they still fit;
+# make lock LOCK_ARGS=--upgrade moves everything to the newest allowed versions
 lock: $(STAMP)
-	pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	uv pip compile pyproject.toml --extra dev --universal --fork-strategy fewest \
+	  --index-url https://pypi.org/simple --custom-compile-command "make lock" \
+	  --quiet $(LOCK_ARGS) -o requirements.lock
 
 clean:
 	rm -rf .pytest_cache .ruff_cache

@@ -106,8 +106,9 @@ def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_again():
     for _ in range(10):  # 48 MiB of activations, freed and allocated again
         torch.ones(12 << 20).sum()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    # glibc's default maps and unmaps blocks over 32 MiB every time: 12,288 page faults each
-    assert faults < 2 * 12288
+    # glibc's default maps and unmaps blocks over 32 MiB every time: 12,288 page faults each, 10x;
+    # kept, the block is faulted in once or twice before the heap settles (twice: Python 3.13)
+    assert faults < 3 * 12288
 
 
 def test_cpu_precision_explicit_choices(caplog):

@@ -47,8 +47,8 @@ class EarlyStoppingParams(Section):
 
 class TrainParams(Section):
     seed: int = Field(42, description="seed for weights, data order and augmentation")
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto = cuda when torch.cuda.is_available(), else cpu"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto = cuda when available, else mps (Apple silicon), else cpu"
     )
     nproc_per_node: int = Field(
         1, ge=1, description="processes (GPUs) per node; > 1 launches torchrun with DDP"
@@ -56,7 +56,7 @@ class TrainParams(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="autocast dtype; auto = bf16 where it is native (CUDA, CPUs with "
-        "AVX512-BF16/AMX), fp16 on older GPUs, else fp32",
+        "AVX512-BF16/AMX), fp16 on older CUDA GPUs, else fp32 (MPS included)",
     )
     channels_last: Literal["auto"] | bool = Field(
         "auto", description="channels-last memory format; auto = on for convolutional models"
