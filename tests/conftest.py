@@ -130,3 +130,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def export_tiny_model(root: Path) -> Path:
+    """Image folder -> split -> build -> train (tiny) -> every export format, under ``root``;
+    returns the export folder (model.onnx, model.pt2, model.int8.onnx). For module-scoped
+    fixtures of the deployment tests, which only need some exported model."""
+    from torchstages.deploy.export import export_and_verify
+    from torchstages.params.export import ExportParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    processed = split_and_build(make_image_folder(root / "raw"), root, image_size=8, seed=0)
+    outputs = TrainOutputs(
+        root / "m/model.safetensors", root / "m/model.json", root / "m/ckpt.pt", root / "live"
+    )
+    train(tiny_train_params(), processed, outputs)
+    export_and_verify(
+        ExportParams(), outputs.weights, outputs.card, processed, root / "export", root / "e.json"
+    )
+    return root / "export"

@@ -74,6 +74,9 @@ def test_first_repro_runs_all_six_then_nothing(repo):
         "metrics/validate.json",
         "metrics/test.json",
         "models/export/model.onnx",
+        "models/export/model.pt2",
+        "models/export/model.int8.onnx",
+        "models/export/MODEL_CARD.md",
         "metrics/export.json",
         "reports/report.md",
         "plots/test/confusion.csv",
@@ -142,7 +145,7 @@ def test_unchanged_rerun_is_byte_identical(repo):
         repo / "reports/report.md",
         repo / "models/checkpoint.pt",
         repo / "models/model.safetensors",
-        repo / "models/export/model.onnx",
+        *sorted((repo / "models/export").iterdir()),
         *sorted((repo / "plots").glob("*/*")),
         *sorted((repo / "metrics").glob("*")),
     ]

@@ -14,9 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo-data", help="write the built-in digits dataset as PNG files")
     demo.add_argument("dir", nargs="?", default="data/raw", type=Path)
-    predict = sub.add_parser("predict", help="classify image files with an exported ONNX model")
-    predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
-    predict.add_argument("images", nargs="+", type=Path)
+    _add_predict(sub)
+    _add_serve(sub)
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
     summary = sub.add_parser(
         "summary", help="build train.model for the dataset: parameter counts and output shape"
@@ -42,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             written = write_demo_digits(args.dir)
             print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
         elif args.command == "predict":
-            from torchstages.deploy.predict import predict_files
+            return _predict(args)
+        elif args.command == "serve":
+            from torchstages.deploy.serve import Limits, serve
 
-            for file, label, prob in predict_files(args.model, args.images):
-                print(f"{file}\t{label}\t{prob:.4f}")
+            limits = Limits(args.max_request_bytes, args.max_images, args.max_pixels, args.top_k)
+            serve(args.model, args.host, args.port, limits, args.threads)
         elif args.command == "params":
             from torchstages.params.reference import params_reference
 
@@ -63,6 +64,89 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from torchstages.paths import ONNX_MODEL
+
+    p = sub.add_parser(
+        "predict",
+        help="classify files with an exported model (ONNX Runtime; no torch on that path)",
+        description="Exit status: 0 all inputs classified, 1 some could not be read (error rows), "
+        "2 usage error.",
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="files, folders (recursive), .csv/.txt lists of paths; - = stdin"
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
+    p.add_argument("--top-k", type=_positive, default=1, help="classes per input (default 1)")
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "jsonl"],
+        help="default: table on a terminal, else jsonl (csv for an --output ending in .csv)",
+    )
+    p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--workers", type=int, default=0, help="decode threads (0: one per core)")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from torchstages.deploy.readers import DEFAULT_MAX_PIXELS
+    from torchstages.paths import ONNX_MODEL
+
+    p = sub.add_parser("serve", help="HTTP service over an exported model (FastAPI + uvicorn)")
+    p.add_argument("model", type=Path, nargs="?", default=ONNX_MODEL)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--max-request-bytes", type=_positive, default=32 << 20)
+    p.add_argument("--max-images", type=_positive, default=64, help="images per request")
+    p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="per image")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0: per core)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """0: every input classified; 1: some got an error row; a UserError (2) above."""
+    from torchstages.deploy.predict import default_format, expand_inputs, predict, write_results
+    from torchstages.deploy.readers import reader_for
+    from torchstages.deploy.runtime import load_runner
+    from torchstages.io import atomic_path
+
+    runner = load_runner(args.model)
+    reader = reader_for(runner.metadata)
+    sources = expand_inputs(args.inputs, reader, sys.stdin)
+    if not sources:
+        raise UserError(f"no inputs found in {' '.join(args.inputs)}")
+    k = min(args.top_k, len(runner.classes))
+    fmt = args.format or default_format(
+        None if args.output is None else str(args.output), sys.stdout.isatty()
+    )
+    results = predict(runner, reader, sources, k, args.batch_size, args.workers)
+    if sys.stderr.isatty() and len(sources) > args.batch_size:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(sources), unit="input", file=sys.stderr)
+    width = max(len(s) for s in sources)
+    if args.output is None:
+        failed = write_results(results, fmt, sys.stdout, k, width)
+    else:
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            failed = write_results(results, fmt, f, k, width)
+    if failed:
+        print(f"predict: {failed} of {len(sources)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""The model the deployment benchmarks use: MNIST at the params.yaml defaults, trained for one
+epoch and exported in every format, cached in bench/results/deploy-model/ (remove it to
+rebuild). MNIST's PNGs are unpacked once to /tmp/torchstages-mnist."""
+
+from __future__ import annotations
+
+import csv
+import tarfile
+from pathlib import Path
+
+from common import RESULTS, ROOT
+
+__all__ = ["ROOT", "prepare_model", "mnist_test_files", "MNIST"]
+
+MNIST = Path("/tmp/torchstages-mnist")
+MODEL = RESULTS / "deploy-model"
+
+
+def unpacked_mnist() -> Path:
+    if not (MNIST / "mnist" / "test").is_dir():
+        tarball = ROOT.parent / "shared" / "datasets" / "mnist-png.tar.gz"
+        if not tarball.exists():
+            tarball = Path("/work/shared/datasets/mnist-png.tar.gz")
+        MNIST.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tarball) as tar:
+            tar.extractall(MNIST, filter="data")
+    return MNIST / "mnist"
+
+
+def mnist_test_files() -> list[str]:
+    """MNIST's 10,000 test PNGs (never seen by the benchmark model), sorted."""
+    return sorted(str(p) for p in (unpacked_mnist() / "test").glob("*/*.png"))
+
+
+def prepare_model() -> Path:
+    """models' export folder: split, build, train 1 epoch and export on MNIST's train PNGs."""
+    export = MODEL / "export"
+    if (export / "MODEL_CARD.md").exists():
+        return export
+    import yaml
+
+    from torchstages.data.build import build_dataset
+    from torchstages.data.split import split_dataset
+    from torchstages.deploy.export import export_and_verify
+    from torchstages.params.build_dataset import BuildDatasetParams
+    from torchstages.params.export import ExportParams
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = unpacked_mnist() / "train"
+    split = params["split"]
+    split_dataset(raw, MODEL / "splits", {k: split[k] for k in ("train", "val", "test")}, 42)
+    build_dataset(
+        BuildDatasetParams(**params["build_dataset"]), raw, MODEL / "splits", MODEL / "processed"
+    )
+    outputs = TrainOutputs(
+        MODEL / "model.safetensors", MODEL / "model.json", MODEL / "ckpt.pt", MODEL / "live"
+    )
+    train(TrainParams(**{**params["train"], "epochs": 1}), MODEL / "processed", outputs)
+    export_and_verify(
+        ExportParams(**params["export"]),
+        outputs.weights,
+        outputs.card,
+        MODEL / "processed",
+        export,
+        MODEL / "export.json",
+    )
+    return export
+
+
+def test_split_labels() -> dict[str, str]:
+    """path -> label of MNIST's test PNGs (the folder name)."""
+    return {f: Path(f).parent.name for f in mnist_test_files()}
+
+
+if __name__ == "__main__":
+    print(prepare_model())
+    with open(MODEL / "splits" / "test.csv") as f:
+        print(sum(1 for _ in csv.DictReader(f)), "held-out rows")
