@@ -4,13 +4,12 @@ rebuild). MNIST's PNGs are unpacked once to /tmp/torchstages-mnist."""
 
 from __future__ import annotations
 
-import csv
 import tarfile
 from pathlib import Path
 
 from common import RESULTS, ROOT
 
-__all__ = ["ROOT", "prepare_model", "mnist_test_files", "MNIST"]
+__all__ = ["ROOT", "prepare_model", "mnist_test_files"]
 
 MNIST = Path("/tmp/torchstages-mnist")
 MODEL = RESULTS / "deploy-model"
@@ -69,12 +68,5 @@ def prepare_model() -> Path:
     return export
 
 
-def test_split_labels() -> dict[str, str]:
-    """path -> label of MNIST's test PNGs (the folder name)."""
-    return {f: Path(f).parent.name for f in mnist_test_files()}
-
-
 if __name__ == "__main__":
     print(prepare_model())
-    with open(MODEL / "splits" / "test.csv") as f:
-        print(sum(1 for _ in csv.DictReader(f)), "held-out rows")

@@ -94,6 +94,27 @@ def test_bad_parts_are_4xx_json_naming_the_part(client, project):
     assert zero.status_code == 422 and "top_k" in zero.json()["error"]
 
 
+def test_corrupt_files_of_every_format_are_400_never_500(client, project):
+    png = files_of(project, 1)[0].read_bytes()
+    jpeg = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(jpeg, "JPEG")
+    variants = [
+        b"",
+        png[:30],
+        png[:8] + b"\0" * 200,
+        png.replace(b"IDAT", b"IDAX"),
+        jpeg.getvalue()[:100],
+        b"\xff\xd8\xff" + bytes(range(256)) * 4,
+        b"GIF89a" + b"\x01" * 50,
+        b"II*\x00" + b"\xff" * 64,
+        b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 32,
+    ]
+    for i, data in enumerate(variants):
+        response = client.post("/predict", files=[("files", (f"v{i}", data))])
+        assert response.status_code == 400, (i, response.text)
+        assert response.json()["part"] == f"files[0] (v{i})"
+
+
 def test_too_large_bodies_are_413_with_or_without_content_length(client):
     big = ("files", ("big.png", b"\0" * 60_000))
     response = client.post("/predict", files=[big])

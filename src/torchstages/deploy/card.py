@@ -99,26 +99,32 @@ def model_card_text(
         "## How to call it",
         "",
         "```bash",
-        f"torchstages predict {paths.ONNX_MODEL} path/to/inputs --top-k 3",
+        f"torchstages predict path/to/inputs --model {paths.ONNX_MODEL} --top-k 3",
         f"torchstages serve {paths.ONNX_MODEL} --port 8000",
         "```",
         "",
-        "```python",
-        "import json, onnxruntime as ort",
-        f'session = ort.InferenceSession("{paths.ONNX_MODEL}")',
-        "meta = session.get_modelmeta().custom_metadata_map  # classes, inputs, preprocessing",
-        f"logits = session.run(None, {{{', '.join(_feed(i) for i in inputs)}}})[0]",
-        "```",
-        "",
-        "```python",
-        "import torch",
-        'extra = {"classes": "", "preprocessing": ""}',
-        f'program = torch.export.load("{paths.EXPORT_DIR}/{paths.EXPORT_FILES["pt2"]}", '
-        "extra_files=extra)",
-        f"logits = program.module()({', '.join(i['name'] for i in inputs)})",
-        "```",
-        "",
     ]
+    if "onnx" in metrics["formats"]:
+        lines += [
+            "```python",
+            "import onnxruntime as ort",
+            f'session = ort.InferenceSession("{paths.ONNX_MODEL}")',
+            "meta = session.get_modelmeta().custom_metadata_map  # classes, inputs, preprocessing",
+            f"logits = session.run(None, {{{', '.join(_feed(i) for i in inputs)}}})[0]",
+            "```",
+            "",
+        ]
+    if "pt2" in metrics["formats"]:
+        lines += [
+            "```python",
+            "import torch",
+            'extra = {"classes": "", "preprocessing": ""}  # filled in by load',
+            f'program = torch.export.load("{paths.EXPORT_DIR}/{paths.EXPORT_FILES["pt2"]}", '
+            "extra_files=extra)",
+            f"logits = program.module()({', '.join(i['name'] for i in inputs)})",
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 

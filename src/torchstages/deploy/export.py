@@ -145,7 +145,13 @@ def _quantize(proto: Any, metadata: dict[str, str]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         onnx.save_model(proto, str(source))
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        # it warns on the root logger to run its shape pre-processing, which targets static
+        # (calibrated) quantisation; dynamic quantisation of these models does not need it
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         quantized = onnx.load(str(target))
     _set_metadata(quantized, metadata)
     return quantized.SerializeToString()

@@ -74,7 +74,7 @@ def exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
                 "name": "pixels",
                 "dtype": "float32",
                 "shape": [None, prep.channels, height, width],
-                "doc": "pixel values 0..255 (RGB order) after the stored preprocessing",
+                "doc": "pixel values 0..255 after the stored resize (channels in RGB order)",
             }
         ],
         metadata={"preprocessing": _json(prep.to_dict())},

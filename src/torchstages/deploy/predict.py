@@ -146,6 +146,8 @@ def _read(reader: Reader, source: str) -> dict[str, np.ndarray] | str:
         return f"cannot read ({exc.strerror or exc})"
     except UserError as exc:
         return str(exc).removeprefix(f"{source}: ")
+    except Exception as exc:  # a decoder failing in a way it does not name: one row, not the run
+        return f"cannot decode ({exc!r})"
 
 
 def _classify(

@@ -9,6 +9,7 @@ batch computes; uvicorn finishes in-flight requests on SIGTERM before it exits.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,8 @@ from torchstages.deploy.runtime import Runner, load_runner, softmax
 from torchstages.errors import UserError
 
 __all__ = ["Limits", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ def _infer(
             raise RequestError(413, str(exc), name) from None
         except UserError as exc:
             raise RequestError(400, str(exc), name) from None
+        except Exception as exc:  # a decoder failing in a way it does not name: still the part's
+            log.warning("%s: unexpected decode failure", name, exc_info=True)
+            raise RequestError(400, f"{name}: cannot decode ({exc!r})", name) from None
     batch = {key: np.stack([d[key] for d in decoded]) for key in decoded[0]}
     probs = softmax(runner.run(batch))
     return [
