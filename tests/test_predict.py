@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, export_tiny_model
+from conftest import ROOT
 from torchstages.cli import main
 from torchstages.data.store import load_split
 from torchstages.deploy.predict import Result, expand_inputs, predict, write_results
@@ -19,16 +19,8 @@ from torchstages.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """root/raw (3 classes of 12 PNGs), root/processed, root/splits, root/export."""
-    root = tmp_path_factory.mktemp("deploy")
-    export_tiny_model(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def onnx_runner(project):
-    return load_runner(project / "export/model.onnx")
+def onnx_runner(deployed):
+    return load_runner(deployed / "export/model.onnx")
 
 
 def cli(*args: str, stdin: str | None = None, cwd: Path | None = None):
@@ -42,12 +34,12 @@ def cli(*args: str, stdin: str | None = None, cwd: Path | None = None):
     )
 
 
-def test_predict_decodes_as_build_dataset_and_agrees_with_the_model(project, onnx_runner):
+def test_predict_decodes_as_build_dataset_and_agrees_with_the_model(deployed, onnx_runner):
     """The one preprocessing: each test file read by predict's reader is byte-equal to the
     array build-dataset stored, and predict's answer is the model's on that array."""
-    images, _ = load_split(project / "processed", "test")
-    with open(project / "splits/test.csv") as f:
-        paths = [str(project / "raw" / row["path"]) for row in csv.DictReader(f)]
+    images, _ = load_split(deployed / "processed", "test")
+    with open(deployed / "splits/test.csv") as f:
+        paths = [str(deployed / "raw" / row["path"]) for row in csv.DictReader(f)]
     reader = reader_for(onnx_runner.metadata)
     for path, stored in zip(paths, images, strict=True):
         assert np.array_equal(reader.decode(Path(path).read_bytes(), path)["pixels"], stored)
@@ -58,12 +50,12 @@ def test_predict_decodes_as_build_dataset_and_agrees_with_the_model(project, onn
     assert all(len(r.top) == 2 and r.top[0][1] >= r.top[1][1] for r in results)
 
 
-def test_every_format_answers_the_same(project, onnx_runner):
-    files = sorted(str(p) for p in (project / "raw/class2").glob("*.png"))
+def test_every_format_answers_the_same(deployed, onnx_runner):
+    files = sorted(str(p) for p in (deployed / "raw/class2").glob("*.png"))
     reader = reader_for(onnx_runner.metadata)
     tops = {}
     for name in ("model.onnx", "model.pt2", "model.int8.onnx"):
-        runner = load_runner(project / "export" / name)
+        runner = load_runner(deployed / "export" / name)
         tops[name] = [r.top[0] for r in predict(runner, reader, files, k=1)]
     onnx_top, pt2_top = tops["model.onnx"], tops["model.pt2"]
     assert [c for c, _ in pt2_top] == [c for c, _ in onnx_top]
@@ -127,11 +119,11 @@ def test_output_formats_and_error_rows():
     ]
 
 
-def test_cli_error_rows_and_exit_codes(project, tmp_path):
-    good = sorted(str(p) for p in (project / "raw/class0").glob("*.png"))[:2]
+def test_cli_error_rows_and_exit_codes(deployed, tmp_path):
+    good = sorted(str(p) for p in (deployed / "raw/class0").glob("*.png"))[:2]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n but broken")
-    model = str(project / "export/model.onnx")
+    model = str(deployed / "export/model.onnx")
     ok = cli("--model", model, *good)
     assert ok.returncode == 0, ok.stderr
     assert [json.loads(line)["path"] for line in ok.stdout.splitlines()] == good  # piped: jsonl
@@ -151,10 +143,10 @@ def test_cli_error_rows_and_exit_codes(project, tmp_path):
     assert cli("--model", model, str(tmp_path / "empty")).returncode == 2
 
 
-def test_cli_top_k_csv_output_file_and_stdin(project, tmp_path):
-    files = sorted(str(p) for p in (project / "raw/class1").glob("*.png"))[:3]
+def test_cli_top_k_csv_output_file_and_stdin(deployed, tmp_path):
+    files = sorted(str(p) for p in (deployed / "raw/class1").glob("*.png"))[:3]
     out = tmp_path / "preds.csv"
-    run = cli("--model", str(project / "export/model.pt2"), "--top-k", "5", "--output",
+    run = cli("--model", str(deployed / "export/model.pt2"), "--top-k", "5", "--output",
               str(out), "-", stdin="\n".join(files))  # fmt: skip
     assert run.returncode == 0 and run.stdout == "", run.stderr
     rows = list(csv.reader(out.open()))
@@ -165,13 +157,13 @@ def test_cli_top_k_csv_output_file_and_stdin(project, tmp_path):
     assert all(abs(sum(float(r[i]) for i in (2, 4, 6)) - 1) < 1e-4 for r in rows[1:])
 
 
-def test_onnx_path_imports_no_torch(project, capsys):
+def test_onnx_path_imports_no_torch(deployed, capsys):
     """predict's default path starts without torch or training code."""
     code = (
         "import sys\n"
         "from torchstages.cli import main\n"
-        f"rc = main(['predict', '--model', {str(project / 'export/model.onnx')!r}, "
-        f"{str(project / 'raw/class0/000.png')!r}])\n"
+        f"rc = main(['predict', '--model', {str(deployed / 'export/model.onnx')!r}, "
+        f"{str(deployed / 'raw/class0/000.png')!r}])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
         "m.startswith(('torchstages.training', 'torchstages.models')))\n"
         "print(rc, heavy, file=sys.stderr)\n"
@@ -197,7 +189,7 @@ def test_reader_limits_pixels_before_decoding():
     assert reader.decode(small.getvalue(), "ok.png")["pixels"].shape == (1, 8, 8)
 
 
-def test_in_process_main_returns_the_exit_code(project, tmp_path, capsys):
-    good = str(project / "raw/class0/000.png")
-    assert main(["predict", "--model", str(project / "export/model.onnx"), good]) == 0
+def test_in_process_main_returns_the_exit_code(deployed, tmp_path, capsys):
+    good = str(deployed / "raw/class0/000.png")
+    assert main(["predict", "--model", str(deployed / "export/model.onnx"), good]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == good

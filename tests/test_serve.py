@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ROOT, export_tiny_model
+from conftest import ROOT
 from torchstages.deploy.predict import predict
 from torchstages.deploy.readers import reader_for
 from torchstages.deploy.runtime import load_runner
@@ -17,15 +17,8 @@ from torchstages.deploy.serve import Limits, create_app
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serve")
-    export_tiny_model(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def runner(project):
-    return load_runner(project / "export/model.onnx")
+def runner(deployed):
+    return load_runner(deployed / "export/model.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +27,8 @@ def client(runner):
         yield c
 
 
-def files_of(project: Path, n: int) -> list[Path]:
-    return sorted((project / "raw").glob("class*/*.png"))[:: 36 // n][:n]
+def files_of(deployed: Path, n: int) -> list[Path]:
+    return sorted((deployed / "raw").glob("class*/*.png"))[:: 36 // n][:n]
 
 
 def expected(runner, files: list[Path], k: int) -> list[list[tuple[str, float]]]:
@@ -48,10 +41,10 @@ def answer_tops(body) -> list[list[tuple[str, float]]]:
     return [[(t["class"], t["probability"]) for t in p["top"]] for p in body["predictions"]]
 
 
-def test_health_metadata_and_docs(client, runner, project):
+def test_health_metadata_and_docs(client, runner, deployed):
     assert client.get("/health").json() == {"status": "ok"}
     meta = client.get("/metadata").json()
-    model = project / "export/model.onnx"
+    model = deployed / "export/model.onnx"
     assert meta["model_version"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert meta["classes"] == runner.classes and meta["kind"] == "images"
     assert meta["format"] == "onnx" and meta["formats"] == ["onnx", "onnx-int8", "pt2"]
@@ -62,8 +55,8 @@ def test_health_metadata_and_docs(client, runner, project):
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
-def test_predict_answers_each_part_in_order_as_predict_does(client, runner, project):
-    files = files_of(project, 3)
+def test_predict_answers_each_part_in_order_as_predict_does(client, runner, deployed):
+    files = files_of(deployed, 3)
     parts = [("files", (f.name, f.read_bytes(), "image/png")) for f in files]
     body = client.post("/predict", files=parts, params={"top_k": 2}).json()
     assert body["model_version"] == runner.version()
@@ -78,8 +71,8 @@ def test_predict_answers_each_part_in_order_as_predict_does(client, runner, proj
     assert len(one["predictions"]) == 1 and len(one["predictions"][0]["top"]) == 3
 
 
-def test_bad_parts_are_4xx_json_naming_the_part(client, project):
-    good = files_of(project, 1)[0].read_bytes()
+def test_bad_parts_are_4xx_json_naming_the_part(client, deployed):
+    good = files_of(deployed, 1)[0].read_bytes()
     for bad, reason in [(b"just some text", "cannot decode"), (good[:60], "cannot decode")]:
         parts = [("files", ("a.png", good)), ("files", ("b.png", bad))]
         response = client.post("/predict", files=parts)
@@ -94,8 +87,8 @@ def test_bad_parts_are_4xx_json_naming_the_part(client, project):
     assert zero.status_code == 422 and "top_k" in zero.json()["error"]
 
 
-def test_corrupt_files_of_every_format_are_400_never_500(client, project):
-    png = files_of(project, 1)[0].read_bytes()
+def test_corrupt_files_of_every_format_are_400_never_500(client, deployed):
+    png = files_of(deployed, 1)[0].read_bytes()
     jpeg = io.BytesIO()
     Image.new("RGB", (20, 20)).save(jpeg, "JPEG")
     variants = [
@@ -146,10 +139,10 @@ def test_decompression_bomb_is_413_before_decoding(runner):
     }
 
 
-def test_health_answers_while_inference_runs(runner, project):
+def test_health_answers_while_inference_runs(runner, deployed):
     """Inference is off the event loop: /health answers while a batch is still computing."""
     release, started = threading.Event(), threading.Event()
-    slow = load_runner(project / "export/model.onnx")
+    slow = load_runner(deployed / "export/model.onnx")
     run = slow.run
 
     def blocking_run(batch):
@@ -158,7 +151,7 @@ def test_health_answers_while_inference_runs(runner, project):
         return run(batch)
 
     slow.run = blocking_run
-    good = files_of(project, 1)[0].read_bytes()
+    good = files_of(deployed, 1)[0].read_bytes()
     with TestClient(create_app(slow)) as c:
         result = {}
         worker = threading.Thread(
@@ -174,16 +167,16 @@ def test_health_answers_while_inference_runs(runner, project):
 
 
 @pytest.mark.slow
-def test_real_uvicorn_burst_on_loopback(project, runner, monkeypatch):
+def test_real_uvicorn_burst_on_loopback(deployed, runner, monkeypatch):
     """500 requests, 8 at a time, to a real `torchstages serve` on 127.0.0.1: every answer
     right, none failed; SIGTERM then stops it cleanly."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from serve_burst import burst, running_server
 
-    files = files_of(project, 12)
+    files = files_of(deployed, 12)
     want = expected(runner, files, 3)
     payloads = [[(f.name, f.read_bytes())] for f in files]
-    with running_server(project / "export/model.onnx", src=ROOT / "src") as server:
+    with running_server(deployed / "export/model.onnx", src=ROOT / "src") as server:
         start = time.monotonic()
         answers, _ = burst(server.url, payloads, requests=500, concurrency=8)
         assert time.monotonic() - start < 300
