@@ -9,6 +9,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int, sync: Callable[[], 
     return statistics.median(times) * 1000
 
 
-def arms(export, batch: np.ndarray, device: str) -> dict[str, Callable[[], Any]]:
+def arms(export: Path, model_dir: Path, batch: np.ndarray, device: str) -> dict[str, Callable]:
     """name -> one call on ``batch``: eager PyTorch (the exported wrapper module, fp32, eval,
     inference mode), the .pt2 program, and ONNX Runtime fp32 and int8 on the CPU."""
     import torch
@@ -36,7 +37,7 @@ def arms(export, batch: np.ndarray, device: str) -> dict[str, Callable[[], Any]]
     from torchstages.deploy.runtime import load_runner
     from torchstages.models.saved import load_model
 
-    model, card = load_model(export.parent / "model.safetensors", export.parent / "model.json")
+    model, card = load_model(model_dir / "model.safetensors", model_dir / "model.json")
     eager = exportable(model, card).module.to(device).eval()
     program = torch.export.load(str(export / "model.pt2")).module().to(device)
     x = torch.from_numpy(batch).to(device)
@@ -76,7 +77,7 @@ def main() -> None:
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         for size in (1, 64):
             batch = rng.integers(0, 256, (size, *shape)).astype(np.float32)
-            calls = arms(export, batch, device)
+            calls = arms(export, export.parent, batch, device)
             runs = 200 if size == 1 else 50
             rounds: dict[str, list[float]] = {name: [] for name in calls}
             for _ in range(args.rounds):  # interleaved, so a busy moment hits every arm

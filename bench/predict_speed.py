@@ -39,11 +39,11 @@ def main() -> None:
         "python -c 'import onnxruntime'": [sys.executable, "-c", "import onnxruntime"],
     }
     for name, cmd in reference.items():
-        results[f"start-up {name}"] = statistics.median(timed(cmd, env) for _ in range(5))
+        results[f"start-up {name}"] = statistics.median(timed(cmd, env) for _ in range(3))
     for fmt, name in FILES.items():
         one = [*predict, "--model", str(export / name), files[0]]
         results[f"start-up predict 1 image {fmt}"] = statistics.median(
-            timed(one, env) for _ in range(5)
+            timed(one, env) for _ in range(3)
         )
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, name in FILES.items():

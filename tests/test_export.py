@@ -49,6 +49,19 @@ def test_every_format_matches_pytorch_and_carries_the_metadata(exported, process
             assert runner.run({"pixels": np.zeros((n, 1, 8, 8), np.uint8)}).shape == (n, 3)
 
 
+def test_int8_static_by_default_dynamic_on_request(exported, trained, processed, tmp_path):
+    import onnx
+
+    static = onnx.load(str(exported[0] / "model.int8.onnx"))
+    assert load_runner(exported[0] / "model.int8.onnx").metadata["quantization"] == "static"
+    assert "QuantizeLinear" in {n.op_type for n in static.graph.node}
+    out = tmp_path / "dyn"
+    export_to(trained, processed, out, formats=("onnx-int8",), int8_quantization="dynamic")
+    dynamic = onnx.load(str(out / "model.int8.onnx"))
+    assert load_runner(out / "model.int8.onnx").metadata["quantization"] == "dynamic"
+    assert "DynamicQuantizeLinear" in {n.op_type for n in dynamic.graph.node}
+
+
 def test_exports_are_byte_identical_on_rerun(exported, trained, processed, tmp_path):
     first = exported[0]
     second = tmp_path / "again" / "other-name"

@@ -83,7 +83,8 @@ def model_card_text(
         "",
         f"Limits checked (params `export`): fp32 formats max abs logit diff ≤ "
         f"{params.max_abs_diff} and agreement ≥ {params.min_agreement}; int8 accuracy drop ≤ "
-        f"{params.max_int8_accuracy_drop}. ONNX opset {params.opset}.",
+        f"{params.max_int8_accuracy_drop} ({params.int8_quantization} quantisation). ONNX "
+        f"opset {params.opset}.",
         "",
         "## Intended use and limits",
         "",

@@ -18,7 +18,7 @@ import torch
 
 from torchstages import paths
 from torchstages.deploy.card import write_model_card
-from torchstages.deploy.exportable import Exportable, exportable, reference_logits, test_inputs
+from torchstages.deploy.exportable import Exportable, exportable, reference_logits, split_inputs
 from torchstages.deploy.runtime import load_runner, run_batched
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_bytes, write_json
@@ -30,6 +30,9 @@ __all__ = ["export_and_verify", "onnx_proto", "export_formats"]
 log = logging.getLogger(__name__)
 FP32 = ("onnx", "pt2")
 PARITY_BATCH = 512
+# static int8: activation ranges measured on this many train samples, evenly spaced over the
+# split (deterministic, and not the first few classes of a sorted split)
+CALIBRATION_SAMPLES = 512
 
 
 def export_and_verify(
@@ -44,15 +47,18 @@ def export_and_verify(
     metrics; fail naming the format that disagrees. A failure leaves the old export folder."""
     model, card = load_model(weights, card_path)
     exp = exportable(model, card)
-    inputs, labels = test_inputs(processed, card)
+    inputs, labels = split_inputs(processed, card, "test")
     reference = reference_logits(model, card, inputs)
     metrics: dict[str, Any] = {
         "samples": len(labels),
         "pytorch_accuracy": _accuracy(reference, labels),
         "formats": {},
     }
+    calibration = None
+    if "onnx-int8" in params.formats and params.int8_quantization == "static":
+        calibration = _calibration_inputs(split_inputs(processed, card, "train")[0])
     with atomic_dir(export_dir) as staging:
-        export_formats(exp, card, params, staging)
+        export_formats(exp, card, params, staging, calibration)
         for fmt in params.formats:
             path = staging / paths.EXPORT_FILES[fmt]
             logits = run_batched(load_runner(path), inputs, PARITY_BATCH)
@@ -74,8 +80,15 @@ def export_and_verify(
     return metrics
 
 
-def export_formats(exp: Exportable, card: dict[str, Any], params: ExportParams, out: Path) -> None:
-    """Write ``params.formats`` into ``out`` under their names in ``paths.EXPORT_FILES``."""
+def export_formats(
+    exp: Exportable,
+    card: dict[str, Any],
+    params: ExportParams,
+    out: Path,
+    calibration: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``params.formats`` into ``out`` under their names in ``paths.EXPORT_FILES``
+    (static int8 needs ``calibration``: named inputs of train samples)."""
     proto = None
     if {"onnx", "onnx-int8"} & set(params.formats):
         proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
@@ -84,7 +97,8 @@ def export_formats(exp: Exportable, card: dict[str, Any], params: ExportParams, 
         if fmt == "onnx":
             write_bytes(target, proto.SerializeToString())
         elif fmt == "onnx-int8":
-            write_bytes(target, _quantize(proto, _metadata(exp, card, fmt)))
+            metadata = _metadata(exp, card, fmt) | {"quantization": params.int8_quantization}
+            write_bytes(target, _quantize(proto, metadata, exp.inputs, calibration))
         elif fmt == "pt2":
             write_bytes(target, _pt2_bytes(exp, _metadata(exp, card, fmt)))
         else:  # the params model allows only the formats above
@@ -133,28 +147,71 @@ def _set_metadata(proto: Any, metadata: dict[str, str]) -> None:
         proto.metadata_props.add(key=key, value=value)
 
 
-def _quantize(proto: Any, metadata: dict[str, str]) -> bytes:
-    """Dynamic int8 weights (activations quantised per batch at run time): no calibration data,
-    so the file depends only on the fp32 model."""
+def _calibration_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = len(next(iter(inputs.values())))
+    rows = np.unique(np.linspace(0, n - 1, min(n, CALIBRATION_SAMPLES)).astype(np.int64))
+    return {name: np.asarray(array[rows]) for name, array in inputs.items()}
+
+
+def _quantize(
+    proto: Any,
+    metadata: dict[str, str],
+    inputs: list[dict[str, Any]],
+    calibration: dict[str, np.ndarray] | None,
+) -> bytes:
+    """int8 weights. Static (``calibration`` given): activation scales fixed from train
+    samples, QDQ format, weights per channel; ONNX Runtime then runs convolutions in int8
+    kernels (4x faster than fp32 on a 2-core Zen 4 at batch 64). Dynamic: activations
+    quantised per batch at run time, no data needed; its int8 convolutions ran 6x slower than
+    fp32 there, so it suits models made of linear layers."""
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     # the quantiser works on files; the temp folder's name never reaches the output
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         onnx.save_model(proto, str(source))
-        # it warns on the root logger to run its shape pre-processing, which targets static
-        # (calibrated) quantisation; dynamic quantisation of these models does not need it
+        # it warns on the root logger to run its shape pre-processing first, which these
+        # exported graphs (static shapes but the batch axis) do not need
         logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+            if calibration is None:
+                quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+            else:
+                quantize_static(
+                    source,
+                    target,
+                    _Calibration(calibration, inputs),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: x86 VNNI
+                    weight_type=QuantType.QInt8,
+                )
         finally:
             logging.disable(logging.NOTSET)
         quantized = onnx.load(str(target))
     _set_metadata(quantized, metadata)
     return quantized.SerializeToString()
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader over named arrays: batches of 64, each input cast
+    to the dtype the model declares."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], inputs: list[dict[str, Any]]) -> None:
+        n = len(next(iter(arrays.values())))
+        dtypes = {i["name"]: i["dtype"] for i in inputs}
+        self._batches = iter(
+            [
+                {k: v[s : s + 64].astype(dtypes[k]) for k, v in arrays.items()}
+                for s in range(0, n, 64)
+            ]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
 
 
 def _pt2_bytes(exp: Exportable, metadata: dict[str, str]) -> bytes:

@@ -2,7 +2,7 @@
 
 Everything else in ``deploy/`` (the format loop, parity, the model card, the runtimes, predict,
 serve) works on *named* inputs and never asks which kind it holds. A new kind (tables: numeric +
-categorical) adds one branch to :func:`exportable`, :func:`test_inputs` and
+categorical) adds one branch to :func:`exportable`, :func:`split_inputs` and
 :func:`reference_logits`, and a reader in ``deploy/readers.py``.
 """
 
@@ -22,7 +22,7 @@ from torchstages.data.store import load_split
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 
-__all__ = ["Exportable", "PixelModel", "exportable", "test_inputs", "reference_logits", "kind_of"]
+__all__ = ["Exportable", "PixelModel", "exportable", "split_inputs", "reference_logits", "kind_of"]
 
 KINDS = ("images",)
 
@@ -81,14 +81,16 @@ def exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
     )
 
 
-def test_inputs(processed: Path, card: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The whole test split as the exported model's named inputs, and its labels.
+def split_inputs(
+    processed: Path, card: dict[str, Any], split: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A whole split as the exported model's named inputs, and its labels.
 
-    Kept in the stored dtype (uint8 pixels): runners cast batch by batch, so a large split is
-    never held as float32.
+    Kept in the stored dtype (uint8 pixels, memory-mapped): runners cast batch by batch, so a
+    large split is never held as float32.
     """
     kind_of(card)
-    images, labels = load_split(processed, "test")
+    images, labels = load_split(processed, split)
     return {"pixels": images}, np.asarray(labels)
 
 

@@ -25,6 +25,11 @@ class ExportParams(Section):
     min_agreement: float = Field(
         1.0, ge=0, le=1, description="fail if fewer fp32 predictions than this fraction agree"
     )
+    int8_quantization: Literal["static", "dynamic"] = Field(
+        "static",
+        description="static: scales calibrated on train samples (fast convolutions); dynamic: "
+        "none (fits linear layers, slow for convolutions)",
+    )
     max_int8_accuracy_drop: float = Field(
         0.01, ge=0, le=1, description="fail if int8 test accuracy is lower than fp32's by more"
     )
