@@ -41,7 +41,7 @@ def running_server(model: Path, *flags: str, src: Path, timeout: float = 60) -> 
     (exit code and log kept on the Server), killed if it has not exited 30 s later. uvicorn
     re-raises the signal after its graceful shutdown: a clean stop exits with -SIGTERM."""
     port = free_port()
-    cmd = [sys.executable, "-m", "torchstages.cli", "serve", str(model), "--host", HOST]
+    cmd = [sys.executable, "-m", "torchstages.cli", "serve", "--model", str(model), "--host", HOST]
     env = {**os.environ, "PYTHONPATH": str(src)}
     # the log goes to a file: a pipe nobody reads fills up with access lines and blocks uvicorn
     with tempfile.TemporaryFile("w+") as log:

@@ -189,3 +189,37 @@ def test_real_uvicorn_burst_on_loopback(deployed, runner, monkeypatch):
     # a graceful stop: uvicorn finished the server, then re-raised SIGTERM as its exit status
     assert "Finished server process" in server.log
     assert server.exit_code == -signal.SIGTERM
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_request_in_flight(deployed, runner, monkeypatch):
+    """SIGTERM while a request's body is still arriving: it is answered, then the server exits."""
+    import httpx
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from serve_burst import running_server
+
+    image = files_of(deployed, 1)[0]
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        + image.read_bytes()
+        + b"\r\n--b--\r\n"
+    )
+    with running_server(deployed / "export/model.onnx", src=ROOT / "src") as server:
+
+        def slow_body():
+            yield body[:40]
+            server.process.send_signal(signal.SIGTERM)  # the request is in flight now
+            time.sleep(1.0)
+            yield body[40:]
+
+        response = httpx.post(
+            f"{server.url}/predict",
+            content=slow_body(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+            timeout=30,
+        )
+        assert server.process.wait(30) == -signal.SIGTERM
+    assert response.status_code == 200
+    assert answer_tops(response.json())[0][0][0] == expected(runner, [image], 1)[0][0][0]
+    assert "Finished server process" in server.log

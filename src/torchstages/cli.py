@@ -107,7 +107,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     from torchstages.paths import ONNX_MODEL
 
     p = sub.add_parser("serve", help="HTTP service over an exported model (FastAPI + uvicorn)")
-    p.add_argument("model", type=Path, nargs="?", default=ONNX_MODEL)
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")

@@ -101,7 +101,7 @@ def model_card_text(
         "",
         "```bash",
         f"torchstages predict path/to/inputs --model {paths.ONNX_MODEL} --top-k 3",
-        f"torchstages serve {paths.ONNX_MODEL} --port 8000",
+        f"torchstages serve --model {paths.ONNX_MODEL} --port 8000",
         "```",
         "",
     ]

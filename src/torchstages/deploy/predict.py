@@ -29,10 +29,8 @@ __all__ = [
     "top_k",
     "write_results",
     "default_format",
-    "FORMATS",
 ]
 
-FORMATS = ("table", "csv", "jsonl")
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 _COLS = ("class", "probability")
 
