@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def _predict(args: argparse.Namespace) -> int:
     from torchstages.deploy.runtime import load_runner
     from torchstages.io import atomic_path
 
+    if hasattr(signal, "SIGPIPE"):
+        # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     runner = load_runner(args.model)
     reader = reader_for(runner.metadata)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
