@@ -161,7 +161,7 @@ def _quantize(
 ) -> bytes:
     """int8 weights. Static (``calibration`` given): activation scales fixed from train
     samples, QDQ format, weights per channel; ONNX Runtime then runs convolutions in int8
-    kernels (4x faster than fp32 on a 2-core Zen 4 at batch 64). Dynamic: activations
+    kernels (2-4x faster than fp32 on a 2-core Zen 4). Dynamic: activations
     quantised per batch at run time, no data needed; its int8 convolutions ran 6x slower than
     fp32 there, so it suits models made of linear layers."""
     import tempfile
