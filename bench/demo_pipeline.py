@@ -70,8 +70,12 @@ def main() -> None:
         print(f"dvc repro, nothing changed: {noop:.1f} s")
         print(
             f"default params: test accuracy {test['accuracy']:.4f} (target >= 0.99), "
-            f"f1_macro {test['f1_macro']:.4f}, {test['samples']} test images; export max |diff| "
-            f"{export['max_abs_logit_diff']:.1e}, agreement {export['prediction_agreement']}"
+            f"f1_macro {test['f1_macro']:.4f}, {test['samples']} test images; export "
+            + ", ".join(
+                f"{fmt} max |diff| {m['max_abs_logit_diff']:.1e} agreement "
+                f"{m['prediction_agreement']}"
+                for fmt, m in export["formats"].items()
+            )
         )
         for seed in args.split_seeds:
             params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -48,22 +48,41 @@ def measure_install(python: str | None, torch: str, lock: Path | None) -> dict:
         (site,) = venv.glob("lib/python3.*/site-packages")
         sizes = {name: 0 for name in [*GROUPS, "other"]}
         for entry in site.iterdir():
-            group = next((g for g, prefixes in GROUPS.items()
-                          if entry.name.split("-")[0] in prefixes), "other")
+            group = next(
+                (g for g, prefixes in GROUPS.items() if entry.name.split("-")[0] in prefixes),
+                "other",
+            )
             sizes[group] += _tree_bytes(entry) if entry.is_dir() else entry.stat().st_size
         version = subprocess.run([venv / "bin/python", "-V"], capture_output=True, text=True)
-        return {"python": version.stdout.strip(), "torch": torch, "install_s": round(seconds, 1),
-                "venv_mib": round(_tree_bytes(venv) / 2**20),
-                "site_packages_mib": {k: round(v / 2**20) for k, v in sizes.items()}}
+        return {
+            "python": version.stdout.strip(),
+            "torch": torch,
+            "install_s": round(seconds, 1),
+            "venv_mib": round(_tree_bytes(venv) / 2**20),
+            "site_packages_mib": {k: round(v / 2**20) for k, v in sizes.items()},
+        }
 
 
 def pins_per_platform(python: str) -> dict[str, list[str]]:
     pins = {}
     for name, uv_platform in PLATFORMS.items():
         run = subprocess.run(
-            ["uv", "pip", "compile", str(ROOT / "requirements.lock"), "--python-platform",
-             uv_platform, "--python-version", python, "--no-header", "--no-annotate", "--quiet"],
-            capture_output=True, text=True, check=True,
+            [
+                "uv",
+                "pip",
+                "compile",
+                str(ROOT / "requirements.lock"),
+                "--python-platform",
+                uv_platform,
+                "--python-version",
+                python,
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
             env={**os.environ, "MACOSX_DEPLOYMENT_TARGET": "14.0"},
         )
         pins[name] = run.stdout.split()
@@ -81,8 +100,10 @@ def main() -> None:
     if args.pins:
         pins = pins_per_platform("3.12")
         everywhere = set.intersection(*(set(p) for p in pins.values()))
-        result = {"everywhere": len(everywhere),
-                  **{k: sorted(set(p) - everywhere) for k, p in pins.items()}}
+        result = {
+            "everywhere": len(everywhere),
+            **{k: sorted(set(p) - everywhere) for k, p in pins.items()},
+        }
         (RESULTS / "pins.json").write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     else:
         result = measure_install(args.python, args.torch, args.lock)

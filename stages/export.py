@@ -1,4 +1,5 @@
-"""DVC stage `export`: models/ -> models/export/model.onnx, verified on the test split."""
+"""DVC stage `export`: models/ -> models/export/ (every format in export.formats, MODEL_CARD.md),
+each verified on the test split."""
 
 from torchstages import paths
 from torchstages.errors import run_stage
@@ -20,7 +21,7 @@ def main() -> None:
         paths.WEIGHTS,
         paths.MODEL_CARD,
         paths.PROCESSED,
-        paths.ONNX_MODEL,
+        paths.EXPORT_DIR,
         paths.METRICS / "export.json",
     )
 

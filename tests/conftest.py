@@ -130,3 +130,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Path:
+    """root/raw (3 classes of 12 PNGs), root/splits, root/processed, a tiny model trained on it
+    and root/export with every format: once per module of deployment tests, which only need
+    some exported model."""
+    from torchstages.deploy.export import export_and_verify
+    from torchstages.params.export import ExportParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    root = tmp_path_factory.mktemp("deployed")
+    processed = split_and_build(make_image_folder(root / "raw"), root, image_size=8, seed=0)
+    outputs = TrainOutputs(
+        root / "m/model.safetensors", root / "m/model.json", root / "m/ckpt.pt", root / "live"
+    )
+    train(tiny_train_params(), processed, outputs)
+    export_and_verify(
+        ExportParams(), outputs.weights, outputs.card, processed, root / "export", root / "e.json"
+    )
+    return root

@@ -37,3 +37,24 @@ def test_gpu_check_recognises_the_train_log_of_an_amp_run():
     assert all(re.search(p, line) for p in patterns), (patterns, line)
     fp32 = Runtime(torch.device("cuda"), None, None, True).describe()
     assert not re.search(patterns[1], fp32)
+
+
+def test_export_latency_arms_run_on_a_tiny_model(deployed, monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import export_latency
+
+    batch = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8)).astype(np.float32)
+    calls = export_latency.arms(deployed / "export", deployed / "m", batch, "cpu")
+    assert set(calls) == {
+        "eager PyTorch",
+        "pt2 (torch.export)",
+        "ONNX Runtime fp32",
+        "ONNX Runtime int8",
+    }
+    logits = {name: np.asarray(call()) for name, call in calls.items()}
+    assert all(out.shape == (3, 3) for out in logits.values())
+    assert np.allclose(logits["ONNX Runtime fp32"], logits["eager PyTorch"], atol=1e-4)
+    assert export_latency.median_ms(calls["eager PyTorch"], 3, 1, lambda: None) > 0
+    sys.modules.pop("export_latency", None)

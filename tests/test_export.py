@@ -5,93 +5,158 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
 
 from torchstages.data.store import load_split
-from torchstages.deploy.export import export_and_verify
-from torchstages.deploy.predict import predict_files
+from torchstages.deploy.export import _check, export_and_verify
+from torchstages.deploy.runtime import load_runner
 from torchstages.errors import UserError
-from torchstages.params.export import ExportParams
+from torchstages.params.export import FORMATS, ExportParams
+
+FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "onnx-int8": "model.int8.onnx"}
+
+
+def export_to(trained, processed, out, **params):
+    outputs, _ = trained
+    return export_and_verify(
+        ExportParams(**params), outputs.weights, outputs.card, processed, out, out.parent / "e.json"
+    )
 
 
 @pytest.fixture
 def exported(trained, processed, tmp_path):
-    outputs, card = trained
-    onnx_path, metrics = tmp_path / "export/model.onnx", tmp_path / "export.json"
-    parity = export_and_verify(
-        ExportParams(), outputs.weights, outputs.card, processed, onnx_path, metrics
-    )
-    return onnx_path, metrics, parity, card
+    out = tmp_path / "export"
+    return out, export_to(trained, processed, out), trained[1]
 
 
-def test_onnx_matches_pytorch_and_carries_its_preprocessing(exported, processed):
-    onnx_path, metrics, parity, card = exported
-    assert parity["prediction_agreement"] == 1.0 and parity["max_abs_logit_diff"] < 1e-4
-    assert json.loads(metrics.read_text()) == parity
-    assert parity["samples"] == len(load_split(processed, "test")[1])
-    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
-    assert json.loads(props["classes"]) == card["classes"]
-    assert json.loads(props["preprocessing"]) == card["preprocessing"]
+def test_every_format_matches_pytorch_and_carries_the_metadata(exported, processed):
+    out, metrics, card = exported
+    assert set(metrics["formats"]) == set(FORMATS)
+    assert metrics["samples"] == len(load_split(processed, "test")[1])
+    assert json.loads((out.parent / "e.json").read_text()) == metrics
+    for fmt in ("onnx", "pt2"):
+        m = metrics["formats"][fmt]
+        assert m["prediction_agreement"] == 1.0 and m["max_abs_logit_diff"] < 1e-4, fmt
+        assert m["accuracy"] == metrics["pytorch_accuracy"]
+    int8 = metrics["formats"]["onnx-int8"]
+    assert int8["accuracy_change"] == pytest.approx(int8["accuracy"] - metrics["pytorch_accuracy"])
+    for fmt, name in FILES.items():
+        runner = load_runner(out / name)
+        assert metrics["formats"][fmt]["file"] == name and runner.format == fmt
+        assert runner.classes == card["classes"]
+        assert json.loads(runner.metadata["preprocessing"]) == card["preprocessing"]
+        assert [i["name"] for i in runner.inputs] == ["pixels"]
+        for n in (1, 5):  # dynamic batch axis in every format
+            assert runner.run({"pixels": np.zeros((n, 1, 8, 8), np.uint8)}).shape == (n, 3)
 
 
-def test_dynamic_batch_dimension(exported):
-    import onnxruntime as ort
+def test_int8_static_by_default_dynamic_on_request(exported, trained, processed, tmp_path):
+    import onnx
 
-    session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])
-    for n in (1, 5):
-        out = session.run(None, {"pixels": np.zeros((n, 1, 8, 8), np.float32)})[0]
-        assert out.shape == (n, 3)
-
-
-def test_predict_uses_build_dataset_preprocessing(exported, image_folder, tmp_path):
-    onnx_path = exported[0]
-    files = sorted((image_folder / "class1").glob("*.png"))[:3]
-    big = tmp_path / "big.jpg"  # a different size and format goes through the same resize
-    Image.open(files[0]).convert("RGB").resize((64, 64)).save(big)
-    results = predict_files(onnx_path, [*files, big])
-    assert [r[0] for r in results] == [str(f) for f in [*files, big]]
-    assert all(0 < r[2] <= 1 for r in results)
-    assert [r[1] for r in results[:3]].count("class1") >= 2
+    static = onnx.load(str(exported[0] / "model.int8.onnx"))
+    assert load_runner(exported[0] / "model.int8.onnx").metadata["quantization"] == "static"
+    assert "QuantizeLinear" in {n.op_type for n in static.graph.node}
+    out = tmp_path / "dyn"
+    export_to(trained, processed, out, formats=("onnx-int8",), int8_quantization="dynamic")
+    dynamic = onnx.load(str(out / "model.int8.onnx"))
+    assert load_runner(out / "model.int8.onnx").metadata["quantization"] == "dynamic"
+    assert "DynamicQuantizeLinear" in {n.op_type for n in dynamic.graph.node}
 
 
-def test_predict_cli_prints_class_and_probability(exported, image_folder):
-    f = sorted((image_folder / "class0").glob("*.png"))[0]
-    out = subprocess.run(
-        [sys.executable, "-m", "torchstages.cli", "predict", str(exported[0]), str(f)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path, label, prob = out.strip().split("\t")
-    assert path == str(f) and label.startswith("class") and 0 < float(prob) <= 1
+def test_exports_are_byte_identical_on_rerun(exported, trained, processed, tmp_path):
+    first = exported[0]
+    second = tmp_path / "again" / "other-name"
+    export_to(trained, processed, second)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted([*FILES.values(), "MODEL_CARD.md"])
+    assert names == sorted(p.name for p in second.iterdir())
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_predict_errors_are_one_line(tmp_path, exported):
-    with pytest.raises(UserError, match="missing.onnx: model not found"):
-        predict_files(tmp_path / "missing.onnx", [])
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image at all")
-    with pytest.raises(UserError, match="bad.png: cannot decode image"):
-        predict_files(exported[0], [bad])
-
-
-def test_parity_failure_stops_the_stage(trained, processed, tmp_path):
-    outputs, _ = trained
-    with pytest.raises(UserError, match="ONNX disagrees with PyTorch"):
-        export_and_verify(
-            ExportParams(max_abs_diff=1e-30),
-            outputs.weights,
-            outputs.card,
-            processed,
-            tmp_path / "m.onnx",
-            tmp_path / "e.json",
-        )
-
-
-def test_onnx_file_holds_no_paths_or_debug_records(exported):
+def test_files_hold_no_paths_or_debug_records(exported, tmp_path):
     from conftest import ROOT
 
-    onnx_path = exported[0]
-    data = onnx_path.read_bytes()
-    assert str(ROOT).encode() not in data and b"stack_trace" not in data
-    assert all(not n.metadata_props for n in onnx.load(str(onnx_path)).graph.node)
+    out = exported[0]
+    for name in FILES.values():
+        data = (out / name).read_bytes()
+        assert str(ROOT).encode() not in data and str(tmp_path).encode() not in data, name
+        assert b"stack_trace" not in data and b".venv" not in data, name
+    for name in ("model.onnx", "model.int8.onnx"):
+        assert all(not n.metadata_props for n in onnx.load(str(out / name)).graph.node)
+
+
+def test_pt2_loads_with_torch_alone(exported, tmp_path):
+    """A user without this project: torch.export.load and the metadata are all it takes."""
+    out = exported[0]
+    code = (
+        "import sys, json, torch\n"
+        "sys.modules['torchstages'] = None  # any import of project code fails\n"
+        "extra = {'classes': '', 'preprocessing': ''}\n"
+        f"p = torch.export.load({str(out / 'model.pt2')!r}, extra_files=extra)\n"
+        "print(json.dumps([json.loads(extra['classes']), "
+        "list(p.module()(torch.zeros(4, 1, 8, 8)).shape)]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert json.loads(result.stdout) == [exported[2]["classes"], [4, 3]]
+
+
+def test_model_card_describes_data_inputs_and_every_format(exported):
+    out, metrics, card = exported
+    text = (out / "MODEL_CARD.md").read_text()
+    for cls in card["classes"]:
+        assert f"`{cls}`" in text
+    assert "| `pixels` | float32 | (N, 1, 8, 8) |" in text
+    assert '- interpolation: "bilinear"' in text
+    for fmt, m in metrics["formats"].items():
+        assert f"| {fmt} | `{m['file']}` |" in text
+    assert f"{metrics['pytorch_accuracy']:.4f}" in text and "## Intended use and limits" in text
+
+
+def test_only_the_formats_asked_for(trained, processed, tmp_path):
+    metrics = export_to(trained, processed, tmp_path / "x", formats=("pt2",))
+    assert list(metrics["formats"]) == ["pt2"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["MODEL_CARD.md", "model.pt2"]
+
+
+def test_fp32_parity_failure_names_the_format_and_keeps_the_old_export(
+    exported, trained, processed
+):
+    out = exported[0]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match=r"model.onnx: onnx disagrees with PyTorch"):
+        export_to(trained, processed, out, max_abs_diff=1e-30)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_each_fp32_format_must_agree_fully(tmp_path):
+    # pt2 runs PyTorch's own kernels (its difference is 0 on the tiny model): checked on numbers
+    disagreeing = {"max_abs_logit_diff": 1e-6, "prediction_agreement": 0.999, "accuracy_change": 0}
+    with pytest.raises(UserError, match=r"model.pt2: pt2 disagrees with PyTorch"):
+        _check(ExportParams(), {"formats": {"pt2": disagreeing}}, tmp_path)
+
+
+def test_int8_fails_only_beyond_its_accuracy_drop(tmp_path):
+    def metrics(change):
+        return {
+            "formats": {
+                "onnx-int8": {
+                    "max_abs_logit_diff": 0.5,  # never checked for int8
+                    "prediction_agreement": 0.9,
+                    "accuracy_change": change,
+                }
+            }
+        }
+
+    _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.02), tmp_path)
+    _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(0.01), tmp_path)
+    with pytest.raises(UserError, match=r"model.int8.onnx: onnx-int8 loses 0.0300 test accuracy"):
+        _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.03), tmp_path)
+
+
+def test_formats_param_is_checked():
+    with pytest.raises(ValueError, match="each format at most once"):
+        ExportParams(formats=("onnx", "onnx"))
+    with pytest.raises(ValueError):
+        ExportParams(formats=("tflite",))

@@ -35,8 +35,7 @@ def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
         shutil.copy(ROOT / name, folder.parent / name)
     env = {**os.environ, "PATH": str(folder)}
     env.pop("PYTHON", None)
-    return subprocess.run([MAKE, *args], cwd=folder.parent, env=env, capture_output=True,
-                          text=True)
+    return subprocess.run([MAKE, *args], cwd=folder.parent, env=env, capture_output=True, text=True)
 
 
 def test_picks_the_newest_supported_name_that_runs(tmp_path):

@@ -29,17 +29,47 @@ INDEX = "https://pypi.org/simple"
 PYTHONS = ("3.11", "3.12", "3.13")
 # uv's name for the platform, the marker environment pip sees there, extra environment for uv
 PLATFORMS = {
-    "linux-x86_64": ("x86_64-manylinux_2_28", {"sys_platform": "linux", "platform_system": "Linux",
-                                               "platform_machine": "x86_64", "os_name": "posix"}, {}),
-    "linux-aarch64": ("aarch64-manylinux_2_28", {"sys_platform": "linux", "platform_system": "Linux",
-                                                 "platform_machine": "aarch64", "os_name": "posix"}, {}),
+    "linux-x86_64": (
+        "x86_64-manylinux_2_28",
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": "x86_64",
+            "os_name": "posix",
+        },
+        {},
+    ),
+    "linux-aarch64": (
+        "aarch64-manylinux_2_28",
+        {
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": "aarch64",
+            "os_name": "posix",
+        },
+        {},
+    ),
     # wheels of onnxruntime (and others) start at macOS 14; the README says so
-    "macos-arm64": ("aarch64-apple-darwin", {"sys_platform": "darwin", "platform_system": "Darwin",
-                                             "platform_machine": "arm64", "os_name": "posix"},
-                    {"MACOSX_DEPLOYMENT_TARGET": "14.0"}),
-    "windows-x86_64": ("x86_64-pc-windows-msvc", {"sys_platform": "win32",
-                                                  "platform_system": "Windows",
-                                                  "platform_machine": "AMD64", "os_name": "nt"}, {}),
+    "macos-arm64": (
+        "aarch64-apple-darwin",
+        {
+            "sys_platform": "darwin",
+            "platform_system": "Darwin",
+            "platform_machine": "arm64",
+            "os_name": "posix",
+        },
+        {"MACOSX_DEPLOYMENT_TARGET": "14.0"},
+    ),
+    "windows-x86_64": (
+        "x86_64-pc-windows-msvc",
+        {
+            "sys_platform": "win32",
+            "platform_system": "Windows",
+            "platform_machine": "AMD64",
+            "os_name": "nt",
+        },
+        {},
+    ),
 }
 TARGETS = [(p, v) for p in PLATFORMS for v in PYTHONS]
 # CUDA libraries of PyPI's Linux torch; nvidia-ml-py is pure Python (NVML calls) that dvclive
@@ -48,8 +78,13 @@ GPU_ONLY = re.compile(r"^(nvidia-(?!ml-py$)|cuda-|triton$)")
 
 
 def _environment(platform: str, python: str) -> dict[str, str]:
-    return {**PLATFORMS[platform][1], "python_version": python, "python_full_version": f"{python}.0",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    return {
+        **PLATFORMS[platform][1],
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
 
 
 def _read_lock() -> list[Requirement]:
@@ -115,8 +150,11 @@ def test_cpu_torch_filter_in_makefile_removes_exactly_the_linux_only_packages():
     linux = set(_pins_for("linux-x86_64", "3.12"))
     elsewhere = set(_pins_for("macos-arm64", "3.12")) | set(_pins_for("windows-x86_64", "3.12"))
     lines = [line for line in LOCK.read_text().splitlines() if not line.startswith(" ")]
-    dropped = {canonicalize_name(Requirement(line.split(";")[0]).name)
-               for line in lines if line and not line.startswith("#") and pattern.search(line)}
+    dropped = {
+        canonicalize_name(Requirement(line.split(";")[0]).name)
+        for line in lines
+        if line and not line.startswith("#") and pattern.search(line)
+    }
     assert dropped == {name for name in linux - elsewhere if GPU_ONLY.match(name)}
     assert dropped and "torch" not in dropped and "nvidia-ml-py" not in dropped
 
@@ -124,18 +162,31 @@ def test_cpu_torch_filter_in_makefile_removes_exactly_the_linux_only_packages():
 def _registry_reason() -> str | None:
     """Why the registry cannot be asked, or None when it answers."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(f"{INDEX}/pip/", method="HEAD"),
-                                    timeout=15):
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{INDEX}/pip/", method="HEAD"), timeout=15
+        ):
             return None
     except (urllib.error.URLError, OSError) as err:
         return f"{INDEX} is unreachable ({err}): the lock was NOT resolved for any target"
 
 
 def _uv(uv: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [uv, "pip", "compile", str(LOCK), *args, "--index-url", INDEX, "--no-header",
-           "--no-annotate", "--quiet", "--no-config"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        str(LOCK),
+        *args,
+        "--index-url",
+        INDEX,
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--no-config",
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
 
 
 def _resolve(platform: str, python: str, uv: str) -> subprocess.CompletedProcess:
@@ -169,8 +220,14 @@ def make_lock(uv, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
         shutil.copy(ROOT / name, copy / name)
     env = {**os.environ, "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}"}
     # -o: the venv is not built here; make lock only needs uv
-    run = subprocess.run(["make", "-o", ".venv/.installed", "lock"], cwd=copy, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        ["make", "-o", ".venv/.installed", "lock"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return run, copy / "requirements.lock"
 
 

@@ -244,7 +244,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         outputs.weights,
         outputs.card,
         processed,
-        tmp_path / "m.onnx",
+        tmp_path / "export",
         tmp_path / "e.json",
     )
     assert parity["prediction_agreement"] == 1.0

@@ -53,7 +53,8 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     )
     metrics = json.loads((repo / "metrics/test.json").read_text())
     assert metrics["accuracy"] > 0.7 and metrics["samples"] == meta["counts"]["test"]
-    assert json.loads((repo / "metrics/export.json").read_text())["prediction_agreement"] == 1.0
+    parity = json.loads((repo / "metrics/export.json").read_text())["formats"]["onnx"]
+    assert parity["prediction_agreement"] == 1.0
     for path in ("plots/test/confusion.csv", "plots/test/confusion.png", "reports/report.md"):
         assert (repo / path).exists(), path
     assert "rows" in (repo / "reports/report.md").read_text()
@@ -89,15 +90,13 @@ def test_predict_a_csv_with_the_exported_model(classification):
     rows = make_table(20, seed=5).drop(columns="target")  # no target column, new rows
     rows.loc[0, "colour"] = "purple"  # never seen in training: the 'other' index, with a warning
     path = write_table(rows, repo / "new", "rows.csv")
-    out = run(["torchstages", "predict", "models/export/model.onnx", str(path)], repo)
+    out = run(["torchstages", "predict", str(path)], repo)
     table = list(csv.reader(out.stdout.splitlines()))
     assert table[0] == ["line", "predicted_target", "probability"]
     assert len(table) == 21 and {r[1] for r in table[1:]} <= {"high", "low"}
     assert "not seen in training" in out.stderr and "purple" not in out.stdout
     missing = write_table(rows.drop(columns="x1"), repo / "new", "bad.csv")
-    result = run(
-        ["torchstages", "predict", "models/export/model.onnx", str(missing)], repo, check=False
-    )
+    result = run(["torchstages", "predict", str(missing)], repo, check=False)
     assert result.returncode == 2 and "missing column(s) ['x1']" in result.stderr
 
 
@@ -111,7 +110,7 @@ def test_regression_table_end_to_end(tmp_path):
         assert (repo / "plots/test" / picture).exists()
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     assert shown["data"]["test-predicted-vs-actual"][0]["content"]["data"]["values"]
-    out = run(["torchstages", "predict", "models/export/model.onnx", "data/raw/table.csv"], repo)
+    out = run(["torchstages", "predict", "data/raw/table.csv"], repo)
     header, first = list(csv.reader(out.stdout.splitlines()))[:2]
     assert header == ["line", "predicted_target"] and float(first[1])
 

@@ -1,9 +1,10 @@
-"""The ``torchstages`` command: demo data, prediction, params reference, model summary, report,
-comparison of two runs."""
+"""The ``torchstages`` command: demo data, prediction, serving, params reference, model summary,
+report, comparison of two runs."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -23,11 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["breast_cancer", "wine", "iris", "diabetes"],
         help="write this scikit-learn table as DIR/<name>.csv instead of the digit images",
     )
-    predict = sub.add_parser(
-        "predict", help="classify image files, or predict every row of a table, with an ONNX model"
-    )
-    predict.add_argument("model", type=Path, help="e.g. models/export/model.onnx")
-    predict.add_argument("images", nargs="+", type=Path, help="image files, or one .csv/.parquet")
+    _add_predict(sub)
+    _add_serve(sub)
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
     summary = sub.add_parser(
         "summary", help="build train.model for the dataset: parameter counts and output shape"
@@ -68,21 +66,12 @@ def main(argv: list[str] | None = None) -> int:
                 written = write_demo_digits(args.dir)
                 print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
         elif args.command == "predict":
-            from torchstages.deploy.predict import predict_files, predict_rows
+            return _predict(args)
+        elif args.command == "serve":
+            from torchstages.deploy.serve import Limits, serve
 
-            tables = [p for p in args.images if p.suffix.lower() in TABLE_SUFFIXES]
-            if tables:
-                if len(args.images) != 1:
-                    raise UserError("predict: give one table file, or image files (not both)")
-                import csv
-
-                header, rows = predict_rows(args.model, tables[0])
-                writer = csv.writer(sys.stdout, lineterminator="\n")
-                writer.writerow(header)
-                writer.writerows(rows)
-            else:
-                for file, label, prob in predict_files(args.model, args.images):
-                    print(f"{file}\t{label}\t{prob:.4f}")
+            limits = Limits(args.max_request_bytes, args.max_images, args.max_pixels, args.top_k)
+            serve(args.model, args.host, args.port, limits, args.threads)
         elif args.command == "params":
             from torchstages.params.reference import params_reference
 
@@ -110,6 +99,131 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from torchstages.paths import ONNX_MODEL
+
+    p = sub.add_parser(
+        "predict",
+        help="classify files with an exported model (ONNX Runtime; no torch on that path)",
+        description="Exit status: 0 all inputs classified, 1 some could not be read (error rows), "
+        "2 usage error.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
+        "for a table model: one .csv/.tsv/.parquet file of rows",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
+    p.add_argument("--top-k", type=_positive, default=1, help="classes per input (default 1)")
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "jsonl"],
+        help="default: table on a terminal, else jsonl (csv for an --output ending in .csv)",
+    )
+    p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--workers", type=int, default=0, help="decode threads (0: one per core)")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from torchstages.deploy.readers import DEFAULT_MAX_PIXELS
+    from torchstages.paths import ONNX_MODEL
+
+    p = sub.add_parser("serve", help="HTTP service over an exported model (FastAPI + uvicorn)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--max-request-bytes", type=_positive, default=32 << 20)
+    p.add_argument("--max-images", type=_positive, default=64, help="images per request")
+    p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="per image")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0: per core)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """0: every input classified; 1: some got an error row; a UserError (2) above."""
+    from torchstages.deploy.predict import default_format, expand_inputs, predict, write_results
+    from torchstages.deploy.readers import reader_for
+    from torchstages.deploy.runtime import load_runner
+    from torchstages.io import atomic_path
+
+    if hasattr(signal, "SIGPIPE"):
+        # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
+    if tables:  # rows to predict for a table model; for an image model, lists of image paths
+        from torchstages.tables.predict import table_model
+
+        found = table_model(args.model)
+        if found is not None:
+            return _predict_table(args, *found)
+    runner = load_runner(args.model)
+    reader = reader_for(runner.metadata)
+    sources = expand_inputs(args.inputs, reader, sys.stdin)
+    if not sources:
+        raise UserError(f"no inputs found in {' '.join(args.inputs)}")
+    k = min(args.top_k, len(runner.classes))
+    fmt = args.format or default_format(
+        None if args.output is None else str(args.output), sys.stdout.isatty()
+    )
+    results = predict(runner, reader, sources, k, args.batch_size, args.workers)
+    if sys.stderr.isatty() and len(sources) > args.batch_size:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(sources), unit="input", file=sys.stderr)
+    width = max(len(s) for s in sources)
+    if args.output is None:
+        failed = write_results(results, fmt, sys.stdout, k, width)
+    else:
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            failed = write_results(results, fmt, f, k, width)
+    if failed:
+        print(f"predict: {failed} of {len(sources)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _predict_table(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+    """Every row of one table file: CSV with line, prediction (and probability) per row."""
+    import csv
+
+    from torchstages.io import atomic_path
+    from torchstages.tables.predict import predict_table
+
+    if len(args.inputs) != 1:
+        raise UserError("predict: a table model takes one table file (.csv, .tsv or .parquet)")
+    header, rows = predict_table(session, metadata, Path(args.inputs[0]))
+
+    def write(out) -> None:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    if args.output is None:
+        write(sys.stdout)
+    else:
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            write(f)
     return 0
 
 

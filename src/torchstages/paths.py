@@ -18,6 +18,9 @@ PLOTS = Path("plots")
 PREDICTIONS = Path("predictions")
 REPORTS = Path("reports")
 EXPORT_DIR = MODELS / "export"
-ONNX_MODEL = EXPORT_DIR / "model.onnx"
+# one file per export format (params export.formats); the int8 file is ONNX too, for ONNX Runtime
+EXPORT_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "onnx-int8": "model.int8.onnx"}
+ONNX_MODEL = EXPORT_DIR / EXPORT_FILES["onnx"]
+EXPORT_CARD = EXPORT_DIR / "MODEL_CARD.md"
 
 SPLIT_NAMES = ("train", "val", "test")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torchstages.errors import UserError
 
-__all__ = ["Row", "Discovery", "discover", "discover_images", "is_image_bytes"]
+__all__ = ["Row", "Discovery", "discover", "discover_images", "is_image_bytes", "is_skipped_name"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,12 @@ def _walk_class(
                     rows.append(Row(rel, label, hashlib.sha256(data).hexdigest()))
                     continue
             skipped.append((rel, reason))
+
+
+def is_skipped_name(name: str) -> bool:
+    """Names the split stage never reads as data: hidden files and folders, and OS litter
+    (``Thumbs.db``, ``__MACOSX``); predict walks folders by the same rule."""
+    return name.startswith(".") or name in _SYSTEM_NAMES or name in _SYSTEM_DIRS
 
 
 def _name(name: str) -> str:

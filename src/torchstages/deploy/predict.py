@@ -1,60 +1,200 @@
-"""Classify image files with an exported ONNX model, using the preprocessing stored inside it."""
+"""``torchstages predict``: inputs (files, folders, lists of paths, stdin) -> top-k classes per
+input, with an error row for each input that cannot be read. Generic over data kinds: the
+model's reader (``deploy/readers.py``) turns bytes into named arrays; no torch on the ONNX path.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from torchstages.data.images import Preprocessing, load_image
+from torchstages.data.discover import is_skipped_name
+from torchstages.deploy.readers import Reader
+from torchstages.deploy.runtime import Runner, softmax
 from torchstages.errors import UserError
 
-__all__ = ["Prediction", "predict_files", "predict_rows"]
+__all__ = [
+    "Result",
+    "expand_inputs",
+    "predict",
+    "top_k",
+    "write_results",
+    "default_format",
+]
 
-Prediction = tuple[str, str, float]  # (file, class, probability)
+LIST_SUFFIXES = (".csv", ".txt", ".lst")
+_COLS = ("class", "probability")
 
 
-def predict_files(model_path: Path, files: list[Path], batch_size: int = 256) -> list[Prediction]:
-    """Top-1 class and its softmax probability for each file, in the order given."""
-    import onnxruntime as ort
+@dataclass(frozen=True)
+class Result:
+    """One input's answer: the best classes with their probabilities, or why it failed."""
 
-    if not model_path.exists():
-        raise UserError(f"{model_path}: model not found (run dvc repro to export it)")
+    source: str
+    top: list[tuple[str, float]] = field(default_factory=list)  # best first
+    error: str | None = None
+
+
+def expand_inputs(args: Iterable[str], reader: Reader, stdin: IO[str] | None = None) -> list[str]:
+    """Every input named by ``args``, in order: a file as given; a folder's files recursively
+    (sorted; hidden files and folders skipped and non-inputs left out by content, as the
+    split stage does); a ``.csv``/``.txt`` list (one path per line, or a ``path`` column, else
+    the first one; relative to the current folder); ``-``: such a list on stdin.
+
+    A path that does not exist stays in the list and gets an error row, so one typo does not
+    stop a long run.
+    """
+    found: list[str] = []
+    for arg in args:
+        if arg == "-":
+            if stdin is None:
+                raise UserError("-: no stdin to read paths from")
+            found += _walk_all(_list_entries(stdin.read()), reader)
+        elif (
+            Path(arg).is_file()
+            and arg.lower().endswith(LIST_SUFFIXES)
+            and not _is_input(Path(arg), reader)
+        ):
+            found += _walk_all(_list_entries(_read_list(Path(arg))), reader)
+        else:
+            found += _walk_all([arg], reader)
+    return found
+
+
+def _read_list(path: Path) -> str:
     try:
-        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise UserError(f"{model_path}: not a loadable ONNX model ({exc})") from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("kind") == "table":
-        raise UserError(f"{model_path}: a table model: give it one CSV or Parquet file of rows")
-    if "classes" not in meta or "preprocessing" not in meta:
-        raise UserError(f"{model_path}: no torchstages metadata (export it with the export stage)")
-    classes = json.loads(meta["classes"])
-    prep = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
-    results: list[Prediction] = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels = np.stack([load_image(f, prep) for f in chunk]).astype(np.float32)
-        logits = session.run(None, {"pixels": pixels})[0]
-        # softmax after the model, never inside it: the network outputs logits
-        exp = np.exp(logits - logits.max(1, keepdims=True))
-        probs = exp / exp.sum(1, keepdims=True)
-        for f, p in zip(chunk, probs, strict=True):
-            results.append((str(f), classes[int(p.argmax())], float(p.max())))
-    return results
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the list of inputs ({exc})") from None
 
 
-def predict_rows(model_path: Path, table: Path) -> tuple[list[str], list[list]]:
-    """A table model's predictions for every row of ``table`` (see tables/predict.py)."""
-    import onnxruntime as ort
+def _list_entries(text: str) -> list[str]:
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and r[0].strip()]
+    column = 0
+    if rows and "path" in [c.strip().lower() for c in rows[0]]:
+        column = [c.strip().lower() for c in rows[0]].index("path")
+        rows = rows[1:]
+    return [r[column].strip() for r in rows if not r[column].lstrip().startswith("#")]
 
-    from torchstages.tables.predict import predict_table
 
-    if not model_path.exists():
-        raise UserError(f"{model_path}: model not found (run dvc repro to export it)")
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("kind") != "table":
-        raise UserError(f"{model_path}: an image model: give it image files, not a table")
-    return predict_table(session, meta, table)
+def _walk_all(entries: list[str], reader: Reader) -> list[str]:
+    return [f for entry in entries for f in (_walk(entry, reader) if entry else [])]
+
+
+def _walk(entry: str, reader: Reader) -> list[str]:
+    if not Path(entry).is_dir():
+        return [entry]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(entry):
+        dirnames[:] = sorted(d for d in dirnames if not is_skipped_name(d))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if not is_skipped_name(name) and _is_input(Path(path), reader):
+                found.append(path)
+    return found
+
+
+def _is_input(path: Path, reader: Reader) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return reader.accepts(f.read(16))
+    except OSError:
+        return False
+
+
+def predict(
+    runner: Runner,
+    reader: Reader,
+    sources: list[str],
+    k: int = 1,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> Iterator[Result]:
+    """Results in the order of ``sources``. Inputs are decoded by a thread pool (decoding
+    releases the GIL) one batch ahead of the model, so decoding overlaps inference."""
+    chunks = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+
+        def submit(chunk: list[str]) -> list[Future]:
+            return [pool.submit(_read, reader, source) for source in chunk]
+
+        pending = submit(chunks[0]) if chunks else []
+        for i, chunk in enumerate(chunks):
+            decoded = [f.result() for f in pending]
+            pending = submit(chunks[i + 1]) if i + 1 < len(chunks) else []
+            yield from _classify(runner, chunk, decoded, k)
+
+
+def _read(reader: Reader, source: str) -> dict[str, np.ndarray] | str:
+    """The sample's named arrays, or the reason it cannot be used (without the path)."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+        return reader.decode(data, source)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    except UserError as exc:
+        return str(exc).removeprefix(f"{source}: ")
+    except Exception as exc:  # a decoder failing in a way it does not name: one row, not the run
+        return f"cannot decode ({exc!r})"
+
+
+def _classify(
+    runner: Runner, chunk: list[str], decoded: list[dict[str, np.ndarray] | str], k: int
+) -> Iterator[Result]:
+    ok = [d for d in decoded if isinstance(d, dict)]
+    probs: Iterator[np.ndarray] = iter(())
+    if ok:
+        batch = {name: np.stack([d[name] for d in ok]) for name in ok[0]}
+        probs = iter(softmax(runner.run(batch)))
+    classes = runner.classes
+    for source, d in zip(chunk, decoded, strict=True):
+        if isinstance(d, str):
+            yield Result(source, error=d)
+        else:
+            yield Result(source, top_k(next(probs), classes, k))
+
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes, best first; ties keep the class order."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(classes[i], float(probs[i])) for i in order]
+
+
+def write_results(results: Iterable[Result], fmt: str, out: IO[str], k: int, width: int) -> int:
+    """Write each result as it comes; the number of error rows. ``width``: the table's path
+    column (known from the input list, so rows print as they are ready)."""
+    failed = 0
+    names = ["class", "probability"] + [f"{c}_{r}" for r in range(2, k + 1) for c in _COLS]
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["path", *names, "error"])
+    for r in results:
+        failed += r.error is not None
+        if fmt == "jsonl":
+            top = [{"class": c, "probability": round(p, 6)} for c, p in r.top]
+            out.write(json.dumps({"path": r.source, "top": top, "error": r.error}) + "\n")
+        elif writer is not None:
+            cells = [x for c, p in r.top for x in (c, f"{p:.6f}")]
+            writer.writerow([r.source, *cells, *[""] * (len(names) - len(cells)), r.error or ""])
+        else:
+            answer = "  ".join(f"{c} {p:.4f}" for c, p in r.top) or f"error: {r.error}"
+            out.write(f"{r.source:<{width}}  {answer}\n")
+        out.flush()
+    return failed
+
+
+def default_format(output: str | None, is_terminal: bool) -> str:
+    """table on a terminal; else by the output file's suffix (.csv), else jsonl (for pipes)."""
+    if output is not None:
+        return "csv" if output.lower().endswith(".csv") else "jsonl"
+    return "table" if is_terminal else "jsonl"

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from torchstages.data.store import load_table_split
+from torchstages.deploy.exportable import Exportable
 from torchstages.errors import UserError
-from torchstages.io import atomic_path, write_json
+from torchstages.io import atomic_dir, atomic_path, write_json
 from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 from torchstages.tables.evaluate import table_outputs
 
-__all__ = ["TableModel", "export_table_onnx", "export_and_verify_table"]
+__all__ = ["TableModel", "export_and_verify_table", "export_table_onnx", "table_exportable"]
 
 log = logging.getLogger(__name__)
 
@@ -33,84 +34,98 @@ class TableModel(nn.Module):
     """The trained network as deployed: raw inputs in; regression outputs un-standardised.
 
     Only the inputs the table has are graph inputs (a table without categorical columns has no
-    ``categorical`` input): ONNX handles zero-width tensors poorly.
+    ``categorical`` input): ONNX handles zero-width tensors poorly. :func:`table_model` picks the
+    subclass whose ``forward`` takes exactly those.
     """
 
     def __init__(self, model: nn.Module, card: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
-        self.n_numeric = len(card["schema"]["numeric"])
-        self.n_categorical = len(card["schema"]["categorical"])
         regression = card["task"] == "regression"
         self.register_buffer("scale", torch.tensor(card["target_std"] if regression else 1.0))
         self.register_buffer("shift", torch.tensor(card["target_mean"] if regression else 0.0))
         self.regression = regression
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        it = iter(inputs)
-        numeric = next(it) if self.n_numeric else None
-        categorical = next(it) if self.n_categorical else None
-        # zero-width slices of the other input keep the batch dimension symbolic in the export
-        if numeric is None:
-            numeric = categorical[:, :0].float()
-        if categorical is None:
-            categorical = numeric[:, :0].long()
+    def run(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         out = self.model(numeric, categorical)
         return out * self.scale + self.shift if self.regression else out
 
 
+class _Both(TableModel):
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        return self.run(numeric, categorical)
+
+
+class _NumericOnly(TableModel):
+    def forward(self, numeric: torch.Tensor) -> torch.Tensor:
+        # a zero-width slice keeps the batch dimension symbolic in the export
+        return self.run(numeric, numeric[:, :0].long())
+
+
+class _CategoricalOnly(TableModel):
+    def forward(self, categorical: torch.Tensor) -> torch.Tensor:
+        return self.run(categorical[:, :0].float(), categorical)
+
+
 def input_names(card: dict[str, Any]) -> list[str]:
     schema = card["schema"]
-    return [
-        n
-        for n, cols in (("numeric", schema["numeric"]), ("categorical", schema["categorical"]))
-        if cols
-    ]
+    present = (("numeric", schema["numeric"]), ("categorical", schema["categorical"]))
+    return [name for name, cols in present if cols]
+
+
+def table_model(model: nn.Module, card: dict[str, Any]) -> TableModel:
+    names = input_names(card)
+    cls = {2: _Both}.get(len(names)) or (_NumericOnly if names == ["numeric"] else _CategoricalOnly)
+    return cls(model, card).eval()
+
+
+def table_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
+    """The deploy side's view of a table model (see deploy/exportable.py)."""
+    schema = card["schema"]
+    widths = {"numeric": len(schema["numeric"]), "categorical": len(schema["categorical"])}
+    dtypes = {"numeric": torch.float32, "categorical": torch.long}
+    docs = {
+        "numeric": "raw values of the schema's numeric columns, NaN = missing",
+        "categorical": "indices from the schema's vocabularies (0 missing, 1 other/unseen)",
+    }
+    names = input_names(card)
+    metadata = {"schema": json.dumps(schema, sort_keys=True), "task": card["task"]}
+    metadata["target"] = card["target"]
+    return Exportable(
+        module=table_model(model, card),
+        example={n: torch.zeros(2, widths[n], dtype=dtypes[n]) for n in names},
+        inputs=[
+            {
+                "name": n,
+                "dtype": "float32" if n == "numeric" else "int64",
+                "shape": [None, widths[n]],
+                "doc": docs[n],
+            }
+            for n in names
+        ],
+        metadata=metadata,
+    )
 
 
 def export_table_onnx(model: nn.Module, card: dict[str, Any], target: Path, opset: int) -> None:
     import onnx
 
-    from torchstages.deploy.export import _strip_debug_metadata
+    from torchstages.deploy.export import onnx_proto
 
-    wrapped = TableModel(model, card).eval()
-    names = input_names(card)
-    example = {
-        "numeric": torch.zeros(2, len(card["schema"]["numeric"])),
-        "categorical": torch.zeros(2, len(card["schema"]["categorical"]), dtype=torch.long),
-    }
-    batch = torch.export.Dim("batch", min=1)
-    output = "prediction" if card["task"] == "regression" else "logits"
-    program = torch.onnx.export(
-        wrapped,
-        tuple(example[n] for n in names),
-        dynamo=True,
-        opset_version=opset,
-        input_names=names,
-        output_names=[output],
-        dynamic_shapes=(tuple({0: batch} for _ in names),),  # forward takes *inputs
-        verbose=False,
-    )
-    proto = program.model_proto
+    exp = table_exportable(model, card)
     metadata = {
+        **exp.metadata,
         "kind": "table",
-        "task": card["task"],
-        "target": card["target"],
-        "schema": json.dumps(card["schema"], sort_keys=True),
-        "input": "numeric: float32 (N, F) raw values, NaN = missing; categorical: int64 (N, C) "
-        "indices from the schema's vocabularies (0 missing, 1 other/unseen)",
+        "format": "onnx",
+        "inputs": json.dumps(exp.inputs, sort_keys=True),
         "output": "float32 (N, classes) logits; softmax gives probabilities"
-        if output == "logits"
+        if card["task"] == "classification"
         else f"float32 (N, 1) predicted {card['target']}",
     }
     if "classes" in card:
         metadata["classes"] = json.dumps(card["classes"])
-    _strip_debug_metadata(proto)
-    del proto.metadata_props[:]
-    for key, value in sorted(metadata.items()):
-        proto.metadata_props.add(key=key, value=value)
     with atomic_path(target) as tmp:
-        onnx.save_model(proto, str(tmp))
+        onnx.save_model(onnx_proto(exp, metadata, opset), str(tmp))
 
 
 def onnx_outputs(session: Any, card: dict[str, Any], numeric: np.ndarray, categorical: np.ndarray):
@@ -123,45 +138,65 @@ def export_and_verify_table(
     weights: Path,
     card_path: Path,
     processed: Path,
-    onnx_path: Path,
+    export_dir: Path,
     metrics_path: Path,
-) -> dict[str, float]:
-    """Export, run ONNX Runtime and PyTorch on the whole test split, compare, write metrics."""
+) -> dict[str, Any]:
+    """Export ONNX into ``export_dir``, run ONNX Runtime and PyTorch on the whole test split,
+    compare, write metrics (the layout images use: ``formats.onnx``). A model that disagrees
+    leaves the previous export folder as it was."""
     import onnxruntime as ort
 
+    if "onnx" not in params.formats:
+        raise UserError("export.formats: a table model is exported as onnx; add it to the list")
+    others = [f for f in params.formats if f != "onnx"]
+    if others:
+        log.info("export: a table model is exported as ONNX only (not yet %s)", ", ".join(others))
     model, card = load_model(weights, card_path)
-    export_table_onnx(model, card, onnx_path, params.opset)
-    numeric, categorical, _ = load_table_split(processed, "test")
-    numeric, categorical = np.asarray(numeric), np.asarray(categorical)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ours = onnx_outputs(session, card, numeric, categorical)
+    numeric, categorical, _ = (np.asarray(a) for a in load_table_split(processed, "test"))
+    with atomic_dir(export_dir) as staging:
+        export_table_onnx(model, card, staging / "model.onnx", params.opset)
+        session = ort.InferenceSession(
+            str(staging / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        ours = onnx_outputs(session, card, numeric, categorical)
+        parity = _parity(ours, model, card, numeric, categorical, params.max_abs_diff)
+        write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(numeric)})
+        log.info(
+            "export: %s  max |diff| %.1e  agreement %.4f on %d test rows",
+            export_dir / "model.onnx",
+            parity["max_abs_logit_diff"],
+            parity["prediction_agreement"],
+            len(numeric),
+        )
+        if (
+            parity["max_abs_logit_diff"] > params.max_abs_diff
+            or parity["prediction_agreement"] < params.min_agreement
+        ):
+            raise UserError(
+                f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
+                f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
+                f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
+            )
+    return parity
+
+
+def _parity(
+    ours: np.ndarray,
+    model: nn.Module,
+    card: dict[str, Any],
+    numeric: np.ndarray,
+    categorical: np.ndarray,
+    tolerance: float,
+) -> dict[str, float]:
+    """Max difference to eager PyTorch and the share of rows that agree: the same class, or for
+    regression a value within ``tolerance`` standard deviations of the target."""
     torch_out = table_outputs(model, numeric, categorical, 1024, torch.device("cpu")).numpy()
     if card["task"] == "regression":
         torch_out = torch_out * card["target_std"] + card["target_mean"]
         # relative to the target's scale: a price in thousands differs in more absolute digits
         relative = np.abs(ours - torch_out)[:, 0] / card["target_std"]
-        diff = float(relative.max())
-        agreement = float((relative <= params.max_abs_diff).mean())
+        diff, agreement = float(relative.max()), float((relative <= tolerance).mean())
     else:
         diff = float(np.abs(ours - torch_out).max())
         agreement = float((ours.argmax(1) == torch_out.argmax(1)).mean())
-    parity = {
-        "max_abs_logit_diff": float(f"{diff:.1e}"),
-        "prediction_agreement": agreement,
-        "samples": len(numeric),
-    }
-    write_json(metrics_path, parity)
-    log.info(
-        "export: %s  max |diff| %.1e  agreement %.4f on %d test rows",
-        onnx_path,
-        parity["max_abs_logit_diff"],
-        agreement,
-        len(numeric),
-    )
-    if parity["max_abs_logit_diff"] > params.max_abs_diff or agreement < params.min_agreement:
-        raise UserError(
-            f"{onnx_path}: ONNX disagrees with PyTorch (max |diff| {diff:.1e} > "
-            f"export.max_abs_diff {params.max_abs_diff} or agreement {agreement:.4f} < "
-            "export.min_agreement)"
-        )
-    return parity
+    return {"max_abs_logit_diff": float(f"{diff:.1e}"), "prediction_agreement": agreement}

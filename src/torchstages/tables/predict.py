@@ -1,5 +1,5 @@
 """Predict a table's target with an exported ONNX model: rows of a CSV/Parquet file in, one
-prediction per row out, encoded by the very function build-dataset used."""
+prediction per row out, encoded by the very function build-dataset used. No torch here."""
 
 from __future__ import annotations
 
@@ -10,18 +10,32 @@ from typing import Any
 
 import numpy as np
 
+from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
 
-__all__ = ["predict_table"]
+__all__ = ["table_model", "predict_table"]
 
 log = logging.getLogger(__name__)
+_BATCH = 4096
 
 
-def predict_table(
-    session: Any, meta: dict[str, str], table: Path
-) -> tuple[list[str], list[list[Any]]]:
+def table_model(path: Path) -> tuple[Any, dict[str, str]] | None:
+    """(ONNX Runtime session, metadata) when ``path`` is an exported table model, else None."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise UserError(f"{path}: model not found (run dvc repro to export it)")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise UserError(f"{path}: not a loadable ONNX model ({exc})") from None
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    return (session, meta) if meta.get("kind") == "table" else None
+
+
+def predict_table(session: Any, meta: dict[str, str], table: Path) -> tuple[list[str], list[list]]:
     """(header, rows): the file's line number, the prediction, and for classes its probability.
 
     The target column may be present (it is ignored), extra columns are ignored, a missing
@@ -40,20 +54,21 @@ def predict_table(
     names = [i.name for i in session.get_inputs()]
     out = np.concatenate(
         [
-            session.run(None, {n: feeds[n][i : i + 4096] for n in names})[0]
-            for i in range(0, len(frame), 4096)
+            session.run(None, {n: feeds[n][i : i + _BATCH] for n in names})[0]
+            for i in range(0, len(frame), _BATCH)
         ]
     )
     lines = frame.index.tolist()
+    column = f"predicted_{meta['target']}"
     if meta["task"] == "regression":
-        return ["line", f"predicted_{meta['target']}"], [
+        return ["line", column], [
             [n, round(float(v), 6)] for n, v in zip(lines, out[:, 0], strict=True)
         ]
     classes = json.loads(meta["classes"])
     # softmax after the model, never inside it: the network outputs logits
     exp = np.exp(out - out.max(1, keepdims=True))
     probs = exp / exp.sum(1, keepdims=True)
-    return ["line", f"predicted_{meta['target']}", "probability"], [
+    return ["line", column, "probability"], [
         [n, classes[int(p.argmax())], round(float(p.max()), 6)]
         for n, p in zip(lines, probs, strict=True)
     ]

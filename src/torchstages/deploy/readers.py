@@ -1,0 +1,76 @@
+"""The predict/serve side of a data kind, in one place: raw input bytes -> the model's named
+input arrays for one sample. No torch here: predict and serve start without it.
+
+A new kind adds a reader class with the same three members and one branch in
+:func:`reader_for`; predict's input expansion, batching and output, and the HTTP service, are
+generic over readers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from torchstages.data.discover import is_image_bytes
+from torchstages.data.images import Preprocessing, decode_image
+from torchstages.errors import UserError
+
+__all__ = ["Reader", "ImageReader", "InputTooLarge", "reader_for", "DEFAULT_MAX_PIXELS"]
+
+DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to ~120 MB of RGB
+
+
+class InputTooLarge(UserError):
+    """An input over a size limit (serve answers 413, not 400)."""
+
+
+class Reader(Protocol):
+    """Turns one raw input (a file's bytes, an upload) into the model's named input arrays."""
+
+    def accepts(self, head: bytes) -> bool:
+        """Whether a file starting with ``head`` (16 bytes) is an input, for folder walks."""
+        ...
+
+    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
+        """One sample per input name, without the batch axis; ``UserError`` naming ``name``."""
+        ...
+
+
+class ImageReader:
+    """Images: the same decode and resize as build-dataset (``data/images.py``), and a pixel
+    limit checked on the header before any pixel is decoded (decompression bombs)."""
+
+    def __init__(self, preprocessing: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.prep = Preprocessing.from_dict(preprocessing)
+        self.max_pixels = max_pixels
+
+    def accepts(self, head: bytes) -> bool:
+        return is_image_bytes(head)
+
+    def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
+        try:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                width, height = img.size
+        except Exception:  # not an image at all: decode_image below names the reason
+            width = height = 0
+        if width * height > self.max_pixels:
+            raise InputTooLarge(
+                f"{name}: {width}x{height} is {width * height:,} pixels, over the limit of "
+                f"{self.max_pixels:,}"
+            )
+        try:
+            return {"pixels": decode_image(data, name, self.prep)}
+        except Image.DecompressionBombError as exc:  # frames or layers beyond the header's size
+            raise InputTooLarge(f"{name}: {exc}") from None
+
+
+def reader_for(metadata: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Reader:
+    """The reader for the data kind named in an exported model's metadata."""
+    kind = metadata.get("kind", "images")
+    if kind == "images":
+        return ImageReader(json.loads(metadata["preprocessing"]), max_pixels)
+    raise UserError(f"model: data kind {kind!r} has no reader for predict/serve (known: images)")
