@@ -29,7 +29,16 @@ from test_pipeline import STAGES, commit, repro, run
 pytestmark = pytest.mark.slow
 
 KILL_POINTS = int(os.environ.get("TORCHSTAGES_KILL_POINTS", "2"))
-TRACKED = ("data/splits", "data/processed", "models", "metrics", "plots", "reports", "dvclive")
+TRACKED = (
+    "data/splits",
+    "data/processed",
+    "models",
+    "metrics",
+    "predictions",
+    "plots",
+    "reports",
+    "dvclive",
+)
 
 
 def snapshot(repo: Path) -> dict[str, bytes]:

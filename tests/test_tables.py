@@ -288,3 +288,20 @@ def test_table_input_imputes_scales_and_flags_missing():
     }
     out = TableInput(schema)(torch.tensor([[float("nan"), 3.0], [5.0, float("nan")]]))
     assert out.tolist() == [[0.5, 3.0, 1.0], [2.0, 0.0, 0.0]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_table_model_trains_on_cuda(tmp_path):
+    """On CUDA the loader compares devices with their index and the summary's dummy row goes
+    to the model's device (both broke once; bench/gpu_tables.py is the fuller check)."""
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    write_table(make_table(200), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    outputs = TrainOutputs(
+        *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
+    )
+    card = train(TrainParams.model_validate({"device": "cuda", "epochs": 2}), processed, outputs)
+    assert card["best"]["value"] > 0.5

@@ -106,8 +106,9 @@ def assert_nothing_to_redo(clone: Path) -> None:
     assert "up to date" in status, status
     assert repro(clone) == []
     image = next((clone / "data/raw/3").iterdir())
-    out = run(["torchstages", "predict", "models/export/model.onnx", str(image)], clone).stdout
-    assert out.split("\t")[1] in {str(d) for d in range(10)}
+    out = run(["torchstages", "predict", "--format", "csv", str(image)], clone).stdout
+    row = out.splitlines()[1].split(",")  # path,class,probability,error
+    assert row[1] in {str(d) for d in range(10)} and row[-1] == ""
 
 
 def test_local_remote_round_trip_and_a_killed_push_and_pull_resume(demo, tmp_path):

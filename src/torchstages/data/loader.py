@@ -57,7 +57,8 @@ class OnDevice:
     inputs): passes a batch through, and says which device batches go to."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device = device
+        # with its index, as a tensor reports it ("cuda:0", not "cuda"): the loader compares them
+        self.device = torch.empty(0, device=device).device
 
     def __call__(self, inputs: Inputs) -> Inputs:
         return inputs

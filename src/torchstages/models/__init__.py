@@ -152,8 +152,9 @@ def _dummy_output(
 
 def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, Any]:
     """:func:`describe_model` for a table network: one row of zeros through it."""
-    numeric = torch.zeros(1, len(schema["numeric"]))
-    categorical = torch.zeros(1, len(schema["categorical"]), dtype=torch.long)
+    device = next(model.parameters(), torch.empty(0)).device
+    numeric = torch.zeros(1, len(schema["numeric"]), device=device)
+    categorical = torch.zeros(1, len(schema["categorical"]), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
