@@ -127,6 +127,8 @@ def baselines(processed: Path, task: str) -> dict[str, tuple[dict, float]]:
     x_train, y_train, n_num = xy("train")
     x_test, y_test, _ = xy("test")
     cat_cols = list(range(n_num, x_train.shape[1]))
+    # HistGradientBoosting takes at most 255 categories per column: larger ones as ordinal codes
+    hgb_cats = [c for c in cat_cols if np.nanmax(x_train[:, c]) < 255]
     linear_prep = ColumnTransformer(
         [
             (
@@ -146,7 +148,7 @@ def baselines(processed: Path, task: str) -> dict[str, tuple[dict, float]]:
         ),
         "HistGradientBoosting": (
             HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
-        )(categorical_features=cat_cols or None, random_state=0),
+        )(categorical_features=hgb_cats or None, random_state=0),
     }
     results = {}
     for name, model in models.items():

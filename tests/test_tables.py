@@ -305,3 +305,25 @@ def test_table_model_trains_on_cuda(tmp_path):
     )
     card = train(TrainParams.model_validate({"device": "cuda", "epochs": 2}), processed, outputs)
     assert card["best"]["value"] > 0.5
+
+
+def test_rows_equal_after_rounding_are_near_duplicates_kept_in_one_split(tmp_path):
+    frame = make_table(200)
+    frame["x1"] = frame["x1"].map(lambda v: float(f"{v:.3g}"))  # away from rounding boundaries
+    copies = frame.iloc[:20].copy()
+    copies["x1"] = copies["x1"] * (1 + 1e-9)  # a re-export with float noise: not byte-equal
+    copies["colour"] = copies["colour"].str.upper()
+    frame = pd.concat([frame, copies], ignore_index=True)
+    write_table(frame, tmp_path / "raw")
+    grouped = split_table(tmp_path / "raw", tmp_path / "g", SplitParams.model_validate({}))
+    near = grouped["near_duplicates"]
+    assert near["groups"] == 20 and near["rows"] == 40 and near["groups_across_splits"] == 0
+    reported = split_table(
+        tmp_path / "raw", tmp_path / "r", SplitParams.model_validate({"near_duplicates": "report"})
+    )
+    assert reported["near_duplicates"]["groups"] == 20
+    assert reported["near_duplicates"]["groups_across_splits"] > 0  # only counted, not grouped
+    off = split_table(
+        tmp_path / "raw", tmp_path / "o", SplitParams.model_validate({"near_duplicates": "off"})
+    )
+    assert "near_duplicates" not in off

@@ -33,6 +33,14 @@ class TableSplitParams(Section):
     bins: int = Field(
         10, ge=2, le=100, description="regression: quantile bins of the target to stratify on"
     )
+    near_duplicate_digits: int = Field(
+        4,
+        ge=1,
+        le=15,
+        description="rows equal after rounding numbers to this many significant digits (and "
+        "folding text case and spaces) are near duplicates (split.near_duplicates says what "
+        "happens to them)",
+    )
 
 
 class SplitParams(Section):

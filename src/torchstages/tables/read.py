@@ -17,7 +17,7 @@ import pandas as pd
 from torchstages.errors import UserError
 from torchstages.kinds import TABLE_SUFFIXES
 
-__all__ = ["find_table", "read_table", "row_hashes"]
+__all__ = ["find_table", "read_table", "row_hashes", "rounded_row_hashes"]
 
 _SNIFF_BYTES = 64 * 1024
 
@@ -120,3 +120,18 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> list[str]:
         joined = "\x1f".join("\x00" if v is None else v for v in values)
         out.append(hashlib.sha256(joined.encode("utf-8")).hexdigest())
     return out
+
+
+def rounded_row_hashes(frame: pd.DataFrame, columns: list[str], digits: int) -> list[str]:
+    """sha256 of each row after rounding every number to ``digits`` significant digits and
+    folding text (case, runs of spaces): rows equal after that are near duplicates."""
+    rounded = pd.DataFrame(index=frame.index)
+    for name in columns:
+        cells = frame[name]
+        numbers = pd.to_numeric(cells, errors="coerce")
+        text = cells.astype(object).map(
+            lambda v: " ".join(str(v).split()).casefold(), na_action="ignore"
+        )
+        as_number = numbers.map(lambda x: f"{x:.{digits}g}", na_action="ignore")
+        rounded[name] = as_number.where(numbers.notna(), text).astype(object)
+    return row_hashes(rounded, columns)

@@ -22,7 +22,7 @@ from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
 from torchstages.paths import SPLIT_NAMES
-from torchstages.tables.read import find_table, read_table, row_hashes
+from torchstages.tables.read import find_table, read_table, rounded_row_hashes, row_hashes
 
 __all__ = [
     "HEADER",
@@ -101,8 +101,13 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     frame = frame.iloc[kept]
     task = decide_task(frame[cols["target"]], params.table)
     strata = _strata(frame[cols["target"]], task, params.table.bins, path, cols["target"])
-    content = row_hashes(frame, [*cols["features"], cols["target"]])
-    groups = _group_keys(content, frame[cols["group"]] if cols["group"] else None)
+    columns = [*cols["features"], cols["target"]]
+    content = row_hashes(frame, columns)
+    near = None
+    if params.near_duplicates != "off":
+        near = rounded_row_hashes(frame, columns, params.table.near_duplicate_digits)
+    together = near if params.near_duplicates == "group" else None
+    groups = _group_keys(content, frame[cols["group"]] if cols["group"] else None, together)
     rows = [
         Row(f"{i:09d}", stratum, group)
         for i, stratum, group in zip(kept, strata, groups, strict=True)
@@ -118,6 +123,8 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
             [[int(r.path), r.sha256, hash_of[int(r.path)]] for r in splits[name]],
         )
     summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
+    if near is not None:
+        summary["near_duplicates"] = _near_summary(near, content, kept, splits, params)
     write_json(out_dir / "summary.json", summary)
     log.info(
         "split: %s table %s, target %r (%s), train/val/test = %s rows; %d rows without a "
@@ -160,8 +167,35 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
     return [f"bin{b:03d}" for b in which]
 
 
-def _group_keys(content: list[str], group: pd.Series | None) -> list[str]:
-    """One key per row: rows with equal content or an equal group value share a key (union-find)."""
+def _near_summary(
+    near: list[str],
+    content: list[str],
+    kept: np.ndarray,
+    splits: dict[str, list[Row]],
+    params: SplitParams,
+) -> dict[str, Any]:
+    """Groups of rows equal after rounding but not all identical, and how many span splits."""
+    split_of = {int(r.path): name for name in SPLIT_NAMES for r in splits[name]}
+    members: dict[str, list[int]] = {}
+    for row, key in zip(kept.tolist(), near, strict=True):
+        members.setdefault(key, []).append(row)
+    exact = dict(zip(kept.tolist(), content, strict=True))
+    groups = [rows for rows in members.values() if len({exact[r] for r in rows}) > 1]
+    return {
+        "mode": params.near_duplicates,
+        "digits": params.table.near_duplicate_digits,
+        "groups": len(groups),
+        "rows": sum(len(g) for g in groups),
+        "groups_across_splits": sum(1 for g in groups if len({split_of[r] for r in g}) > 1),
+        "examples": [sorted(r + 2 for r in g)[:5] for g in sorted(groups)[:5]],  # file lines
+    }
+
+
+def _group_keys(
+    content: list[str], group: pd.Series | None, near: list[str] | None = None
+) -> list[str]:
+    """One key per row: rows with equal content, an equal group value or (when given) an equal
+    rounded content share a key (union-find)."""
     parent = list(range(len(content)))
 
     def find(i: int) -> int:
@@ -178,6 +212,8 @@ def _group_keys(content: list[str], group: pd.Series | None) -> list[str]:
                 parent[find(i)] = find(j)
 
     link(content)
+    if near is not None:
+        link(near)
     if group is not None:
         link(["\x00missing" if pd.isna(v) else str(v) for v in group])
     root_key: dict[int, str] = {}
