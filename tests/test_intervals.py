@@ -123,3 +123,26 @@ def test_intervals_cover_the_true_value_about_95_percent_of_the_time():
     assert 88 <= covered["accuracy"] <= 100 and 85 <= covered["balanced_accuracy"] <= 100
     # 1.96 * sqrt(0.8 * 0.2 / 300) on each side
     assert np.mean(width) == pytest.approx(2 * 1.96 * np.sqrt(0.16 / 300), rel=0.05)
+
+
+def test_vectorised_ranking_scores_equal_scikit_learn_with_ties():
+    import warnings
+
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from torchstages.evaluation.intervals import _ranking_scores
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    for digits in (1, 6):  # many ties, then almost none
+        score = np.round(rng.random(200), digits)
+        idx = rng.integers(0, 200, (40, 200))
+        idx[0] = np.flatnonzero(y)[0]  # one resample with a single class: NaN, as documented
+        got = _ranking_scores(y, score, idx)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            auc = [roc_auc_score(y[r], score[r]) for r in idx[1:]]
+            ap = [average_precision_score(y[r], score[r]) for r in idx[1:]]
+        assert np.isnan(got["roc_auc"][0]) and np.isnan(got["average_precision"][0])
+        np.testing.assert_allclose(got["roc_auc"][1:], auc, atol=1e-12)
+        np.testing.assert_allclose(got["average_precision"][1:], ap, atol=1e-12)

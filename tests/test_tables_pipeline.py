@@ -57,7 +57,8 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     assert parity["prediction_agreement"] == 1.0
     for path in ("plots/test/confusion.csv", "plots/test/confusion.png", "reports/report.md"):
         assert (repo / path).exists(), path
-    assert "rows" in (repo / "reports/report.md").read_text()
+    report = (repo / "reports/report.md").read_text()
+    assert "test rows" in report and "## Near duplicates" in report
     assert repro(repo) == []
     commit(repo, "reference run")
 

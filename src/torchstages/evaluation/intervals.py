@@ -153,16 +153,36 @@ def classification_intervals(
 
 
 def _ranking_scores(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """ROC AUC and average precision of each resample; NaN where a resample has one class only."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    """ROC AUC and average precision of each resample (rows of ``idx``), vectorised over the
+    resamples; NaN where a resample has one class only. The same values as scikit-learn's
+    ``roc_auc_score`` (the Mann-Whitney statistic, ties as halves) and
+    ``average_precision_score`` (precision at the end of each tie group, weighted by the
+    positives in it), at a fraction of 1,000 calls' cost."""
+    from scipy.stats import rankdata
 
-    auc = np.full(len(idx), np.nan)
-    ap = np.full(len(idx), np.nan)
-    for r, rows in enumerate(idx):
-        if 0 < y[rows].sum() < len(rows):
-            auc[r] = roc_auc_score(y[rows], score[rows])
-            ap[r] = average_precision_score(y[rows], score[rows])
-    return {"roc_auc": auc, "average_precision": ap}
+    labels, scores = y[idx].astype(np.float64), score[idx]
+    positives = labels.sum(1)
+    negatives = labels.shape[1] - positives
+    valid = (positives > 0) & (negatives > 0)
+    ranks = rankdata(scores, axis=1)  # average ranks of ties
+    auc = ((ranks * labels).sum(1) - positives * (positives + 1) / 2) / (positives * negatives)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    sorted_scores = np.take_along_axis(scores, order, 1)
+    sorted_labels = np.take_along_axis(labels, order, 1)
+    precision = sorted_labels.cumsum(1) / np.arange(1, labels.shape[1] + 1)
+    # the precision counted at a position is the one at the end of its tie group
+    n = labels.shape[1]
+    ends = np.ones_like(sorted_scores, dtype=bool)
+    ends[:, :-1] = sorted_scores[:, :-1] != sorted_scores[:, 1:]
+    end_index = np.where(ends, np.arange(n), n)[:, ::-1]
+    end_index = np.minimum.accumulate(end_index, axis=1)[:, ::-1]
+    at_end = np.take_along_axis(precision, end_index, 1)
+    ap = (sorted_labels * at_end).sum(1) / positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "roc_auc": np.where(valid, auc, np.nan),
+            "average_precision": np.where(valid, ap, np.nan),
+        }
 
 
 def _bounds(key: str, low: float, high: float) -> dict[str, float]:

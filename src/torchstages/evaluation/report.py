@@ -235,14 +235,20 @@ def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
         if near["mode"] == "group"
         else f"only reported: {near['groups_across_splits']} groups span more than one split"
     )
-    lines = [
-        "## Near duplicates",
-        "",
-        f"{near['groups']} groups of near copies ({near['files']} files, perceptual hashes within "
-        f"{near['threshold']} bits), {kept}; pictures in data/splits/near_duplicates.png.",
-        "",
-    ]
-    lines += [f"- {', '.join(group)}" for group in near["examples"][:shown]]
+    if "digits" in near:  # a table: rows equal after rounding
+        what = (
+            f"{near['groups']} groups of near-duplicate rows ({near['rows']} rows equal after "
+            f"rounding numbers to {near['digits']} significant digits), {kept}."
+        )
+        examples = [f"lines {', '.join(map(str, g))}" for g in near["examples"][:shown]]
+    else:
+        what = (
+            f"{near['groups']} groups of near copies ({near['files']} files, perceptual hashes "
+            f"within {near['threshold']} bits), {kept}; pictures in data/splits/near_duplicates.png."
+        )
+        examples = [", ".join(group) for group in near["examples"][:shown]]
+    lines = ["## Near duplicates", "", what, ""]
+    lines += [f"- {example}" for example in examples]
     return [*lines, ""] if near["examples"] else lines
 
 
