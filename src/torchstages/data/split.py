@@ -17,7 +17,14 @@ from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.paths import SPLIT_NAMES
 
-__all__ = ["assign_splits", "check_no_leakage", "summarize", "write_splits", "read_split"]
+__all__ = [
+    "assign_splits",
+    "check_no_leakage",
+    "read_csv_rows",
+    "read_split",
+    "summarize",
+    "write_splits",
+]
 
 HEADER = ["path", "label", "sha256"]
 
@@ -127,18 +134,25 @@ def write_splits(splits: dict[str, list[Row]], summary: dict, out_dir: str | Pat
     write_json(out_dir / "summary.json", summary)
 
 
-def read_split(path: str | Path) -> list[Row]:
-    """Read one split CSV written by :func:`write_splits`, with a clear error if it is malformed."""
+def read_csv_rows(path: str | Path, header: list[str]) -> list[list[str]]:
+    """The rows of a split CSV under its expected ``header``; one-line errors for a missing file
+    or another header."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
-            header = next(reader, None)
-            if header != HEADER:
-                raise UserError(f"{path}: expected header {','.join(HEADER)}, got {header}")
-            return [Row(*fields) for fields in reader]
+            found = next(reader, None)
+            if found != header:
+                raise UserError(f"{path}: expected header {','.join(header)}, got {found}")
+            return list(reader)
     except FileNotFoundError:
         raise UserError(f"{path}: not found (run the split stage first)") from None
+
+
+def read_split(path: str | Path) -> list[Row]:
+    """Read one split CSV written by :func:`write_splits`, with a clear error if it is malformed."""
+    try:
+        return [Row(*fields) for fields in read_csv_rows(path, HEADER)]
     except TypeError:
         raise UserError(f"{path}: every row needs exactly path,label,sha256") from None
 

@@ -34,6 +34,19 @@ class MLPSpec(SpecWithTransfer):
     )
 
 
+def hidden_layers(spec: MLPSpec, width: int) -> tuple[list[nn.Module], int]:
+    """[Linear -> (BatchNorm1d) -> activation -> Dropout] per hidden width, and the last width."""
+    layers: list[nn.Module] = []
+    for hidden in spec.hidden:
+        # BatchNorm's shift makes the Linear bias redundant
+        layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
+        if spec.batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers += [ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
+        width = hidden
+    return layers, width
+
+
 class MLP(nn.Module):
     """Flatten -> [Linear -> (BatchNorm) -> activation -> Dropout] per hidden width -> Linear head."""
 
@@ -41,16 +54,8 @@ class MLP(nn.Module):
         self, spec: MLPSpec, in_channels: int, image_size: tuple[int, int], num_classes: int
     ) -> None:
         super().__init__()
-        width = in_channels * image_size[0] * image_size[1]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for hidden in spec.hidden:
-            # BatchNorm's shift makes the Linear bias redundant
-            layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
-            if spec.batch_norm:
-                layers.append(nn.BatchNorm1d(hidden))
-            layers += [ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
+        hidden, width = hidden_layers(spec, in_channels * image_size[0] * image_size[1])
+        layers: list[nn.Module] = [nn.Flatten(), *hidden, nn.Linear(width, num_classes)]
         self.net = nn.Sequential(*layers)
         self.head_name = f"net.{len(layers) - 1}"  # see models.transfer: the final Linear
 

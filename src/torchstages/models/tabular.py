@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from torchstages.models.mlp import ACTIVATIONS, MLPSpec
+from torchstages.models.mlp import MLPSpec, hidden_layers
 from torchstages.models.transfer import SpecWithTransfer
 
 __all__ = ["FTTransformerSpec", "TableInput", "TableMLP", "FTTransformer", "embedding_size"]
@@ -82,13 +82,7 @@ class TableMLP(nn.Module):
             for name, n in zip(names, _cardinalities(schema), strict=True)
         )
         width = self.inputs.width + sum(e.embedding_dim for e in self.embeddings)
-        layers: list[nn.Module] = []
-        for hidden in spec.hidden:
-            layers.append(nn.Linear(width, hidden, bias=not spec.batch_norm))
-            if spec.batch_norm:
-                layers.append(nn.BatchNorm1d(hidden))
-            layers += [ACTIVATIONS[spec.activation](), nn.Dropout(spec.dropout)]
-            width = hidden
+        layers, width = hidden_layers(spec, width)
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, outputs)
         self.head_name = "head"

@@ -7,7 +7,6 @@ stratum, sha256 = group key), so tables get the very split rule and leakage chec
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.data.discover import Row
-from torchstages.data.split import assign_splits, check_no_leakage
+from torchstages.data.split import assign_splits, check_no_leakage, read_csv_rows
 from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
@@ -259,13 +258,6 @@ def _summary(
 def read_table_split(path: Path) -> list[tuple[int, str, str]]:
     """(row, group, sha256) of one table split CSV written by :func:`split_table`."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header != HEADER:
-                raise UserError(f"{path}: expected header {','.join(HEADER)}, got {header}")
-            return [(int(r), g, h) for r, g, h in reader]
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found (run the split stage first)") from None
+        return [(int(r), g, h) for r, g, h in read_csv_rows(path, HEADER)]
     except ValueError:
         raise UserError(f"{path}: every row needs row,group,sha256 with an integer row") from None
