@@ -34,7 +34,9 @@ def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
     for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, folder.parent / name)
     env = {**os.environ, "PATH": str(folder)}
-    env.pop("PYTHON", None)
+    # under `make test` the outer make's variables would make this one a sub-make
+    for name in ("PYTHON", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"):
+        env.pop(name, None)
     return subprocess.run([MAKE, *args], cwd=folder.parent, env=env, capture_output=True, text=True)
 
 
