@@ -13,7 +13,7 @@ from torchstages import paths as pipeline
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.split import read_split
-from torchstages.data.store import load_meta, load_split, load_table_split
+from torchstages.data.store import load_meta, load_split
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
@@ -133,7 +133,7 @@ def _evaluate_table(
     from torchstages.evaluation.figures import confusion_figure, save_png
     from torchstages.tables.evaluate import draw_regression, evaluate_table
 
-    metrics, outputs = evaluate_table(
+    metrics, outputs, truth = evaluate_table(
         split,
         model,
         card,
@@ -146,15 +146,14 @@ def _evaluate_table(
     )
     write_json(paths.metrics, metrics)
     if card["task"] == "classification":
-        classes, labels = card["classes"], np.asarray(load_table_split(paths.processed, split)[2])
+        classes, labels = card["classes"], truth
         matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
         np.add.at(matrix, (labels, outputs.argmax(1)), 1)
         title = f"Confusion matrix ({split}, {len(labels)} rows)"
         save_png(confusion_figure(matrix, classes, title), paths.plots_dir / "confusion.png")
         summary = f"accuracy {metrics['accuracy']:.4f}  f1_macro {metrics['f1_macro']:.4f}"
     else:
-        actual = np.asarray(load_table_split(paths.processed, split)[2], dtype=np.float64)
-        draw_regression(paths.plots_dir, split, outputs, actual)
+        draw_regression(paths.plots_dir, split, outputs, truth)
         summary = (
             f"rmse {metrics['rmse']:.4g} (predicting the train mean: {metrics['baseline_rmse']:.4g})"
             f"  mae {metrics['mae']:.4g}  r2 {metrics['r2']:.4f}"

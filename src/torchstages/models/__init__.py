@@ -122,10 +122,8 @@ def describe_model(
     Returns ``parameters``, ``trainable`` (after any freezing), ``input_shape``, ``output_shape``.
     """
     out = _dummy_output(model, in_channels, image_size, batch=1)
-    params = list(model.parameters())
     return {
-        "parameters": sum(p.numel() for p in params),
-        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        **_counts(model),
         "input_shape": [1, in_channels, *image_size],
         "output_shape": list(out.shape),
     }
@@ -135,35 +133,41 @@ def _dummy_output(
     model: nn.Module, in_channels: int, image_size: tuple[int, int], batch: int
 ) -> torch.Tensor:
     """Zeros through the model in eval mode (BatchNorm takes any batch), training mode restored."""
-    device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            return model(torch.zeros(batch, in_channels, *image_size, device=device))
+        return _run_zeros(model, [(batch, in_channels, *image_size)], [torch.float32])
     except RuntimeError as exc:  # e.g. an input too small for the architecture's strides
         raise UserError(
             f"model {type(model).__name__} cannot take input (C={in_channels}, "
             f"H={image_size[0]}, W={image_size[1]}): {str(exc).splitlines()[0]}"
         ) from None
+
+
+def _run_zeros(
+    model: nn.Module, shapes: list[tuple[int, ...]], dtypes: list[torch.dtype]
+) -> torch.Tensor:
+    """One batch of zero inputs (one tensor per shape) through ``model`` on its own device, in
+    eval mode and without gradients; the training mode is restored."""
+    device = next(model.parameters(), torch.empty(0)).device
+    inputs = [torch.zeros(s, dtype=d, device=device) for s, d in zip(shapes, dtypes, strict=True)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(*inputs)
     finally:
         model.train(was_training)
 
 
-def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, Any]:
-    """:func:`describe_model` for a table network: one row of zeros through it."""
-    device = next(model.parameters(), torch.empty(0)).device
-    numeric = torch.zeros(1, len(schema["numeric"]), device=device)
-    categorical = torch.zeros(1, len(schema["categorical"]), dtype=torch.long, device=device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(numeric, categorical)
-    model.train(was_training)
+def _counts(model: nn.Module) -> dict[str, int]:
     params = list(model.parameters())
     return {
         "parameters": sum(p.numel() for p in params),
         "trainable": sum(p.numel() for p in params if p.requires_grad),
-        "input_shape": [1, numeric.shape[1] + categorical.shape[1]],
-        "output_shape": list(out.shape),
     }
+
+
+def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, Any]:
+    """:func:`describe_model` for a table network: one row of zeros through it."""
+    widths = (len(schema["numeric"]), len(schema["categorical"]))
+    out = _run_zeros(model, [(1, widths[0]), (1, widths[1])], [torch.float32, torch.long])
+    return {**_counts(model), "input_shape": [1, sum(widths)], "output_shape": list(out.shape)}

@@ -69,8 +69,9 @@ def evaluate_table(
     params: Any,
     device: torch.device,
     predictions: Path | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Metrics and plot data of ``split``; returns (metrics, what the pictures need)."""
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics and plot data of ``split``; returns (metrics, probabilities or predicted values,
+    labels or actual values): what the pictures need."""
     numeric, categorical, labels = load_table_split(processed, split)
     out = table_outputs(model, numeric, categorical, params.batch_size, device)
     split_rows = read_table_split(splits_dir / f"{split}.csv")
@@ -89,10 +90,11 @@ def evaluate_table(
             params.bootstrap_resamples,
             params.bootstrap_seed,
         )
-        write_plot_data(plots_dir, softmax(out), labels, classes, metrics, rows)
+        probs = softmax(out)
+        write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
         if predictions is not None:
-            write_predictions(predictions, rows, labels, softmax(out), classes)
-        return metrics, softmax(out)
+            write_predictions(predictions, rows, labels, probs, classes)
+        return metrics, probs, labels
     mean, std = card["target_mean"], card["target_std"]
     predicted = out[:, 0].double().numpy() * std + mean
     actual = np.asarray(labels, dtype=np.float64)
@@ -113,7 +115,7 @@ def evaluate_table(
             for n, a, p in zip(lines, actual.tolist(), predicted.tolist(), strict=True)
         ],
     )
-    return metrics, predicted
+    return metrics, predicted, actual
 
 
 def draw_regression(plots_dir: Path, split: str, predicted: np.ndarray, actual: np.ndarray) -> None:

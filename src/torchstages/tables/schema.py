@@ -38,13 +38,13 @@ def fit_schema(
     """Types, numeric statistics and category vocabularies from the train rows alone."""
     numeric: list[dict[str, Any]] = []
     categorical: list[dict[str, Any]] = []
+    for forced, key in ((params.categorical, "categorical"), (params.numeric, "numeric")):
+        for column in forced:
+            if column not in features:
+                raise UserError(
+                    f"build_dataset.table.{key}: {column!r} is not a feature ({features})"
+                )
     for name in features:
-        for forced, key in ((params.categorical, "categorical"), (params.numeric, "numeric")):
-            for column in forced:
-                if column not in features:
-                    raise UserError(
-                        f"build_dataset.table.{key}: {column!r} is not a feature ({features})"
-                    )
         column = train[name]
         kind = _column_type(column, name, params)
         if kind == "empty":
