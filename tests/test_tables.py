@@ -31,8 +31,13 @@ def split_and_build(raw: Path, root: Path, **split) -> Path:
 def test_kind_is_detected_and_mixing_is_an_error(tmp_path):
     write_table(make_table(), tmp_path)
     assert detect_kind(tmp_path) == "table"
+    assert [detect_kind(tmp_path, kind) for kind in ("text", "series")] == ["text", "series"]
     with pytest.raises(UserError, match="split.kind is images"):
         detect_kind(tmp_path, "images")
+    folders = tmp_path / "folders"
+    (folders / "cats").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"split.kind is text .*\(expected one table file\)"):
+        detect_kind(folders, "text")
     (tmp_path / "cats").mkdir()
     with pytest.raises(UserError, match="both a table"):
         detect_kind(tmp_path)

@@ -1,4 +1,5 @@
-"""Which kind of data a project holds: an image-folder tree or one table file.
+"""Which kind of data a project holds: an image-folder tree, or one table file read as a table
+(rows of features), as texts (a text column and a label) or as a time series.
 
 The split stage decides it from ``data/raw`` (or ``split.kind``) and records it; every later stage
 reads it from what the stage before wrote: ``meta.json`` and the model card carry ``"kind"``.
@@ -12,14 +13,16 @@ from typing import Any, Literal
 
 from torchstages.errors import UserError
 
-__all__ = ["TABLE_SUFFIXES", "Kind", "detect_kind", "kind_of"]
+__all__ = ["FILE_KINDS", "TABLE_SUFFIXES", "Kind", "detect_kind", "kind_of"]
 
-Kind = Literal["images", "table"]
+Kind = Literal["images", "table", "text", "series"]
+FILE_KINDS = ("table", "text", "series")  # the kinds read from one table file
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
 
 def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
-    """``table`` when ``raw_dir`` holds one table file, ``images`` when it holds class folders."""
+    """``images`` when ``raw_dir`` holds class folders; when it holds one table file, ``table``
+    unless ``forced`` names another kind read from a table file (``text``, ``series``)."""
     if not raw_dir.is_dir():
         raise UserError(
             f"{raw_dir}: folder not found (put images in {raw_dir}/<class>/... or one table file)"
@@ -32,10 +35,13 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
             f"{raw_dir}: holds both a table ({tables[0]}) and class folders ({folders[0]}, ...): "
             "keep either one table file or image folders, not both"
         )
+    if tables and forced in FILE_KINDS:
+        return forced  # type: ignore[return-value]
     found: Kind = "table" if tables else "images"
     if forced != "auto" and forced != found:
         what = f"table file {tables[0]}" if tables else "no table file"
-        raise UserError(f"split.kind is {forced} but {raw_dir} has {what} (expected {forced})")
+        expected = "one table file" if forced in FILE_KINDS else "class folders"
+        raise UserError(f"split.kind is {forced} but {raw_dir} has {what} (expected {expected})")
     return found
 
 

@@ -51,8 +51,10 @@ class SplitParams(Section):
     train: float = Field(0.70, gt=0, lt=1, description="fraction of each class for training")
     val: float = Field(0.15, gt=0, lt=1, description="fraction of each class for validation")
     test: float = Field(0.15, gt=0, lt=1, description="fraction of each class for the final test")
-    kind: Literal["auto", "images", "table"] = Field(
-        "auto", description="auto: table when data/raw holds one .csv/.tsv/.parquet file"
+    kind: Literal["auto", "images", "table", "text", "series"] = Field(
+        "auto",
+        description="auto: table when data/raw holds one .csv/.tsv/.parquet file, images when it "
+        "holds class folders; text or series read that one file as texts or as a time series",
     )
     table: TableSplitParams = Field(
         default_factory=TableSplitParams, description="tables only: target, task, columns"
