@@ -47,22 +47,19 @@ endif
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# DVC rewrites .dvc/tmp/rwlock in place: a dvc killed during that write leaves JSON it cannot read,
-# and every later dvc command stops until the file is removed (it only holds locks of dead runs)
-RWLOCK_HINT = { status=$$?; if [ -e .dvc/tmp/rwlock ] && ! python -c \
-	'import json, sys; json.load(open(sys.argv[1]))' .dvc/tmp/rwlock 2>/dev/null; then \
-	echo "make: .dvc/tmp/rwlock was left half-written by a killed dvc; remove it" \
-	"(rm .dvc/tmp/rwlock) and run again" >&2; fi; exit $$status; }
+# DVC rewrites .dvc/tmp/rwlock and dvc.lock in place: a dvc killed during either write leaves a file
+# every later dvc command refuses; after a failure, say which one and how to recover
+DVC_HINT = { status=$$?; python -m torchstages.dvc_state; exit $$status; }
 
 # data/raw is versioned by DVC (data/raw.dvc, committed; the demo's is): queued experiments check
 # it out into their own workspace, and `dvc push` / `dvc pull` carry it to another machine
 demo-data: $(STAMP)
 	@if [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then torchstages demo-data data/raw; \
 	else echo "data/raw has data: leaving it as it is"; fi
-	@dvc add -q data/raw || $(RWLOCK_HINT)
+	@dvc add -q data/raw || $(DVC_HINT)
 
 run: demo-data
-	@dvc repro || $(RWLOCK_HINT)
+	@dvc repro || $(DVC_HINT)
 
 # reports/pr.md: reports/report.md (what the test stage wrote) plus `dvc metrics diff --md` and
 # `dvc params diff --md` against REV; a copy, so the tracked report stays as the pipeline wrote it
