@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def make_image_folder(root: Path, per_class: int = 12, classes: int = 3, seed: i
         for n in range(per_class):
             Image.fromarray(draw_class(k, rng)).save(root / f"class{k}" / f"{n:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_dvc_site_cache(tmp_path_factory):
+    """DVC keeps state outside a project, keyed by the project's path (an index of what each
+    remote holds, file hashes). Test projects live under pytest's temp folders, whose paths come
+    back in later runs: each run gets a site cache of its own, or a project would inherit what
+    an earlier one at the same path believed about a remote that is gone."""
+    os.environ["DVC_SITE_CACHE_DIR"] = str(tmp_path_factory.mktemp("dvc-site-cache"))
 
 
 @pytest.fixture

@@ -111,30 +111,67 @@ def assert_nothing_to_redo(clone: Path) -> None:
     assert row[1] in {str(d) for d in range(10)} and row[-1] == ""
 
 
-@pytest.mark.skip(
-    reason="from this fixture, the first dvc push to a local remote leaves part of data/raw "
-    "behind and still succeeds (seen since 15:20 today with DVC 3.67, on code that passed "
-    "earlier; the S3 round trip below passes); issue 11 stays open for it"
-)
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def kill_part_way(cmd: list[str], cwd: Path, filling: Path, at_least: int = 20) -> int:
+    """SIGKILL ``cmd`` (and its children) once ``filling`` holds ``at_least`` files; how many it
+    held then. The command must still be running: the kill has to land mid-transfer."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env_for(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    while count_files(filling) < at_least:
+        assert proc.poll() is None, f"{cmd} ended before {at_least} files reached {filling}"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return count_files(filling)
+
+
 def test_local_remote_round_trip_and_a_killed_push_and_pull_resume(demo, tmp_path):
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "local", str(remote)], demo)
     commit(demo, "remote")
-    # a push killed part-way (seeded moments) is finished by running it again
-    for delay in (0.3, 0.8):
-        push = subprocess.Popen(["dvc", "push", "-r", "local"], cwd=demo, env=env_for(demo))
-        time.sleep(delay)
-        push.send_signal(signal.SIGKILL)
-        push.wait()
+    needed = int(run(["torchstages", "remote-check", "-r", "local"], demo, check=False)
+                 .stdout.split(" of ")[1].split()[0])  # fmt: skip
+    # a push killed part-way is finished by running it again (fresh_clone pushes)
+    assert kill_part_way(["dvc", "push", "-r", "local"], demo, remote) < needed
     clone = fresh_clone(demo, tmp_path / "clone", ["-r", "local"], {})
+    assert run(["torchstages", "remote-check", "-r", "local"], demo).stdout.startswith(
+        f"remote local: holds all {needed} objects"
+    )
     # a pull killed part-way, then the workspace and cache it left: pulling again completes
     shutil.rmtree(clone / "data/raw")
     shutil.rmtree(clone / ".dvc/cache")
-    pull = subprocess.Popen(["dvc", "pull", "-r", "local"], cwd=clone, env=env_for(clone))
-    time.sleep(0.8)
-    pull.send_signal(signal.SIGKILL)
-    pull.wait()
+    kill_part_way(["dvc", "pull", "-r", "local"], clone, clone / ".dvc/cache")
     run(["dvc", "pull", "-q", "-r", "local"], clone)
+    assert_nothing_to_redo(clone)
+
+
+def test_remote_check_finds_and_repairs_what_a_push_believes_is_there(demo, tmp_path):
+    """Files gone from a remote behind DVC's back (a wiped bucket, a stale index of DVC's):
+    `dvc push` sees the folder's manifest there and sends nothing; remote-check asks for each
+    file, names what is missing, and --repair uploads it so that a fresh clone pulls again."""
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "gone", str(remote)], demo)
+    run(["dvc", "push", "-q", "-r", "gone"], demo)
+    lost = sorted((remote / "files" / "md5").rglob("*"))[::97]
+    lost = [p for p in lost if p.is_file() and p.suffix != ".dir"]
+    for path in lost:
+        path.unlink()
+    run(["dvc", "push", "-q", "-r", "gone"], demo)  # believes the remote complete: sends nothing
+    assert count_files(remote) < count_files(demo / ".dvc/cache/files")
+    check = run(["torchstages", "remote-check", "-r", "gone"], demo, check=False)
+    assert check.returncode == 1
+    assert f"lacks {len(lost)} of " in check.stdout, check.stdout
+    repaired = run(["torchstages", "remote-check", "-r", "gone", "--repair"], demo)
+    assert f"lacked {len(lost)} of " in repaired.stdout
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(demo), str(clone)], demo)
+    run(["dvc", "remote", "add", "-f", "gone", str(remote)], clone)
+    run(["dvc", "pull", "-q", "-r", "gone"], clone)
     assert_nothing_to_redo(clone)
 
 

@@ -1,5 +1,5 @@
 """The ``torchstages`` command: demo data, prediction, serving, params reference, model summary,
-report, comparison of two runs."""
+report, comparison of two runs, a check of a DVC remote."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         "--stage", choices=["test", "validate"], default="test",
         help="whose predictions: validate while tuning, test once at the end",
     )  # fmt: skip
+    remote = sub.add_parser(
+        "remote-check",
+        help="ask a DVC remote for every file the workspace's data and outputs need (dvc push "
+        "trusts an index that can be stale); --repair uploads what it lacks",
+    )
+    remote.add_argument("-r", "--remote", help="remote name (default: DVC's default remote)")
+    remote.add_argument("--repair", action="store_true", help="upload missing objects")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo-data":
@@ -96,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             result, name_a, name_b = compare_revisions(args.rev_a, args.rev_b, args.stage)
             print(result.verdict(name_a, name_b, args.stage))
             print(comparison_table(result, name_a, name_b), end="")
+        elif args.command == "remote-check":
+            from torchstages.remote import check_remote
+
+            check = check_remote(Path.cwd(), args.remote, args.repair)
+            print(check.summary())
+            return 1 if check.missing and not check.uploaded else 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
