@@ -1,4 +1,5 @@
-"""Real training processes: killed and resumed, and two DDP processes under torchrun (gloo, CPU)."""
+"""Real training processes, on images and on a table: killed and resumed, and two DDP processes
+under torchrun (gloo, CPU)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import torch
 import yaml
 
 from conftest import copy_project, make_image_folder, split_and_build
+from tables_data import make_table, write_table
 
 pytestmark = pytest.mark.slow
+KINDS = ["images", "table"]
 
 TRAIN = {
     "seed": 5,
@@ -29,13 +32,30 @@ TRAIN = {
 }
 
 
-def _project(root: Path, **train_overrides) -> Path:
+TABLE_TRAIN = {
+    **{k: v for k, v in TRAIN.items() if k != "augment"},
+    "model": {"name": "mlp", "hidden": [64, 32]},
+}
+
+
+def _project(root: Path, kind: str = "images", **train_overrides) -> Path:
     repo = copy_project(root)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"] = {**TRAIN, **train_overrides}
+    params["train"] = {**(TRAIN if kind == "images" else TABLE_TRAIN), **train_overrides}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    raw = make_image_folder(repo / "data/raw", per_class=80)
-    split_and_build(raw, repo / "data", image_size=16, seed=1)
+    if kind == "images":
+        raw = make_image_folder(repo / "data/raw", per_class=80)
+        split_and_build(raw, repo / "data", image_size=16, seed=1)
+        return repo
+    from torchstages.params.build_dataset import BuildDatasetParams
+    from torchstages.params.split import SplitParams
+    from torchstages.tables.build import build_table
+    from torchstages.tables.split import split_table
+
+    raw = repo / "data/raw"
+    write_table(make_table(3000, seed=1), raw)
+    split_table(raw, repo / "data/splits", SplitParams.model_validate({"table": {"drop": ["id"]}}))
+    build_table(BuildDatasetParams(), raw, repo / "data/splits", repo / "data/processed")
     return repo
 
 
@@ -66,11 +86,12 @@ def _epochs_done(checkpoint: Path) -> int:
         return 0
 
 
-def test_killed_training_resumes_to_byte_identical_weights(tmp_path):
-    reference = _project(tmp_path / "reference")
+@pytest.mark.parametrize("kind", KINDS)
+def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind):
+    reference = _project(tmp_path / "reference", kind)
     _train(reference)
 
-    repo = _project(tmp_path / "killed")
+    repo = _project(tmp_path / "killed", kind)
     proc = subprocess.Popen(
         [sys.executable, "stages/train.py"],
         cwd=repo,
@@ -111,19 +132,18 @@ def test_changed_params_ignore_the_old_checkpoint(tmp_path):
     assert json.loads((repo / "dvclive/train/metrics.json").read_text())["step"] == 2
 
 
-def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path):
-    single = _project(tmp_path / "single")
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, kind):
+    single = _project(tmp_path / "single", kind)
     _train(single)
-    repo = _project(tmp_path / "ddp", nproc_per_node=2)
+    repo = _project(tmp_path / "ddp", kind, nproc_per_node=2)
     out = _train(repo)
     assert "2 process(es)" in out.stderr
     assert out.stderr.count("train: best epoch") == 1  # only rank 0 reports and writes
     card = json.loads((repo / "models/model.json").read_text())
     single_card = json.loads((single / "models/model.json").read_text())
-    assert (
-        card["best"]["value"] >= 0.9
-        and abs(card["best"]["value"] - single_card["best"]["value"]) < 0.1
-    )
+    assert card["best"]["value"] >= 0.85, card["best"]
+    assert abs(card["best"]["value"] - single_card["best"]["value"]) < 0.1
     assert (repo / "models/model.safetensors").exists()
     steps = (repo / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert len(steps) == 1 + TRAIN["epochs"]  # one writer, one row per epoch

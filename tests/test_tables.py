@@ -332,3 +332,21 @@ def test_rows_equal_after_rounding_are_near_duplicates_kept_in_one_split(tmp_pat
         tmp_path / "raw", tmp_path / "o", SplitParams.model_validate({"near_duplicates": "off"})
     )
     assert "near_duplicates" not in off
+
+
+def test_kind_defaults_fill_only_what_the_user_left_unset():
+    from torchstages.params.train import TrainParams
+    from torchstages.training.data import params_for_kind
+
+    table = {"kind": "table", "task": "regression"}
+    filled = params_for_kind(TrainParams(), table)
+    assert (filled.model.name, filled.loss, filled.monitor, filled.threads) == (
+        "mlp",
+        "mse",
+        "val_loss",
+        1,
+    )
+    chosen = TrainParams.model_validate({"threads": 2, "loss": "huber", "model": {"name": "cnn"}})
+    kept = params_for_kind(chosen, table)
+    assert (kept.model.name, kept.loss, kept.threads) == ("cnn", "huber", 2)
+    assert params_for_kind(TrainParams(), {"classes": ["a", "b"]}) == TrainParams()

@@ -89,12 +89,19 @@ class TrainData:
 
 
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
-    """Fill what the user left unset with the kind's and task's defaults (a table: mlp; a
-    regression: mse loss, best epoch by val_loss); a setting that cannot apply is an error."""
+    """Fill what the user left unset with the kind's and task's defaults (a table: mlp, one CPU
+    thread for threads: 0; a regression: mse loss, best epoch by val_loss); a setting that cannot
+    apply is an error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
-    if kind_of(meta) == "table" and "model" not in unset:
-        update["model"] = {"name": "mlp"}
+    if kind_of(meta) == "table":
+        if "model" not in unset:
+            update["model"] = {"name": "mlp"}
+        if params.threads == 0:
+            # a table model's layers are too small to split across threads: one thread trains
+            # faster, by far when other jobs share the CPU and the threads' waits contend
+            # (bench/RESULTS.md, "Tables")
+            update["threads"] = 1
     if meta.get("task") == "regression":
         if "loss" not in unset:
             update["loss"] = "mse"
