@@ -14,7 +14,14 @@ from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_json, write_npy
 
-__all__ = ["write_split", "write_meta", "load_meta", "load_split", "load_table_split"]
+__all__ = [
+    "write_split",
+    "write_meta",
+    "load_meta",
+    "load_split",
+    "load_table_split",
+    "load_series_split",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +88,14 @@ def load_table_split(
     if len({len(a) for a in arrays}) != 1:
         raise UserError(f"{out_dir}: {split} arrays have different row counts")
     return arrays  # type: ignore[return-value]
+
+
+def load_series_split(out_dir: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A series split: windows (N, lookback, F) and targets (N, horizon), float32 and scaled."""
+    mode = "r" if mmap else None
+    try:
+        windows = np.load(out_dir / f"{split}_windows.npy", mmap_mode=mode)
+        targets = np.load(out_dir / f"{split}_targets.npy", mmap_mode=mode)
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
+    return windows, targets
