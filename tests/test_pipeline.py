@@ -162,13 +162,19 @@ def test_unchanged_rerun_is_byte_identical(repo):
     assert changed == []
 
 
-# plots dvc.yaml declares for regression tables: an image project has no data for them
+# plots dvc.yaml declares for regression tables and time series: an image project has no data
+# for them
 REGRESSION_PLOTS = {
     "validate-predicted-vs-actual",
     "test-predicted-vs-actual",
     "test-residuals",
     "plots/test/predicted_vs_actual.png",
     "plots/test/residuals.png",
+    "validate-forecast",
+    "test-forecast",
+    "test-error-by-horizon",
+    "plots/test/forecast.png",
+    "plots/test/horizon.png",
 }
 
 

@@ -66,16 +66,18 @@ def calendar_names(freq: Frequency) -> list[str]:
 
 def calendar_features(times: list[str], names: list[str]) -> np.ndarray:
     """(T, len(names)) float64 sin/cos of the month (period 12) and day of week (period 7)."""
+    if not names:
+        return np.zeros((len(times), 0))
     stamps = pd.DatetimeIndex(pd.to_datetime(times, format="mixed"))
     angle = {
         "month": 2 * np.pi * (stamps.month.to_numpy() - 1) / 12,
-        "weekday": 2 * np.pi * stamps.dayofweek.to_numpy() / 7,
+        "weekday": 2 * np.pi * stamps.day_of_week.to_numpy() / 7,
     }
     columns = [
         np.sin(angle[n.split("_")[0]]) if n.endswith("sin") else np.cos(angle[n.split("_")[0]])
         for n in names
     ]
-    return np.stack(columns, axis=1) if columns else np.zeros((len(times), 0))
+    return np.stack(columns, axis=1)
 
 
 def fit_scaler(train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -144,8 +144,15 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
         line = int(np.flatnonzero(missing.to_numpy())[0]) + FIRST_DATA_LINE
         raise UserError(f"{where}: line {line}: the time is empty")
     text = column.astype(str)
-    if text.map(lambda v: bool(_INTEGER.match(v))).all():
+    integer = text.map(lambda v: bool(_INTEGER.match(v))).to_numpy()
+    if integer.all():
         return text.astype(np.int64), True
+    if integer.mean() > 0.5:  # integer times with a stray cell: name that cell
+        first = int(np.flatnonzero(~integer)[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is not an "
+            "integer like the other times"
+        )
     parsed = pd.to_datetime(text, errors="coerce", format="mixed")
     bad = parsed.isna()
     if bad.any():
