@@ -218,9 +218,13 @@ def test_metrics_and_naive_baselines_on_a_known_case():
 @pytest.mark.parametrize("name", ["lstm", "gru", "mlp", "tcn"])
 def test_every_forecaster_outputs_the_horizon_and_starts_from_the_last_value(name):
     torch.manual_seed(0)
-    model = build_series_model(parse_spec({"name": name}), features=2, lookback=10, horizon=3)
+    model = build_series_model(parse_spec({"name": name}), 2, 10, 3, relative=True)
     window = torch.randn(5, 10, 2)
     assert model(window).shape == (5, 3)
+    # relative inputs: shifting the whole target history shifts the forecast by as much
+    shifted = window.clone()
+    shifted[:, :, 0] += 7.0
+    assert torch.allclose(model.eval()(shifted), model(window) + 7.0, atol=1e-4)
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
     # a zero head is the naive forecast: every step equals the last target value
@@ -231,9 +235,9 @@ def test_series_defaults_and_losses():
     meta = {"kind": "series", "task": "forecast"}
     params = params_for_kind(TrainParams(), meta)
     assert (params.model.name, params.precision, params.loss, params.monitor) == (
-        "lstm", "fp32", "mse", "val_loss"
+        "mlp", "fp32", "mse", "val_loss"
     )
     chosen = params_for_kind(TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta)
     assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
     with pytest.raises(UserError, match="cnn takes no time series; for a series use lstm"):
-        build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3)
+        build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)

@@ -112,16 +112,24 @@ def build_table_model(
 
 
 def build_series_model(
-    spec: AnySpec, features: int, lookback: int, horizon: int, *, pretrained: bool = True
+    spec: AnySpec,
+    features: int,
+    lookback: int,
+    horizon: int,
+    relative: bool,
+    *,
+    pretrained: bool = True,
 ) -> nn.Module:
-    """Build the forecaster for windows (N, ``lookback``, ``features``) -> (N, ``horizon``)
-    (see :mod:`torchstages.models.series`)."""
+    """Build the forecaster for windows (N, ``lookback``, ``features``) -> (N, ``horizon``),
+    seeing the target relative to its last value when ``relative`` (see
+    :mod:`torchstages.models.series`)."""
     if spec.name not in _SERIES_BUILDERS:
         raise UserError(
             f"train.model.name: {spec.name} takes no time series; for a series use "
             f"{', '.join(_SERIES_BUILDERS)}"
         )
     model = _SERIES_BUILDERS[spec.name](spec, features, lookback, horizon)
+    model.relative = relative
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model

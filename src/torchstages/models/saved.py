@@ -41,8 +41,9 @@ def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any
         outputs = len(card["classes"]) if card["task"] == "classification" else 1
         model = build_table_model(spec, card["schema"], outputs, pretrained=False)
     elif kind_of(card) == "series":
-        features, lookback, horizon = len(card["features"]), card["lookback"], card["horizon"]
-        model = build_series_model(spec, features, lookback, horizon, pretrained=False)
+        shape = (len(card["features"]), card["lookback"], card["horizon"])
+        relative = card["level"] == "relative"
+        model = build_series_model(spec, *shape, relative, pretrained=False)
     else:
         prep = Preprocessing.from_dict(card["preprocessing"])
         model = build_model(

@@ -3,8 +3,11 @@ the next ``horizon`` scaled target values out, all at once (a direct multi-step 
 feeding forecasts back in).
 
 Every network predicts the change from the window's last target value: its output is added to
-that value, so an untrained network starts as the naive forecast ("tomorrow equals today") and
-learns what improves on it. Scaling happens outside, in the data and in the exported graph.
+that value, so a network whose head is zero is the naive forecast ("tomorrow equals today") and
+learns what improves on it. With ``relative`` inputs (``build_dataset.series.level``) it also
+sees the window's target relative to that last value: the shape of the recent past, not its
+level, so a trending series whose test range lies above anything seen in training looks familiar.
+Scaling happens outside, in the data and in the exported graph.
 """
 
 from __future__ import annotations
@@ -38,15 +41,19 @@ class TCNSpec(SpecWithTransfer):
 
 
 class _Forecaster(nn.Module):
-    """``body`` (N, L, F) -> (N, horizon) changes, added to the last target value."""
+    """``features`` (N, L, F) -> ``head`` -> (N, horizon) changes, added to the last target value."""
 
     head_name = "head"
+    relative = False  # set by build_series_model from the data's meta
 
     def features(self, window: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:  # (N, L, F) -> (N, H)
-        return self.head(self.features(window)) + window[:, -1, :1]
+        last = window[:, -1:, :1]  # (N, 1, 1): the target's last value
+        if self.relative:
+            window = torch.cat([window[:, :, :1] - last, window[:, :, 1:]], dim=2)
+        return self.head(self.features(window)) + last[:, 0]
 
 
 class Recurrent(_Forecaster):

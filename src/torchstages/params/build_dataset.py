@@ -56,6 +56,12 @@ class SeriesBuildParams(Section):
         description="per series and column, fitted on the train range: standard (mean, std) "
         "or minmax (to 0..1)",
     )
+    level: Literal["relative", "absolute"] = Field(
+        "relative",
+        description="what the network sees of each window's target: relative to its last value "
+        "(the recent shape, whatever the level: for trends and level shifts) or absolute (the "
+        "scaled values: when the level itself predicts, as in mean-reverting series)",
+    )
     calendar: bool = Field(
         False,
         description="add sin/cos of the month (monthly data and finer) and day of week (daily "

@@ -103,7 +103,7 @@ class TrainParams(Section):
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
     model: ModelSpec = Field(
         default_factory=CNNSpec,
-        description="architecture, see models (tables: mlp, time series: lstm when unset)",
+        description="architecture, see models (tables and time series: mlp when unset)",
     )
     augment: AugmentParams = Field(default_factory=AugmentParams)
 

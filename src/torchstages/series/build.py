@@ -165,6 +165,7 @@ def build_series(
         "lookback": lookback,
         "horizon": horizon,
         "stride": params.stride,
+        "level": params.level,
         "season": season,
         # (series, column) of the target and covariates; calendar features are not scaled
         "scaler": {

@@ -60,9 +60,8 @@ class TrainData:
             return build_table_model(params.model, self.meta["schema"], self.task.outputs)
         if self.kind == "series":
             meta = self.meta
-            return build_series_model(
-                params.model, len(meta["features"]), meta["lookback"], meta["horizon"]
-            )
+            shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
+            return build_series_model(params.model, *shape, meta["level"] == "relative")
         prep = self.prep
         model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
         check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
@@ -102,19 +101,17 @@ class TrainData:
 
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
     """Fill what the user left unset with the kind's and task's defaults (a table: mlp; a
-    series: lstm in fp32; a regression or forecast: mse loss, best epoch by val_loss); a
+    series: mlp in fp32; a regression or forecast: mse loss, best epoch by val_loss); a
     setting that cannot apply is an error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
-    if kind_of(meta) == "table" and "model" not in unset:
+    if kind_of(meta) in ("table", "series") and "model" not in unset:
+        # a series: picked on the validation ranges of bench/series.py (bench/RESULTS.md)
         update["model"] = {"name": "mlp"}
-    if kind_of(meta) == "series":
-        if "model" not in unset:
-            update["model"] = {"name": "lstm"}
-        if "precision" not in unset:
-            # bf16 keeps 3 significant digits: too coarse for forecasts, and these small
-            # networks gain no speed from it
-            update["precision"] = "fp32"
+    if kind_of(meta) == "series" and params.precision == "auto":
+        # bf16 keeps 3 significant digits: too coarse for forecasts, and these small networks
+        # gain no speed from it
+        update["precision"] = "fp32"
     if meta.get("task") in ("regression", "forecast"):
         if "loss" not in unset:
             update["loss"] = "mse"
