@@ -48,9 +48,14 @@ def read(frame: pd.DataFrame, tmp_path: Path, **params):
         (["2001-01", "2001-02", "2001-03", "2001-04"], ("month", 1, "2001-03-01")),
         (["2001-01-31", "2001-02-28", "2001-03-31", "2001-04-30"], ("month", 1, "2001-03-31")),
         (["2001-01-01", "2001-04-01", "2001-07-01", "2001-10-01"], ("month", 3, "2001-07-01")),
-        (["2020-03-01", "2020-03-02", "2020-03-03", "2020-03-04"], ("ns", 86400 * 10**9, "2020-03-03")),
-        (["2020-03-01 10:00", "2020-03-01 11:00", "2020-03-01 12:00", "2020-03-01 13:00"],
-         ("ns", 3600 * 10**9, "2020-03-01T12:00:00")),
+        (
+            ["2020-03-01", "2020-03-02", "2020-03-03", "2020-03-04"],
+            ("ns", 86400 * 10**9, "2020-03-03"),
+        ),
+        (
+            ["2020-03-01 10:00", "2020-03-01 11:00", "2020-03-01 12:00", "2020-03-01 13:00"],
+            ("ns", 3600 * 10**9, "2020-03-01T12:00:00"),
+        ),
     ],
 )
 def test_integer_date_and_datetime_times_and_their_frequency(tmp_path, times, expected):
@@ -77,10 +82,14 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
     ("edit", "message"),
     [
         (lambda f: pd.concat([f, f.iloc[[5]]]), r"duplicate time '5' .*lines \[7, 62\]"),
-        (lambda f: f.assign(value=f["value"].astype(str).where(f.index != 9, "abc")),
-         r"column 'value', line 11: 'abc' is not a number"),
-        (lambda f: f.assign(time=f["time"].where(f.index != 3, "soon")),
-         r"line 5: time 'soon' is not an integer like the other times"),
+        (
+            lambda f: f.assign(value=f["value"].astype(str).where(f.index != 9, "abc")),
+            r"column 'value', line 11: 'abc' is not a number",
+        ),
+        (
+            lambda f: f.assign(time=f["time"].where(f.index != 3, "soon")),
+            r"line 5: time 'soon' is not an integer like the other times",
+        ),
         (lambda f: f.rename(columns={"time": "when"}), r"no column named time/date"),
     ],
 )
@@ -107,7 +116,11 @@ def test_split_is_chronological_and_the_leakage_check_refuses_overlap(tmp_path):
     write_series(make_series(100).sample(frac=1, random_state=1), tmp_path / "raw")
     summary = split_series(tmp_path / "raw", tmp_path / "splits", SplitParams(kind="series"))
     assert summary["totals"] == {"train": 70, "val": 15, "test": 15}
-    assert summary["ranges"][""] == {"train": ["0", "69"], "val": ["70", "84"], "test": ["85", "99"]}
+    assert summary["ranges"][""] == {
+        "train": ["0", "69"],
+        "val": ["70", "84"],
+        "test": ["85", "99"],
+    }
     assert summary["rows_out_of_order"] is True and summary["leakage_check"].startswith("passed")
     _, split = read_series_splits(tmp_path / "splits")
     assert split.bounds[""] == {"train": (0, 70), "val": (70, 85), "test": (85, 100)}
@@ -152,11 +165,16 @@ def test_build_scales_on_train_only_and_writes_float32_windows(tmp_path):
     processed = split_and_build(tmp_path / "raw", tmp_path, scaler="minmax", calendar=True)
     meta = json.loads((processed / "meta.json").read_text())
     assert meta["features"] == ["value"] and meta["calendar"] == []  # integer times: no calendar
-    windows, targets = np.load(processed / "train_windows.npy"), np.load(processed / "train_targets.npy")
+    windows, targets = (
+        np.load(processed / "train_windows.npy"),
+        np.load(processed / "train_targets.npy"),
+    )
     assert windows.dtype == targets.dtype == np.float32
     assert windows.shape[1:] == (12, 1) and targets.shape[1] == 4
     # minmax on the train range: train values span exactly 0..1
-    assert windows.min() == pytest.approx(0, abs=1e-6) and windows.max() == pytest.approx(1, abs=1e-6)
+    assert windows.min() == pytest.approx(0, abs=1e-6) and windows.max() == pytest.approx(
+        1, abs=1e-6
+    )
     assert meta["season"] == 12  # the ACF of the differenced train range finds the sine's period
 
 
@@ -185,7 +203,9 @@ def test_panel_is_split_and_scaled_per_series(tmp_path):
 
 def test_a_series_shorter_than_three_windows_is_refused(tmp_path):
     write_series(make_series(47), tmp_path / "raw")
-    with pytest.raises(UserError, match=r"47 time steps, fewer than .*lookback 12 \+ horizon 4\) x 3 = 48"):
+    with pytest.raises(
+        UserError, match=r"47 time steps, fewer than .*lookback 12 \+ horizon 4\) x 3 = 48"
+    ):
         split_and_build(tmp_path / "raw", tmp_path)
 
 
@@ -235,9 +255,14 @@ def test_series_defaults_and_losses():
     meta = {"kind": "series", "task": "forecast"}
     params = params_for_kind(TrainParams(), meta)
     assert (params.model.name, params.precision, params.loss, params.monitor) == (
-        "mlp", "fp32", "mse", "val_loss"
+        "mlp",
+        "fp32",
+        "mse",
+        "val_loss",
     )
-    chosen = params_for_kind(TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta)
+    chosen = params_for_kind(
+        TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta
+    )
     assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
     with pytest.raises(UserError, match="cnn takes no time series; for a series use lstm"):
         build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)

@@ -90,7 +90,9 @@ def load_table_split(
     return arrays  # type: ignore[return-value]
 
 
-def load_series_split(out_dir: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def load_series_split(
+    out_dir: Path, split: str, mmap: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """A series split: windows (N, lookback, F) and targets (N, horizon), float32 and scaled."""
     mode = "r" if mmap else None
     try:

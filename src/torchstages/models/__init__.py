@@ -209,4 +209,8 @@ def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, 
 def describe_series_model(model: nn.Module, lookback: int, features: int) -> dict[str, Any]:
     """:func:`describe_model` for a forecaster: one window of zeros through it."""
     out = _run_zeros(model, [(1, lookback, features)], [torch.float32])
-    return {**_counts(model), "input_shape": [1, lookback, features], "output_shape": list(out.shape)}
+    return {
+        **_counts(model),
+        "input_shape": [1, lookback, features],
+        "output_shape": list(out.shape),
+    }

@@ -28,7 +28,9 @@ class RecurrentSpec(SpecWithTransfer):
     name: Literal["lstm", "gru"] = "lstm"
     hidden: int = Field(64, ge=1, description="hidden units of each recurrent layer")
     layers: int = Field(1, ge=1, description="stacked recurrent layers")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the head")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout between layers and before the head"
+    )
 
 
 class TCNSpec(SpecWithTransfer):

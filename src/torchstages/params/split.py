@@ -52,7 +52,8 @@ class SeriesSplitParams(Section):
         "date, datetime, timestamp, month, ds or t",
     )
     target: str | None = Field(
-        None, description="the value to forecast; unset: the only numeric column besides time and id"
+        None,
+        description="the value to forecast; unset: the only numeric column besides time and id",
     )
     id: str | None = Field(
         None, description="column naming the series of a panel (one model for all of them)"

@@ -124,9 +124,7 @@ def window_starts(
     return out
 
 
-def build_series(
-    params: SeriesBuildParams, splits_dir: Path, out_dir: Path
-) -> dict[str, int]:
+def build_series(params: SeriesBuildParams, splits_dir: Path, out_dir: Path) -> dict[str, int]:
     """Scale with train-only statistics, cut windows, write the arrays and meta.json."""
     summary, split = read_series_splits(splits_dir)
     freq = Frequency.from_dict(summary["frequency"])

@@ -58,9 +58,7 @@ def mase_scales(train_ranges: list[np.ndarray], season: int) -> np.ndarray:
     return np.asarray([s if s > 0 else 1.0 for s in scales])
 
 
-def forecast_metrics(
-    forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray
-) -> dict[str, Any]:
+def forecast_metrics(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
     """Averaged and per-step (lists of H) errors of (N, H) forecasts; ``scale`` (N,) is each
     window's MASE scale. sMAPE is in percent (0 to 200); 0/0 counts as 0."""
     error = forecast - actual
@@ -97,7 +95,9 @@ def evaluate_series(
     seasonal_naive), plus plot data and per-window predictions."""
     windows, targets = load_series_split(processed, split)
     index = np.load(processed / f"{split}_index.npy")
-    out = predict_logits(model.to(device), np.asarray(windows), OnDevice(device), batch_size, device)
+    out = predict_logits(
+        model.to(device), np.asarray(windows), OnDevice(device), batch_size, device
+    )
     _, series = read_series_splits(splits_dir)
     ids = card["series_ids"]
     values = [series.values[sid][:, 0] for sid in ids]
@@ -113,7 +113,9 @@ def evaluate_series(
         for name in ("naive", "seasonal_naive")
     }
     metrics["beats_naive"] = metrics["mase"] < metrics["baselines"]["naive"]["mase"]
-    metrics["beats_seasonal_naive"] = metrics["mase"] < metrics["baselines"]["seasonal_naive"]["mase"]
+    metrics["beats_seasonal_naive"] = (
+        metrics["mase"] < metrics["baselines"]["seasonal_naive"]["mase"]
+    )
     metrics.update(samples=len(index), horizon=horizon, season=season, series=len(ids))
     _write_plot_data(plots_dir, metrics, arrays, index, series, ids)
     if predictions is not None:
@@ -140,8 +142,11 @@ def _write_plot_data(
             for h in range(arrays["forecast"].shape[1])
         ],
     )
-    write_csv(plots_dir / "forecast.csv", ["step", "time", "actual", "one_step", "full_horizon"],
-              _forecast_rows(arrays, index, series.times[ids[0]]))
+    write_csv(
+        plots_dir / "forecast.csv",
+        ["step", "time", "actual", "one_step", "full_horizon"],
+        _forecast_rows(arrays, index, series.times[ids[0]]),
+    )
 
 
 def _forecast_rows(
@@ -156,8 +161,11 @@ def _forecast_rows(
     starts = index[rows, 1]
     first, last = int(starts[0]), int(starts[-1]) + horizon
     one_step = {int(s): arrays["forecast"][r, 0] for r, s in zip(rows, starts, strict=True)}
-    actual = {int(s) + h: arrays["actual"][r, h] for r, s in zip(rows, starts, strict=True)
-              for h in range(horizon)}
+    actual = {
+        int(s) + h: arrays["actual"][r, h]
+        for r, s in zip(rows, starts, strict=True)
+        for h in range(horizon)
+    }
     full = {}
     for r, s in zip(rows[::horizon], starts[::horizon], strict=True):
         full.update({int(s) + h: arrays["forecast"][r, h] for h in range(horizon)})
@@ -179,8 +187,14 @@ def _write_predictions(
     for r, (number, start) in enumerate(index.tolist()):
         times = series.times[ids[number]]
         rows += [
-            [ids[number], times[start - 1], times[start + h], h + 1,
-             _r(arrays["actual"][r, h]), _r(arrays["forecast"][r, h])]
+            [
+                ids[number],
+                times[start - 1],
+                times[start + h],
+                h + 1,
+                _r(arrays["actual"][r, h]),
+                _r(arrays["forecast"][r, h]),
+            ]
             for h in range(horizon)
         ]
     write_csv(path, ["series", "origin", "time", "step", "actual", "predicted"], rows)
@@ -206,23 +220,36 @@ def draw_series(plots_dir: Path, split: str, metrics: dict[str, Any], target: st
 
     ax.plot(x, column("actual"), color="black", linewidth=1.2, label="actual")
     ax.plot(x, column("one_step"), linewidth=1, label="forecast 1 step ahead")
-    ax.plot(x, column("full_horizon"), linewidth=1, linestyle="--",
-            label=f"forecast {metrics['horizon']} steps ahead, windows back to back")
+    ax.plot(
+        x,
+        column("full_horizon"),
+        linewidth=1,
+        linestyle="--",
+        label=f"forecast {metrics['horizon']} steps ahead, windows back to back",
+    )
     ticks = np.linspace(0, len(rows) - 1, min(8, len(rows))).astype(int) if rows else []
     ax.set_xticks(ticks, [rows[i]["time"] for i in ticks], rotation=30, fontsize=8)
     ax.set_ylabel(target)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{split}: actual vs forecast (MASE {metrics['mase']:.3f}, seasonal naive "
-                 f"{metrics['baselines']['seasonal_naive']['mase']:.3f})")
+    ax.set_title(
+        f"{split}: actual vs forecast (MASE {metrics['mase']:.3f}, seasonal naive "
+        f"{metrics['baselines']['seasonal_naive']['mase']:.3f})"
+    )
     save_png(fig, plots_dir / "forecast.png")
     fig = Figure(figsize=(6, 4), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     steps = np.arange(1, metrics["horizon"] + 1)
     ax.plot(steps, metrics["per_step"]["mae"], marker="o", markersize=3, label="model")
     for name, label in (("naive", "naive (last value)"), ("seasonal_naive", "seasonal naive")):
-        ax.plot(steps, metrics["baselines"][name]["per_step"]["mae"], marker="o", markersize=3,
-                linestyle=":", label=label)
+        ax.plot(
+            steps,
+            metrics["baselines"][name]["per_step"]["mae"],
+            marker="o",
+            markersize=3,
+            linestyle=":",
+            label=label,
+        )
     ax.set_xlabel("steps ahead")
     ax.set_ylabel(f"MAE ({target})")
     ax.grid(alpha=0.3)

@@ -58,17 +58,28 @@ class SeriesModel(nn.Module):
 def raw_windows(windows: np.ndarray, series: np.ndarray, card: dict[str, Any]) -> np.ndarray:
     """The stored scaled windows (N, L, F) back in raw units (what a user feeds the export)."""
     shift, scale = (t.numpy() for t in _scaling(card))
-    return (np.asarray(windows, dtype=np.float64) * scale[series][:, None] + shift[series][:, None])
+    return np.asarray(windows, dtype=np.float64) * scale[series][:, None] + shift[series][:, None]
 
 
 def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
     lookback, features = card["lookback"], len(card["features"])
     metadata = {
         k: json.dumps(card[k], sort_keys=True)
-        for k in ("features", "calendar", "series_ids", "frequency", "covariates", "lookback",
-                  "horizon", "scaler", "season")
+        for k in (
+            "features",
+            "calendar",
+            "series_ids",
+            "frequency",
+            "covariates",
+            "lookback",
+            "horizon",
+            "scaler",
+            "season",
+        )
     }
-    metadata.update(target=card["target"], time=card["time"], id=card["id"] or "", fill=card["fill"])
+    metadata.update(
+        target=card["target"], time=card["time"], id=card["id"] or "", fill=card["fill"]
+    )
     return Exportable(
         module=SeriesModel(model, card).eval(),
         example={
@@ -140,7 +151,9 @@ def export_and_verify_series(
         relative = np.abs(ours - reference) / target_scale[:, None]
         parity = {
             "max_abs_logit_diff": float(f"{relative.max():.1e}"),
-            "prediction_agreement": round(float((relative <= params.max_abs_diff).all(1).mean()), 6),
+            "prediction_agreement": round(
+                float((relative <= params.max_abs_diff).all(1).mean()), 6
+            ),
         }
         write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(windows)})
         log.info(

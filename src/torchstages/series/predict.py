@@ -51,7 +51,9 @@ def predict_series(
                 f"{lookback}"
             )
         recent = s.values[-lookback:]
-        windows.append(np.concatenate([recent, calendar_features(s.times[-lookback:], calendar)], 1))
+        windows.append(
+            np.concatenate([recent, calendar_features(s.times[-lookback:], calendar)], 1)
+        )
         numbers.append(ids.index(s.id))
     out = session.run(
         None,
@@ -60,6 +62,7 @@ def predict_series(
     header = [*(["series"] if cols["id"] else []), "time", "step", f"predicted_{cols['target']}"]
     rows = []
     for s, forecast in zip(series, out, strict=True):
-        for step, (time, value) in enumerate(zip(freq.future(s.times[-1], horizon), forecast), 1):
+        times = freq.future(s.times[-1], horizon)
+        for step, (time, value) in enumerate(zip(times, forecast, strict=True), 1):
             rows.append([*([s.id] if cols["id"] else []), time, step, round(float(value), 6)])
     return header, rows

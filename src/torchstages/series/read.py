@@ -79,9 +79,7 @@ class Frequency:
         if self.unit == "int":
             return [str(int(v)) for v in ordinals]
         if self.unit == "month":
-            starts = pd.to_datetime(
-                {"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1}
-            )
+            starts = pd.to_datetime({"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1})
             stamps = starts + pd.offsets.MonthEnd(0) if self.month_end else starts
         else:
             stamps = pd.to_datetime(ordinals.astype("datetime64[ns]"))
@@ -133,7 +131,9 @@ def resolve_series_columns(
         if column not in columns:
             raise UserError(f"{path}: {key}: no column {column!r} (columns: {columns})")
     if target == time or target in params.covariates or target == params.id:
-        raise UserError(f"{path}: split.series.target {target!r} is also the time, id or a covariate")
+        raise UserError(
+            f"{path}: split.series.target {target!r} is also the time, id or a covariate"
+        )
     return {"time": time, "target": target, "id": params.id, "covariates": list(params.covariates)}
 
 
@@ -233,7 +233,9 @@ def read_series(
     frame.index = np.arange(len(frame)) + FIRST_DATA_LINE  # line numbers for messages
     parsed, integer = _parse_times(frame[cols["time"]], where)
     if freq is not None and (freq.unit == "int") != integer:
-        raise UserError(f"{where}: times are {'integers' if integer else 'dates'}, unlike the model's")
+        raise UserError(
+            f"{where}: times are {'integers' if integer else 'dates'}, unlike the model's"
+        )
     frame["__t"] = parsed.to_numpy()
     if cols["id"]:
         if frame[cols["id"]].isna().any():

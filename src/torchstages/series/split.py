@@ -35,7 +35,9 @@ def cut_points(length: int, fractions: dict[str, float], where: str) -> tuple[in
     train = int(round(length * fractions["train"]))
     val = int(round(length * (fractions["train"] + fractions["val"]))) - train
     if min(train, val, length - train - val) < 1:
-        raise UserError(f"{where}: {length} time steps are too few to split into train, val and test")
+        raise UserError(
+            f"{where}: {length} time steps are too few to split into train, val and test"
+        )
     return train, train + val
 
 

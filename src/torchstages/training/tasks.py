@@ -32,7 +32,9 @@ def _value_loss(params: TrainParams, what: str) -> Callable[..., torch.Tensor]:
     return {
         "mse": F.mse_loss,
         "mae": F.l1_loss,
-        "huber": lambda a, b, reduction="mean": F.huber_loss(a, b, reduction=reduction, delta=delta),
+        "huber": lambda a, b, reduction="mean": F.huber_loss(
+            a, b, reduction=reduction, delta=delta
+        ),
         "smooth_l1": lambda a, b, reduction="mean": F.smooth_l1_loss(
             a, b, reduction=reduction, beta=delta
         ),
