@@ -12,7 +12,7 @@ import yaml
 
 from conftest import copy_project
 from series_data import make_series, write_series
-from test_pipeline import STAGES, commit, edit_params, repro, run
+from test_pipeline import STAGES, commit, edit_params, init_repo, repro, run
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +30,7 @@ def series_repo(root: Path) -> Path:
     repo = copy_project(root)
     (repo / "params.yaml").write_text(yaml.safe_dump(SERIES_PARAMS, sort_keys=False))
     write_series(make_series(400), repo / "data" / "raw")
-    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
-    run(["git", "init", "-q"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
-    commit(repo, "project")
-    return repo
+    return init_repo(repo)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ every test window.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,12 @@ from torch import nn
 
 from torchstages.data.store import load_series_split
 from torchstages.deploy.exportable import Exportable
-from torchstages.errors import UserError
-from torchstages.io import atomic_dir, atomic_path, write_json
+from torchstages.io import atomic_dir, atomic_path
 from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 from torchstages.series.evaluate import unscale
 
 __all__ = ["SeriesModel", "export_and_verify_series", "raw_windows"]
-
-log = logging.getLogger(__name__)
 
 
 def _scaling(card: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,13 +114,9 @@ def export_and_verify_series(
     import onnx
     import onnxruntime as ort
 
-    from torchstages.deploy.export import onnx_proto
+    from torchstages.deploy.export import onnx_only, onnx_proto, record_onnx_parity
 
-    if "onnx" not in params.formats:
-        raise UserError("export.formats: a forecaster is exported as onnx; add it to the list")
-    others = [f for f in params.formats if f != "onnx"]
-    if others:
-        log.info("export: a forecaster is exported as ONNX only (not yet %s)", ", ".join(others))
+    onnx_only(params, "a forecaster")
     model, card = load_model(weights, card_path)
     windows, _ = load_series_split(processed, "test")
     series = np.load(processed / "test_index.npy")[:, 0]
@@ -155,22 +147,6 @@ def export_and_verify_series(
                 float((relative <= params.max_abs_diff).all(1).mean()), 6
             ),
         }
-        write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(windows)})
-        log.info(
-            "export: %s  max |diff| %.1e (in train-range scale units), agreement %.4f on %d "
-            "test windows",
-            export_dir / "model.onnx",
-            parity["max_abs_logit_diff"],
-            parity["prediction_agreement"],
-            len(windows),
-        )
-        if (
-            parity["max_abs_logit_diff"] > params.max_abs_diff
-            or parity["prediction_agreement"] < params.min_agreement
-        ):
-            raise UserError(
-                f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
-                f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
-                f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
-            )
+        onnx_file = export_dir / "model.onnx"
+        record_onnx_parity(parity, params, onnx_file, metrics_path, len(windows), "windows")
     return parity
