@@ -266,3 +266,62 @@ def test_series_defaults_and_losses():
     assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
     with pytest.raises(UserError, match="cnn takes no time series; for a series use lstm"):
         build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)
+
+
+def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
+    """One model over three series of different levels: per-series scaling inside the ONNX
+    graph agrees with PyTorch on every test window, and predict forecasts each series."""
+    import onnxruntime as ort
+
+    from torchstages.models.saved import load_model
+    from torchstages.params.export import ExportParams
+    from torchstages.series.evaluate import evaluate_series
+    from torchstages.series.export import export_and_verify_series
+    from torchstages.series.predict import predict_series
+    from torchstages.training.loop import TrainOutputs, train
+
+    panel = make_panel(3, 100)
+    write_series(panel, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, split={"id": "id"})
+    models = tmp_path / "models"
+    outputs = TrainOutputs(
+        models / "w.safetensors", models / "m.json", models / "c.pt", models / "l"
+    )
+    train(TrainParams.model_validate({"epochs": 3, "threads": 1}), processed, outputs)
+    model, card = load_model(outputs.weights, outputs.card)
+    metrics, arrays = evaluate_series(
+        "test",
+        model,
+        card,
+        processed,
+        tmp_path / "splits",
+        tmp_path / "plots",
+        64,
+        torch.device("cpu"),
+    )
+    assert metrics["series"] == 3 and arrays["forecast"].shape == (metrics["samples"], 4)
+    export = tmp_path / "export"
+    parity = export_and_verify_series(
+        ExportParams(formats=["onnx"]),
+        outputs.weights,
+        outputs.card,
+        processed,
+        export,
+        tmp_path / "export.json",
+    )
+    assert parity["prediction_agreement"] == 1.0
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")
+    header, rows = predict_series(session, meta, history)
+    assert header == ["series", "time", "step", "predicted_value"]
+    assert [r[:3] for r in rows[:5]] == [
+        ["s0", "90", 1],
+        ["s0", "91", 2],
+        ["s0", "92", 3],
+        ["s0", "93", 4],
+        ["s1", "90", 1],
+    ]
+    # each series' forecast sits at its own level (s2 is around 100 units above s1)
+    level = {r[0]: r[3] for r in rows if r[2] == 1}
+    assert level["s0"] < level["s1"] < level["s2"]

@@ -138,7 +138,7 @@ def export_and_verify_series(
         raw = raw_windows(windows, series, card).astype(np.float32)
         ours = session.run(None, {"window": raw, "series": series.astype(np.int64)})[0]
         with torch.no_grad():
-            reference = unscale(model(torch.from_numpy(np.asarray(windows))).numpy(), series, card)
+            reference = unscale(model(torch.from_numpy(np.array(windows))).numpy(), series, card)
         target_scale = np.asarray(card["scaler"]["scale"])[series, 0]
         relative = np.abs(ours - reference) / target_scale[:, None]
         parity = {
