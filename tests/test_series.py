@@ -325,3 +325,16 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     # each series' forecast sits at its own level (s2 is around 100 units above s1)
     level = {r[0]: r[3] for r in rows if r[2] == 1}
     assert level["s0"] < level["s1"] < level["s2"]
+
+
+def test_covariates_are_scaled_inputs_never_targets(tmp_path):
+    frame = make_series(120)
+    frame["price"] = (frame["value"] * 3 + 50).round(3)
+    write_series(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, split={"covariates": ["price"]})
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["features"] == ["value", "price"] and len(meta["scaler"]["shift"][0]) == 2
+    windows = np.load(processed / "train_windows.npy")
+    # standard scaling of a linear function of the target: the two channels coincide
+    assert windows.shape[2] == 2 and np.allclose(windows[..., 0], windows[..., 1], atol=1e-4)
+    assert np.load(processed / "train_targets.npy").shape[1] == 4
