@@ -18,6 +18,7 @@ import torch
 
 from torchstages.data.loader import OnDevice
 from torchstages.data.store import load_series_split
+from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.io import write_csv
 from torchstages.series.split import SplitSeries, read_series_splits
@@ -42,6 +43,12 @@ def baselines(
     steps = np.arange(horizon)
     # step h (from 0) repeats the value ceil((h + 1) / season) seasons before it
     back = season * ((steps + season) // season)
+    if len(index) and int(index[:, 1].min()) < int(back.max()):
+        # a negative position would silently wrap around to the series' end
+        raise UserError(
+            f"season {season}: a window at step {int(index[:, 1].min())} has no value "
+            f"{int(back.max())} steps back for the seasonal naive forecast (lower the season)"
+        )
     out: dict[str, list[np.ndarray]] = {"actual": [], "naive": [], "seasonal_naive": []}
     for series, start in index.tolist():
         y = values[series]
