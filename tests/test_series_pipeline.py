@@ -83,7 +83,7 @@ def test_series_rerun_is_byte_identical(repo):
 def test_predict_the_next_steps_after_a_history(repo):
     history = make_series(400).iloc[:250]
     path = write_series(history, repo / "new", "history.csv")
-    out = run(["torchstages", "predict", str(path)], repo)
+    out = run(["torchstages", "predict", "models/export/model.onnx", str(path)], repo)
     rows = list(csv.reader(out.stdout.splitlines()))
     assert rows[0] == ["time", "step", "predicted_value"]
     assert [r[0] for r in rows[1:]] == [str(t) for t in range(250, 256)]

@@ -121,7 +121,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        help="files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
+        help="[model.onnx] then files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
         "for a table model: one .csv/.tsv/.parquet file of rows; for a time series model: one "
         "such file of history, forecast from its end",
     )
@@ -172,6 +172,9 @@ def _predict(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGPIPE"):
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if len(args.inputs) > 1 and Path(args.inputs[0]).suffix in (".onnx", ".pt2"):
+        # `predict model.onnx inputs...`: the model named first, as --model
+        args.model, args.inputs = Path(args.inputs[0]), args.inputs[1:]
     tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
     # rows for a table model, a history for a series model; for an image model, lists of paths
     if tables and Path(args.model).suffix == ".onnx":
