@@ -116,7 +116,7 @@ def evaluate_series(
     metrics = forecast_metrics(arrays["forecast"], arrays["actual"], scale)
     metrics["loss"] = _r(float(((out.numpy() - np.asarray(targets)) ** 2).mean()))
     metrics["baselines"] = {
-        name: {k: v for k, v in forecast_metrics(arrays[name], arrays["actual"], scale).items()}
+        name: forecast_metrics(arrays[name], arrays["actual"], scale)
         for name in ("naive", "seasonal_naive")
     }
     metrics["beats_naive"] = metrics["mase"] < metrics["baselines"]["naive"]["mase"]

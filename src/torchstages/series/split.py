@@ -17,7 +17,7 @@ import numpy as np
 
 from torchstages.data.split import read_csv_rows
 from torchstages.errors import UserError
-from torchstages.io import write_csv, write_json
+from torchstages.io import read_json, write_csv, write_json
 from torchstages.params.split import SplitParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.series.read import Frequency, Series, read_series, resolve_series_columns
@@ -156,8 +156,9 @@ class SplitSeries:
                     if sid not in times:
                         self.ids.append(sid)
                         times[sid], values[sid], self.bounds[sid] = [], [], {}
-                    lo, hi = self.bounds[sid].get(name, (int(row[2]), int(row[2])))
-                    self.bounds[sid][name] = (lo, int(row[2]) + 1)
+                    step = int(row[2])
+                    first = self.bounds[sid].get(name, (step, step))[0]
+                    self.bounds[sid][name] = (first, step + 1)  # [first, end) of this split
                     times[sid].append(row[1])
                     values[sid].append([float(v) for v in row[3 : 3 + len(columns)]])
             except ValueError:
@@ -168,7 +169,5 @@ class SplitSeries:
 
 def read_series_splits(splits_dir: Path) -> tuple[dict[str, Any], SplitSeries]:
     """The split summary and the split series, as build-dataset and evaluation read them."""
-    from torchstages.io import read_json
-
     summary = read_json(splits_dir / "summary.json")
     return summary, SplitSeries(splits_dir, summary)
