@@ -23,6 +23,12 @@ def main() -> None:
         counts = build_table(params, paths.RAW, paths.SPLITS, paths.PROCESSED)
         log.info("build-dataset: %s rows -> %s", counts, paths.PROCESSED)
         return
+    if kind_of(summary) == "series":
+        from torchstages.series.build import build_series
+
+        counts = build_series(params.series, paths.SPLITS, paths.PROCESSED)
+        log.info("build-dataset: %s windows -> %s", counts, paths.PROCESSED)
+        return
     from torchstages.data.build import build_dataset
 
     counts = build_dataset(params, paths.RAW, paths.SPLITS, paths.PROCESSED)

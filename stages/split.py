@@ -1,6 +1,7 @@
 """DVC stage `split`: data/raw -> data/splits/{train,val,test}.csv + summary.json.
 
-data/raw holds class folders of images, or one table file (split.kind says which, or auto).
+data/raw holds class folders of images, or one table file read as a table or a time series
+(split.kind says which, or auto).
 """
 
 import logging
@@ -16,10 +17,16 @@ log = logging.getLogger("torchstages.stages")
 
 def main() -> None:
     params = load_section(SplitParams, "split")
-    if detect_kind(paths.RAW, params.kind) == "table":
+    kind = detect_kind(paths.RAW, params.kind)
+    if kind == "table":
         from torchstages.tables.split import split_table
 
         split_table(paths.RAW, paths.SPLITS, params)  # logs what it found
+        return
+    if kind == "series":
+        from torchstages.series.split import split_series
+
+        split_series(paths.RAW, paths.SPLITS, params)  # logs what it found
         return
     from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset

@@ -48,6 +48,16 @@ def commit(repo: Path, message: str) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo)
 
 
+def init_repo(repo: Path) -> Path:
+    """git + DVC (analytics off) in ``repo``, its files committed: dvclive needs a commit."""
+    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)
+    commit(repo, "project")
+    return repo
+
+
 def edit_params(repo: Path, section: str, **changes) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params[section].update(changes)
@@ -58,12 +68,7 @@ def edit_params(repo: Path, section: str, **changes) -> None:
 def repo(tmp_path_factory) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("project"))
     make_image_folder(repo / "data" / "raw")
-    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
-    run(["git", "init", "-q"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
-    commit(repo, "project")  # dvclive needs a commit to exist
-    return repo
+    return init_repo(repo)
 
 
 def test_first_repro_runs_all_six_then_nothing(repo):
@@ -162,13 +167,19 @@ def test_unchanged_rerun_is_byte_identical(repo):
     assert changed == []
 
 
-# plots dvc.yaml declares for regression tables: an image project has no data for them
+# plots dvc.yaml declares for regression tables and time series: an image project has no data
+# for them
 REGRESSION_PLOTS = {
     "validate-predicted-vs-actual",
     "test-predicted-vs-actual",
     "test-residuals",
     "plots/test/predicted_vs_actual.png",
     "plots/test/residuals.png",
+    "validate-forecast",
+    "test-forecast",
+    "test-error-by-horizon",
+    "plots/test/forecast.png",
+    "plots/test/horizon.png",
 }
 
 

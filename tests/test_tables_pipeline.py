@@ -11,7 +11,7 @@ import yaml
 
 from conftest import copy_project
 from tables_data import make_table, write_table
-from test_pipeline import STAGES, commit, edit_params, repro, run
+from test_pipeline import STAGES, commit, edit_params, init_repo, repro, run
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,7 @@ def table_repo(root: Path, task: str) -> Path:
     repo = copy_project(root)
     (repo / "params.yaml").write_text(yaml.safe_dump(TABLE_PARAMS, sort_keys=False))
     write_table(make_table(300, task), repo / "data" / "raw")
-    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
-    run(["git", "init", "-q"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
-    commit(repo, "project")
-    return repo
+    return init_repo(repo)
 
 
 @pytest.fixture(scope="module")

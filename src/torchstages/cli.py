@@ -134,8 +134,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        help="files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
-        "for a table model: one .csv/.tsv/.parquet file of rows",
+        help="[model.onnx] then files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
+        "for a table model: one .csv/.tsv/.parquet file of rows; for a time series model: one "
+        "such file of history, forecast from its end",
     )
     p.add_argument(
         "--model",
@@ -184,13 +185,17 @@ def _predict(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGPIPE"):
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if len(args.inputs) > 1 and Path(args.inputs[0]).suffix in (".onnx", ".pt2"):
+        # `predict model.onnx inputs...`: the model named first, as --model
+        args.model, args.inputs = Path(args.inputs[0]), args.inputs[1:]
     tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
-    if tables:  # rows to predict for a table model; for an image model, lists of image paths
-        from torchstages.tables.predict import table_model
+    # rows for a table model, a history for a series model; for an image model, lists of paths
+    if tables and Path(args.model).suffix == ".onnx":
+        from torchstages.tables.predict import onnx_model
 
-        found = table_model(args.model)
-        if found is not None:
-            return _predict_table(args, *found)
+        session, metadata = onnx_model(args.model)
+        if metadata.get("kind") in ("table", "series"):
+            return _predict_rows(args, session, metadata)
     runner = load_runner(args.model)
     reader = reader_for(runner.metadata)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
@@ -216,16 +221,22 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _predict_table(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
-    """Every row of one table file: CSV with line, prediction (and probability) per row."""
+def _predict_rows(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+    """A table model: CSV with line, prediction (and probability) per row of one table file; a
+    series model: the next horizon steps after the end of each series in one history file."""
     import csv
 
     from torchstages.io import atomic_path
-    from torchstages.tables.predict import predict_table
 
     if len(args.inputs) != 1:
-        raise UserError("predict: a table model takes one table file (.csv, .tsv or .parquet)")
-    header, rows = predict_table(session, metadata, Path(args.inputs[0]))
+        raise UserError(
+            f"predict: a {metadata['kind']} model takes one table file (.csv, .tsv or .parquet)"
+        )
+    if metadata["kind"] == "series":
+        from torchstages.series.predict import predict_series as predict_file
+    else:
+        from torchstages.tables.predict import predict_table as predict_file
+    header, rows = predict_file(session, metadata, Path(args.inputs[0]))
 
     def write(out) -> None:
         writer = csv.writer(out, lineterminator="\n")

@@ -80,6 +80,45 @@ def export_and_verify(
     return metrics
 
 
+def onnx_only(params: ExportParams, what: str) -> None:
+    """Check ``export.formats`` for a model exported as ONNX alone (``what``: "a table model")."""
+    if "onnx" not in params.formats:
+        raise UserError(f"export.formats: {what} is exported as onnx; add it to the list")
+    others = [f for f in params.formats if f != "onnx"]
+    if others:
+        log.info("export: %s is exported as ONNX only (not yet %s)", what, ", ".join(others))
+
+
+def record_onnx_parity(
+    parity: dict[str, float],
+    params: ExportParams,
+    onnx_file: Path,
+    metrics_path: Path,
+    samples: int,
+    unit: str,
+) -> None:
+    """Write the ONNX parity as the export metrics (the layout images use: ``formats.onnx``),
+    log it, and stop when ONNX Runtime disagrees with PyTorch on the ``samples`` test ``unit``."""
+    write_json(metrics_path, {"formats": {"onnx": parity}, "samples": samples})
+    log.info(
+        "export: %s  max |diff| %.1e  agreement %.4f on %d test %s",
+        onnx_file,
+        parity["max_abs_logit_diff"],
+        parity["prediction_agreement"],
+        samples,
+        unit,
+    )
+    if (
+        parity["max_abs_logit_diff"] > params.max_abs_diff
+        or parity["prediction_agreement"] < params.min_agreement
+    ):
+        raise UserError(
+            f"{onnx_file}: onnx disagrees with PyTorch (max |diff| "
+            f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
+            f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
+        )
+
+
 def export_formats(
     exp: Exportable,
     card: dict[str, Any],

@@ -74,6 +74,8 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         )
     if kind_of(meta) == "table":
         return _evaluate_table(split, params, paths, model, card, device)
+    if kind_of(meta) == "series":
+        return _evaluate_series(split, params, paths, model, card, device)
     images, labels = load_split(paths.processed, split)
     labels = np.asarray(labels)
     prep = Preprocessing.from_dict(card["preprocessing"])
@@ -165,6 +167,45 @@ def _evaluate_table(
         metrics["loss"],
         summary,
         metrics["samples"],
+        paths.metrics,
+        paths.plots_dir,
+    )
+    return metrics
+
+
+def _evaluate_series(
+    split: str, params: EvaluateParams, paths: EvalPaths, model, card: dict[str, Any], device
+) -> dict[str, Any]:
+    from torchstages.series.evaluate import draw_series, evaluate_series
+
+    metrics, _ = evaluate_series(
+        split,
+        model,
+        card,
+        paths.processed,
+        paths.splits,
+        paths.plots_dir,
+        params.batch_size,
+        device,
+        paths.predictions,
+    )
+    write_json(paths.metrics, metrics)
+    draw_series(paths.plots_dir, split, metrics, card["target"])
+    _write_report(paths)
+    seasonal = metrics["baselines"]["seasonal_naive"]
+    log.info(
+        "%s: MASE %.4f (naive %.4f, seasonal naive %.4f)  sMAPE %.2f%% (seasonal naive %.2f%%)  "
+        "MAE %.4g  RMSE %.4g on %d windows of %d steps -> %s, %s",
+        split,
+        metrics["mase"],
+        metrics["baselines"]["naive"]["mase"],
+        seasonal["mase"],
+        metrics["smape"],
+        seasonal["smape"],
+        metrics["mae"],
+        metrics["rmse"],
+        metrics["samples"],
+        metrics["horizon"],
         paths.metrics,
         paths.plots_dir,
     )

@@ -43,12 +43,20 @@ REGRESSION_HEADLINE = [
     ("mape", "MAPE"),
     ("loss", "loss (MSE of standardised values)"),
 ]
+FORECAST_HEADLINE = [
+    ("mase", "MASE (below 1: better than the train range's seasonal naive)"),
+    ("smape", "sMAPE (%)"),
+    ("mae", "MAE"),
+    ("rmse", "RMSE"),
+    ("loss", "loss (MSE of scaled values)"),
+]
 # params sections the report shows, and the keys that cannot change a result
 PARAM_SECTIONS = ("build_dataset", "train", "test")
 NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
 # keys that only one data kind reads: the report of the other kind leaves them out
 ONLY_FOR = {
     "table": ("build_dataset.table", "train.huber_delta"),
+    "series": ("build_dataset.series",),
     "images": (
         "build_dataset.image_size",
         "build_dataset.color",
@@ -65,6 +73,8 @@ PICTURES = [
     ("train", "augmented.png", "Training images after augmentation"),
     ("test", "predicted_vs_actual.png", "Predicted vs actual (test)"),
     ("test", "residuals.png", "Residuals (test)"),
+    ("test", "forecast.png", "Actual vs forecast (test)"),
+    ("test", "horizon.png", "Error by horizon step (test)"),
 ]
 
 
@@ -106,6 +116,11 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     best, arch = card["best"], card["architecture"]
     if card.get("task") == "regression":
         what = f"regression of `{card['target']}`, {metrics['samples']} test rows"
+    elif card.get("task") == "forecast":
+        what = (
+            f"forecast of `{card['target']}` {card['horizon']} steps ahead from "
+            f"{card['lookback']}, {metrics['samples']} test windows"
+        )
     else:
         unit = "rows" if "schema" in card else "images"
         what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
@@ -123,6 +138,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         ),
         "",
         *_per_class(metrics),
+        *_baselines(metrics),
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
         *_skipped(sources.processed / "meta.json"),
@@ -171,13 +187,36 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
 def _headline(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """(key, label) of the headline metrics present."""
     out = []
-    for key, label in HEADLINE if "rmse" not in metrics else REGRESSION_HEADLINE:
+    table = HEADLINE if "rmse" not in metrics else REGRESSION_HEADLINE
+    for key, label in FORECAST_HEADLINE if "mase" in metrics else table:
         if key == "top*_accuracy":
             top = sorted(k for k in metrics if re.fullmatch(r"top\d+_accuracy", k))
             out += [(k, label.format(k=k[3:].split("_")[0])) for k in top]
         elif key in metrics:
             out.append((key, label))
     return out
+
+
+def _baselines(metrics: dict[str, Any]) -> list[str]:
+    """A forecast's errors beside the naive forecasts' on the same windows."""
+    if "baselines" not in metrics:
+        return []
+    rows = [("model", metrics), *metrics["baselines"].items()]
+    return [
+        "## Against naive forecasts (same windows)",
+        "",
+        "| forecast | MASE | sMAPE (%) | MAE | RMSE |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {m['mase']:.4f} | {m['smape']:.2f} | {m['mae']:.4g} | {m['rmse']:.4g} |"
+            for name, m in rows
+        ),
+        "",
+        f"The model {'beats' if metrics['beats_seasonal_naive'] else 'does NOT beat'} the "
+        f"seasonal naive forecast (season {metrics['season']}) and "
+        f"{'beats' if metrics['beats_naive'] else 'does NOT beat'} the naive one.",
+        "",
+    ]
 
 
 def _interval(metrics: dict[str, Any], key: str) -> str:

@@ -28,8 +28,8 @@ COLUMNS = 10
 def draw_from_card(card_path: Path, live_dir: Path, processed_dir: Path, out_dir: Path) -> None:
     """The training figures of the model whose card is at ``card_path``."""
     card = load_card(card_path)
-    if "augment" not in card:  # a table: curves only, of the task's metric
-        metric = "rmse" if card.get("task") == "regression" else "accuracy"
+    if "augment" not in card:  # a table or series: curves only, of the task's metric
+        metric = {"regression": "rmse", "forecast": "mae"}.get(card.get("task"), "accuracy")
         draw_curves(live_dir, out_dir, card["best"]["epoch"], metric)
         return
     draw_training_figures(

@@ -17,6 +17,7 @@ from torch import nn
 from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, MLPSpec
+from torchstages.models.series import TCN, Recurrent, RecurrentSpec, TCNSpec, WindowMLP
 from torchstages.models.tabular import FTTransformer, FTTransformerSpec, TableMLP
 from torchstages.models.torchvision import TorchvisionSpec, build_torchvision
 from torchstages.models.transfer import freeze_backbone, load_pretrained, split_head_backbone
@@ -26,17 +27,19 @@ __all__ = [
     "AnySpec",
     "build_model",
     "build_table_model",
+    "build_series_model",
     "parse_spec",
     "check_output_shape",
     "describe_model",
     "describe_table_model",
+    "describe_series_model",
     "split_head_backbone",
     "freeze_backbone",
 ]
 
 log = logging.getLogger(__name__)
 
-AnySpec = MLPSpec | CNNSpec | TorchvisionSpec | FTTransformerSpec
+AnySpec = MLPSpec | CNNSpec | TorchvisionSpec | FTTransformerSpec | RecurrentSpec | TCNSpec
 ModelSpec = Annotated[AnySpec, Field(discriminator="name")]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -47,6 +50,12 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 _TABLE_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": TableMLP,
     "ft_transformer": FTTransformer,
+}
+_SERIES_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "lstm": Recurrent,
+    "gru": Recurrent,
+    "mlp": WindowMLP,
+    "tcn": TCN,
 }
 
 
@@ -75,7 +84,7 @@ def build_model(
     """
     if spec.name not in _BUILDERS:
         raise UserError(
-            f"train.model.name: {spec.name} is a table model; for images use {', '.join(_BUILDERS)}"
+            f"train.model.name: {spec.name} takes no images; for images use {', '.join(_BUILDERS)}"
         )
     model = _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
     if pretrained and spec.transfer.pretrained != "none":
@@ -97,6 +106,30 @@ def build_table_model(
         model = _TABLE_BUILDERS[spec.name](spec, schema, outputs)
     except ValueError as exc:
         raise UserError(f"train.model: {exc}") from None
+    if pretrained and spec.transfer.pretrained != "none":
+        load_pretrained(model, spec.transfer.pretrained)
+    return model
+
+
+def build_series_model(
+    spec: AnySpec,
+    features: int,
+    lookback: int,
+    horizon: int,
+    relative: bool,
+    *,
+    pretrained: bool = True,
+) -> nn.Module:
+    """Build the forecaster for windows (N, ``lookback``, ``features``) -> (N, ``horizon``),
+    seeing the target relative to its last value when ``relative`` (see
+    :mod:`torchstages.models.series`)."""
+    if spec.name not in _SERIES_BUILDERS:
+        raise UserError(
+            f"train.model.name: {spec.name} takes no time series; for a series use "
+            f"{', '.join(_SERIES_BUILDERS)}"
+        )
+    model = _SERIES_BUILDERS[spec.name](spec, features, lookback, horizon)
+    model.relative = relative
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
@@ -171,3 +204,13 @@ def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, 
     widths = (len(schema["numeric"]), len(schema["categorical"]))
     out = _run_zeros(model, [(1, widths[0]), (1, widths[1])], [torch.float32, torch.long])
     return {**_counts(model), "input_shape": [1, sum(widths)], "output_shape": list(out.shape)}
+
+
+def describe_series_model(model: nn.Module, lookback: int, features: int) -> dict[str, Any]:
+    """:func:`describe_model` for a forecaster: one window of zeros through it."""
+    out = _run_zeros(model, [(1, lookback, features)], [torch.float32])
+    return {
+        **_counts(model),
+        "input_shape": [1, lookback, features],
+        "output_shape": list(out.shape),
+    }

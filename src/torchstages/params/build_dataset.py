@@ -43,6 +43,39 @@ class TableBuildParams(Section):
         return self
 
 
+class SeriesBuildParams(Section):
+    """Windows of a time series and their scaling, fitted on the train range alone."""
+
+    lookback: int = Field(24, ge=1, description="input steps of each window")
+    horizon: int = Field(12, ge=1, description="steps forecast from each window")
+    stride: int = Field(
+        1, ge=1, description="steps between train windows (val and test score every window)"
+    )
+    scaler: Literal["standard", "minmax"] = Field(
+        "standard",
+        description="per series and column, fitted on the train range: standard (mean, std) "
+        "or minmax (to 0..1)",
+    )
+    level: Literal["relative", "absolute"] = Field(
+        "relative",
+        description="what the network sees of each window's target: relative to its last value "
+        "(the recent shape, whatever the level: for trends and level shifts) or absolute (the "
+        "scaled values: when the level itself predicts, as in mean-reverting series)",
+    )
+    calendar: bool = Field(
+        False,
+        description="add sin/cos of the month (monthly data and finer) and day of week (daily "
+        "and finer) as inputs",
+    )
+    season: int | None = Field(
+        None,
+        ge=1,
+        description="season length in steps (seasonal naive, MASE); unset: from the frequency "
+        "(monthly 12, daily 7, hourly 24, ...), for integer times the train range's "
+        "autocorrelation peak",
+    )
+
+
 class BuildDatasetParams(Section):
     """Decoding, colour mode and resizing, applied once to every split (and again by predict)."""
 
@@ -78,4 +111,8 @@ class BuildDatasetParams(Section):
     )
     table: TableBuildParams = Field(
         default_factory=TableBuildParams, description="tables only: column types, missing values"
+    )
+    series: SeriesBuildParams = Field(
+        default_factory=SeriesBuildParams,
+        description="time series only: window lengths, scaling, calendar features, season",
     )

@@ -9,14 +9,19 @@ from pydantic import BaseModel
 
 from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
+from torchstages.models.series import RecurrentSpec, TCNSpec
 from torchstages.models.tabular import FTTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec
 from torchstages.models.transfer import TransferSpec
 from torchstages.params.base import show_value
-from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
+from torchstages.params.build_dataset import (
+    BuildDatasetParams,
+    SeriesBuildParams,
+    TableBuildParams,
+)
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
-from torchstages.params.split import SplitParams, TableSplitParams
+from torchstages.params.split import SeriesSplitParams, SplitParams, TableSplitParams
 from torchstages.params.train import (
     AugmentParams,
     EarlyStoppingParams,
@@ -30,8 +35,10 @@ __all__ = ["SECTIONS", "params_reference"]
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("split", "split", SplitParams),
     ("split.table", "split.table", TableSplitParams),
+    ("split.series", "split.series", SeriesSplitParams),
     ("build_dataset", "build_dataset", BuildDatasetParams),
     ("build_dataset.table", "build_dataset.table", TableBuildParams),
+    ("build_dataset.series", "build_dataset.series", SeriesBuildParams),
     ("train", "train", TrainParams),
     ("train.schedule", "train.schedule", ScheduleParams),
     ("train.early_stopping", "train.early_stopping", EarlyStoppingParams),
@@ -40,6 +47,8 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("train.model: name: mlp", "train.model", MLPSpec),
     ("train.model: name: torchvision", "train.model", TorchvisionSpec),
     ("train.model: name: ft_transformer", "train.model", FTTransformerSpec),
+    ("train.model: name: lstm | gru", "train.model", RecurrentSpec),
+    ("train.model: name: tcn", "train.model", TCNSpec),
     ("train.model.transfer", "train.model.transfer", TransferSpec),
     ("validate, test", "validate / test", EvaluateParams),
     ("export", "export", ExportParams),

@@ -43,6 +43,31 @@ class TableSplitParams(Section):
     )
 
 
+class SeriesSplitParams(Section):
+    """What a time series file's columns mean, and what to do with missing time steps."""
+
+    time: str | None = Field(
+        None,
+        description="time column: dates, datetimes or integers; unset: the column named time, "
+        "date, datetime, timestamp, month, ds or t",
+    )
+    target: str | None = Field(
+        None,
+        description="the value to forecast; unset: the only numeric column besides time and id",
+    )
+    id: str | None = Field(
+        None, description="column naming the series of a panel (one model for all of them)"
+    )
+    covariates: list[str] = Field(
+        [], description="more numeric columns fed to the model as inputs (never forecast)"
+    )
+    fill: Literal["interpolate", "ffill", "error"] = Field(
+        "interpolate",
+        description="missing time steps (gaps against the detected frequency) and empty cells: "
+        "interpolate linearly between neighbours, ffill (repeat the last value), or error",
+    )
+
+
 class SplitParams(Section):
     """Stratified, seeded three-way split; exact duplicate files always stay in one split, near
     duplicates too by default."""
@@ -58,6 +83,10 @@ class SplitParams(Section):
     )
     table: TableSplitParams = Field(
         default_factory=TableSplitParams, description="tables only: target, task, columns"
+    )
+    series: SeriesSplitParams = Field(
+        default_factory=SeriesSplitParams,
+        description="time series only: time, target, id columns, gap filling (chronological split)",
     )
     near_duplicates: Literal["group", "report", "off"] = Field(
         "group",

@@ -81,10 +81,10 @@ class TrainParams(Section):
         0.0005, ge=0, description="weight decay (decoupled for adamw), never on biases and norms"
     )
     grad_clip_norm: float = Field(0.0, ge=0, description="clip gradients to this norm; 0 = off")
-    loss: Literal["cross_entropy", "bce", "mse", "huber", "smooth_l1"] = Field(
+    loss: Literal["cross_entropy", "bce", "mse", "mae", "huber", "smooth_l1"] = Field(
         "cross_entropy",
         description="classes: cross_entropy, or bce (BCE-with-logits, two classes only); "
-        "regression: mse, huber, smooth_l1 (the default when unset)",
+        "regression and forecasts: mse (the default when unset), mae, huber, smooth_l1",
     )
     huber_delta: float = Field(
         1.0, gt=0, description="huber / smooth_l1: where the loss turns linear (standardised units)"
@@ -104,7 +104,8 @@ class TrainParams(Section):
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
     model: ModelSpec = Field(
-        default_factory=CNNSpec, description="architecture, see models (tables: mlp when unset)"
+        default_factory=CNNSpec,
+        description="architecture, see models (tables and time series: mlp when unset)",
     )
     augment: AugmentParams = Field(default_factory=AugmentParams)
 

@@ -9,7 +9,6 @@ string lookup that every runtime supports. Imputation, missing indicators and sc
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,12 @@ from torch import nn
 
 from torchstages.data.store import load_table_split
 from torchstages.deploy.exportable import Exportable
-from torchstages.errors import UserError
-from torchstages.io import atomic_dir, atomic_path, write_json
+from torchstages.io import atomic_dir, atomic_path
 from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 from torchstages.tables.evaluate import table_outputs
 
 __all__ = ["TableModel", "export_and_verify_table", "export_table_onnx", "table_exportable"]
-
-log = logging.getLogger(__name__)
 
 
 class TableModel(nn.Module):
@@ -146,11 +142,9 @@ def export_and_verify_table(
     leaves the previous export folder as it was."""
     import onnxruntime as ort
 
-    if "onnx" not in params.formats:
-        raise UserError("export.formats: a table model is exported as onnx; add it to the list")
-    others = [f for f in params.formats if f != "onnx"]
-    if others:
-        log.info("export: a table model is exported as ONNX only (not yet %s)", ", ".join(others))
+    from torchstages.deploy.export import onnx_only, record_onnx_parity
+
+    onnx_only(params, "a table model")
     model, card = load_model(weights, card_path)
     numeric, categorical, _ = (np.asarray(a) for a in load_table_split(processed, "test"))
     with atomic_dir(export_dir) as staging:
@@ -160,23 +154,8 @@ def export_and_verify_table(
         )
         ours = onnx_outputs(session, card, numeric, categorical)
         parity = _parity(ours, model, card, numeric, categorical, params.max_abs_diff)
-        write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(numeric)})
-        log.info(
-            "export: %s  max |diff| %.1e  agreement %.4f on %d test rows",
-            export_dir / "model.onnx",
-            parity["max_abs_logit_diff"],
-            parity["prediction_agreement"],
-            len(numeric),
-        )
-        if (
-            parity["max_abs_logit_diff"] > params.max_abs_diff
-            or parity["prediction_agreement"] < params.min_agreement
-        ):
-            raise UserError(
-                f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
-                f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
-                f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
-            )
+        onnx_file = export_dir / "model.onnx"
+        record_onnx_parity(parity, params, onnx_file, metrics_path, len(numeric), "rows")
     return parity
 
 

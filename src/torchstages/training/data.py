@@ -16,14 +16,16 @@ from torch import nn
 from torchstages.data.augment import random_affine
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer, OnDevice, to_device_tensor
-from torchstages.data.store import load_meta, load_split, load_table_split
+from torchstages.data.store import load_meta, load_series_split, load_split, load_table_split
 from torchstages.errors import UserError
 from torchstages.kinds import kind_of
 from torchstages.models import (
     build_model,
+    build_series_model,
     build_table_model,
     check_output_shape,
     describe_model,
+    describe_series_model,
     describe_table_model,
 )
 from torchstages.params.train import TrainParams
@@ -56,6 +58,10 @@ class TrainData:
         """The network for these inputs, its output shape checked on a dummy batch."""
         if self.kind == "table":
             return build_table_model(params.model, self.meta["schema"], self.task.outputs)
+        if self.kind == "series":
+            meta = self.meta
+            shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
+            return build_series_model(params.model, *shape, meta["level"] == "relative")
         prep = self.prep
         model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
         check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
@@ -64,10 +70,12 @@ class TrainData:
     def describe(self, model: nn.Module) -> dict[str, Any]:
         if self.kind == "table":
             return describe_table_model(model, self.meta["schema"])
+        if self.kind == "series":
+            return describe_series_model(model, self.meta["lookback"], len(self.meta["features"]))
         return describe_model(model, self.prep.channels, self.prep.image_size)
 
     def augmenter(self, params: TrainParams, generator: torch.Generator):
-        if self.kind == "table":
+        if self.kind in ("table", "series"):
             return None
         return lambda x: random_affine(x, params.augment, generator)
 
@@ -76,6 +84,9 @@ class TrainData:
         if self.kind == "table":
             keys = ("kind", "task", "target", "classes", "target_mean", "target_std", "schema")
             return {k: self.meta[k] for k in keys if k in self.meta}
+        if self.kind == "series":
+            # everything evaluation, export and predict need: scaling, windows, frequency
+            return {k: v for k, v in self.meta.items() if k not in ("counts", "stride", "file")}
         return {
             "classes": self.classes,
             "preprocessing": self.prep.to_dict(),
@@ -90,19 +101,23 @@ class TrainData:
 
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
     """Fill what the user left unset with the kind's and task's defaults (a table: mlp, one CPU
-    thread for threads: 0; a regression: mse loss, best epoch by val_loss); a setting that cannot
-    apply is an error."""
+    thread for threads: 0; a series: mlp in fp32; a regression or forecast: mse loss, best epoch
+    by val_loss); a setting that cannot apply is an error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
-    if kind_of(meta) == "table":
-        if "model" not in unset:
-            update["model"] = {"name": "mlp"}
-        if params.threads == 0:
-            # a table model's layers are too small to split across threads: one thread trains
-            # faster, by far when other jobs share the CPU and the threads' waits contend
-            # (bench/RESULTS.md, "Tables")
-            update["threads"] = 1
-    if meta.get("task") == "regression":
+    if kind_of(meta) in ("table", "series") and "model" not in unset:
+        # a series: picked on the validation ranges of bench/series.py (bench/RESULTS.md)
+        update["model"] = {"name": "mlp"}
+    if kind_of(meta) == "table" and params.threads == 0:
+        # a table model's layers are too small to split across threads: one thread trains
+        # faster, by far when other jobs share the CPU and the threads' waits contend
+        # (bench/RESULTS.md, "Tables")
+        update["threads"] = 1
+    if kind_of(meta) == "series" and params.precision == "auto":
+        # bf16 keeps 3 significant digits: too coarse for forecasts, and these small networks
+        # gain no speed from it
+        update["precision"] = "fp32"
+    if meta.get("task") in ("regression", "forecast"):
         if "loss" not in unset:
             update["loss"] = "mse"
         if "monitor" not in unset:
@@ -128,6 +143,11 @@ def load_train_data(
         names = ["numeric", "categorical", "labels"]
         arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
         normalize: Normalizer | OnDevice = OnDevice(device)
+    elif kind_of(meta) == "series":
+        train = load_series_split(processed_dir, "train")
+        val = load_series_split(processed_dir, "val")
+        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in ("windows", "targets")]
+        normalize = OnDevice(device)
     else:
         train = load_split(processed_dir, "train")
         val = load_split(processed_dir, "val")

@@ -16,9 +16,29 @@ from torchstages.errors import UserError
 from torchstages.params.train import TrainParams
 from torchstages.training.losses import build_loss
 
-__all__ = ["Task", "Classification", "Regression", "build_task"]
+__all__ = ["Task", "Classification", "Regression", "Forecast", "build_task"]
 
-_REGRESSION_LOSSES = ("mse", "huber", "smooth_l1")
+_REGRESSION_LOSSES = ("mse", "mae", "huber", "smooth_l1")
+
+
+def _value_loss(params: TrainParams, what: str) -> Callable[..., torch.Tensor]:
+    """The regression loss named by ``train.loss`` (``reduction`` as in torch.nn.functional)."""
+    if params.loss not in _REGRESSION_LOSSES:
+        raise UserError(
+            f"train.loss: {params.loss} is a classification loss; {what} needs one of "
+            f"{', '.join(_REGRESSION_LOSSES)}"
+        )
+    delta = params.huber_delta
+    return {
+        "mse": F.mse_loss,
+        "mae": F.l1_loss,
+        "huber": lambda a, b, reduction="mean": F.huber_loss(
+            a, b, reduction=reduction, delta=delta
+        ),
+        "smooth_l1": lambda a, b, reduction="mean": F.smooth_l1_loss(
+            a, b, reduction=reduction, beta=delta
+        ),
+    }[params.loss]
 
 
 class Task:
@@ -69,22 +89,8 @@ class Regression(Task):
     name, metric, outputs = "regression", "rmse", 1
 
     def __init__(self, params: TrainParams, mean: float, std: float) -> None:
-        if params.loss not in _REGRESSION_LOSSES:
-            raise UserError(
-                f"train.loss: {params.loss} is a classification loss; a regression table needs "
-                f"one of {', '.join(_REGRESSION_LOSSES)}"
-            )
         self.mean, self.std = mean, std
-        kind, delta = params.loss, params.huber_delta
-        self._fn: Callable[..., torch.Tensor] = {
-            "mse": F.mse_loss,
-            "huber": lambda a, b, reduction="mean": F.huber_loss(
-                a, b, reduction=reduction, delta=delta
-            ),
-            "smooth_l1": lambda a, b, reduction="mean": F.smooth_l1_loss(
-                a, b, reduction=reduction, beta=delta
-            ),
-        }[kind]
+        self._fn = _value_loss(params, "a regression table")
         self.loss = lambda out, y: self._fn(out[:, 0].float(), (y - self.mean) / self.std)
 
     def score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -103,8 +109,34 @@ class Regression(Task):
         )
 
 
+class Forecast(Task):
+    """The network predicts ``horizon`` scaled values per window (build-dataset scaled them with
+    train-range statistics); the metric is their mean absolute error in scaled units, which
+    validate and test turn into errors in the series' own units."""
+
+    name, metric = "forecast", "mae"
+
+    def __init__(self, params: TrainParams, horizon: int) -> None:
+        self.outputs = horizon
+        self._fn = _value_loss(params, "a forecast")
+        self.loss = lambda out, y: self._fn(out.float(), y)
+
+    def score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (out.float() - y).abs().mean(1).sum()
+
+    def metric_from_sum(self, total: torch.Tensor, samples: torch.Tensor) -> float:
+        return (total / samples).item()
+
+    def validation(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # the mean over the horizon per window, summed over windows
+        per_window = self._fn(out.float(), y, reduction="none").mean(1).sum()
+        return torch.tensor([per_window.item(), self.score_sum(out, y).item()])
+
+
 def build_task(params: TrainParams, meta: dict, train_y: torch.Tensor) -> Task:
     """The task recorded by build-dataset in ``meta.json`` (images: classification)."""
+    if meta.get("task") == "forecast":
+        return Forecast(params, meta["horizon"])
     if meta.get("task", "classification") == "regression":
         return Regression(params, meta["target_mean"], meta["target_std"])
     return Classification(params, train_y, len(meta["classes"]))

@@ -1,0 +1,1 @@
+"""Time series: read, split chronologically, window, evaluate against naive forecasts, export."""

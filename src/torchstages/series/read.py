@@ -1,0 +1,308 @@
+"""Reading a time series from one table file: the time column parsed (integers, dates or
+datetimes), rows sorted by time (reported when they were not), duplicate times refused, the
+frequency detected, and missing time steps and empty cells filled by ``split.series.fill``.
+
+The same function reads the training file (split stage) and a history to forecast from
+(``torchstages predict``), so both see identical values.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from torchstages.errors import UserError
+from torchstages.params.split import SeriesSplitParams
+
+__all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
+
+log = logging.getLogger(__name__)
+
+_TIME_NAMES = ("time", "date", "datetime", "timestamp", "month", "ds", "t")
+_TARGET_NAMES = ("target", "y", "value")
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """The step between two observations: ``step`` integers, calendar months, or nanoseconds.
+
+    Months are calendar units (28 to 31 days), so monthly data is recognised whatever the days;
+    ``month_end`` says the dates sit on the last day of their month. ``date_only``: no times of
+    day, so times are written as dates.
+    """
+
+    unit: str  # "int" | "month" | "ns"
+    step: int
+    month_end: bool = False
+    date_only: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "step": self.step,
+            "month_end": self.month_end,
+            "date_only": self.date_only,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Frequency:
+        return cls(d["unit"], int(d["step"]), bool(d["month_end"]), bool(d["date_only"]))
+
+    def describe(self) -> str:
+        if self.unit == "int":
+            return f"every {self.step} (integer times)"
+        if self.unit == "month":
+            return {1: "monthly", 3: "quarterly", 12: "yearly"}.get(
+                self.step, f"every {self.step} months"
+            )
+        return f"every {pd.Timedelta(self.step)}"
+
+    def ordinals(self, times: pd.Series) -> np.ndarray:
+        """int64 positions on this frequency's own scale (not yet divided by ``step``)."""
+        if self.unit == "int":
+            return times.to_numpy(dtype=np.int64)
+        if self.unit == "month":
+            return (times.dt.year * 12 + times.dt.month - 1).to_numpy(dtype=np.int64)
+        return times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+    def from_ordinals(self, ordinals: np.ndarray) -> list[str]:
+        """Formatted times of int64 ordinals (the inverse of :meth:`ordinals`)."""
+        if self.unit == "int":
+            return [str(int(v)) for v in ordinals]
+        if self.unit == "month":
+            starts = pd.to_datetime({"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1})
+            stamps = starts + pd.offsets.MonthEnd(0) if self.month_end else starts
+        else:
+            stamps = pd.to_datetime(ordinals.astype("datetime64[ns]"))
+        fmt = "%Y-%m-%d" if self.date_only else "%Y-%m-%dT%H:%M:%S"
+        return [s.strftime(fmt) for s in pd.DatetimeIndex(stamps)]
+
+    def future(self, last: str, steps: int) -> list[str]:
+        """The ``steps`` times after ``last`` (a formatted time of this frequency)."""
+        ordinal = self.ordinals(_parse_times(pd.Series([last]), "predict")[0])[0]
+        return self.from_ordinals(ordinal + self.step * np.arange(1, steps + 1, dtype=np.int64))
+
+
+@dataclass
+class Series:
+    """One series on a regular grid: ``values`` (T, 1 + covariates) float64, target first;
+    ``filled`` marks steps whose target was missing and filled."""
+
+    id: str
+    times: list[str]
+    values: np.ndarray
+    filled: np.ndarray
+
+
+def resolve_series_columns(
+    frame: pd.DataFrame, params: SeriesSplitParams, path: Path
+) -> dict[str, Any]:
+    """Time, target, id and covariate columns, checked against the file's header."""
+    columns = list(frame.columns)
+    time = params.time or next((c for c in columns if c.lower() in _TIME_NAMES), None)
+    if time is None:
+        raise UserError(
+            f"{path}: no column named {'/'.join(_TIME_NAMES)}; set split.series.time to one "
+            f"of {columns}"
+        )
+    target = params.target
+    if target is None:
+        rest = [c for c in columns if c not in {time, params.id, *params.covariates}]
+        named = [c for c in rest if c.lower() in _TARGET_NAMES]
+        if len(rest) != 1 and not named:
+            raise UserError(
+                f"{path}: cannot tell which column to forecast among {rest}: set "
+                "split.series.target"
+            )
+        target = rest[0] if len(rest) == 1 else named[0]
+    wanted = [("split.series.time", time), ("split.series.target", target)]
+    wanted += [("split.series.id", params.id)] if params.id else []
+    wanted += [("split.series.covariates", c) for c in params.covariates]
+    for key, column in wanted:
+        if column not in columns:
+            raise UserError(f"{path}: {key}: no column {column!r} (columns: {columns})")
+    if target == time or target in params.covariates or target == params.id:
+        raise UserError(
+            f"{path}: split.series.target {target!r} is also the time, id or a covariate"
+        )
+    return {"time": time, "target": target, "id": params.id, "covariates": list(params.covariates)}
+
+
+def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
+    """(parsed times, integer?): every cell an integer, else every cell a date or datetime."""
+    missing = column.isna()
+    if missing.any():
+        line = int(np.flatnonzero(missing.to_numpy())[0]) + FIRST_DATA_LINE
+        raise UserError(f"{where}: line {line}: the time is empty")
+    text = column.astype(str)
+    integer = text.map(lambda v: bool(_INTEGER.match(v))).to_numpy()
+    if integer.all():
+        return text.astype(np.int64), True
+    if integer.mean() > 0.5:  # integer times with a stray cell: name that cell
+        first = int(np.flatnonzero(~integer)[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is not an "
+            "integer like the other times"
+        )
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = parsed.isna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is neither an "
+            "integer nor a date/datetime"
+        )
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed, False
+
+
+def detect_frequency(times: list[pd.Series], integer: bool) -> Frequency:
+    """The most common step between consecutive times of every series (each sorted)."""
+    if integer:
+        unit, month_end, date_only = "int", False, True
+    else:
+        every = pd.concat(times)
+        midnight = bool((every.dt.normalize() == every).all())
+        month_end = bool(every.dt.is_month_end.all())
+        same_day = every.dt.day.nunique() == 1
+        unit = "month" if midnight and (same_day or month_end) else "ns"
+        date_only = midnight
+        month_end = month_end and not same_day
+    probe = Frequency(unit, 1, month_end, date_only)
+    diffs = Counter()
+    for t in times:
+        diffs.update(np.diff(probe.ordinals(t)).tolist())
+    positive = {d: n for d, n in diffs.items() if d > 0}
+    if not positive:
+        raise UserError("time series: every series needs at least two distinct times")
+    step = max(positive, key=lambda d: (positive[d], -d))  # most common; ties: the smaller
+    return Frequency(unit, int(step), month_end, date_only)
+
+
+def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    """float64 values of ``column``; empty cells are NaN, any other non-number is an error."""
+    cells = frame[column]
+    values = pd.to_numeric(cells, errors="coerce")
+    bad = values.isna() & cells.notna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"{where}: column {column!r}, line {int(frame.index[first])}: "
+            f"{cells.iloc[first]!r} is not a number"
+        )
+    return values.to_numpy(dtype=np.float64)
+
+
+def _fill(values: np.ndarray, rule: str, where: str, what: str) -> np.ndarray:
+    """Fill NaNs of a 1-D array by ``rule``; the edges take the nearest known value."""
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    if rule == "error" or missing.all():
+        raise UserError(
+            f"{where}: {what} (set split.series.fill to interpolate or ffill to fill them)"
+            if rule == "error"
+            else f"{where}: {what}: no values at all"
+        )
+    known = np.flatnonzero(~missing)
+    if rule == "interpolate":
+        return np.interp(np.arange(len(values)), known, values[known])
+    index = np.where(missing, 0, np.arange(len(values)))
+    index = np.maximum.accumulate(index)
+    out = values[index]
+    out[: known[0]] = values[known[0]]  # before the first value: repeat it backwards
+    return out
+
+
+def read_series(
+    frame: pd.DataFrame, cols: dict[str, Any], fill: str, where: str, freq: Frequency | None = None
+) -> tuple[list[Series], Frequency, dict[str, Any]]:
+    """Series (sorted by id) on a regular grid of ``freq`` (detected when None) and a report:
+    rows that were out of time order, gaps filled, empty cells filled."""
+    frame = frame.copy()
+    frame.index = np.arange(len(frame)) + FIRST_DATA_LINE  # line numbers for messages
+    parsed, integer = _parse_times(frame[cols["time"]], where)
+    if freq is not None and (freq.unit == "int") != integer:
+        raise UserError(
+            f"{where}: times are {'integers' if integer else 'dates'}, unlike the model's"
+        )
+    frame["__t"] = parsed.to_numpy()
+    if cols["id"]:
+        if frame[cols["id"]].isna().any():
+            line = int(frame.index[frame[cols["id"]].isna().to_numpy()][0])
+            raise UserError(f"{where}: line {line}: the series id {cols['id']!r} is empty")
+        groups = [(str(k), g) for k, g in frame.groupby(cols["id"], sort=True)]
+    else:
+        groups = [("", frame)]
+    unsorted = sum(int(not g["__t"].is_monotonic_increasing) for _, g in groups)
+    groups = [(k, g.sort_values("__t", kind="stable")) for k, g in groups]
+    for key, g in groups:
+        dup = g["__t"].duplicated(keep=False).to_numpy()
+        if dup.any():
+            lines = g.index[dup].tolist()[:4]
+            name = f" (series {key!r})" if key else ""
+            raise UserError(
+                f"{where}: duplicate time {g[cols['time']][dup].iloc[0]!r}{name} on lines "
+                f"{lines}: each time may appear once per series"
+            )
+    if freq is None:
+        freq = detect_frequency([g["__t"] for _, g in groups], integer)
+    report: dict[str, Any] = {"unsorted_series": unsorted, "gaps": 0, "empty_cells": {}}
+    out = []
+    for key, g in groups:
+        series, gaps, empty = _regular(g, cols, freq, fill, where, key)
+        report["gaps"] += gaps
+        for c, n in empty.items():
+            report["empty_cells"][c] = report["empty_cells"].get(c, 0) + n
+        out.append(series)
+    return out, freq, report
+
+
+def _regular(
+    g: pd.DataFrame, cols: dict[str, Any], freq: Frequency, fill: str, where: str, key: str
+) -> tuple[Series, int, dict[str, int]]:
+    """One series on the full grid from its first to its last time, gaps and empty cells filled."""
+    name = f"series {key!r}: " if key else ""
+    ordinals = freq.ordinals(g["__t"])
+    offset = ordinals - ordinals[0]
+    off_grid = offset % freq.step != 0
+    if off_grid.any():
+        line = int(g.index[off_grid][0])
+        raise UserError(
+            f"{where}: {name}line {line}: time {g[cols['time']].loc[line]!r} is off the "
+            f"detected frequency ({freq.describe()})"
+        )
+    position = offset // freq.step
+    length = int(position[-1]) + 1
+    gaps = length - len(g)
+    if gaps and fill == "error":
+        missing = sorted(set(range(length)) - set(position.tolist()))[:3]
+        first = freq.from_ordinals(ordinals[0] + freq.step * np.asarray(missing, dtype=np.int64))
+        raise UserError(
+            f"{where}: {name}{gaps} missing time steps ({freq.describe()}), first {first} "
+            "(set split.series.fill to interpolate or ffill to fill them)"
+        )
+    columns = [cols["target"], *cols["covariates"]]
+    values = np.full((length, len(columns)), np.nan)
+    empty = {}
+    for j, column in enumerate(columns):
+        numbers = _numbers(g, column, where)
+        empty[column] = int(np.isnan(numbers).sum())
+        values[position, j] = numbers
+    filled = np.isnan(values[:, 0])
+    for j, column in enumerate(columns):
+        values[:, j] = _fill(
+            values[:, j], fill, where, f"{name}column {column!r} has empty cells or missing steps"
+        )
+    times = freq.from_ordinals(ordinals[0] + freq.step * np.arange(length, dtype=np.int64))
+    return Series(key, times, values, filled), gaps, {c: n for c, n in empty.items() if n}

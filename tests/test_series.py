@@ -1,0 +1,340 @@
+"""Time series: reading and regularising, the chronological split and its leakage proof,
+train-range scaling and windows, season detection, the metrics and baselines, the models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from series_data import make_panel, make_series, write_series
+from torchstages.errors import UserError
+from torchstages.models import build_series_model, parse_spec
+from torchstages.params.build_dataset import SeriesBuildParams
+from torchstages.params.split import SeriesSplitParams, SplitParams
+from torchstages.params.train import TrainParams
+from torchstages.series.build import build_series, detect_season, window_starts
+from torchstages.series.evaluate import baselines, forecast_metrics, mase_scales
+from torchstages.series.read import Frequency, read_series, resolve_series_columns
+from torchstages.series.split import check_chronological, read_series_splits, split_series
+from torchstages.tables.read import read_table
+from torchstages.training.data import params_for_kind
+
+BUILD = SeriesBuildParams(lookback=12, horizon=4)
+
+
+def split_and_build(raw: Path, root: Path, split: dict | None = None, **build) -> Path:
+    params = SplitParams.model_validate({"kind": "series", "series": split or {}})
+    split_series(raw, root / "splits", params)
+    build_series(BUILD.model_copy(update=build), root / "splits", root / "processed")
+    return root / "processed"
+
+
+def read(frame: pd.DataFrame, tmp_path: Path, **params):
+    path = write_series(frame, tmp_path)
+    table = read_table(path)
+    cols = resolve_series_columns(table, SeriesSplitParams.model_validate(params), path)
+    return read_series(table, cols, params.get("fill", "interpolate"), str(path))
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        (["3", "8", "13", "18"], ("int", 5, "13")),
+        (["2001-01", "2001-02", "2001-03", "2001-04"], ("month", 1, "2001-03-01")),
+        (["2001-01-31", "2001-02-28", "2001-03-31", "2001-04-30"], ("month", 1, "2001-03-31")),
+        (["2001-01-01", "2001-04-01", "2001-07-01", "2001-10-01"], ("month", 3, "2001-07-01")),
+        (
+            ["2020-03-01", "2020-03-02", "2020-03-03", "2020-03-04"],
+            ("ns", 86400 * 10**9, "2020-03-03"),
+        ),
+        (
+            ["2020-03-01 10:00", "2020-03-01 11:00", "2020-03-01 12:00", "2020-03-01 13:00"],
+            ("ns", 3600 * 10**9, "2020-03-01T12:00:00"),
+        ),
+    ],
+)
+def test_integer_date_and_datetime_times_and_their_frequency(tmp_path, times, expected):
+    frame = pd.DataFrame({"date": times, "sales": [1.0, 2.0, 3.0, 4.0]})
+    (series,), freq, report = read(frame, tmp_path)
+    assert (freq.unit, freq.step, series.times[2]) == expected
+    assert report == {"unsorted_series": 0, "gaps": 0, "empty_cells": {}}
+    # the times after the end continue the grid (what predict labels its forecasts with)
+    future = freq.future(series.times[-1], 2)
+    assert Frequency.from_dict(freq.to_dict()) == freq and len(set(future)) == 2
+    assert future[0] > series.times[-1] or freq.unit == "int"
+
+
+def test_unsorted_rows_are_sorted_and_reported(tmp_path):
+    frame = make_series(60)
+    shuffled = frame.sample(frac=1, random_state=0)
+    (s1,), _, r1 = read(frame, tmp_path / "a")
+    (s2,), _, r2 = read(shuffled, tmp_path / "b")
+    assert (r1["unsorted_series"], r2["unsorted_series"]) == (0, 1)
+    assert s1.times == s2.times and np.array_equal(s1.values, s2.values)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: pd.concat([f, f.iloc[[5]]]), r"duplicate time '5' .*lines \[7, 62\]"),
+        (
+            lambda f: f.assign(value=f["value"].astype(str).where(f.index != 9, "abc")),
+            r"column 'value', line 11: 'abc' is not a number",
+        ),
+        (
+            lambda f: f.assign(time=f["time"].where(f.index != 3, "soon")),
+            r"line 5: time 'soon' is not an integer like the other times",
+        ),
+        (lambda f: f.rename(columns={"time": "when"}), r"no column named time/date"),
+    ],
+)
+def test_bad_series_input_is_one_line_naming_where(tmp_path, edit, message):
+    with pytest.raises(UserError, match=message):
+        read(edit(make_series(60)), tmp_path)
+
+
+def test_gaps_and_empty_cells_are_filled_by_the_rule_or_refused(tmp_path):
+    frame = make_series(40).drop(index=[10, 11]).reset_index(drop=True)
+    frame.loc[20, "value"] = np.nan
+    (s,), _, report = read(frame, tmp_path / "i")
+    assert report["gaps"] == 2 and report["empty_cells"] == {"value": 1}
+    assert len(s.times) == 40 and s.filled.sum() == 3
+    before, after = s.values[9, 0], s.values[12, 0]
+    assert np.allclose(s.values[10:12, 0], before + (after - before) * np.array([1, 2]) / 3)
+    (f,), _, _ = read(frame, tmp_path / "f", fill="ffill")
+    assert f.values[10, 0] == f.values[11, 0] == before
+    with pytest.raises(UserError, match=r"2 missing time steps .*first \['10', '11'\]"):
+        read(frame, tmp_path / "e", fill="error")
+
+
+def test_split_is_chronological_and_the_leakage_check_refuses_overlap(tmp_path):
+    write_series(make_series(100).sample(frac=1, random_state=1), tmp_path / "raw")
+    summary = split_series(tmp_path / "raw", tmp_path / "splits", SplitParams(kind="series"))
+    assert summary["totals"] == {"train": 70, "val": 15, "test": 15}
+    assert summary["ranges"][""] == {
+        "train": ["0", "69"],
+        "val": ["70", "84"],
+        "test": ["85", "99"],
+    }
+    assert summary["rows_out_of_order"] is True and summary["leakage_check"].startswith("passed")
+    _, split = read_series_splits(tmp_path / "splits")
+    assert split.bounds[""] == {"train": (0, 70), "val": (70, 85), "test": (85, 100)}
+    ok = {"train": [(0, 69)], "val": [(70, 84)], "test": [(85, 99)]}
+    check_chronological(ok)
+    for bad in ({**ok, "val": [(60, 84)]}, {**ok, "test": [(80, 99)]}, {**ok, "train": [(70, 69)]}):
+        with pytest.raises(AssertionError, match="not chronological"):
+            check_chronological(bad)
+
+
+def test_windows_never_cross_a_split_boundary():
+    bounds = {"train": (0, 70), "val": (70, 85), "test": (85, 100)}
+    starts = window_starts(bounds, lookback=12, horizon=4, stride=3)
+    assert starts["train"][0] == 12 and starts["train"][-1] + 4 <= 70
+    assert np.all(np.diff(starts["train"]) == 3) and np.all(np.diff(starts["val"]) == 1)
+    for name, (lo, hi) in bounds.items():
+        # every target step of every window lies inside its own split
+        assert starts[name].min() >= lo and starts[name].max() + 4 <= hi, name
+    # val's first window reads its 12 inputs from the end of train: history, not the future
+    assert starts["val"][0] - 12 < 70 <= starts["val"][0]
+
+
+def test_a_future_value_never_reaches_train_windows_or_the_scaler(tmp_path):
+    """Perturb val and test values: the train arrays and the fitted scaling stay byte-identical,
+    so the model cannot have seen them; the test arrays do change (the check can fail)."""
+    frame = make_series(120)
+    write_series(frame, tmp_path / "a")
+    changed = frame.copy()
+    changed.loc[90:, "value"] = changed.loc[90:, "value"] * 10 + 1000  # val (84..101) and test
+    write_series(changed, tmp_path / "b")
+    a = split_and_build(tmp_path / "a", tmp_path / "pa")
+    b = split_and_build(tmp_path / "b", tmp_path / "pb")
+    meta_a, meta_b = (json.loads((p / "meta.json").read_text()) for p in (a, b))
+    assert meta_a["scaler"] == meta_b["scaler"]
+    for name in ("train_windows.npy", "train_targets.npy", "train_index.npy"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "test_targets.npy").read_bytes() != (b / "test_targets.npy").read_bytes()
+
+
+def test_build_scales_on_train_only_and_writes_float32_windows(tmp_path):
+    write_series(make_series(120), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, scaler="minmax", calendar=True)
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["features"] == ["value"] and meta["calendar"] == []  # integer times: no calendar
+    windows, targets = (
+        np.load(processed / "train_windows.npy"),
+        np.load(processed / "train_targets.npy"),
+    )
+    assert windows.dtype == targets.dtype == np.float32
+    assert windows.shape[1:] == (12, 1) and targets.shape[1] == 4
+    # minmax on the train range: train values span exactly 0..1
+    assert windows.min() == pytest.approx(0, abs=1e-6) and windows.max() == pytest.approx(
+        1, abs=1e-6
+    )
+    assert meta["season"] == 12  # the ACF of the differenced train range finds the sine's period
+
+
+def test_calendar_features_for_daily_data(tmp_path):
+    write_series(make_series(150, period=7, times="day"), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, calendar=True)
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["features"] == ["value", "month_sin", "month_cos", "weekday_sin", "weekday_cos"]
+    assert meta["season"] == 7
+    windows = np.load(processed / "val_windows.npy")
+    assert np.allclose(windows[..., 3] ** 2 + windows[..., 4] ** 2, 1, atol=1e-6)
+
+
+def test_panel_is_split_and_scaled_per_series(tmp_path):
+    write_series(make_panel(3, 100), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, split={"id": "id"})
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["series_ids"] == ["s0", "s1", "s2"]
+    shifts = [s[0] for s in meta["scaler"]["shift"]]
+    assert shifts[0] < shifts[1] < shifts[2]  # each series its own train mean
+    index = np.load(processed / "test_index.npy")
+    assert sorted(set(index[:, 0].tolist())) == [0, 1, 2]
+    summary = json.loads((tmp_path / "splits/summary.json").read_text())
+    assert summary["ranges"]["s1"]["test"] == ["85", "99"]
+
+
+def test_a_series_shorter_than_three_windows_is_refused(tmp_path):
+    write_series(make_series(47), tmp_path / "raw")
+    with pytest.raises(
+        UserError, match=r"47 time steps, fewer than .*lookback 12 \+ horizon 4\) x 3 = 48"
+    ):
+        split_and_build(tmp_path / "raw", tmp_path)
+
+
+def test_season_detection():
+    freq = Frequency("int", 1)
+    t = np.arange(300)
+    assert detect_season(freq, [np.sin(2 * np.pi * t / 24) + 0.01 * t]) == 24
+    assert detect_season(freq, [np.random.default_rng(0).normal(size=300)]) == 1
+    assert detect_season(Frequency("month", 1), [t.astype(float)]) == 12
+
+
+def test_metrics_and_naive_baselines_on_a_known_case():
+    y = np.tile(np.arange(4.0), 10) + 1  # 1 2 3 4 repeated: the seasonal naive is exact
+    index = np.array([[0, 20], [0, 21]])
+    arrays = baselines([y], index, horizon=6, season=4)
+    assert np.array_equal(arrays["actual"][0], y[20:26])
+    assert np.array_equal(arrays["seasonal_naive"], arrays["actual"])
+    assert np.all(arrays["naive"][0] == y[19])
+    scale = mase_scales([y[:21]], season=1)  # the one-step naive error: steps 1, 1, 1, 3
+    assert scale[0] == 1.5
+    m = forecast_metrics(arrays["naive"], arrays["actual"], scale[index[:, 0]])
+    err = np.abs(arrays["naive"] - arrays["actual"])
+    assert m["mae"] == pytest.approx(err.mean(), abs=1e-6)
+    assert m["mase"] == pytest.approx(err.mean() / 1.5, abs=1e-6)
+    assert m["rmse"] == pytest.approx(np.sqrt((err**2).mean()), abs=1e-6)
+    assert len(m["per_step"]["smape"]) == 6 and 0 <= m["smape"] <= 200
+    assert forecast_metrics(arrays["seasonal_naive"], arrays["actual"], scale)["mase"] == 0
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "mlp", "tcn"])
+def test_every_forecaster_outputs_the_horizon_and_starts_from_the_last_value(name):
+    torch.manual_seed(0)
+    model = build_series_model(parse_spec({"name": name}), 2, 10, 3, relative=True)
+    window = torch.randn(5, 10, 2)
+    assert model(window).shape == (5, 3)
+    # relative inputs: shifting the whole target history shifts the forecast by as much
+    shifted = window.clone()
+    shifted[:, :, 0] += 7.0
+    assert torch.allclose(model.eval()(shifted), model(window) + 7.0, atol=1e-4)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    # a zero head is the naive forecast: every step equals the last target value
+    assert torch.equal(model(window), window[:, -1, :1].expand(5, 3))
+
+
+def test_series_defaults_and_losses():
+    meta = {"kind": "series", "task": "forecast"}
+    params = params_for_kind(TrainParams(), meta)
+    assert (params.model.name, params.precision, params.loss, params.monitor) == (
+        "mlp",
+        "fp32",
+        "mse",
+        "val_loss",
+    )
+    chosen = params_for_kind(
+        TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta
+    )
+    assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
+    with pytest.raises(UserError, match="cnn takes no time series; for a series use lstm"):
+        build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)
+
+
+def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
+    """One model over three series of different levels: per-series scaling inside the ONNX
+    graph agrees with PyTorch on every test window, and predict forecasts each series."""
+    import onnxruntime as ort
+
+    from torchstages.models.saved import load_model
+    from torchstages.params.export import ExportParams
+    from torchstages.series.evaluate import evaluate_series
+    from torchstages.series.export import export_and_verify_series
+    from torchstages.series.predict import predict_series
+    from torchstages.training.loop import TrainOutputs, train
+
+    panel = make_panel(3, 100)
+    write_series(panel, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, split={"id": "id"})
+    models = tmp_path / "models"
+    outputs = TrainOutputs(
+        models / "w.safetensors", models / "m.json", models / "c.pt", models / "l"
+    )
+    train(TrainParams.model_validate({"epochs": 3, "threads": 1}), processed, outputs)
+    model, card = load_model(outputs.weights, outputs.card)
+    metrics, arrays = evaluate_series(
+        "test",
+        model,
+        card,
+        processed,
+        tmp_path / "splits",
+        tmp_path / "plots",
+        64,
+        torch.device("cpu"),
+    )
+    assert metrics["series"] == 3 and arrays["forecast"].shape == (metrics["samples"], 4)
+    export = tmp_path / "export"
+    parity = export_and_verify_series(
+        ExportParams(formats=["onnx"]),
+        outputs.weights,
+        outputs.card,
+        processed,
+        export,
+        tmp_path / "export.json",
+    )
+    assert parity["prediction_agreement"] == 1.0
+    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")
+    header, rows = predict_series(session, meta, history)
+    assert header == ["series", "time", "step", "predicted_value"]
+    assert [r[:3] for r in rows[:5]] == [
+        ["s0", "90", 1],
+        ["s0", "91", 2],
+        ["s0", "92", 3],
+        ["s0", "93", 4],
+        ["s1", "90", 1],
+    ]
+    # each series' forecast sits at its own level (s2 is around 100 units above s1)
+    level = {r[0]: r[3] for r in rows if r[2] == 1}
+    assert level["s0"] < level["s1"] < level["s2"]
+
+
+def test_covariates_are_scaled_inputs_never_targets(tmp_path):
+    frame = make_series(120)
+    frame["price"] = (frame["value"] * 3 + 50).round(3)
+    write_series(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, split={"covariates": ["price"]})
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["features"] == ["value", "price"] and len(meta["scaler"]["shift"][0]) == 2
+    windows = np.load(processed / "train_windows.npy")
+    # standard scaling of a linear function of the target: the two channels coincide
+    assert windows.shape[2] == 2 and np.allclose(windows[..., 0], windows[..., 1], atol=1e-4)
+    assert np.load(processed / "train_targets.npy").shape[1] == 4
