@@ -11,8 +11,11 @@ from torchstages.params.export import ExportParams
 
 def main() -> None:
     params = load_section(ExportParams, "export")
-    if kind_of(load_card(paths.MODEL_CARD)) == "table":
+    kind = kind_of(load_card(paths.MODEL_CARD))
+    if kind == "table":
         from torchstages.tables.export import export_and_verify_table as export_and_verify
+    elif kind == "text":
+        from torchstages.text.export import export_and_verify_text as export_and_verify
     else:
         from torchstages.deploy.export import export_and_verify
 

@@ -16,10 +16,16 @@ log = logging.getLogger("torchstages.stages")
 
 def main() -> None:
     params = load_section(SplitParams, "split")
-    if detect_kind(paths.RAW, params.kind) == "table":
+    kind = detect_kind(paths.RAW, params.kind)
+    if kind == "table":
         from torchstages.tables.split import split_table
 
         split_table(paths.RAW, paths.SPLITS, params)  # logs what it found
+        return
+    if kind == "text":
+        from torchstages.text.split import split_texts
+
+        split_texts(paths.RAW, paths.SPLITS, params)  # logs what it found
         return
     from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset

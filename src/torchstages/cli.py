@@ -120,9 +120,19 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         help="files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
-        "for a table model: one .csv/.tsv/.parquet file of rows",
+        "for a table model: one .csv/.tsv/.parquet file of rows; for a text model: .txt files "
+        "(one text a line) or table files (--column)",
+    )
+    p.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        help="a text model: classify this string (repeat for more)",
+    )
+    p.add_argument(
+        "--column", help="a text model: the table files' text column (default: the training one)"
     )
     p.add_argument(
         "--model",
@@ -172,12 +182,20 @@ def _predict(args: argparse.Namespace) -> int:
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
-    if tables:  # rows to predict for a table model; for an image model, lists of image paths
-        from torchstages.tables.predict import table_model
+    if tables or args.text:
+        # rows or texts for a table or text model; for an image model, lists of image paths
+        from torchstages.tables.predict import onnx_with_metadata
 
-        found = table_model(args.model)
-        if found is not None:
-            return _predict_table(args, *found)
+        session, metadata = onnx_with_metadata(args.model)
+        kind = metadata.get("kind", "images")
+        if kind == "table":
+            return _predict_table(args, session, metadata)
+        if kind == "text":
+            return _predict_text(args, session, metadata)
+        if args.text:
+            raise UserError(f"{args.model}: --text needs a text model (this one takes {kind})")
+    if not args.inputs:
+        raise UserError("predict: give the files to classify")
     runner = load_runner(args.model)
     reader = reader_for(runner.metadata)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
@@ -205,14 +223,26 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_table(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
     """Every row of one table file: CSV with line, prediction (and probability) per row."""
-    import csv
-
-    from torchstages.io import atomic_path
     from torchstages.tables.predict import predict_table
 
     if len(args.inputs) != 1:
         raise UserError("predict: a table model takes one table file (.csv, .tsv or .parquet)")
-    header, rows = predict_table(session, metadata, Path(args.inputs[0]))
+    return _write_csv(args, *predict_table(session, metadata, Path(args.inputs[0])))
+
+
+def _predict_text(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+    """Every text given: CSV with where it came from, the class and its probability."""
+    from torchstages.text.predict import predict_texts, read_inputs
+
+    texts = read_inputs(args.text, args.inputs, args.column, metadata)
+    return _write_csv(args, *predict_texts(session, metadata, texts))
+
+
+def _write_csv(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:
+    """``header`` and ``rows`` as CSV to stdout or, atomically, to ``--output``."""
+    import csv
+
+    from torchstages.io import atomic_path
 
     def write(out) -> None:
         writer = csv.writer(out, lineterminator="\n")

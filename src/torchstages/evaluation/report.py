@@ -49,6 +49,7 @@ NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_si
 # keys that only one data kind reads: the report of the other kind leaves them out
 ONLY_FOR = {
     "table": ("build_dataset.table", "train.huber_delta"),
+    "text": ("build_dataset.text",),
     "images": (
         "build_dataset.image_size",
         "build_dataset.color",
@@ -107,7 +108,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     if card.get("task") == "regression":
         what = f"regression of `{card['target']}`, {metrics['samples']} test rows"
     else:
-        unit = "rows" if "schema" in card else "images"
+        unit = {"table": "rows", "text": "texts"}.get(kind_of(card), "images")
         what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
     lines = [
         "# Model report (test split)",
@@ -124,7 +125,11 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         "",
         *_per_class(metrics),
         *_pictures(out, sources.plots),
-        *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        # texts: the list with each text; otherwise the files or lines
+        *(
+            _wrong_texts(sources.plots / "test" / "wrong_texts.csv", worst)
+            or _mistakes(sources.plots / "test" / "mistakes.csv", worst)
+        ),
         *_skipped(sources.processed / "meta.json"),
         *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
@@ -209,6 +214,33 @@ def _mistakes(path: Path, worst: int) -> list[str]:
         for r in rows[:worst]
     ]
     return [*lines, ""]
+
+
+def _wrong_texts(path: Path, worst: int) -> list[str]:
+    """The texts behind the most confidently wrong lines, escaped so no text can break the
+    markdown table (pipes, backticks, emphasis, HTML)."""
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    lines = [f"## Most confidently wrong ({min(worst, len(rows))} of {len(rows)} shown)", ""]
+    if not rows:
+        return [*lines, "None: every test text was classified correctly.", ""]
+    lines += [
+        "| line | true | predicted | probability | text |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['line']} | {_escape(r['actual'])} | {_escape(r['predicted'])} | "
+            f"{float(r['probability']):.3f} | {_escape(r['text'])} |"
+            for r in rows[:worst]
+        ),
+    ]
+    return [*lines, ""]
+
+
+def _escape(text: str) -> str:
+    """Markdown-inert text: every punctuation character markdown or HTML reads is backslashed."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~&])", r"\\\1", text)
 
 
 def _skipped(meta_path: Path) -> list[str]:

@@ -18,6 +18,7 @@ from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, MLPSpec
 from torchstages.models.tabular import FTTransformer, FTTransformerSpec, TableMLP
+from torchstages.models.text import TEXT_BUILDERS, LSTMSpec, TextCNNSpec, TextTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec, build_torchvision
 from torchstages.models.transfer import freeze_backbone, load_pretrained, split_head_backbone
 
@@ -26,17 +27,27 @@ __all__ = [
     "AnySpec",
     "build_model",
     "build_table_model",
+    "build_text_model",
     "parse_spec",
     "check_output_shape",
     "describe_model",
     "describe_table_model",
+    "describe_text_model",
     "split_head_backbone",
     "freeze_backbone",
 ]
 
 log = logging.getLogger(__name__)
 
-AnySpec = MLPSpec | CNNSpec | TorchvisionSpec | FTTransformerSpec
+AnySpec = (
+    MLPSpec
+    | CNNSpec
+    | TorchvisionSpec
+    | FTTransformerSpec
+    | LSTMSpec
+    | TextCNNSpec
+    | TextTransformerSpec
+)
 ModelSpec = Annotated[AnySpec, Field(discriminator="name")]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -75,7 +86,8 @@ def build_model(
     """
     if spec.name not in _BUILDERS:
         raise UserError(
-            f"train.model.name: {spec.name} is a table model; for images use {', '.join(_BUILDERS)}"
+            f"train.model.name: {spec.name} does not take images; for images use "
+            f"{', '.join(_BUILDERS)}"
         )
     model = _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
     if pretrained and spec.transfer.pretrained != "none":
@@ -97,6 +109,34 @@ def build_table_model(
         model = _TABLE_BUILDERS[spec.name](spec, schema, outputs)
     except ValueError as exc:
         raise UserError(f"train.model: {exc}") from None
+    if pretrained and spec.transfer.pretrained != "none":
+        load_pretrained(model, spec.transfer.pretrained)
+    return model
+
+
+def build_text_model(
+    spec: AnySpec,
+    info: dict[str, Any],
+    outputs: int,
+    *,
+    vocab: list[str] | None = None,
+    pretrained: bool = True,
+) -> nn.Module:
+    """Build the network for texts tokenised as ``info`` says (``vocab_size``, ``max_len``),
+    returning ``outputs`` logits; ``vocab`` (id order) is needed only for ``spec.vectors``."""
+    if spec.name not in TEXT_BUILDERS:
+        raise UserError(
+            f"train.model.name: {spec.name} does not take texts; for texts use "
+            f"{', '.join(TEXT_BUILDERS)}"
+        )
+    try:
+        model = TEXT_BUILDERS[spec.name](spec, info, outputs)
+    except ValueError as exc:
+        raise UserError(f"train.model: {exc}") from None
+    if pretrained and spec.vectors is not None and vocab is not None:
+        from torchstages.models.text import load_vectors
+
+        model.vectors_found = load_vectors(model, spec, vocab)
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
@@ -171,3 +211,9 @@ def describe_table_model(model: nn.Module, schema: dict[str, Any]) -> dict[str, 
     widths = (len(schema["numeric"]), len(schema["categorical"]))
     out = _run_zeros(model, [(1, widths[0]), (1, widths[1])], [torch.float32, torch.long])
     return {**_counts(model), "input_shape": [1, sum(widths)], "output_shape": list(out.shape)}
+
+
+def describe_text_model(model: nn.Module, max_len: int) -> dict[str, Any]:
+    """:func:`describe_model` for a text network: one text of one token through it."""
+    out = _run_zeros(model, [(1, max_len), (1,)], [torch.long, torch.long])
+    return {**_counts(model), "input_shape": [1, max_len], "output_shape": list(out.shape)}

@@ -15,7 +15,7 @@ from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
 
-__all__ = ["table_model", "predict_table"]
+__all__ = ["onnx_with_metadata", "table_model", "predict_table"]
 
 log = logging.getLogger(__name__)
 _BATCH = 4096
@@ -23,6 +23,12 @@ _BATCH = 4096
 
 def table_model(path: Path) -> tuple[Any, dict[str, str]] | None:
     """(ONNX Runtime session, metadata) when ``path`` is an exported table model, else None."""
+    session, meta = onnx_with_metadata(path)
+    return (session, meta) if meta.get("kind") == "table" else None
+
+
+def onnx_with_metadata(path: Path) -> tuple[Any, dict[str, str]]:
+    """(ONNX Runtime session, custom metadata) of an exported ONNX model."""
     import onnxruntime as ort
 
     if not path.is_file():
@@ -31,8 +37,7 @@ def table_model(path: Path) -> tuple[Any, dict[str, str]] | None:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise UserError(f"{path}: not a loadable ONNX model ({exc})") from None
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    return (session, meta) if meta.get("kind") == "table" else None
+    return session, dict(session.get_modelmeta().custom_metadata_map)
 
 
 def predict_table(session: Any, meta: dict[str, str], table: Path) -> tuple[list[str], list[list]]:

@@ -22,9 +22,11 @@ from torchstages.kinds import kind_of
 from torchstages.models import (
     build_model,
     build_table_model,
+    build_text_model,
     check_output_shape,
     describe_model,
     describe_table_model,
+    describe_text_model,
 )
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -43,6 +45,7 @@ class TrainData:
     val_x: tuple[torch.Tensor, ...]
     val_y: torch.Tensor
     arrays: list[str] = field(default_factory=list)  # the files a resumed run must share
+    vocab: list[str] | None = None  # texts: the tokens in id order (for pretrained vectors)
 
     @property
     def kind(self) -> str:
@@ -56,6 +59,8 @@ class TrainData:
         """The network for these inputs, its output shape checked on a dummy batch."""
         if self.kind == "table":
             return build_table_model(params.model, self.meta["schema"], self.task.outputs)
+        if self.kind == "text":
+            return build_text_model(params.model, self.meta, self.task.outputs, vocab=self.vocab)
         prep = self.prep
         model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
         check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
@@ -64,10 +69,12 @@ class TrainData:
     def describe(self, model: nn.Module) -> dict[str, Any]:
         if self.kind == "table":
             return describe_table_model(model, self.meta["schema"])
+        if self.kind == "text":
+            return describe_text_model(model, self.meta["max_len"])
         return describe_model(model, self.prep.channels, self.prep.image_size)
 
     def augmenter(self, params: TrainParams, generator: torch.Generator):
-        if self.kind == "table":
+        if self.kind != "images":
             return None
         return lambda x: random_affine(x, params.augment, generator)
 
@@ -76,6 +83,9 @@ class TrainData:
         if self.kind == "table":
             keys = ("kind", "task", "target", "classes", "target_mean", "target_std", "schema")
             return {k: self.meta[k] for k in keys if k in self.meta}
+        if self.kind == "text":
+            keys = ("kind", "task", "target", "classes", "text_column", "tokenizer")
+            return {k: self.meta[k] for k in (*keys, "vocab_size", "max_len")}
         return {
             "classes": self.classes,
             "preprocessing": self.prep.to_dict(),
@@ -88,13 +98,16 @@ class TrainData:
         return Preprocessing.from_dict(self.meta["preprocessing"])
 
 
+_DEFAULT_MODEL = {"table": "mlp", "text": "textcnn"}  # images: TrainParams' own default (cnn)
+
+
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
-    """Fill what the user left unset with the kind's and task's defaults (a table: mlp; a
-    regression: mse loss, best epoch by val_loss); a setting that cannot apply is an error."""
+    """Fill what the user left unset with the kind's and task's defaults (a table: mlp; texts:
+    textcnn; a regression: mse loss, best epoch by val_loss); a setting that cannot apply is an error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
-    if kind_of(meta) == "table" and "model" not in unset:
-        update["model"] = {"name": "mlp"}
+    if "model" not in unset and kind_of(meta) in _DEFAULT_MODEL:
+        update["model"] = {"name": _DEFAULT_MODEL[kind_of(meta)]}
     if meta.get("task") == "regression":
         if "loss" not in unset:
             update["loss"] = "mse"
@@ -115,12 +128,22 @@ def load_train_data(
     processed_dir: Path, device: torch.device, params: TrainParams, dist: distributed.Dist
 ) -> TrainData:
     meta = load_meta(processed_dir)
-    if kind_of(meta) == "table":
+    vocab = None
+    if kind_of(meta) == "text":
+        from torchstages.text.store import load_text_split, load_vocab
+
+        train = load_text_split(processed_dir, "train")
+        val = load_text_split(processed_dir, "val")
+        names = ["tokens", "lengths", "labels"]
+        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
+        normalize: Normalizer | OnDevice = OnDevice(device)
+        vocab = load_vocab(processed_dir)
+    elif kind_of(meta) == "table":
         train = load_table_split(processed_dir, "train")
         val = load_table_split(processed_dir, "val")
         names = ["numeric", "categorical", "labels"]
         arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
-        normalize: Normalizer | OnDevice = OnDevice(device)
+        normalize = OnDevice(device)
     else:
         train = load_split(processed_dir, "train")
         val = load_split(processed_dir, "val")
@@ -134,4 +157,4 @@ def load_train_data(
     val_x = tuple(to_device_tensor(np.asarray(a[part]), device) for a in val[:-1])
     val_y = to_device_tensor(np.asarray(val[-1][part]), device)
     task = build_task(params, meta, train_y)
-    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays)
+    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays, vocab)
