@@ -10,13 +10,18 @@ from pydantic import BaseModel
 from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
 from torchstages.models.tabular import FTTransformerSpec
+from torchstages.models.text import LSTMSpec, TextCNNSpec, TextTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec
 from torchstages.models.transfer import TransferSpec
 from torchstages.params.base import show_value
-from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
+from torchstages.params.build_dataset import (
+    BuildDatasetParams,
+    TableBuildParams,
+    TextBuildParams,
+)
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
-from torchstages.params.split import SplitParams, TableSplitParams
+from torchstages.params.split import SplitParams, TableSplitParams, TextSplitParams
 from torchstages.params.train import (
     AugmentParams,
     EarlyStoppingParams,
@@ -30,8 +35,10 @@ __all__ = ["SECTIONS", "params_reference"]
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("split", "split", SplitParams),
     ("split.table", "split.table", TableSplitParams),
+    ("split.text", "split.text", TextSplitParams),
     ("build_dataset", "build_dataset", BuildDatasetParams),
     ("build_dataset.table", "build_dataset.table", TableBuildParams),
+    ("build_dataset.text", "build_dataset.text", TextBuildParams),
     ("train", "train", TrainParams),
     ("train.schedule", "train.schedule", ScheduleParams),
     ("train.early_stopping", "train.early_stopping", EarlyStoppingParams),
@@ -40,6 +47,9 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("train.model: name: mlp", "train.model", MLPSpec),
     ("train.model: name: torchvision", "train.model", TorchvisionSpec),
     ("train.model: name: ft_transformer", "train.model", FTTransformerSpec),
+    ("train.model: name: textcnn", "train.model", TextCNNSpec),
+    ("train.model: name: lstm", "train.model", LSTMSpec),
+    ("train.model: name: transformer", "train.model", TextTransformerSpec),
     ("train.model.transfer", "train.model.transfer", TransferSpec),
     ("validate, test", "validate / test", EvaluateParams),
     ("export", "export", ExportParams),
