@@ -14,7 +14,14 @@ from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_json, write_npy
 
-__all__ = ["write_split", "write_meta", "load_meta", "load_split", "load_table_split"]
+__all__ = [
+    "write_split",
+    "write_meta",
+    "load_arrays",
+    "load_meta",
+    "load_split",
+    "load_table_split",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +77,19 @@ def load_table_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A table split: numeric (N, F) float32 with NaN, categorical (N, C) int64, labels (N,)
     (int64 classes or float32 regression targets)."""
+    return load_arrays(out_dir, split, ("numeric", "categorical", "labels"), mmap)  # type: ignore[return-value]
+
+
+def load_arrays(
+    out_dir: Path, split: str, names: tuple[str, ...], mmap: bool = True
+) -> tuple[np.ndarray, ...]:
+    """``{split}_{name}.npy`` for each name (memory-mapped by default), checked to have one
+    row count."""
     mode = "r" if mmap else None
     try:
-        arrays = tuple(
-            np.load(out_dir / f"{split}_{name}.npy", mmap_mode=mode)
-            for name in ("numeric", "categorical", "labels")
-        )
+        arrays = tuple(np.load(out_dir / f"{split}_{name}.npy", mmap_mode=mode) for name in names)
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
     if len({len(a) for a in arrays}) != 1:
         raise UserError(f"{out_dir}: {split} arrays have different row counts")
-    return arrays  # type: ignore[return-value]
+    return arrays

@@ -100,15 +100,7 @@ def build_table_model(
 ) -> nn.Module:
     """Build the network for a table's fitted ``schema`` (see :mod:`torchstages.tables.schema`),
     returning ``outputs`` values per row: logits, or one standardised regression value."""
-    if spec.name not in _TABLE_BUILDERS:
-        raise UserError(
-            f"train.model.name: {spec.name} takes images; for a table use "
-            f"{' or '.join(_TABLE_BUILDERS)}"
-        )
-    try:
-        model = _TABLE_BUILDERS[spec.name](spec, schema, outputs)
-    except ValueError as exc:
-        raise UserError(f"train.model: {exc}") from None
+    model = _build(_TABLE_BUILDERS, "tables", spec, schema, outputs)
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
@@ -124,15 +116,7 @@ def build_text_model(
 ) -> nn.Module:
     """Build the network for texts tokenised as ``info`` says (``vocab_size``, ``max_len``),
     returning ``outputs`` logits; ``vocab`` (id order) is needed only for ``spec.vectors``."""
-    if spec.name not in TEXT_BUILDERS:
-        raise UserError(
-            f"train.model.name: {spec.name} does not take texts; for texts use "
-            f"{', '.join(TEXT_BUILDERS)}"
-        )
-    try:
-        model = TEXT_BUILDERS[spec.name](spec, info, outputs)
-    except ValueError as exc:
-        raise UserError(f"train.model: {exc}") from None
+    model = _build(TEXT_BUILDERS, "texts", spec, info, outputs)
     if pretrained and spec.vectors is not None and vocab is not None:
         from torchstages.models.text import load_vectors
 
@@ -140,6 +124,22 @@ def build_text_model(
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
+
+
+def _build(
+    builders: dict[str, Callable[..., nn.Module]], what: str, spec: AnySpec, *args: Any
+) -> nn.Module:
+    """``builders[spec.name](spec, *args)``; a name of another kind's model, or arguments the
+    architecture rejects, are one-line errors."""
+    if spec.name not in builders:
+        raise UserError(
+            f"train.model.name: {spec.name} does not take {what}; for {what} use "
+            f"{', '.join(builders)}"
+        )
+    try:
+        return builders[spec.name](spec, *args)
+    except ValueError as exc:
+        raise UserError(f"train.model: {exc}") from None
 
 
 def check_output_shape(

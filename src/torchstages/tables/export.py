@@ -25,7 +25,14 @@ from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 from torchstages.tables.evaluate import table_outputs
 
-__all__ = ["TableModel", "export_and_verify_table", "export_table_onnx", "table_exportable"]
+__all__ = [
+    "TableModel",
+    "check_parity",
+    "export_and_verify_table",
+    "export_table_onnx",
+    "onnx_only",
+    "table_exportable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +153,7 @@ def export_and_verify_table(
     leaves the previous export folder as it was."""
     import onnxruntime as ort
 
-    if "onnx" not in params.formats:
-        raise UserError("export.formats: a table model is exported as onnx; add it to the list")
-    others = [f for f in params.formats if f != "onnx"]
-    if others:
-        log.info("export: a table model is exported as ONNX only (not yet %s)", ", ".join(others))
+    onnx_only(params, "table")
     model, card = load_model(weights, card_path)
     numeric, categorical, _ = (np.asarray(a) for a in load_table_split(processed, "test"))
     with atomic_dir(export_dir) as staging:
@@ -160,24 +163,49 @@ def export_and_verify_table(
         )
         ours = onnx_outputs(session, card, numeric, categorical)
         parity = _parity(ours, model, card, numeric, categorical, params.max_abs_diff)
-        write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(numeric)})
-        log.info(
-            "export: %s  max |diff| %.1e  agreement %.4f on %d test rows",
-            export_dir / "model.onnx",
-            parity["max_abs_logit_diff"],
-            parity["prediction_agreement"],
-            len(numeric),
-        )
-        if (
-            parity["max_abs_logit_diff"] > params.max_abs_diff
-            or parity["prediction_agreement"] < params.min_agreement
-        ):
-            raise UserError(
-                f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
-                f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
-                f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
-            )
+        check_parity(parity, len(numeric), params, export_dir, metrics_path, "test rows")
     return parity
+
+
+def onnx_only(params: ExportParams, kind: str) -> None:
+    """Kinds read from one file export ONNX alone: it must be asked for; others are skipped."""
+    if "onnx" not in params.formats:
+        raise UserError(f"export.formats: a {kind} model is exported as onnx; add it to the list")
+    others = [f for f in params.formats if f != "onnx"]
+    if others:
+        log.info(
+            "export: a %s model is exported as ONNX only (not yet %s)", kind, ", ".join(others)
+        )
+
+
+def check_parity(
+    parity: dict[str, float],
+    samples: int,
+    params: ExportParams,
+    export_dir: Path,
+    metrics_path: Path,
+    unit: str,
+) -> None:
+    """Write the parity metrics (the layout images use: ``formats.onnx``), log them, and stop
+    when ONNX disagrees with PyTorch beyond ``export.max_abs_diff`` / ``min_agreement``."""
+    write_json(metrics_path, {"formats": {"onnx": parity}, "samples": samples})
+    log.info(
+        "export: %s  max |diff| %.1e  agreement %.4f on %d %s",
+        export_dir / "model.onnx",
+        parity["max_abs_logit_diff"],
+        parity["prediction_agreement"],
+        samples,
+        unit,
+    )
+    if (
+        parity["max_abs_logit_diff"] > params.max_abs_diff
+        or parity["prediction_agreement"] < params.min_agreement
+    ):
+        raise UserError(
+            f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
+            f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
+            f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
+        )
 
 
 def _parity(

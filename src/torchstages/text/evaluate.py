@@ -12,10 +12,9 @@ import torch
 from torchstages.data.discover import Row
 from torchstages.data.loader import OnDevice
 from torchstages.evaluation.inference import predict_logits
-from torchstages.evaluation.metrics import classification_metrics, softmax
-from torchstages.evaluation.plot_data import mistake_order, write_plot_data
-from torchstages.evaluation.predictions import write_predictions
+from torchstages.evaluation.plot_data import mistake_order
 from torchstages.io import read_json, write_csv
+from torchstages.tables.evaluate import classify_rows
 from torchstages.tables.split import read_table_split
 from torchstages.text.store import TEXTS_FILE, load_text_split
 
@@ -53,19 +52,7 @@ def evaluate_text(
     # a text is named by its line in the file and identified by the hash of its cells
     rows = [Row(f"line {r + _FIRST_DATA_LINE}", "", sha) for r, _, sha in split_rows]
     classes = card["classes"]
-    metrics = classification_metrics(
-        logits,
-        labels,
-        classes,
-        params.top_k,
-        params.calibration_bins,
-        params.bootstrap_resamples,
-        params.bootstrap_seed,
-    )
-    probs = softmax(logits)
-    write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
-    if predictions is not None:
-        write_predictions(predictions, rows, labels, probs, classes)
+    metrics, probs = classify_rows(logits, labels, classes, params, rows, plots_dir, predictions)
     texts = read_json(processed / TEXTS_FILE)[split]
     _write_wrong_texts(plots_dir / WRONG_TEXTS, texts, rows, probs, labels, classes)
     return metrics, probs, labels

@@ -17,9 +17,10 @@ from torch import nn
 
 from torchstages.deploy.exportable import Exportable
 from torchstages.errors import UserError
-from torchstages.io import atomic_dir, atomic_path, write_json
+from torchstages.io import atomic_dir, atomic_path
 from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
+from torchstages.tables.export import check_parity, onnx_only
 from torchstages.text.evaluate import text_outputs
 from torchstages.text.predict import onnx_logits
 from torchstages.text.store import load_text_split, load_vocab
@@ -99,11 +100,7 @@ def export_and_verify_text(
     leaves the previous export folder as it was."""
     import onnxruntime as ort
 
-    if "onnx" not in params.formats:
-        raise UserError("export.formats: a text model is exported as onnx; add it to the list")
-    others = [f for f in params.formats if f != "onnx"]
-    if others:
-        log.info("export: a text model is exported as ONNX only (not yet %s)", ", ".join(others))
+    onnx_only(params, "text")
     model, card = load_model(weights, card_path)
     vocab = load_vocab(processed)
     if len(vocab) != card["vocab_size"]:
@@ -119,18 +116,5 @@ def export_and_verify_text(
         diff = float(np.abs(ours - reference).max())
         agreement = float((ours.argmax(1) == reference.argmax(1)).mean())
         parity = {"max_abs_logit_diff": float(f"{diff:.1e}"), "prediction_agreement": agreement}
-        write_json(metrics_path, {"formats": {"onnx": parity}, "samples": len(tokens)})
-        log.info(
-            "export: %s  max |diff| %.1e  agreement %.4f on %d test texts",
-            export_dir / "model.onnx",
-            diff,
-            agreement,
-            len(tokens),
-        )
-        if diff > params.max_abs_diff or agreement < params.min_agreement:
-            raise UserError(
-                f"{export_dir / 'model.onnx'}: onnx disagrees with PyTorch (max |diff| "
-                f"{diff:.1e} > export.max_abs_diff {params.max_abs_diff} or agreement "
-                f"{agreement:.4f} < export.min_agreement)"
-            )
+        check_parity(parity, len(tokens), params, export_dir, metrics_path, "test texts")
     return parity

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from torchstages.data.store import load_arrays
 from torchstages.errors import UserError
 from torchstages.io import read_json
 
@@ -20,17 +21,7 @@ def load_text_split(
     out_dir: Path, split: str, mmap: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids (N, max_len) int64, lengths (N,) int64 and labels (N,) int64 of one split."""
-    mode = "r" if mmap else None
-    try:
-        arrays = tuple(
-            np.load(out_dir / f"{split}_{name}.npy", mmap_mode=mode)
-            for name in ("tokens", "lengths", "labels")
-        )
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
-    if len({len(a) for a in arrays}) != 1:
-        raise UserError(f"{out_dir}: {split} arrays have different row counts")
-    return arrays  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("tokens", "lengths", "labels"), mmap)  # type: ignore[return-value]
 
 
 def load_vocab(out_dir: Path) -> list[str]:
