@@ -239,3 +239,31 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
     assert found[3] == (f"{table}:2", make_texts(6).text[0]) and len(found) == 9
     with pytest.raises(UserError, match="no column 'body'"):
         read_inputs([], [str(table)], "body", {"text_column": "text"})
+
+
+def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
+    """Two classes through the library functions the stages call: an lstm trains (packed
+    sequences) and the test evaluation writes metrics, the 2-class curves and the wrong texts."""
+    from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
+    from torchstages.params.evaluate import EvaluateParams
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    raw = write_texts(make_texts(120, classes=2), tmp_path / "raw").parent
+    processed = split_and_build(raw, tmp_path, min_freq=1)
+    models = tmp_path / "models"
+    outputs = TrainOutputs(
+        models / "m.safetensors", models / "m.json", models / "c.pt", tmp_path / "live"
+    )
+    params = {"epochs": 12, "batch_size": 16, "threads": 1, "model": {"name": "lstm"}}
+    card = train(TrainParams.model_validate(params), processed, outputs)
+    assert card["kind"] == "text" and card["vocab_size"] == len(load_vocab(processed))
+    paths = EvalPaths(
+        processed, tmp_path / "splits", outputs.weights, outputs.card,
+        tmp_path / "test.json", tmp_path / "plots", predictions=tmp_path / "pred.csv",
+    )  # fmt: skip
+    metrics = evaluate_split("test", EvaluateParams(bootstrap_resamples=0), paths)
+    assert metrics["accuracy"] > 0.8 and metrics["samples"] == 18
+    assert (tmp_path / "plots/roc.csv").read_text().count("\n") > 2
+    header = (tmp_path / "plots/wrong_texts.csv").read_text().splitlines()[0]
+    assert header == "line,actual,predicted,probability,text"

