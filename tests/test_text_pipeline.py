@@ -63,12 +63,15 @@ def test_texts_run_all_six_then_nothing(repo):
 
 
 def test_text_params_rerun_exactly_what_they_should(repo):
-    # a build param set to its default: build-dataset reruns (not split), its outputs hash the
-    # same, so train skips; test reruns only because its report lists the build_dataset params
-    edit_params(repo, "build_dataset", text={"min_freq": 1, "lowercase": True})
-    assert repro(repo) == ["build-dataset", "test"]
+    # a tokenizer param: the vocabulary changes, so build-dataset and all after it rerun; not split
+    edit_params(repo, "build_dataset", text={"min_freq": 2})
+    assert repro(repo) == ["build-dataset", "train", "validate", "test", "export"]
     diff = json.loads(run(["dvc", "params", "diff", "--json"], repo).stdout)["params.yaml"]
-    assert diff["build_dataset.text.lowercase"]["new"] is True
+    assert (
+        diff["build_dataset.text.min_freq"]["old"],
+        diff["build_dataset.text.min_freq"]["new"],
+    ) == (1, 2)
+    assert json.loads((repo / "data/processed/meta.json").read_text())["text"]["min_freq"] == 2
 
 
 def test_text_rerun_is_byte_identical(repo):

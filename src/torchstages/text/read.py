@@ -73,7 +73,7 @@ def resolve_text_columns(
         if not others:
             raise UserError(f"{path}: no column besides the label {label!r} to read texts from")
         # free text is the column with the longest cells (ids and categories are short)
-        text = max(others, key=lambda c: frame[c].dropna().str.len().mean() or 0.0)
+        text = max(others, key=lambda c: frame[c].fillna("").str.len().mean())
     if text == label:
         raise UserError(f"{path}: split.text.text and split.text.label both name {text!r}")
     return text, label
