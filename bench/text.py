@@ -4,11 +4,12 @@ on the same split of SMS spam (../shared/datasets/sms_spam.tsv, 5,574 messages, 
 Our split and build-dataset (vocabulary from the train split), then on the same train texts each
 model through the train stage's function with default params (the model block only names the
 model), and scikit-learn's TfidfVectorizer (words, 1-2 grams) + LogisticRegression on the raw
-train texts (C = 1, 10 or 100, whichever scores best on val). Macro F1 and accuracy on val (what defaults were chosen on) and on test (reported),
-train seconds, inference texts/s on the test split (PyTorch eager, batches of 512; ONNX Runtime
-for the exported default model through `dvc repro`). Then the whole `dvc repro` of this table at
-the project's params.yaml (split.kind: text, the model block replaced by the text default) and a
-no-op repro. Prints a markdown-ready JSON per row and one JSON line.
+train texts (C = 1, 10 or 100, whichever scores best on val). Macro F1 and accuracy on val (what
+the defaults were chosen on) and on test (what is reported), train seconds, inference texts/s on
+the test split (PyTorch eager, batches of 512; scikit-learn's predict). Then the whole
+`dvc repro` of this table at the project's params.yaml (split.kind: text, the model block
+replaced by the text default) and a no-op repro. Prints one JSON line per arm, then all of them
+as one JSON line (also saved to bench/results/text.json).
 
     python bench/text.py [--models lstm textcnn transformer] [--skip-e2e] [--threads N]
 """
