@@ -255,9 +255,16 @@ def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
     outputs = TrainOutputs(
         models / "m.safetensors", models / "m.json", models / "c.pt", tmp_path / "live"
     )
-    params = {"epochs": 12, "batch_size": 16, "threads": 1, "model": {"name": "lstm"}}
+    vectors = tmp_path / "glove.txt"  # two known words, 32 numbers each (the default width)
+    vectors.write_text(
+        "".join(f"{w} {' '.join(['0.1'] * 32)}\n" for w in ("goal", "zebra", "oven"))
+    )
+    model = {"name": "lstm", "vectors": str(vectors)}
+    params = {"epochs": 12, "batch_size": 16, "threads": 1, "model": model}
     card = train(TrainParams.model_validate(params), processed, outputs)
-    assert card["kind"] == "text" and card["vocab_size"] == len(load_vocab(processed))
+    words = len(load_vocab(processed)) - 2
+    assert card["kind"] == "text" and card["vocab_size"] == words + 2
+    assert card["vectors_found"] == {"found": 2, "words": words}
     paths = EvalPaths(
         processed, tmp_path / "splits", outputs.weights, outputs.card,
         tmp_path / "test.json", tmp_path / "plots", predictions=tmp_path / "pred.csv",

@@ -46,6 +46,7 @@ class TrainData:
     val_y: torch.Tensor
     arrays: list[str] = field(default_factory=list)  # the files a resumed run must share
     vocab: list[str] | None = None  # texts: the tokens in id order (for pretrained vectors)
+    vectors_found: dict[str, int] | None = None  # texts: vocabulary words the vectors file had
 
     @property
     def kind(self) -> str:
@@ -60,7 +61,9 @@ class TrainData:
         if self.kind == "table":
             return build_table_model(params.model, self.meta["schema"], self.task.outputs)
         if self.kind == "text":
-            return build_text_model(params.model, self.meta, self.task.outputs, vocab=self.vocab)
+            model = build_text_model(params.model, self.meta, self.task.outputs, vocab=self.vocab)
+            self.vectors_found = getattr(model, "vectors_found", None)
+            return model
         prep = self.prep
         model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
         check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
@@ -85,7 +88,10 @@ class TrainData:
             return {k: self.meta[k] for k in keys if k in self.meta}
         if self.kind == "text":
             keys = ("kind", "task", "target", "classes", "text_column", "tokenizer")
-            return {k: self.meta[k] for k in (*keys, "vocab_size", "max_len")}
+            card = {k: self.meta[k] for k in (*keys, "vocab_size", "max_len")}
+            if self.vectors_found is not None:
+                card["vectors_found"] = self.vectors_found
+            return card
         return {
             "classes": self.classes,
             "preprocessing": self.prep.to_dict(),
