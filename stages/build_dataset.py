@@ -29,6 +29,12 @@ def main() -> None:
         counts = build_series(params.series, paths.SPLITS, paths.PROCESSED)
         log.info("build-dataset: %s windows -> %s", counts, paths.PROCESSED)
         return
+    if kind_of(summary) == "text":
+        from torchstages.text.build import build_texts
+
+        counts = build_texts(params, paths.RAW, paths.SPLITS, paths.PROCESSED)
+        log.info("build-dataset: %s texts -> %s", counts, paths.PROCESSED)
+        return
     from torchstages.data.build import build_dataset
 
     counts = build_dataset(params, paths.RAW, paths.SPLITS, paths.PROCESSED)

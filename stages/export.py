@@ -16,6 +16,8 @@ def main() -> None:
         from torchstages.tables.export import export_and_verify_table as export_and_verify
     elif kind == "series":
         from torchstages.series.export import export_and_verify_series as export_and_verify
+    elif kind == "text":
+        from torchstages.text.export import export_and_verify_text as export_and_verify
     else:
         from torchstages.deploy.export import export_and_verify
 

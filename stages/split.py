@@ -28,6 +28,11 @@ def main() -> None:
 
         split_series(paths.RAW, paths.SPLITS, params)  # logs what it found
         return
+    if kind == "text":
+        from torchstages.text.split import split_texts
+
+        split_texts(paths.RAW, paths.SPLITS, params)  # logs what it found
+        return
     from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset
 

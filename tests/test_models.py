@@ -72,7 +72,7 @@ def test_spec_round_trips_through_json(spec):
 
 def test_bad_spec_is_clear():
     with pytest.raises(UserError, match="model spec"):
-        parse_spec({"name": "transformer"})
+        parse_spec({"name": "vit"})
     with pytest.raises(UserError, match="model spec"):
         parse_spec({"name": "torchvision", "arch": "vgg16"})
     with pytest.raises(UserError, match="model spec"):

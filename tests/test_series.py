@@ -254,18 +254,24 @@ def test_every_forecaster_outputs_the_horizon_and_starts_from_the_last_value(nam
 def test_series_defaults_and_losses():
     meta = {"kind": "series", "task": "forecast"}
     params = params_for_kind(TrainParams(), meta)
-    assert (params.model.name, params.precision, params.loss, params.monitor) == (
+    assert (params.model.name, params.precision, params.loss, params.monitor, params.threads) == (
         "mlp",
         "fp32",
         "mse",
         "val_loss",
+        1,
     )
     chosen = params_for_kind(
         TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta
     )
     assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
-    with pytest.raises(UserError, match="cnn takes no time series; for a series use lstm"):
+    with pytest.raises(UserError, match="cnn does not take series; for series use lstm"):
         build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)
+    # texts and series share the lstm spec; what only a text model has is refused here
+    with pytest.raises(UserError, match="train.model.pooling applies to texts"):
+        build_series_model(parse_spec({"name": "lstm", "pooling": "mean"}), 1, 10, 3, False)
+    gru = build_series_model(parse_spec({"name": "gru"}), 1, 10, 3, relative=False)
+    assert (gru.rnn.hidden_size, gru.dropout.p) == (64, 0.0)  # the series defaults
 
 
 def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):

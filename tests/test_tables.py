@@ -276,7 +276,7 @@ def test_regression_refuses_classification_settings(tmp_path):
     ):
         with pytest.raises(UserError, match=message):
             train(TrainParams.model_validate({"epochs": 1, **bad}), processed, outputs)
-    with pytest.raises(UserError, match="cnn takes images"):
+    with pytest.raises(UserError, match="cnn does not take tables"):
         train(
             TrainParams.model_validate({"epochs": 1, "model": {"name": "cnn"}}), processed, outputs
         )

@@ -133,10 +133,20 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         help="[model.onnx] then files, folders (recursive), .csv/.txt lists of paths; - = stdin; "
-        "for a table model: one .csv/.tsv/.parquet file of rows; for a time series model: one "
-        "such file of history, forecast from its end",
+        "for a table model: one .csv/.tsv/.parquet file of rows; for a text model: .txt files "
+        "(one text a line) or table files (--column); for a time series model: one table file "
+        "of history, forecast from its end",
+    )
+    p.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        help="a text model: classify this string (repeat for more)",
+    )
+    p.add_argument(
+        "--column", help="a text model: the table files' text column (default: the training one)"
     )
     p.add_argument(
         "--model",
@@ -185,17 +195,26 @@ def _predict(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGPIPE"):
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if len(args.inputs) > 1 and Path(args.inputs[0]).suffix in (".onnx", ".pt2"):
+    named_first = args.inputs and Path(args.inputs[0]).suffix in (".onnx", ".pt2")
+    if named_first and (len(args.inputs) > 1 or args.text):
         # `predict model.onnx inputs...`: the model named first, as --model
         args.model, args.inputs = Path(args.inputs[0]), args.inputs[1:]
     tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
-    # rows for a table model, a history for a series model; for an image model, lists of paths
-    if tables and Path(args.model).suffix == ".onnx":
+    # rows for a table model, texts for a text model, a history for a series model; for an
+    # image model, lists of image paths
+    if (tables or args.text) and Path(args.model).suffix == ".onnx":
         from torchstages.tables.predict import onnx_model
 
         session, metadata = onnx_model(args.model)
-        if metadata.get("kind") in ("table", "series"):
+        kind = metadata.get("kind", "images")
+        if kind in ("table", "series"):
             return _predict_rows(args, session, metadata)
+        if kind == "text":
+            return _predict_text(args, session, metadata)
+    if args.text:
+        raise UserError(f"{args.model}: --text needs a text model exported as ONNX")
+    if not args.inputs:
+        raise UserError("predict: give the files to classify")
     runner = load_runner(args.model)
     reader = reader_for(runner.metadata)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
@@ -224,10 +243,6 @@ def _predict(args: argparse.Namespace) -> int:
 def _predict_rows(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
     """A table model: CSV with line, prediction (and probability) per row of one table file; a
     series model: the next horizon steps after the end of each series in one history file."""
-    import csv
-
-    from torchstages.io import atomic_path
-
     if len(args.inputs) != 1:
         raise UserError(
             f"predict: a {metadata['kind']} model takes one table file (.csv, .tsv or .parquet)"
@@ -236,7 +251,22 @@ def _predict_rows(args: argparse.Namespace, session, metadata: dict[str, str]) -
         from torchstages.series.predict import predict_series as predict_file
     else:
         from torchstages.tables.predict import predict_table as predict_file
-    header, rows = predict_file(session, metadata, Path(args.inputs[0]))
+    return _write_csv(args, *predict_file(session, metadata, Path(args.inputs[0])))
+
+
+def _predict_text(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+    """Every text given: CSV with where it came from, the class and its probability."""
+    from torchstages.text.predict import predict_texts, read_inputs
+
+    texts = read_inputs(args.text, args.inputs, args.column, metadata)
+    return _write_csv(args, *predict_texts(session, metadata, texts))
+
+
+def _write_csv(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:
+    """``header`` and ``rows`` as CSV to stdout or, atomically, to ``--output``."""
+    import csv
+
+    from torchstages.io import atomic_path
 
     def write(out) -> None:
         writer = csv.writer(out, lineterminator="\n")

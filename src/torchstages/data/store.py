@@ -17,6 +17,7 @@ from torchstages.io import read_json, write_json, write_npy
 __all__ = [
     "write_split",
     "write_meta",
+    "load_arrays",
     "load_meta",
     "load_split",
     "load_table_split",
@@ -77,20 +78,21 @@ def load_table_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A table split: numeric (N, F) float32 with NaN, categorical (N, C) int64, labels (N,)
     (int64 classes or float32 regression targets)."""
-    return _load_arrays(out_dir, split, ("numeric", "categorical", "labels"), mmap)  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("numeric", "categorical", "labels"), mmap)  # type: ignore[return-value]
 
 
 def load_series_split(
     out_dir: Path, split: str, mmap: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """A series split: windows (N, lookback, F) and targets (N, horizon), float32 and scaled."""
-    return _load_arrays(out_dir, split, ("windows", "targets"), mmap)  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("windows", "targets"), mmap)  # type: ignore[return-value]
 
 
-def _load_arrays(
-    out_dir: Path, split: str, names: tuple[str, ...], mmap: bool
+def load_arrays(
+    out_dir: Path, split: str, names: tuple[str, ...], mmap: bool = True
 ) -> tuple[np.ndarray, ...]:
-    """``{split}_{name}.npy`` for each name, checked to have one row count."""
+    """``{split}_{name}.npy`` for each name (memory-mapped by default), checked to have one
+    row count."""
     mode = "r" if mmap else None
     try:
         arrays = tuple(np.load(out_dir / f"{split}_{name}.npy", mmap_mode=mode) for name in names)

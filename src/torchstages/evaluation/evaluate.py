@@ -72,7 +72,7 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         raise UserError(
             f"{paths.card}: classes differ from {paths.processed}/meta.json (rerun train)"
         )
-    if kind_of(meta) == "table":
+    if kind_of(meta) in ("table", "text"):
         return _evaluate_table(split, params, paths, model, card, device)
     if kind_of(meta) == "series":
         return _evaluate_series(split, params, paths, model, card, device)
@@ -133,9 +133,13 @@ def _evaluate_table(
     split: str, params: EvaluateParams, paths: EvalPaths, model, card: dict[str, Any], device
 ) -> dict[str, Any]:
     from torchstages.evaluation.figures import confusion_figure, save_png
-    from torchstages.tables.evaluate import draw_regression, evaluate_table
 
-    metrics, outputs, truth = evaluate_table(
+    if kind_of(card) == "text":
+        from torchstages.text.evaluate import evaluate_text as evaluate_rows
+    else:
+        from torchstages.tables.evaluate import evaluate_table as evaluate_rows
+
+    metrics, outputs, truth = evaluate_rows(
         split,
         model,
         card,
@@ -155,6 +159,8 @@ def _evaluate_table(
         save_png(confusion_figure(matrix, classes, title), paths.plots_dir / "confusion.png")
         summary = f"accuracy {metrics['accuracy']:.4f}  f1_macro {metrics['f1_macro']:.4f}"
     else:
+        from torchstages.tables.evaluate import draw_regression
+
         draw_regression(paths.plots_dir, split, outputs, truth)
         summary = (
             f"rmse {metrics['rmse']:.4g} (predicting the train mean: {metrics['baseline_rmse']:.4g})"

@@ -57,6 +57,7 @@ NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_si
 ONLY_FOR = {
     "table": ("build_dataset.table", "train.huber_delta"),
     "series": ("build_dataset.series",),
+    "text": ("build_dataset.text",),
     "images": (
         "build_dataset.image_size",
         "build_dataset.color",
@@ -122,7 +123,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
             f"{card['lookback']}, {metrics['samples']} test windows"
         )
     else:
-        unit = "rows" if "schema" in card else "images"
+        unit = {"table": "rows", "text": "texts"}.get(kind_of(card), "images")
         what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
     lines = [
         "# Model report (test split)",
@@ -140,7 +141,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *_per_class(metrics),
         *_baselines(metrics),
         *_pictures(out, sources.plots),
-        *_mistakes(sources.plots / "test" / "mistakes.csv", worst),
+        *_mistakes(sources.plots / "test", worst),
         *_skipped(sources.processed / "meta.json"),
         *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
@@ -234,20 +235,36 @@ def _pictures(out: Path, plots: Path) -> list[str]:
     return ["## Pictures", "", *lines] if lines else []
 
 
-def _mistakes(path: Path, worst: int) -> list[str]:
+def _mistakes(folder: Path, worst: int) -> list[str]:
+    """The most confidently wrong samples: their files (or lines), and for texts the text,
+    escaped so no text can break the markdown table (pipes, backticks, emphasis, HTML)."""
+    texts = folder / "wrong_texts.csv"
+    path = texts if texts.exists() else folder / "mistakes.csv"
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     lines = [f"## Most confidently wrong ({min(worst, len(rows))} of {len(rows)} shown)", ""]
     if not rows:
-        return [*lines, "None: every test image was classified correctly.", ""]
-    lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
-    lines += [
-        f"| {r['file']} | {r['actual']} | {r['predicted']} | {float(r['probability']):.3f} |"
-        for r in rows[:worst]
-    ]
+        unit = "text" if path == texts else "image"
+        return [*lines, f"None: every test {unit} was classified correctly.", ""]
+    if path == texts:
+        lines += ["| line | true | predicted | probability | text |", "|---|---|---|---|---|"]
+    else:
+        lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
+    # a text's label came from the same file as the text: escape both; file names as before
+    shown = _escape if path == texts else str
+    for r in rows[:worst]:
+        cells = [r.get("line") or r["file"], shown(r["actual"]), shown(r["predicted"])]
+        cells.append(f"{float(r['probability']):.3f}")
+        cells += [_escape(r["text"])] if "text" in r else []
+        lines.append(f"| {' | '.join(cells)} |")
     return [*lines, ""]
+
+
+def _escape(text: str) -> str:
+    """Markdown-inert text: every punctuation character markdown or HTML reads is backslashed."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~&])", r"\\\1", text)
 
 
 def _skipped(meta_path: Path) -> list[str]:

@@ -17,8 +17,10 @@ from torch import nn
 from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, MLPSpec
-from torchstages.models.series import TCN, Recurrent, RecurrentSpec, TCNSpec, WindowMLP
+from torchstages.models.recurrent import RecurrentSpec
+from torchstages.models.series import TCN, Recurrent, TCNSpec, WindowMLP
 from torchstages.models.tabular import FTTransformer, FTTransformerSpec, TableMLP
+from torchstages.models.text import TEXT_BUILDERS, TextCNNSpec, TextTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec, build_torchvision
 from torchstages.models.transfer import freeze_backbone, load_pretrained, split_head_backbone
 
@@ -28,18 +30,29 @@ __all__ = [
     "build_model",
     "build_table_model",
     "build_series_model",
+    "build_text_model",
     "parse_spec",
     "check_output_shape",
     "describe_model",
     "describe_table_model",
     "describe_series_model",
+    "describe_text_model",
     "split_head_backbone",
     "freeze_backbone",
 ]
 
 log = logging.getLogger(__name__)
 
-AnySpec = MLPSpec | CNNSpec | TorchvisionSpec | FTTransformerSpec | RecurrentSpec | TCNSpec
+AnySpec = (
+    MLPSpec
+    | CNNSpec
+    | TorchvisionSpec
+    | FTTransformerSpec
+    | RecurrentSpec
+    | TCNSpec
+    | TextCNNSpec
+    | TextTransformerSpec
+)
 ModelSpec = Annotated[AnySpec, Field(discriminator="name")]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -84,7 +97,8 @@ def build_model(
     """
     if spec.name not in _BUILDERS:
         raise UserError(
-            f"train.model.name: {spec.name} takes no images; for images use {', '.join(_BUILDERS)}"
+            f"train.model.name: {spec.name} does not take images; for images use "
+            f"{', '.join(_BUILDERS)}"
         )
     model = _BUILDERS[spec.name](spec, in_channels, image_size, num_classes)
     if pretrained and spec.transfer.pretrained != "none":
@@ -97,15 +111,7 @@ def build_table_model(
 ) -> nn.Module:
     """Build the network for a table's fitted ``schema`` (see :mod:`torchstages.tables.schema`),
     returning ``outputs`` values per row: logits, or one standardised regression value."""
-    if spec.name not in _TABLE_BUILDERS:
-        raise UserError(
-            f"train.model.name: {spec.name} takes images; for a table use "
-            f"{' or '.join(_TABLE_BUILDERS)}"
-        )
-    try:
-        model = _TABLE_BUILDERS[spec.name](spec, schema, outputs)
-    except ValueError as exc:
-        raise UserError(f"train.model: {exc}") from None
+    model = _build(_TABLE_BUILDERS, "tables", spec, schema, outputs)
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
@@ -123,16 +129,47 @@ def build_series_model(
     """Build the forecaster for windows (N, ``lookback``, ``features``) -> (N, ``horizon``),
     seeing the target relative to its last value when ``relative`` (see
     :mod:`torchstages.models.series`)."""
-    if spec.name not in _SERIES_BUILDERS:
-        raise UserError(
-            f"train.model.name: {spec.name} takes no time series; for a series use "
-            f"{', '.join(_SERIES_BUILDERS)}"
-        )
-    model = _SERIES_BUILDERS[spec.name](spec, features, lookback, horizon)
+    model = _build(_SERIES_BUILDERS, "series", spec, features, lookback, horizon)
     model.relative = relative
     if pretrained and spec.transfer.pretrained != "none":
         load_pretrained(model, spec.transfer.pretrained)
     return model
+
+
+def build_text_model(
+    spec: AnySpec,
+    info: dict[str, Any],
+    outputs: int,
+    *,
+    vocab: list[str] | None = None,
+    pretrained: bool = True,
+) -> nn.Module:
+    """Build the network for texts tokenised as ``info`` says (``vocab_size``, ``max_len``),
+    returning ``outputs`` logits; ``vocab`` (id order) is needed only for ``spec.vectors``."""
+    model = _build(TEXT_BUILDERS, "texts", spec, info, outputs)
+    if pretrained and spec.vectors is not None and vocab is not None:
+        from torchstages.models.text import load_vectors
+
+        model.vectors_found = load_vectors(model, spec, vocab)
+    if pretrained and spec.transfer.pretrained != "none":
+        load_pretrained(model, spec.transfer.pretrained)
+    return model
+
+
+def _build(
+    builders: dict[str, Callable[..., nn.Module]], what: str, spec: AnySpec, *args: Any
+) -> nn.Module:
+    """``builders[spec.name](spec, *args)``; a name of another kind's model, or arguments the
+    architecture rejects, are one-line errors."""
+    if spec.name not in builders:
+        raise UserError(
+            f"train.model.name: {spec.name} does not take {what}; for {what} use "
+            f"{', '.join(builders)}"
+        )
+    try:
+        return builders[spec.name](spec, *args)
+    except ValueError as exc:
+        raise UserError(f"train.model: {exc}") from None
 
 
 def check_output_shape(
@@ -214,3 +251,9 @@ def describe_series_model(model: nn.Module, lookback: int, features: int) -> dic
         "input_shape": [1, lookback, features],
         "output_shape": list(out.shape),
     }
+
+
+def describe_text_model(model: nn.Module, max_len: int) -> dict[str, Any]:
+    """:func:`describe_model` for a text network: one text of one token through it."""
+    out = _run_zeros(model, [(1, max_len), (1,)], [torch.long, torch.long])
+    return {**_counts(model), "input_shape": [1, max_len], "output_shape": list(out.shape)}

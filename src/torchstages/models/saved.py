@@ -12,7 +12,13 @@ from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import atomic_path, read_json, write_json
 from torchstages.kinds import kind_of
-from torchstages.models import build_model, build_series_model, build_table_model, parse_spec
+from torchstages.models import (
+    build_model,
+    build_series_model,
+    build_table_model,
+    build_text_model,
+    parse_spec,
+)
 
 __all__ = ["save_model", "load_model", "load_card"]
 
@@ -44,6 +50,8 @@ def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any
         shape = (len(card["features"]), card["lookback"], card["horizon"])
         relative = card["level"] == "relative"
         model = build_series_model(spec, *shape, relative, pretrained=False)
+    elif kind_of(card) == "text":
+        model = build_text_model(spec, card, len(card["classes"]), pretrained=False)
     else:
         prep = Preprocessing.from_dict(card["preprocessing"])
         model = build_model(

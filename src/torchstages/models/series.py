@@ -19,18 +19,10 @@ from pydantic import Field
 from torch import nn
 
 from torchstages.models.mlp import MLPSpec, hidden_layers
+from torchstages.models.recurrent import RecurrentSpec
 from torchstages.models.transfer import SpecWithTransfer
 
-__all__ = ["RecurrentSpec", "TCNSpec", "Recurrent", "TCN", "WindowMLP"]
-
-
-class RecurrentSpec(SpecWithTransfer):
-    name: Literal["lstm", "gru"] = "lstm"
-    hidden: int = Field(64, ge=1, description="hidden units of each recurrent layer")
-    layers: int = Field(1, ge=1, description="stacked recurrent layers")
-    dropout: float = Field(
-        0.0, ge=0, lt=1, description="dropout between layers and before the head"
-    )
+__all__ = ["TCNSpec", "Recurrent", "TCN", "WindowMLP"]
 
 
 class TCNSpec(SpecWithTransfer):
@@ -63,6 +55,7 @@ class Recurrent(_Forecaster):
 
     def __init__(self, spec: RecurrentSpec, features: int, lookback: int, horizon: int) -> None:
         super().__init__()
+        spec = spec.for_series()
         cell = nn.LSTM if spec.name == "lstm" else nn.GRU
         inner = spec.dropout if spec.layers > 1 else 0.0
         self.rnn = cell(features, spec.hidden, spec.layers, batch_first=True, dropout=inner)

@@ -43,6 +43,29 @@ class TableBuildParams(Section):
         return self
 
 
+class TextBuildParams(Section):
+    """The tokenizer and the vocabulary; the vocabulary and max_len: auto come from the train
+    split alone."""
+
+    level: Literal["word", "char"] = Field(
+        "word",
+        description="word: runs of letters and digits (with inner apostrophes) and each other "
+        "non-space character; char: every character, runs of spaces as one space",
+    )
+    lowercase: bool = Field(True, description="lowercase after Unicode NFKC normalisation")
+    min_freq: int = Field(
+        2, ge=1, description="tokens seen fewer times in the train split become unknown (id 1)"
+    )
+    max_size: int = Field(
+        20000, ge=1, description="most tokens in the vocabulary (the most frequent are kept)"
+    )
+    max_len: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto",
+        description="tokens per text (longer texts are cut at the end); auto: the 95th "
+        "percentile of the train texts' lengths",
+    )
+
+
 class SeriesBuildParams(Section):
     """Windows of a time series and their scaling, fitted on the train range alone."""
 
@@ -111,6 +134,9 @@ class BuildDatasetParams(Section):
     )
     table: TableBuildParams = Field(
         default_factory=TableBuildParams, description="tables only: column types, missing values"
+    )
+    text: TextBuildParams = Field(
+        default_factory=TextBuildParams, description="texts only: tokenizer and vocabulary"
     )
     series: SeriesBuildParams = Field(
         default_factory=SeriesBuildParams,

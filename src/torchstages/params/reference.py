@@ -9,8 +9,10 @@ from pydantic import BaseModel
 
 from torchstages.models.cnn import CNNSpec
 from torchstages.models.mlp import MLPSpec
-from torchstages.models.series import RecurrentSpec, TCNSpec
+from torchstages.models.recurrent import RecurrentSpec
+from torchstages.models.series import TCNSpec
 from torchstages.models.tabular import FTTransformerSpec
+from torchstages.models.text import TextCNNSpec, TextTransformerSpec
 from torchstages.models.torchvision import TorchvisionSpec
 from torchstages.models.transfer import TransferSpec
 from torchstages.params.base import show_value
@@ -18,10 +20,16 @@ from torchstages.params.build_dataset import (
     BuildDatasetParams,
     SeriesBuildParams,
     TableBuildParams,
+    TextBuildParams,
 )
 from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
-from torchstages.params.split import SeriesSplitParams, SplitParams, TableSplitParams
+from torchstages.params.split import (
+    SeriesSplitParams,
+    SplitParams,
+    TableSplitParams,
+    TextSplitParams,
+)
 from torchstages.params.train import (
     AugmentParams,
     EarlyStoppingParams,
@@ -35,9 +43,11 @@ __all__ = ["SECTIONS", "params_reference"]
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("split", "split", SplitParams),
     ("split.table", "split.table", TableSplitParams),
+    ("split.text", "split.text", TextSplitParams),
     ("split.series", "split.series", SeriesSplitParams),
     ("build_dataset", "build_dataset", BuildDatasetParams),
     ("build_dataset.table", "build_dataset.table", TableBuildParams),
+    ("build_dataset.text", "build_dataset.text", TextBuildParams),
     ("build_dataset.series", "build_dataset.series", SeriesBuildParams),
     ("train", "train", TrainParams),
     ("train.schedule", "train.schedule", ScheduleParams),
@@ -47,7 +57,9 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("train.model: name: mlp", "train.model", MLPSpec),
     ("train.model: name: torchvision", "train.model", TorchvisionSpec),
     ("train.model: name: ft_transformer", "train.model", FTTransformerSpec),
-    ("train.model: name: lstm | gru", "train.model", RecurrentSpec),
+    ("train.model: name: textcnn", "train.model", TextCNNSpec),
+    ("train.model: name: transformer", "train.model", TextTransformerSpec),
+    ("train.model: name: lstm | gru (texts and series)", "train.model", RecurrentSpec),
     ("train.model: name: tcn", "train.model", TCNSpec),
     ("train.model.transfer", "train.model.transfer", TransferSpec),
     ("validate, test", "validate / test", EvaluateParams),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from torchstages.params.base import Section
 
@@ -41,6 +42,43 @@ class TableSplitParams(Section):
         "folding text case and spaces) are near duplicates (split.near_duplicates says what "
         "happens to them)",
     )
+
+
+class TextSplitParams(Section):
+    """Which columns hold the texts and their labels, and how the file is read."""
+
+    text: str | None = Field(
+        None,
+        description="text column; unset: the column named text, message, sentence, review, "
+        "content or document, else the column with the longest texts",
+    )
+    label: str | None = Field(
+        None, description="label column; unset: the column named label, target, class or y"
+    )
+    empty: Literal["drop", "error"] = Field(
+        "drop",
+        description="a row whose text is empty or only spaces: drop it (counted in "
+        "data/splits/summary.json), or stop with an error naming its line",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="the file's text encoding (utf-8 reads a byte-order mark too); any name "
+        "Python knows, e.g. latin-1, cp1252",
+    )
+    quoting: Literal["csv", "none"] = Field(
+        "csv",
+        description='csv: a field in "quotes" may hold the delimiter and line breaks; none: '
+        "quotes are part of the text and every line is one row",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
 
 
 class SeriesSplitParams(Section):
@@ -83,6 +121,9 @@ class SplitParams(Section):
     )
     table: TableSplitParams = Field(
         default_factory=TableSplitParams, description="tables only: target, task, columns"
+    )
+    text: TextSplitParams = Field(
+        default_factory=TextSplitParams, description="texts only: columns, empty texts, encoding"
     )
     series: SeriesSplitParams = Field(
         default_factory=SeriesSplitParams,

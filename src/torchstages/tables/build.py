@@ -37,7 +37,8 @@ def load_table_rows(
     path = raw_dir / summary["file"]
     if not path.exists():
         raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
-    frame = read_table(path)
+    # a text table records how it was read (split.text.encoding, quoting); a table reads as UTF-8
+    frame = read_table(path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"))
     frame.index = frame.index + FIRST_DATA_LINE
     columns = [*summary["features"], summary["target"]]
     out = {}

@@ -21,7 +21,13 @@ from torchstages.io import write_csv
 from torchstages.tables.build import FIRST_DATA_LINE
 from torchstages.tables.split import read_table_split
 
-__all__ = ["draw_regression", "evaluate_table", "regression_metrics", "table_outputs"]
+__all__ = [
+    "classify_rows",
+    "draw_regression",
+    "evaluate_table",
+    "regression_metrics",
+    "table_outputs",
+]
 
 
 def table_outputs(
@@ -59,6 +65,33 @@ def regression_metrics(
     return out
 
 
+def classify_rows(
+    logits: torch.Tensor,
+    labels: np.ndarray,
+    classes: list[str],
+    params: Any,
+    rows: list[Row],
+    plots_dir: Path,
+    predictions: Path | None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Classification metrics, plot data and (to ``predictions``) per-row predictions of the
+    rows of a file (a table's, or texts'); returns (metrics, probabilities)."""
+    metrics = classification_metrics(
+        logits,
+        labels,
+        classes,
+        params.top_k,
+        params.calibration_bins,
+        params.bootstrap_resamples,
+        params.bootstrap_seed,
+    )
+    probs = softmax(logits)
+    write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
+    if predictions is not None:
+        write_predictions(predictions, rows, labels, probs, classes)
+    return metrics, probs
+
+
 def evaluate_table(
     split: str,
     model: torch.nn.Module,
@@ -79,21 +112,10 @@ def evaluate_table(
     # a row is named by its line in the table and identified by the hash of its cells
     rows = [Row(f"line {n}", "", sha) for n, (_, _, sha) in zip(lines, split_rows, strict=True)]
     if card["task"] == "classification":
-        classes = card["classes"]
         labels = np.asarray(labels)
-        metrics = classification_metrics(
-            out,
-            labels,
-            classes,
-            params.top_k,
-            params.calibration_bins,
-            params.bootstrap_resamples,
-            params.bootstrap_seed,
+        metrics, probs = classify_rows(
+            out, labels, card["classes"], params, rows, plots_dir, predictions
         )
-        probs = softmax(out)
-        write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
-        if predictions is not None:
-            write_predictions(predictions, rows, labels, probs, classes)
         return metrics, probs, labels
     mean, std = card["target_mean"], card["target_std"]
     predicted = out[:, 0].double().numpy() * std + mean

@@ -23,7 +23,12 @@ from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 from torchstages.tables.evaluate import table_outputs
 
-__all__ = ["TableModel", "export_and_verify_table", "export_table_onnx", "table_exportable"]
+__all__ = [
+    "TableModel",
+    "export_and_verify_table",
+    "export_table_onnx",
+    "table_exportable",
+]
 
 
 class TableModel(nn.Module):

@@ -6,6 +6,7 @@ they are written and build-dataset decides column types itself, the same way for
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -39,9 +40,16 @@ def find_table(raw_dir: Path) -> Path:
     return files[0]
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """All cells as ``str`` or NaN (missing), columns in file order; one-line errors for bad files."""
-    frame = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path)
+def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.DataFrame:
+    """All cells as ``str`` or NaN (missing), columns in file order; one-line errors for bad files.
+
+    ``encoding`` and ``quoting`` (``csv``: quoted fields; ``none``: quotes are plain characters)
+    apply to CSV files.
+    """
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = _read_parquet(path)
+    else:
+        frame = _read_csv(path, encoding, csv.QUOTE_MINIMAL if quoting == "csv" else csv.QUOTE_NONE)
     if frame.columns.duplicated().any():
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
@@ -50,26 +58,34 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     raw = path.read_bytes()
     if not raw.strip():
         raise UserError(f"{path}: the file is empty (expected a header line and rows)")
+    # a UTF-8 byte-order mark, if any, is not part of the header
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark, if any, is not part of the header
+        text = raw.decode(codec)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        name = "UTF-8" if codec == "utf-8-sig" else encoding
         raise UserError(
-            f"{path}: line {line} is not valid UTF-8 (save the file as UTF-8)"
+            f"{path}: line {line} is not valid {name} (save the file as UTF-8)"
         ) from None
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
     # pandas renames a repeated header to "x.1" silently: check the header as written
-    header = next(csv.reader([text.splitlines()[0]], delimiter=delimiter))
+    header = next(csv.reader([text.splitlines()[0]], delimiter=delimiter, quoting=quoting))
     if len(set(header)) != len(header):
         dupes = sorted({c for c in header if header.count(c) > 1})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True, na_values=[""]
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=True,
+            na_values=[""],
+            quoting=quoting,
         )
     except pd.errors.ParserError as exc:
         raise UserError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None

@@ -23,10 +23,12 @@ from torchstages.models import (
     build_model,
     build_series_model,
     build_table_model,
+    build_text_model,
     check_output_shape,
     describe_model,
     describe_series_model,
     describe_table_model,
+    describe_text_model,
 )
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -45,6 +47,8 @@ class TrainData:
     val_x: tuple[torch.Tensor, ...]
     val_y: torch.Tensor
     arrays: list[str] = field(default_factory=list)  # the files a resumed run must share
+    vocab: list[str] | None = None  # texts: the tokens in id order (for pretrained vectors)
+    vectors_found: dict[str, int] | None = None  # texts: vocabulary words the vectors file had
 
     @property
     def kind(self) -> str:
@@ -62,6 +66,10 @@ class TrainData:
             meta = self.meta
             shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
             return build_series_model(params.model, *shape, meta["level"] == "relative")
+        if self.kind == "text":
+            model = build_text_model(params.model, self.meta, self.task.outputs, vocab=self.vocab)
+            self.vectors_found = getattr(model, "vectors_found", None)
+            return model
         prep = self.prep
         model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
         check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
@@ -72,10 +80,12 @@ class TrainData:
             return describe_table_model(model, self.meta["schema"])
         if self.kind == "series":
             return describe_series_model(model, self.meta["lookback"], len(self.meta["features"]))
+        if self.kind == "text":
+            return describe_text_model(model, self.meta["max_len"])
         return describe_model(model, self.prep.channels, self.prep.image_size)
 
     def augmenter(self, params: TrainParams, generator: torch.Generator):
-        if self.kind in ("table", "series"):
+        if self.kind != "images":
             return None
         return lambda x: random_affine(x, params.augment, generator)
 
@@ -87,6 +97,12 @@ class TrainData:
         if self.kind == "series":
             # everything evaluation, export and predict need: scaling, windows, frequency
             return {k: v for k, v in self.meta.items() if k not in ("counts", "stride", "file")}
+        if self.kind == "text":
+            keys = ("kind", "task", "target", "classes", "text_column", "tokenizer")
+            card = {k: self.meta[k] for k in (*keys, "vocab_size", "max_len")}
+            if self.vectors_found is not None:
+                card["vectors_found"] = self.vectors_found
+            return card
         return {
             "classes": self.classes,
             "preprocessing": self.prep.to_dict(),
@@ -99,21 +115,27 @@ class TrainData:
         return Preprocessing.from_dict(self.meta["preprocessing"])
 
 
+# images: TrainParams' own default (cnn); series: mlp, picked on the validation ranges of
+# bench/series.py (bench/RESULTS.md)
+_DEFAULT_MODEL = {"table": "mlp", "text": "textcnn", "series": "mlp"}
+
+
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
-    """Fill what the user left unset with the kind's and task's defaults (a table: mlp, one CPU
-    thread for threads: 0; a series: mlp in fp32; a regression or forecast: mse loss, best epoch
-    by val_loss); a setting that cannot apply is an error."""
+    """Fill what the user left unset with the kind's and task's defaults (a table or series: mlp;
+    texts: textcnn; one CPU thread for threads: 0 except for images; a series: fp32; a
+    regression or forecast: mse loss, best epoch by val_loss); a setting that cannot apply is an
+    error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
-    if kind_of(meta) in ("table", "series") and "model" not in unset:
-        # a series: picked on the validation ranges of bench/series.py (bench/RESULTS.md)
-        update["model"] = {"name": "mlp"}
-    if kind_of(meta) == "table" and params.threads == 0:
-        # a table model's layers are too small to split across threads: one thread trains
-        # faster, by far when other jobs share the CPU and the threads' waits contend
-        # (bench/RESULTS.md, "Tables")
+    kind = kind_of(meta)
+    if "model" not in unset and kind in _DEFAULT_MODEL:
+        update["model"] = {"name": _DEFAULT_MODEL[kind]}
+    if kind != "images" and params.threads == 0:
+        # table, text and series models have layers too small to split across threads: one
+        # thread trains faster, by far when other jobs share the CPU and the threads' waits
+        # contend (bench/RESULTS.md: "Tables", "Texts")
         update["threads"] = 1
-    if kind_of(meta) == "series" and params.precision == "auto":
+    if kind == "series" and params.precision == "auto":
         # bf16 keeps 3 significant digits: too coarse for forecasts, and these small networks
         # gain no speed from it
         update["precision"] = "fp32"
@@ -137,12 +159,22 @@ def load_train_data(
     processed_dir: Path, device: torch.device, params: TrainParams, dist: distributed.Dist
 ) -> TrainData:
     meta = load_meta(processed_dir)
-    if kind_of(meta) == "table":
+    vocab = None
+    if kind_of(meta) == "text":
+        from torchstages.text.store import load_text_split, load_vocab
+
+        train = load_text_split(processed_dir, "train")
+        val = load_text_split(processed_dir, "val")
+        names = ["tokens", "lengths", "labels"]
+        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
+        normalize: Normalizer | OnDevice = OnDevice(device)
+        vocab = load_vocab(processed_dir)
+    elif kind_of(meta) == "table":
         train = load_table_split(processed_dir, "train")
         val = load_table_split(processed_dir, "val")
         names = ["numeric", "categorical", "labels"]
         arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
-        normalize: Normalizer | OnDevice = OnDevice(device)
+        normalize = OnDevice(device)
     elif kind_of(meta) == "series":
         train = load_series_split(processed_dir, "train")
         val = load_series_split(processed_dir, "val")
@@ -161,4 +193,4 @@ def load_train_data(
     val_x = tuple(to_device_tensor(np.asarray(a[part]), device) for a in val[:-1])
     val_y = to_device_tensor(np.asarray(val[-1][part]), device)
     task = build_task(params, meta, train_y)
-    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays)
+    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays, vocab)

@@ -1,0 +1,288 @@
+"""Texts: the tokenizer, reading and bad files, the split, the train-only vocabulary, the models
+(padding never changes a logit; packed and padded recurrent runs agree), pretrained vectors,
+ONNX export and predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from text_data import make_texts, write_texts
+from torchstages.errors import UserError
+from torchstages.evaluation.report import _escape
+from torchstages.params.base import load_section
+from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.split import SplitParams
+from torchstages.text.build import build_texts, build_vocab
+from torchstages.text.split import split_texts
+from torchstages.text.store import load_text_split, load_vocab
+from torchstages.text.tokenize import UNK, duplicate_key, encode_texts, tokenize, tokenizer_rule
+
+WORDS = tokenizer_rule("word", lowercase=True)
+
+
+def split_and_build(raw: Path, root: Path, split: dict | None = None, **text) -> Path:
+    params = SplitParams.model_validate({"kind": "text", "seed": 1, **(split or {})})
+    split_texts(raw, root / "splits", params)
+    build = BuildDatasetParams.model_validate({"text": text})
+    build_texts(build, raw, root / "splits", root / "processed")
+    return root / "processed"
+
+
+def test_tokenizer_normalises_splits_words_and_characters():
+    assert tokenize("Ｆｕｌｌ-width ﬁne, don't STOP!", WORDS) == [
+        "full", "-", "width", "fine", ",", "don't", "stop", "!",
+    ]  # fmt: skip
+    assert tokenize("Don't", tokenizer_rule("word", lowercase=False)) == ["Don't"]
+    assert tokenize("  a\t b  ", tokenizer_rule("char", lowercase=True)) == ["a", " ", "b"]
+    assert duplicate_key("Hello,   WORLD") == duplicate_key("hello , world")
+    assert duplicate_key("hello world") != duplicate_key("hello, world")
+
+
+def test_encode_pads_cuts_and_counts_unknown_tokens():
+    index = {"<pad>": 0, "<unk>": 1, "a": 2, "b": 3}
+    ids, lengths, counts = encode_texts(["a b zz", "b a b a b", ""], WORDS, index, 4)
+    assert ids.dtype == lengths.dtype == np.int64
+    assert ids.tolist() == [[2, 3, UNK, 0], [3, 2, 3, 2], [0, 0, 0, 0]]
+    assert lengths.tolist() == [3, 4, 0]
+    assert counts == {"tokens": 8, "unknown": 1, "truncated": 1}
+
+
+def test_vocab_keeps_frequent_tokens_in_a_stable_order():
+    texts = [["b", "a", "c"], ["a", "b"], ["a", "d"]]
+    assert build_vocab(texts, min_freq=2, max_size=10) == ["<pad>", "<unk>", "a", "b"]
+    assert build_vocab(texts, min_freq=1, max_size=3) == ["<pad>", "<unk>", "a", "b", "c"]
+
+
+def test_split_keeps_normalised_duplicates_together_and_reports_them(tmp_path):
+    frame = make_texts(150)
+    frame.loc[5, "text"] = "   "  # empty after stripping: dropped and counted
+    processed = split_and_build(write_texts(frame, tmp_path / "raw").parent, tmp_path)
+    summary = json.loads((tmp_path / "splits/summary.json").read_text())
+    assert (summary["kind"], summary["features"], summary["target"]) == ("text", ["text"], "label")
+    assert summary["empty_texts_dropped"] == 1 and sum(summary["totals"].values()) == 149
+    assert summary["duplicates"] == {"groups": 1, "extra_rows": 2, "label_conflicts": 0}
+    where = {}
+    for name in ("train", "val", "test"):
+        for line in (tmp_path / f"splits/{name}.csv").read_text().splitlines()[1:]:
+            where[int(line.split(",")[0])] = name
+    assert where[0] == where[148] == where[149]  # the text, shouted, and spaced out
+    # stratified: every class in every split
+    assert all(len(summary["counts"][s]) == 3 for s in ("train", "val", "test"))
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["kind"] == "text" and meta["classes"] == ["food", "sport", "weather"]
+
+
+def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
+    frame = make_texts(150)
+    for i in range(12):  # long texts, each with a word no other text has
+        frame.loc[i, "text"] = f"unique{i} " * 40
+    raw = write_texts(frame, tmp_path / "raw").parent
+    processed = split_and_build(raw, tmp_path, min_freq=1)
+    split_of = {}
+    for name in ("train", "val", "test"):
+        for line in (tmp_path / f"splits/{name}.csv").read_text().splitlines()[1:]:
+            split_of[int(line.split(",")[0])] = name
+    vocab = load_vocab(processed)
+    meta = json.loads((processed / "meta.json").read_text())
+    assert vocab[:2] == ["<pad>", "<unk>"]
+    assert {f"unique{i}" in vocab for i in range(12) if split_of[i] == "train"} == {True}
+    assert {f"unique{i}" in vocab for i in range(12) if split_of[i] != "train"} == {False}
+    train_lengths = [
+        len(tokenize(frame.text[r], WORDS)) for r, s in split_of.items() if s == "train"
+    ]
+    assert meta["max_len"] == int(np.ceil(np.percentile(train_lengths, 95)))
+    assert meta["unknown_rate"]["train"] == 0 and meta["unknown_rate"]["test"] > 0
+    tokens, lengths, labels = load_text_split(processed, "test")
+    assert tokens.dtype == np.int64 and tokens.shape[1] == meta["max_len"]
+    padded = np.arange(tokens.shape[1])[None, :] >= lengths[:, None]
+    assert (tokens[padded] == 0).all() and (tokens[~padded] > 0).all()
+    again = split_and_build(raw, tmp_path / "again", min_freq=1)
+    for name in sorted(p.name for p in processed.iterdir()):
+        assert (again / name).read_bytes() == (processed / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    ("content", "split", "message"),
+    [
+        (b"id,words,label\n1,hi there,a\n", {"text": {"text": "body"}}, "no column 'body'"),
+        (b"id,text\n1,hi\n", {}, "no column named label"),
+        (b"text,label\n" + b"hello there,a\n" * 9, {}, "only one class"),
+        (b'text,label\n"hi,a\nbye,b\nthird,a\n', {}, "cannot parse as CSV"),
+        (b'text,label\n"broken,a\nbye,b\nthird,a\n"fine",b\n', {}, "line 2: a quote opened"),
+        (b"text,label\nhi,a\ncaf\xe9,b\n", {}, "line 3 is not valid UTF-8"),
+        (b"text,label\nhi,a\n ,b\n", {"text": {"empty": "error"}}, "line 3: the text"),
+    ],
+)
+def test_bad_text_files_are_one_line_errors(tmp_path, content, split, message):
+    (tmp_path / "t.csv").write_bytes(content)
+    params = SplitParams.model_validate({"kind": "text", **split})
+    with pytest.raises(UserError, match=message) as info:
+        split_texts(tmp_path, tmp_path / "out", params)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_bom_and_the_longest_column_as_text(tmp_path):
+    rows = "".join(f"{i},caf\xe9 au lait number {i},{'ab'[i % 2]}\n" for i in range(12))
+    (tmp_path / "t.csv").write_bytes(("code,words,label\n" + rows).encode("latin-1"))
+    params = SplitParams.model_validate({"kind": "text", "text": {"encoding": "latin-1"}})
+    summary = split_texts(tmp_path, tmp_path / "out", params)
+    assert summary["features"] == ["words"] and summary["totals"]["train"] > 0
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbftext,label\n" + b"".join(
+        f"text {i},{'ab'[i % 2]}\n".encode() for i in range(12)
+    ))  # fmt: skip
+    assert split_texts(tmp_path, tmp_path / "out2", SplitParams(kind="text"))["target"] == "label"
+
+
+def test_text_params_are_typed_and_unknown_keys_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("build_dataset:\n  text:\n    min_frq: 3\n")
+    with pytest.raises(UserError, match="did you mean 'min_freq'"):
+        load_section(BuildDatasetParams, "build_dataset", path)
+    path.write_text("split:\n  text:\n    encoding: klingon\n")
+    with pytest.raises(UserError, match="unknown text encoding"):
+        load_section(SplitParams, "split", path)
+    path.write_text("build_dataset:\n  text:\n    max_len: 0\n")
+    with pytest.raises(UserError, match="max_len"):
+        load_section(BuildDatasetParams, "build_dataset", path)
+
+
+SPECS = [
+    {"name": "lstm"},
+    {"name": "gru", "pooling": "last", "layers": 2},
+    {"name": "lstm", "bidirectional": False, "pooling": "mean"},
+    {"name": "textcnn", "kernel_sizes": [2, 5]},
+    {"name": "transformer", "embedding_dim": 16, "heads": 2},
+]
+
+
+def test_the_recurrent_spec_shared_with_series_takes_text_defaults():
+    from torchstages.models import build_text_model, parse_spec
+
+    info = {"vocab_size": 30, "max_len": 12}
+    lstm = build_text_model(parse_spec({"name": "lstm"}), info, 2)
+    first = lstm.layers[0][0]
+    assert (type(first), first.hidden_size, lstm.dropout.p) == (torch.nn.LSTM, 32, 0.3)
+    gru = build_text_model(parse_spec({"name": "gru", "hidden": 8, "dropout": 0.0}), info, 2)
+    first = gru.layers[0][0]
+    assert (type(first), first.hidden_size, gru.dropout.p) == (torch.nn.GRU, 8, 0.0)
+
+
+@pytest.mark.parametrize("raw_spec", SPECS, ids=lambda s: "-".join(map(str, s.values())))
+def test_padding_never_changes_a_logit(raw_spec):
+    from torchstages.models import build_text_model, parse_spec
+
+    torch.manual_seed(0)
+    model = build_text_model(parse_spec(raw_spec), {"vocab_size": 30, "max_len": 12}, 3).eval()
+    lengths = torch.tensor([1, 4, 7, 0])
+    tokens = torch.randint(2, 30, (4, 7)) * (torch.arange(7) < lengths.unsqueeze(1))
+    wider = torch.cat([tokens, torch.zeros(4, 5, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        out = model(tokens, lengths)
+        torch.testing.assert_close(model(wider, lengths), out)
+        if hasattr(model, "packed"):  # the padded run the ONNX export uses
+            model.packed = False
+            torch.testing.assert_close(model(wider, lengths), out)
+    assert out.shape == (4, 3)
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_onnx_export_matches_pytorch_on_every_length(tmp_path, name):
+    import onnxruntime as ort
+
+    from torchstages.models import build_text_model, parse_spec
+    from torchstages.text.export import export_text_onnx
+    from torchstages.text.predict import onnx_logits
+
+    torch.manual_seed(0)
+    card = {
+        "vocab_size": 40, "max_len": 10, "task": "classification", "target": "label",
+        "text_column": "text", "classes": ["a", "b"], "tokenizer": WORDS,
+    }  # fmt: skip
+    spec = parse_spec(
+        {"name": name, "embedding_dim": 16, **({"heads": 2} if name != "lstm" else {})}
+    )
+    model = build_text_model(spec, card, 2).eval()
+    lengths = torch.arange(0, 11)
+    tokens = torch.randint(2, 40, (11, 10)) * (torch.arange(10) < lengths.unsqueeze(1))
+    with torch.no_grad():
+        expected = model(tokens, lengths).numpy()
+    vocab = ["<pad>", "<unk>", *(f"w{i}" for i in range(38))]
+    export_text_onnx(model, card, vocab, tmp_path / "m.onnx", 18)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = onnx_logits(session, tokens.numpy(), lengths.numpy())
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["vocab"]) == vocab and json.loads(meta["tokenizer"]) == WORDS
+
+
+def test_pretrained_vectors_fill_the_words_they_know(tmp_path):
+    from torchstages.models import build_text_model, parse_spec
+    from torchstages.models.text import read_vectors
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("3 2\nhello 0.5 -1\nworld 2 3\nhello 9 9\n")  # fastText header; first wins
+    vocab = ["<pad>", "<unk>", "hello", "world", "unseen"]
+    vectors, found = read_vectors(path, vocab, 2)
+    assert found.tolist() == [False, False, True, True, False]
+    assert vectors[2].tolist() == [0.5, -1.0]
+    spec = parse_spec({"name": "textcnn", "embedding_dim": 2, "vectors": str(path)})
+    model = build_text_model(spec, {"vocab_size": 5, "max_len": 4}, 2, vocab=vocab)
+    assert model.vectors_found == {"found": 2, "words": 3}
+    assert model.embedding.weight[3].tolist() == [2.0, 3.0]
+    assert model.embedding.weight[0].abs().sum() == 0
+    with pytest.raises(UserError, match="embedding_dim is 3"):
+        read_vectors(path, vocab, 3)
+
+
+def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
+    from torchstages.text.predict import read_inputs
+
+    assert _escape("a|b *x* <i>") == r"a\|b \*x\* \<i\>"
+    lines = tmp_path / "texts.txt"
+    lines.write_text("first text\n\n  \nsecond, text\n")
+    table = write_texts(make_texts(6), tmp_path)
+    found = read_inputs(["given"], [str(lines), str(table)], None, {"text_column": "text"})
+    assert [w for w, _ in found[:3]] == ["text 1", f"{lines}:1", f"{lines}:4"]
+    assert found[3] == (f"{table}:2", make_texts(6).text[0]) and len(found) == 9
+    with pytest.raises(UserError, match="no column 'body'"):
+        read_inputs([], [str(table)], "body", {"text_column": "text"})
+
+
+def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
+    """Two classes through the library functions the stages call: an lstm trains (packed
+    sequences) and the test evaluation writes metrics, the 2-class curves and the wrong texts."""
+    from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
+    from torchstages.params.evaluate import EvaluateParams
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    raw = write_texts(make_texts(120, classes=2), tmp_path / "raw").parent
+    processed = split_and_build(raw, tmp_path, min_freq=1)
+    models = tmp_path / "models"
+    outputs = TrainOutputs(
+        models / "m.safetensors", models / "m.json", models / "c.pt", tmp_path / "live"
+    )
+    vectors = tmp_path / "glove.txt"  # two known words, 32 numbers each (the default width)
+    vectors.write_text(
+        "".join(f"{w} {' '.join(['0.1'] * 32)}\n" for w in ("goal", "zebra", "oven"))
+    )
+    model = {"name": "lstm", "vectors": str(vectors)}
+    params = {"epochs": 12, "batch_size": 16, "threads": 1, "model": model}
+    card = train(TrainParams.model_validate(params), processed, outputs)
+    words = len(load_vocab(processed)) - 2
+    assert card["kind"] == "text" and card["vocab_size"] == words + 2
+    assert card["vectors_found"] == {"found": 2, "words": words}
+    paths = EvalPaths(
+        processed, tmp_path / "splits", outputs.weights, outputs.card,
+        tmp_path / "test.json", tmp_path / "plots", predictions=tmp_path / "pred.csv",
+    )  # fmt: skip
+    metrics = evaluate_split("test", EvaluateParams(bootstrap_resamples=0), paths)
+    assert metrics["accuracy"] > 0.8 and metrics["samples"] == 18
+    assert (tmp_path / "plots/roc.csv").read_text().count("\n") > 2
+    header = (tmp_path / "plots/wrong_texts.csv").read_text().splitlines()[0]
+    assert header == "line,actual,predicted,probability,text"
