@@ -142,7 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="*", default=["textcnn", "lstm", "transformer"])
     parser.add_argument("--skip-e2e", action="store_true")
-    parser.add_argument("--threads", type=int, default=1, help="train.threads (0: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="train.threads (0, the default: one for texts)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"machine": machine(), "load_before": round(load_average(), 2)}

@@ -272,6 +272,9 @@ def test_series_defaults_and_losses():
         build_series_model(parse_spec({"name": "lstm", "pooling": "mean"}), 1, 10, 3, False)
     gru = build_series_model(parse_spec({"name": "gru"}), 1, 10, 3, relative=False)
     assert (gru.rnn.hidden_size, gru.dropout.p) == (64, 0.0)  # the series defaults
+    # rebuilt from a model card, which stores every key of the spec, defaults included
+    stored = parse_spec({"name": "lstm"}).model_dump(mode="json")
+    assert build_series_model(parse_spec(stored), 1, 10, 3, relative=False).rnn.hidden_size == 64
 
 
 def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):

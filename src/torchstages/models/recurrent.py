@@ -53,7 +53,8 @@ class RecurrentSpec(SpecWithTransfer):
     def for_series(self) -> RecurrentSpec:
         """This spec with the series defaults filled in; a text-only setting is an error."""
         for key in TEXT_ONLY:
-            if key in self.model_fields_set:
+            # compared with the default, not "was it set": a model card stores every key
+            if getattr(self, key) != type(self).model_fields[key].default:
                 raise UserError(f"train.model.{key} applies to texts; a series model has none")
         return self._filled(hidden=64, dropout=0.0)
 

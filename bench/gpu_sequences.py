@@ -1,0 +1,126 @@
+"""GPU check for texts and time series: each model trained on CUDA (precision auto: bf16 for
+texts, fp32 for series) and on the CPU, same data and params; the test score of both and the
+ONNX parity of the CUDA-trained model.
+
+    python bench/gpu_sequences.py [OUT_DIR]
+
+Runs where the package set has no DVC (a bare GPU machine): dvclive is replaced by the stand-in
+of bench/gpu_tables.py. Prints one JSON line (and writes it to OUT_DIR/gpu_sequences.json).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gpu_tables  # noqa: F401  (puts src/ and tests/ on the path, stands in for dvclive)
+
+EPOCHS = {"text": 5, "series": 10}
+MODELS = {"text": ("textcnn", "lstm", "transformer"), "series": ("mlp", "lstm", "tcn")}
+
+
+def prepare(kind: str, work: Path) -> None:
+    from series_data import make_series, write_series
+    from text_data import make_texts, write_texts
+    from torchstages.params.build_dataset import BuildDatasetParams
+    from torchstages.params.split import SplitParams
+    from torchstages.series.build import build_series
+    from torchstages.series.split import split_series
+    from torchstages.text.build import build_texts
+    from torchstages.text.split import split_texts
+
+    raw, splits, processed = work / kind / "raw", work / kind / "splits", work / kind / "processed"
+    split = SplitParams.model_validate({"kind": kind})
+    if kind == "text":
+        write_texts(make_texts(6000), raw)
+        split_texts(raw, splits, split)
+        build_texts(BuildDatasetParams(), raw, splits, processed)
+    else:
+        write_series(make_series(1200, noise=0.5), raw)
+        split_series(raw, splits, split)
+        build_series(BuildDatasetParams().series, splits, processed)
+
+
+def run(kind: str, model: str, device: str, work: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from torchstages.models.saved import load_model
+    from torchstages.params.export import ExportParams
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    processed = work / kind / "processed"
+    out = work / kind / f"{model}-{device}"
+    outputs = TrainOutputs(out / "m.safetensors", out / "m.json", out / "c.pt", out / "live")
+    params = TrainParams.model_validate(
+        {"device": device, "epochs": EPOCHS[kind], "model": {"name": model}}
+    )
+    start = time.perf_counter()
+    train(params, processed, outputs)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    net, card = load_model(outputs.weights, outputs.card)
+    cpu = torch.device("cpu")
+    if kind == "text":
+        from torchstages.text.evaluate import text_outputs
+        from torchstages.text.export import export_and_verify_text as export_and_verify
+        from torchstages.text.store import load_text_split
+
+        tokens, lengths, labels = load_text_split(processed, "test")
+        logits = text_outputs(net, tokens, lengths, 512, cpu)
+        score = {"accuracy": float((logits.argmax(1).numpy() == np.asarray(labels)).mean())}
+    else:
+        from torchstages.series.evaluate import evaluate_series
+        from torchstages.series.export import export_and_verify_series as export_and_verify
+
+        metrics, _ = evaluate_series(
+            "test", net, card, processed, work / kind / "splits", out / "plots", 512, cpu
+        )
+        score = {
+            "mase": metrics["mase"],
+            "naive_mase": metrics["baselines"]["naive"]["mase"],
+            "seasonal_naive_mase": metrics["baselines"]["seasonal_naive"]["mase"],
+        }
+    parity = export_and_verify(
+        ExportParams(), outputs.weights, outputs.card, processed, out / "export", out / "e.json"
+    )
+    return {
+        "train_s": round(seconds, 2),
+        "precision": card["precision"],
+        **score,
+        "onnx_agreement": parity["prediction_agreement"],
+        "onnx_max_diff": parity["max_abs_logit_diff"],
+    }
+
+
+def main() -> None:
+    import torch
+
+    results: dict = {"cuda": torch.cuda.is_available(), "torch": torch.__version__}
+    devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for kind, models in MODELS.items():
+            prepare(kind, work)
+            for model in models:
+                for device in devices:
+                    key = f"{kind} {model} {device}"
+                    try:
+                        results[key] = run(kind, model, device, work)
+                    except Exception as exc:  # a failure on one arm is a finding, not the end
+                        results[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                    print(key, results[key], flush=True)
+    line = json.dumps(results)
+    print(line)
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+        (Path(sys.argv[1]) / "gpu_sequences.json").write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
