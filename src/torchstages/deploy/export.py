@@ -92,31 +92,25 @@ def onnx_only(params: ExportParams, what: str) -> None:
 def record_onnx_parity(
     parity: dict[str, float],
     params: ExportParams,
-    onnx_file: Path,
+    export_dir: Path,
     metrics_path: Path,
     samples: int,
     unit: str,
 ) -> None:
     """Write the ONNX parity as the export metrics (the layout images use: ``formats.onnx``),
-    log it, and stop when ONNX Runtime disagrees with PyTorch on the ``samples`` test ``unit``."""
-    write_json(metrics_path, {"formats": {"onnx": parity}, "samples": samples})
+    log it, and stop as :func:`_check` does when ONNX Runtime disagrees with PyTorch on the
+    ``samples`` test ``unit``."""
+    metrics = {"formats": {"onnx": parity}, "samples": samples}
+    write_json(metrics_path, metrics)
     log.info(
         "export: %s  max |diff| %.1e  agreement %.4f on %d test %s",
-        onnx_file,
+        export_dir / paths.EXPORT_FILES["onnx"],
         parity["max_abs_logit_diff"],
         parity["prediction_agreement"],
         samples,
         unit,
     )
-    if (
-        parity["max_abs_logit_diff"] > params.max_abs_diff
-        or parity["prediction_agreement"] < params.min_agreement
-    ):
-        raise UserError(
-            f"{onnx_file}: onnx disagrees with PyTorch (max |diff| "
-            f"{parity['max_abs_logit_diff']:.1e} > export.max_abs_diff {params.max_abs_diff} "
-            f"or agreement {parity['prediction_agreement']:.4f} < export.min_agreement)"
-        )
+    _check(params, metrics, export_dir)
 
 
 def export_formats(

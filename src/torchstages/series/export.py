@@ -147,6 +147,5 @@ def export_and_verify_series(
                 float((relative <= params.max_abs_diff).all(1).mean()), 6
             ),
         }
-        onnx_file = export_dir / "model.onnx"
-        record_onnx_parity(parity, params, onnx_file, metrics_path, len(windows), "windows")
+        record_onnx_parity(parity, params, export_dir, metrics_path, len(windows), "windows")
     return parity

@@ -159,8 +159,7 @@ def export_and_verify_table(
         )
         ours = onnx_outputs(session, card, numeric, categorical)
         parity = _parity(ours, model, card, numeric, categorical, params.max_abs_diff)
-        onnx_file = export_dir / "model.onnx"
-        record_onnx_parity(parity, params, onnx_file, metrics_path, len(numeric), "rows")
+        record_onnx_parity(parity, params, export_dir, metrics_path, len(numeric), "rows")
     return parity
 
 

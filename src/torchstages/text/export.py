@@ -116,7 +116,5 @@ def export_and_verify_text(
         diff = float(np.abs(ours - reference).max())
         agreement = float((ours.argmax(1) == reference.argmax(1)).mean())
         parity = {"max_abs_logit_diff": float(f"{diff:.1e}"), "prediction_agreement": agreement}
-        record_onnx_parity(
-            parity, params, export_dir / "model.onnx", metrics_path, len(tokens), "texts"
-        )
+        record_onnx_parity(parity, params, export_dir, metrics_path, len(tokens), "texts")
     return parity
