@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import copy_project
-from test_pipeline import STAGES, commit, edit_params, repro, run
+from test_pipeline import STAGES, commit, edit_params, init_repo, repro, run
 from text_data import make_texts, write_texts
 
 pytestmark = pytest.mark.slow
@@ -31,12 +31,7 @@ def repo(tmp_path_factory) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("texts"))
     (repo / "params.yaml").write_text(yaml.safe_dump(TEXT_PARAMS, sort_keys=False))
     write_texts(make_texts(300), repo / "data" / "raw")
-    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
-    run(["git", "init", "-q"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
-    commit(repo, "project")
-    return repo
+    return init_repo(repo)
 
 
 def test_texts_run_all_six_then_nothing(repo):
