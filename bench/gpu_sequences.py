@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import gpu_tables  # noqa: F401  (puts src/ and tests/ on the path, stands in for dvclive)
+# gpu_tables puts src/ and tests/ on the path and stands in for dvclive
+from gpu_tables import train_timed, with_parity
 
 EPOCHS = {"text": 5, "series": 10}
 MODELS = {"text": ("textcnn", "lstm", "transformer"), "series": ("mlp", "lstm", "tcn")}
@@ -48,23 +48,10 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
     import numpy as np
     import torch
 
-    from torchstages.models.saved import load_model
-    from torchstages.params.export import ExportParams
-    from torchstages.params.train import TrainParams
-    from torchstages.training.loop import TrainOutputs, train
-
     processed = work / kind / "processed"
     out = work / kind / f"{model}-{device}"
-    outputs = TrainOutputs(out / "m.safetensors", out / "m.json", out / "c.pt", out / "live")
-    params = TrainParams.model_validate(
-        {"device": device, "epochs": EPOCHS[kind], "model": {"name": model}}
-    )
-    start = time.perf_counter()
-    train(params, processed, outputs)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    net, card = load_model(outputs.weights, outputs.card)
+    params = {"device": device, "epochs": EPOCHS[kind], "model": {"name": model}}
+    seconds, net, card, outputs = train_timed(params, processed, out)
     cpu = torch.device("cpu")
     if kind == "text":
         from torchstages.text.evaluate import text_outputs
@@ -86,16 +73,8 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
             "naive_mase": metrics["baselines"]["naive"]["mase"],
             "seasonal_naive_mase": metrics["baselines"]["seasonal_naive"]["mase"],
         }
-    parity = export_and_verify(
-        ExportParams(), outputs.weights, outputs.card, processed, out / "export", out / "e.json"
-    )
-    return {
-        "train_s": round(seconds, 2),
-        "precision": card["precision"],
-        **score,
-        "onnx_agreement": parity["prediction_agreement"],
-        "onnx_max_diff": parity["max_abs_logit_diff"],
-    }
+    row = {"train_s": round(seconds, 2), "precision": card["precision"], **score}
+    return with_parity(export_and_verify, row, outputs, processed, out)
 
 
 def main() -> None:

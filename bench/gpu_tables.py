@@ -16,6 +16,7 @@ import tempfile
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
@@ -39,31 +40,53 @@ class _Live:  # the part of dvclive.Live that training uses
 sys.modules.setdefault("dvclive", types.SimpleNamespace(Live=_Live))
 
 
+def train_timed(params: dict, processed: Path, out: Path) -> tuple[float, Any, dict, Any]:
+    """Train with ``params`` (a train section) on ``processed`` into ``out``: the seconds it took
+    (queued CUDA work included), the trained model reloaded from its files, its card, the
+    outputs."""
+    import torch
+
+    from torchstages.models.saved import load_model
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    outputs = TrainOutputs(out / "m.safetensors", out / "m.json", out / "c.pt", out / "live")
+    start = time.perf_counter()
+    train(TrainParams.model_validate(params), processed, outputs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    net, card = load_model(outputs.weights, outputs.card)
+    return seconds, net, card, outputs
+
+
+def with_parity(export_and_verify, row: dict, outputs: Any, processed: Path, out: Path) -> dict:
+    """``row`` plus the ONNX parity of the trained model (the kind's ``export_and_verify``)."""
+    from torchstages.params.export import ExportParams
+
+    parity = export_and_verify(
+        ExportParams(), outputs.weights, outputs.card, processed, out / "export", out / "e.json"
+    )
+    return {
+        **row,
+        "onnx_agreement": parity["prediction_agreement"],
+        "onnx_max_diff": parity["max_abs_logit_diff"],
+    }
+
+
 def run(task: str, model: str, device: str, work: Path) -> dict:
     import numpy as np
     import torch
 
     from torchstages.data.store import load_table_split
     from torchstages.evaluation.metrics import classification_metrics
-    from torchstages.models.saved import load_model
-    from torchstages.params.export import ExportParams
-    from torchstages.params.train import TrainParams
     from torchstages.tables.evaluate import regression_metrics, table_outputs
     from torchstages.tables.export import export_and_verify_table
-    from torchstages.training.loop import TrainOutputs, train
 
     processed = work / task / "processed"
     out = work / task / f"{model}-{device}"
-    outputs = TrainOutputs(out / "m.safetensors", out / "m.json", out / "c.pt", out / "live")
-    params = TrainParams.model_validate(
-        {"device": device, "epochs": 10, "batch_size": 256, "model": {"name": model}}
-    )
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    card = train(params, processed, outputs)
-    seconds = time.perf_counter() - start
-    net, card = load_model(outputs.weights, outputs.card)
+    params = {"device": device, "epochs": 10, "batch_size": 256, "model": {"name": model}}
+    seconds, net, card, outputs = train_timed(params, processed, out)
     numeric, categorical, y = load_table_split(processed, "test")
     raw = table_outputs(net, numeric, categorical, 4096, torch.device("cpu"))
     if task == "classification":
@@ -75,16 +98,8 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
         score = {
             "rmse": regression_metrics(pred, y, card["target_mean"], card["target_std"])["rmse"]
         }
-    parity = export_and_verify_table(
-        ExportParams(), outputs.weights, outputs.card, processed, out / "export", out / "e.json"
-    )
-    return {
-        "train_s": round(seconds, 2),
-        "precision": card["precision"],
-        **score,
-        "onnx_agreement": parity["prediction_agreement"],
-        "onnx_max_diff": parity["max_abs_logit_diff"],
-    }
+    row = {"train_s": round(seconds, 2), "precision": card["precision"], **score}
+    return with_parity(export_and_verify_table, row, outputs, processed, out)
 
 
 def main() -> None:
