@@ -8,6 +8,7 @@ starts in a fraction of a second and needs no training code.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from torchstages.io import sha256_file
 
 __all__ = ["Runner", "load_runner", "run_batched", "softmax", "REQUIRED_METADATA"]
 
-# every exported file carries these (ONNX metadata_props, .pt2 extra files), all JSON or text
-REQUIRED_METADATA = ("kind", "classes", "inputs", "output", "format")
-_OPTIONAL_METADATA = ("preprocessing",)
+# every exported file carries these (ONNX metadata_props, .pt2 extra files), all JSON or text;
+# classifiers add "classes", and each kind what its reader needs (preprocessing, schema, ...)
+REQUIRED_METADATA = ("kind", "inputs", "output", "format")
+_PT2_EXTRA = "archive/extra/"  # where torch.export.save puts extra files in its zip
 
 
 @dataclass
@@ -38,7 +40,8 @@ class Runner:
 
     @property
     def classes(self) -> list[str]:
-        return json.loads(self.metadata["classes"])
+        """Output names of a classifier, in logit order; empty for a regressor or forecaster."""
+        return json.loads(self.metadata.get("classes", "[]"))
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
@@ -99,8 +102,11 @@ def _load_pt2(path: Path, threads: int) -> tuple[Any, dict[str, str]]:
 
     if threads:
         torch.set_num_threads(threads)
-    extra = dict.fromkeys(REQUIRED_METADATA + _OPTIONAL_METADATA, "")
     try:
+        # every extra file is metadata: each kind stores its own keys
+        with zipfile.ZipFile(path) as archive:
+            names = [n[len(_PT2_EXTRA) :] for n in archive.namelist() if n.startswith(_PT2_EXTRA)]
+        extra = dict.fromkeys(names, "")
         program = torch.export.load(str(path), extra_files=extra)
     except Exception as exc:  # a zip that is not an exported program raises many kinds
         raise UserError(f"{path}: not a loadable torch.export program ({exc})") from None
