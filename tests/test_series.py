@@ -251,6 +251,22 @@ def test_every_forecaster_outputs_the_horizon_and_starts_from_the_last_value(nam
     assert torch.equal(model(window), window[:, -1, :1].expand(5, 3))
 
 
+def test_the_window_mlp_linear_path_reads_the_scaled_values_not_the_relative_ones():
+    torch.manual_seed(0)
+    model = build_series_model(parse_spec({"name": "mlp"}), 1, 6, 2, relative=True).eval()
+    # a submodule (trained, saved), zero at the start: the naive forecast plus the MLP's
+    assert {"linear.weight", "linear.bias"} <= set(model.state_dict())
+    assert not model.linear.weight.any() and not model.linear.bias.any()
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    with torch.no_grad():
+        model.linear.weight[:, -1] = -0.5  # halfway back to the train mean (0 when scaled)
+    for level in (0.0, 4.0, -3.0):
+        constant = torch.full((1, 6, 1), level)
+        # relative inputs alone could never pull a constant window towards the mean
+        assert torch.allclose(model(constant), torch.full((1, 2), level / 2))
+
+
 def test_series_defaults_and_losses():
     meta = {"kind": "series", "task": "forecast"}
     params = params_for_kind(TrainParams(), meta)
