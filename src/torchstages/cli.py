@@ -81,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             from torchstages.deploy.serve import Limits, serve
 
-            limits = Limits(args.max_request_bytes, args.max_images, args.max_pixels, args.top_k)
+            limits = Limits(
+                max_request_bytes=args.max_request_bytes,
+                max_images=args.max_images,
+                max_pixels=args.max_pixels,
+                top_k=args.top_k,
+                max_rows=args.max_rows,
+                max_text_chars=args.max_text_chars,
+            )
             serve(args.model, args.host, args.port, limits, args.threads)
         elif args.command == "params":
             from torchstages.params.reference import params_reference
@@ -182,10 +189,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--top-k", type=_positive, default=5, help="classes per input (default 5)")
     p.add_argument("--max-request-bytes", type=_positive, default=32 << 20)
     p.add_argument("--max-images", type=_positive, default=64, help="images per request")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="per image")
+    p.add_argument(
+        "--max-rows",
+        type=_positive,
+        default=1024,
+        help="rows, texts or history entries per request",
+    )
+    p.add_argument("--max-text-chars", type=_positive, default=10_000, help="per text")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: per core)")
 
 
