@@ -86,10 +86,16 @@ class Answer:
     seconds: float
 
 
-def burst(url: str, payloads: list[list[tuple[str, bytes]]], requests: int, concurrency: int):
+def uploads(parts: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """A burst payload of image files: (filename, bytes) parts sent as multipart ``files``."""
+    return {"files": [("files", part) for part in parts]}
+
+
+def burst(url: str, payloads: list[dict[str, Any]], requests: int, concurrency: int):
     """POST ``requests`` requests to ``url``/predict, ``concurrency`` at a time, cycling through
-    ``payloads`` (each a list of (filename, bytes) parts); every request has a 60 s timeout, so
-    the burst always ends. Returns (answers in request order, wall seconds)."""
+    ``payloads`` (httpx keyword arguments: :func:`uploads` for images, ``{"json": ...}`` for
+    the JSON kinds); every request has a 60 s timeout, so the burst always ends. Returns
+    (answers in request order, wall seconds)."""
     import httpx
 
     async def run() -> list[Answer]:
@@ -98,10 +104,9 @@ def burst(url: str, payloads: list[list[tuple[str, bytes]]], requests: int, conc
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
             async def one(i: int) -> Answer:
-                parts = [("files", part) for part in payloads[i % len(payloads)]]
                 async with gate:
                     start = time.perf_counter()
-                    response = await client.post("/predict", files=parts)
+                    response = await client.post("/predict", **payloads[i % len(payloads)])
                     return Answer(
                         response.status_code, response.json(), time.perf_counter() - start
                     )
@@ -144,7 +149,7 @@ def main() -> None:
         with running_server(export / name, src=ROOT / "src") as server:
             for batch in (1, 16):
                 payloads = [
-                    [(Path(f).name, Path(f).read_bytes()) for f in files[i : i + batch]]
+                    uploads([(Path(f).name, Path(f).read_bytes()) for f in files[i : i + batch]])
                     for i in range(0, len(files), batch)
                 ]
                 burst(server.url, payloads, 20, args.concurrency)  # warm-up
