@@ -1,6 +1,8 @@
 """The HTTP service under a bounded burst on loopback: requests/s and p50/p99 latency, one and
-16 images per request (`python bench/serve_burst.py`). Its helpers also drive the real-uvicorn
-test (tests/test_serve.py): one server start-up and one burst client for both."""
+16 inputs per request: MNIST images (multipart), rows of a table and texts (JSON)
+(`python bench/serve_burst.py [--only images table text]`). Its helpers also drive the
+real-uvicorn tests (tests/test_serve.py, tests/test_serve_kinds.py): one server start-up and one
+burst client for all."""
 
 from __future__ import annotations
 
@@ -118,7 +120,7 @@ def burst(url: str, payloads: list[dict[str, Any]], requests: int, concurrency: 
     return answers, time.perf_counter() - start
 
 
-def summary(answers: list[Answer], wall: float, images_per_request: int) -> dict[str, float]:
+def summary(answers: list[Answer], wall: float, inputs_per_request: int) -> dict[str, float]:
     import numpy as np
 
     latencies = np.array([a.seconds for a in answers]) * 1000
@@ -126,37 +128,80 @@ def summary(answers: list[Answer], wall: float, images_per_request: int) -> dict
         "requests": len(answers),
         "failed": sum(a.status != 200 for a in answers),
         "requests_per_s": round(len(answers) / wall, 1),
-        "images_per_s": round(len(answers) * images_per_request / wall, 1),
+        "inputs_per_s": round(len(answers) * inputs_per_request / wall, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
     }
+
+
+def image_cases() -> Iterator[tuple[str, Path, Any]]:
+    """The MNIST model in fp32 and int8, and a request of ``batch`` test PNGs."""
+    from deploy_model import mnist_test_files, prepare_model
+
+    export = prepare_model()
+    files = mnist_test_files()[:512]
+
+    def payloads(batch: int) -> list[dict[str, Any]]:
+        return [
+            uploads([(Path(f).name, Path(f).read_bytes()) for f in files[i : i + batch]])
+            for i in range(0, len(files), batch)
+        ]
+
+    for name in ("model.onnx", "model.int8.onnx"):
+        yield f"images {name}", export / name, payloads
+
+
+def json_cases(kind: str, scratch: Path) -> Iterator[tuple[str, Path, Any]]:
+    """A tiny table or text model (the tests' served_models: one epoch on generated data, the
+    model's size barely matters next to HTTP and JSON) and requests of ``batch`` rows/texts."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root / "src"), str(root / "tests")]  # this checkout's code, as the server
+    import served_models
+    from torchstages.tables.read import read_table
+
+    if kind == "table":
+        export = served_models.export_table(scratch / kind, rows=600)
+        frame = read_table(export.parent / "raw/table.csv").drop(columns=["target"])
+        items = [
+            {k: (None if v != v else v) for k, v in r.items()} for r in frame.to_dict("records")
+        ]
+        field = "rows"
+    else:
+        export = served_models.export_text(scratch / kind, rows=600)
+        items = read_table(export.parent / "raw/texts.csv")["text"].fillna("").tolist()
+        field = "texts"
+
+    def payloads(batch: int) -> list[dict[str, Any]]:
+        return [{"json": {field: items[i : i + batch]}} for i in range(0, 512, batch)]
+
+    yield f"{kind} model.onnx", export / "model.onnx", payloads
 
 
 def main() -> None:
     import argparse
 
     from common import machine, save
-    from deploy_model import ROOT, mnist_test_files, prepare_model
+    from deploy_model import ROOT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    kinds = ("images", "table", "text")
+    parser.add_argument("--only", nargs="+", choices=kinds, default=list(kinds))
     args = parser.parse_args()
-    export = prepare_model()
-    files = mnist_test_files()[:512]
     results: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()[0]}
-    for name in ("model.onnx", "model.int8.onnx"):
-        with running_server(export / name, src=ROOT / "src") as server:
-            for batch in (1, 16):
-                payloads = [
-                    uploads([(Path(f).name, Path(f).read_bytes()) for f in files[i : i + batch]])
-                    for i in range(0, len(files), batch)
-                ]
-                burst(server.url, payloads, 20, args.concurrency)  # warm-up
-                answers, wall = burst(server.url, payloads, args.requests, args.concurrency)
-                row = summary(answers, wall, batch)
-                results[f"{name} batch {batch}"] = row
-                print(f"{name:16s} batch {batch:2d}: {row}", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        for kind in args.only:
+            cases = image_cases() if kind == "images" else json_cases(kind, Path(scratch))
+            for name, model, payloads in cases:
+                with running_server(model, src=ROOT / "src") as server:
+                    for batch in (1, 16):
+                        requests = payloads(batch)
+                        burst(server.url, requests, 20, args.concurrency)  # warm-up
+                        answers, wall = burst(server.url, requests, args.requests, args.concurrency)
+                        row = summary(answers, wall, batch)
+                        results[f"{name} batch {batch}"] = row
+                        print(f"{name:22s} batch {batch:2d}: {row}", flush=True)
     results["load_after"] = os.getloadavg()[0]
     print(save("serve_burst", results))
 
