@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def test_table_health_metadata_and_docs(table):
     assert meta["limits"]["max_rows"] == 50
     body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"].endswith("/TableRequest")
+    example = openapi["components"]["schemas"]["TableRequest"]["properties"]["rows"]["examples"]
+    with client_for(model) as c:  # /docs' example row is one this model answers
+        assert c.post("/predict", json={"rows": example[0]}).status_code == 200
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
@@ -148,6 +152,33 @@ def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
         big = c.post("/predict", json={"rows": [{**good, "colour": "x" * 250_000}]})
         assert big.status_code == 413 and "over 200,000 bytes" in big.json()["error"]
         assert c.post("/predict", json={"rows": [good]}, params={"top_k": 0}).status_code == 422
+
+
+def test_health_answers_while_json_inference_runs(table):
+    """JSON inference is off the event loop too: /health answers while a batch computes."""
+    release, started = threading.Event(), threading.Event()
+    slow = load_runner(table / "model.onnx")
+    run = slow.run
+
+    def blocking_run(batch):
+        started.set()
+        release.wait(30)
+        return run(batch)
+
+    slow.run = blocking_run
+    row = {"x1": 0.5, "x2": 12, "colour": "red", "flag": "yes", "day": "2024-03-01"}
+    with TestClient(create_app(slow)) as c:
+        result = {}
+        worker = threading.Thread(
+            target=lambda: result.update(r=c.post("/predict", json={"rows": [row]}))
+        )
+        worker.start()
+        assert started.wait(30)
+        assert c.get("/health").status_code == 200
+        assert worker.is_alive()
+        release.set()
+        worker.join(30)
+    assert result["r"].status_code == 200
 
 
 # --- texts ----------------------------------------------------------------------------------

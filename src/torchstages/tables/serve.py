@@ -17,7 +17,7 @@ import pandas as pd
 # the strings pandas reads as a missing cell in a CSV file (read_table's rule): the same text
 # sent as JSON must be missing too, or serve and predict would disagree on it
 from pandas._libs.parsers import STR_NA_VALUES
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
@@ -30,30 +30,52 @@ if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
 __all__ = ["TableRequest", "TableService", "check_numbers", "records_frame"]
 
 
+_ROWS = (
+    "one object per row: every column the model reads (GET /metadata lists them) -> a string, "
+    "number, boolean or null (missing, imputed as in training); other keys are ignored"
+)
+
+
 class TableRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rows: list[dict[str, Any]] = Field(
-        min_length=1,
-        description="one object per row: every column the model reads (GET /metadata lists "
-        "them) -> a string, number, boolean or null (missing, imputed as in training); other "
-        "keys are ignored",
-        examples=[[{"x1": 0.5, "colour": "red", "day": "2024-03-01"}]],
-    )
+    rows: list[dict[str, Any]] = Field(min_length=1, description=_ROWS)
 
 
 class TableService:
     """``POST /predict`` for a table model (see ``deploy/serve.py``)."""
 
     field = "rows"
-    request = TableRequest
 
     def __init__(self, runner: Runner, limits: Limits) -> None:
         self.runner = runner
         self.columns = source_columns(runner.metadata)
-        schema = json.loads(runner.metadata["schema"])
-        self.schema = schema
-        self.numbers = [c["source"] for c in schema["numeric"] if c["type"] == "numeric"]
+        self.schema = json.loads(runner.metadata["schema"])
+        self.numbers = [c["source"] for c in self.schema["numeric"] if c["type"] == "numeric"]
+        # the body with an example row of this model's columns: /docs' "try it out" then works
+        example = Field(min_length=1, description=_ROWS, examples=[[self._example()]])
+        self.request = create_model(
+            "TableRequest", __base__=TableRequest, rows=(list[dict[str, Any]], example)
+        )
+
+    def _example(self) -> dict[str, Any]:
+        """A typical row: train medians (a date from its parts' medians), the first category.
+        No nulls: the OpenAPI schema drops them, and the row would lack the column."""
+        row: dict[str, Any] = {}
+        dates: dict[str, dict[str, int]] = {}
+        for c in self.schema["numeric"]:
+            if c["type"] == "numeric":
+                row[c["source"]] = c["median"]
+            elif c["type"] == "boolean":
+                row[c["source"]] = c["median"] >= 0.5
+            else:
+                dates.setdefault(c["source"], {})[c["part"]] = int(c["median"])
+        for name, parts in dates.items():
+            day = min(parts.get("day", 1), 28)  # any month has a 28th
+            row[name] = f"{parts.get('year', 2000):04d}-{parts.get('month', 1):02d}-{day:02d}"
+        for c in self.schema["categorical"]:
+            row[c["name"]] = c["categories"][0] if c["categories"] else ""  # "": missing
+        return {c: row[c] for c in self.columns}
 
     def describe(self) -> dict[str, Any]:
         """/metadata: the target, the task and the columns a row needs, with their types."""
