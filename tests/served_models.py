@@ -48,15 +48,18 @@ def export_text(root: Path, rows: int = 120) -> Path:
 
 
 def export_series(root: Path, series: int = 2, steps: int = 60) -> Path:
-    """root/export/model.onnx and model.pt2 of a forecaster over a panel (``id`` column)."""
+    """root/export/model.onnx and model.pt2 of a forecaster over a panel (``id`` column), or
+    of one series (``time``, ``value``) when ``series`` is 1."""
     from torchstages.params.build_dataset import SeriesBuildParams
     from torchstages.params.split import SplitParams
     from torchstages.series.build import build_series
     from torchstages.series.export import export_and_verify_series, series_exportable
     from torchstages.series.split import split_series
 
-    write_series(make_panel(series, steps), root / "raw")
-    split = SplitParams.model_validate({"kind": "series", "series": {"id": "id"}})
+    panel = make_panel(series, steps)
+    write_series(panel.drop(columns="id") if series == 1 else panel, root / "raw")
+    columns = {"id": "id"} if series > 1 else {}
+    split = SplitParams.model_validate({"kind": "series", "series": columns})
     split_series(root / "raw", root / "splits", split)
     build_series(SeriesBuildParams(lookback=8, horizon=3), root / "splits", root / "processed")
     return _train_and_export(root, export_and_verify_series, series_exportable)

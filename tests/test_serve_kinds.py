@@ -244,6 +244,27 @@ def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
         assert [r[3] for r in flat] == pytest.approx([float(r[3]) for r in want[1:]], abs=2e-6)
 
 
+def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path):
+    export = export_series(tmp_path_factory.mktemp("one-series"), series=1)
+    raw = export.parent / "raw/series.csv"
+    want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
+    assert want[0] == ["time", "step", "predicted_value"]
+    history = records(read_table(raw))[-12:]
+    with client_for(export / "model.onnx") as c:
+        assert c.get("/metadata").json()["series_ids"] == []
+        got = c.post("/predict", json={"history": history}).json()["forecasts"]
+        short = c.post("/predict", json={"history": history[:3]}).json()
+    assert [f["series"] for f in got] == [None]
+    assert [[s["time"], str(s["step"])] for s in got[0]["forecast"]] == [r[:2] for r in want[1:]]
+    assert [s["value"] for s in got[0]["forecast"]] == pytest.approx(
+        [float(r[2]) for r in want[1:]], abs=2e-6
+    )
+    assert short == {
+        "error": "history: the history has 3 time steps; the model reads the last 8",
+        "part": "history",
+    }
+
+
 def test_bad_histories_are_4xx_naming_the_entry(series):
     steps = [{"id": "s0", "time": t, "value": 20 + t * 0.1} for t in range(10)]
     cases = [
