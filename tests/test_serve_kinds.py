@@ -233,6 +233,10 @@ def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
         with client_for(model) as c:
             meta = c.get("/metadata").json()
             got = c.post("/predict", json={"history": history}).json()
+            schemas = c.get("/openapi.json").json()["components"]["schemas"]
+            example = schemas["SeriesRequest"]["properties"]["history"]["examples"][0]
+            # /docs' example is a history this model forecasts from
+            assert c.post("/predict", json={"history": example}).status_code == 200
         assert (meta["lookback"], meta["horizon"], meta["series_ids"]) == (8, 3, ["s0", "s1"])
         assert meta["frequency"]["unit"] == "int" and (meta["time"], meta["id"]) == ("time", "id")
         flat = [

@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
@@ -24,29 +24,30 @@ if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
 __all__ = ["SeriesRequest", "SeriesService"]
 
 
+_HISTORY = (
+    "one object per time step: the time, the target, every covariate and, for a panel, the "
+    "series id (GET /metadata names them); at least lookback steps per series, in any order; "
+    "the forecast starts after each series' last time"
+)
+
+
 class SeriesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    history: list[dict[str, Any]] = Field(
-        min_length=1,
-        description="one object per time step: the time, the target, every covariate and, for "
-        "a panel, the series id (GET /metadata names them); at least lookback steps per "
-        "series, in any order; the forecast starts after each series' last time",
-        examples=[[{"time": "2024-01-01", "value": 3.5}, {"time": "2024-01-02", "value": 3.7}]],
-    )
+    history: list[dict[str, Any]] = Field(min_length=1, description=_HISTORY)
 
 
 class SeriesService:
     """``POST /predict`` for a forecaster (see ``deploy/serve.py``); ``top_k`` does not apply."""
 
     field = "history"
-    request = SeriesRequest
 
     def __init__(self, runner: Runner, limits: Limits) -> None:
         meta = runner.metadata
         self.runner = runner
         self.cols = series_columns(meta)
         self.ids = set(json.loads(meta["series_ids"]))
+        self.freq = Frequency.from_dict(json.loads(meta["frequency"]))
         self.columns = [
             c
             for c in (
@@ -57,16 +58,35 @@ class SeriesService:
             )
             if c
         ]
+        # the body with an example history in this model's columns: /docs' "try it out" works
+        example = Field(min_length=1, description=_HISTORY, examples=[self._example()])
+        self.request = create_model(
+            "SeriesRequest", __base__=SeriesRequest, history=(list[dict[str, Any]], example)
+        )
+
+    def _example(self) -> list[dict[str, Any]]:
+        """``lookback`` steps of the first series, flat at its train-range shift (its mean or
+        minimum), ending at an arbitrary time on the model's frequency."""
+        meta = self.runner.metadata
+        lookback = json.loads(meta["lookback"])
+        start = {"int": 0, "month": 2024 * 12, "ns": 1_704_067_200 * 10**9}[self.freq.unit]
+        ordinals = start + self.freq.step * np.arange(lookback, dtype=np.int64)
+        shift = json.loads(meta["scaler"])["shift"][0]  # target, then covariates
+        values = dict(zip([self.cols["target"], *self.cols["covariates"]], shift, strict=True))
+        first = {self.cols["id"]: json.loads(meta["series_ids"])[0]} if self.cols["id"] else {}
+        return [
+            {**first, self.cols["time"]: time, **values}
+            for time in self.freq.from_ordinals(ordinals)
+        ]
 
     def describe(self) -> dict[str, Any]:
         """/metadata: the columns a history row needs, the window and the frequency."""
         meta = self.runner.metadata
-        freq = Frequency.from_dict(json.loads(meta["frequency"]))
         return {
             **self.cols,
             "lookback": json.loads(meta["lookback"]),
             "horizon": json.loads(meta["horizon"]),
-            "frequency": {"description": freq.describe(), **freq.to_dict()},
+            "frequency": {"description": self.freq.describe(), **self.freq.to_dict()},
             "fill": meta["fill"],
             "series_ids": json.loads(meta["series_ids"]) if self.cols["id"] else [],
         }
