@@ -296,8 +296,7 @@ def test_series_defaults_and_losses():
 def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     """One model over three series of different levels: per-series scaling inside the ONNX
     graph agrees with PyTorch on every test window, and predict forecasts each series."""
-    import onnxruntime as ort
-
+    from torchstages.deploy.runtime import load_runner
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import evaluate_series
@@ -335,10 +334,8 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
         tmp_path / "export.json",
     )
     assert parity["prediction_agreement"] == 1.0
-    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
-    meta = dict(session.get_modelmeta().custom_metadata_map)
     history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")
-    header, rows = predict_series(session, meta, history)
+    header, rows = predict_series(load_runner(export / "model.onnx"), history)
     assert header == ["series", "time", "step", "predicted_value"]
     assert [r[:3] for r in rows[:5]] == [
         ["s0", "90", 1],
