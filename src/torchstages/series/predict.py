@@ -58,6 +58,7 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
     freq = Frequency.from_dict(json.loads(meta["frequency"]))
     series, _, _ = read_series(frame, cols, meta["fill"], where, freq)
     calendar = json.loads(meta["calendar"])
+    log = meta.get("transform", "none") == "log"  # files from before the transform: none
     windows, numbers = [], []
     for s in series:
         if s.id not in ids:
@@ -69,6 +70,13 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
                 f"{lookback}"
             )
         recent = s.values[-lookback:]
+        if log and not (recent[:, 0] > 0).all():
+            name = f"series {s.id!r}" if s.id else "the history"
+            raise UserError(
+                f"{where}: {name} has a value <= 0 ({recent[:, 0].min():g}) in its last "
+                f"{lookback} steps; the model forecasts the log of {cols['target']} "
+                "(build_dataset.series.transform: log)"
+            )
         windows.append(
             np.concatenate([recent, calendar_features(s.times[-lookback:], calendar)], 1)
         )
