@@ -406,7 +406,8 @@ def test_table_batch_size_grows_with_the_train_rows_only_from_the_default():
     chosen = {"batch_size": 32, "model": {"name": "mlp", "ensemble": 1}}
     kept = params_for_kind(TrainParams.model_validate(chosen), big)
     assert (kept.batch_size, kept.model.ensemble) == (32, 1)
-    assert (filled.epochs, kept.epochs) == (8, 8)  # 30 x 8,192 rows seen, rounded up
+    assert (filled.epochs, kept.epochs) == (5, 5)
+    assert [table_epochs(n) for n in (400, 4096, 4200, 8192, 35_000)] == [30, 30, 30, 15, 5]
     literal = params_for_kind(TrainParams(scale_to_rows=False), big)
     assert (literal.batch_size, literal.epochs) == (64, 30)
     small = {**big, "counts": {"train": 400}}

@@ -68,7 +68,9 @@ class TrainParams(Section):
     threads: int = Field(
         0, ge=0, description="CPU threads for torch; 0 = torch's default (tables: 1, faster there)"
     )
-    epochs: int = Field(30, ge=1, description="passes over the train split")
+    epochs: int = Field(
+        30, ge=1, description="passes over the train split (tables: see scale_to_rows)"
+    )
     batch_size: int = Field(
         64,
         ge=1,
