@@ -233,6 +233,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
     from torchstages.params.export import ExportParams
     from torchstages.params.train import TrainParams
     from torchstages.tables.export import export_and_verify_table
+    from torchstages.training.data import TABLE_ENSEMBLE
     from torchstages.training.loop import TrainOutputs, train
 
     write_table(make_table(240, task), tmp_path / "raw")
@@ -244,6 +245,8 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         TrainParams.model_validate({"epochs": 15, "threads": 1, "model": model}), processed, outputs
     )
     assert card["kind"] == "table" and card["task"] == task
+    if model["name"] == "mlp":  # the default ensemble is what is saved, exported and checked
+        assert card["architecture"]["ensemble"] == TABLE_ENSEMBLE > 1
     parity = export_and_verify_table(
         ExportParams(),
         outputs.weights,
