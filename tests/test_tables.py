@@ -233,6 +233,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
     from torchstages.params.export import ExportParams
     from torchstages.params.train import TrainParams
     from torchstages.tables.export import export_and_verify_table
+    from torchstages.training.data import TABLE_ENSEMBLE
     from torchstages.training.loop import TrainOutputs, train
 
     write_table(make_table(240, task), tmp_path / "raw")
@@ -244,6 +245,8 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         TrainParams.model_validate({"epochs": 15, "threads": 1, "model": model}), processed, outputs
     )
     assert card["kind"] == "table" and card["task"] == task
+    if model["name"] == "mlp":  # the default ensemble is what is saved, exported and checked
+        assert card["architecture"]["ensemble"] == TABLE_ENSEMBLE > 1
     parity = export_and_verify_table(
         ExportParams(),
         outputs.weights,
@@ -350,3 +353,68 @@ def test_kind_defaults_fill_only_what_the_user_left_unset():
     kept = params_for_kind(chosen, table)
     assert (kept.model.name, kept.loss, kept.threads) == ("cnn", "huber", 2)
     assert params_for_kind(TrainParams(), {"classes": ["a", "b"]}) == TrainParams()
+
+
+def test_ensemble_members_differ_and_evaluation_averages_them():
+    from torchstages.models.mlp import MLPSpec
+    from torchstages.models.tabular import TableMLP
+
+    schema = {
+        "numeric": [{"median": 0.0, "mean": 0.0, "std": 1.0, "indicator": False}] * 3,
+        "categorical": [{"name": "c", "categories": ["a", "b"]}],
+    }
+    numeric, categorical = torch.randn(5, 3), torch.tensor([[0], [1], [2], [3], [1]])
+    torch.manual_seed(0)
+    for outputs in (3, 1):
+        net = TableMLP(MLPSpec(ensemble=4, dropout=0.0), schema, outputs)
+        members = net.train()(numeric, categorical)  # (N, k, outputs): one per member
+        assert members.shape == (5, 4, outputs)
+        assert not torch.allclose(members[:, 0], members[:, 1])
+        averaged = net.eval()(numeric, categorical)  # what validate, test and the export see
+        if outputs == 1:
+            expected = members.mean(1)
+        else:  # its softmax is the members' mean probability
+            expected = members.softmax(-1).mean(1).log()
+            assert torch.allclose(averaged.softmax(-1), members.softmax(-1).mean(1), atol=1e-6)
+        assert averaged.shape == (5, outputs) and torch.allclose(averaged, expected, atol=1e-6)
+    single = TableMLP(MLPSpec(ensemble=1), schema, 3)
+    assert single.eval()(numeric, categorical).shape == (5, 3)
+
+
+def test_ensemble_is_for_tables_only():
+    from torchstages.models import build_model, parse_spec
+
+    with pytest.raises(UserError, match="ensemble: 4 is for tables"):
+        build_model(parse_spec({"name": "mlp", "ensemble": 4}), 1, (8, 8), 10)
+
+
+def test_table_batch_size_grows_with_the_train_rows_only_from_the_default():
+    from torchstages.params.train import TrainParams
+    from torchstages.training.data import (
+        TABLE_ENSEMBLE,
+        params_for_kind,
+        table_batch_size,
+        table_epochs,
+    )
+
+    assert [table_batch_size(n) for n in (100, 16_383, 16_384, 35_000, 70_000, 10**7)] == [
+        64, 64, 128, 256, 512, 1024
+    ]  # fmt: skip
+    assert table_batch_size(35_000, nproc=3) == 255  # each process an equal share
+    big = {"kind": "table", "task": "classification", "counts": {"train": 35_000}}
+    filled = params_for_kind(TrainParams(), big)
+    assert filled.batch_size == 256 and filled.model.ensemble == TABLE_ENSEMBLE
+    # the shipped params.yaml writes 64: the default as written still grows
+    assert params_for_kind(TrainParams.model_validate({"batch_size": 64}), big).batch_size == 256
+    chosen = {"batch_size": 32, "model": {"name": "mlp", "ensemble": 1}}
+    kept = params_for_kind(TrainParams.model_validate(chosen), big)
+    assert (kept.batch_size, kept.model.ensemble) == (32, 1)
+    assert (filled.epochs, kept.epochs) == (5, 5)
+    assert [table_epochs(n) for n in (400, 4096, 4200, 8192, 35_000)] == [30, 30, 30, 15, 5]
+    literal = params_for_kind(TrainParams(scale_to_rows=False), big)
+    assert (literal.batch_size, literal.epochs) == (64, 30)
+    small = {**big, "counts": {"train": 400}}
+    assert (params_for_kind(TrainParams(), small).batch_size, table_epochs(400)) == (64, 30)
+    # images keep every default, whatever their row count
+    images = {"classes": ["a", "b"], "counts": {"train": 60_000}}
+    assert params_for_kind(TrainParams(), images) == TrainParams()

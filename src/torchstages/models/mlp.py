@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from torchstages.errors import UserError
 from torchstages.models.transfer import SpecWithTransfer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -32,6 +33,18 @@ class MLPSpec(SpecWithTransfer):
     embedding_dims: dict[str, int] = Field(
         {}, description="tables: embedding width per categorical column; unset: min(50, 1.6 n^0.56)"
     )
+    ensemble: int = Field(
+        0,
+        ge=0,
+        description="tables: k MLPs trained at once as one batched network sharing its weights "
+        "(TabM-mini), their predictions averaged; 0 = auto (tables: 8, else 1)",
+    )
+
+
+def check_single(spec: MLPSpec, kind: str) -> None:
+    """An ensemble of MLPs is a table model: elsewhere ``ensemble`` must stay 0 (auto) or 1."""
+    if spec.ensemble > 1:
+        raise UserError(f"train.model.ensemble: {spec.ensemble} is for tables; {kind} take 0 or 1")
 
 
 def hidden_layers(spec: MLPSpec, width: int) -> tuple[list[nn.Module], int]:
@@ -54,6 +67,7 @@ class MLP(nn.Module):
         self, spec: MLPSpec, in_channels: int, image_size: tuple[int, int], num_classes: int
     ) -> None:
         super().__init__()
+        check_single(spec, "images")
         hidden, width = hidden_layers(spec, in_channels * image_size[0] * image_size[1])
         layers: list[nn.Module] = [nn.Flatten(), *hidden, nn.Linear(width, num_classes)]
         self.net = nn.Sequential(*layers)

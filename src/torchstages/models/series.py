@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from torchstages.models.mlp import MLPSpec, hidden_layers
+from torchstages.models.mlp import MLPSpec, check_single, hidden_layers
 from torchstages.models.recurrent import RecurrentSpec
 from torchstages.models.transfer import SpecWithTransfer
 
@@ -90,6 +90,7 @@ class WindowMLP(_Forecaster):
 
     def __init__(self, spec: MLPSpec, features: int, lookback: int, horizon: int) -> None:
         super().__init__()
+        check_single(spec, "series")
         layers, width = hidden_layers(spec, lookback * features)
         self.body = nn.Sequential(nn.Flatten(), *layers)
         self.head = nn.Linear(width, horizon)

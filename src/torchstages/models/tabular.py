@@ -71,7 +71,17 @@ def _cardinalities(schema: dict[str, Any]) -> list[int]:
 
 
 class TableMLP(nn.Module):
-    """[scaled numerics | category embeddings] -> [Linear -> (BatchNorm) -> act -> Dropout]* -> Linear."""
+    """[scaled numerics | category embeddings] -> [Linear -> (BatchNorm) -> act -> Dropout]* -> Linear.
+
+    With ``spec.ensemble`` k > 1 it is TabM-mini (Gorishniy et al., 2024, "TabM: Advancing
+    tabular deep learning with parameter-efficient ensembling"): k members share the embeddings
+    and the hidden layers; member i multiplies the input by its own vector r_i (random signs at
+    initialisation) and has its own head. In training the forward returns every member's output,
+    (N, k, outputs), and each member is trained on its own loss (the loop flattens the members
+    into the batch); in evaluation, and so in the export, it returns their average as (N, outputs):
+    the mean regression value, or for classes the log of the mean probabilities (softmax of it
+    gives the averaged probabilities back).
+    """
 
     def __init__(self, spec: MLPSpec, schema: dict[str, Any], outputs: int) -> None:
         super().__init__()
@@ -82,16 +92,47 @@ class TableMLP(nn.Module):
             for name, n in zip(names, _cardinalities(schema), strict=True)
         )
         width = self.inputs.width + sum(e.embedding_dim for e in self.embeddings)
+        self.k = max(spec.ensemble, 1)
+        self.regression = outputs == 1  # one output: a standardised value; else logits
+        if self.k > 1:
+            signs = torch.randint(0, 2, (self.k, width), dtype=torch.float32) * 2 - 1
+            self.adapter = nn.Parameter(signs)  # (k, W): r_i
         layers, width = hidden_layers(spec, width)
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, outputs)
+        self.head: nn.Module = (
+            nn.Linear(width, outputs) if self.k == 1 else _EnsembleHead(self.k, width, outputs)
+        )
         self.head_name = "head"
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        # (N, F) float, (N, C) int64 -> (N, outputs)
+        # (N, F) float, (N, C) int64 -> (N, outputs); an ensemble in training: (N, k, outputs)
         parts = [self.inputs(numeric)]
         parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
-        return self.head(self.body(torch.cat(parts, dim=1)))
+        x = torch.cat(parts, dim=1)  # (N, W)
+        if self.k == 1:
+            return self.head(self.body(x))
+        n = x.shape[0]
+        # (N, k, W) -> (N * k, W): one batch through the shared layers (BatchNorm included)
+        hidden = self.body((x.unsqueeze(1) * self.adapter).flatten(0, 1))
+        out = self.head(hidden.view(n, self.k, -1))  # (N, k, outputs)
+        if self.training:
+            return out
+        if self.regression:
+            return out.mean(1)
+        return torch.logsumexp(F.log_softmax(out, dim=-1), dim=1) - math.log(self.k)
+
+
+class _EnsembleHead(nn.Module):
+    """k Linear heads, one per member, as one batched product: (N, k, H) -> (N, k, outputs)."""
+
+    def __init__(self, k: int, width: int, outputs: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(width)  # nn.Linear's initialisation, per member
+        self.weight = nn.Parameter(torch.empty(k, width, outputs).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(k, outputs).uniform_(-bound, bound))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nkh,kho->nko", hidden, self.weight) + self.bias
 
 
 class _Block(nn.Module):

@@ -68,8 +68,19 @@ class TrainParams(Section):
     threads: int = Field(
         0, ge=0, description="CPU threads for torch; 0 = torch's default (tables: 1, faster there)"
     )
-    epochs: int = Field(30, ge=1, description="passes over the train split")
-    batch_size: int = Field(64, ge=1, description="samples per optimizer step, over all processes")
+    epochs: int = Field(
+        30, ge=1, description="passes over the train split (tables: see scale_to_rows)"
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="samples per optimizer step, over all processes (tables: see scale_to_rows)",
+    )
+    scale_to_rows: bool = Field(
+        True,
+        description="tables: batch_size and epochs left at 64 and 30 follow the train rows "
+        "(README 'Your own table'); false: used as written",
+    )
     accumulate: int = Field(
         1, ge=1, description="gradient accumulation: batches per optimizer step"
     )

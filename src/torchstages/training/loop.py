@@ -29,6 +29,7 @@ from torchstages.training.optim import build_optimizer
 from torchstages.training.progress import EpochLog
 from torchstages.training.runtime import Runtime, configure, maybe_compile
 from torchstages.training.schedule import LRSchedule
+from torchstages.training.tasks import Task
 from torchstages.training.tracking import BestWeights, EarlyStopping
 from torchstages.training.transfer import Transfer
 
@@ -299,7 +300,7 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             with runtime.autocast():
                 # raw logits (or a standardised value): the loss applies (log-)softmax itself
                 logits = net(*x) if isinstance(x, tuple) else net(x)
-                loss = task.loss(logits, y)
+                loss = _loss(task, logits, y)
             scaled = loss * (len(y) / window_sizes[i // acc])
             (runtime.scaler.scale(scaled) if runtime.scaler is not None else scaled).backward()
         if boundary:
@@ -309,10 +310,22 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             step += 1
             run.schedule.apply(step)
         loss_sum += loss.detach() * len(y)
-        score += task.score_sum(logits.detach(), y)
+        # an ensemble's (N, k, outputs): scored on the members' mean
+        score += task.score_sum(
+            logits.detach().mean(1) if logits.dim() == 3 else logits.detach(), y
+        )
     seen = torch.tensor(float(sum(sizes)), device=device)
     totals = run.dist.all_sum(torch.stack([loss_sum.float(), score.float(), seen]))
     return (totals[0] / totals[2]).item(), task.metric_from_sum(totals[1], totals[2])
+
+
+def _loss(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The task's loss; an ensemble's (N, k, outputs) is k samples per row, so that each member
+    learns on its own loss (TabM), not on the average of their outputs."""
+    if logits.dim() == 2:
+        return task.loss(logits, y)
+    members = logits.shape[1]
+    return task.loss(logits.flatten(0, 1), y.repeat_interleave(members))
 
 
 def _optimizer_step(
