@@ -282,10 +282,10 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     graph agrees with PyTorch on every test window, and predict forecasts each series."""
     import onnxruntime as ort
 
+    from torchstages.deploy.export import export_and_verify
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import evaluate_series
-    from torchstages.series.export import export_and_verify_series
     from torchstages.series.predict import predict_series
     from torchstages.training.loop import TrainOutputs, train
 
@@ -310,7 +310,7 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     )
     assert metrics["series"] == 3 and arrays["forecast"].shape == (metrics["samples"], 4)
     export = tmp_path / "export"
-    parity = export_and_verify_series(
+    metrics = export_and_verify(
         ExportParams(formats=["onnx"]),
         outputs.weights,
         outputs.card,
@@ -318,7 +318,7 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
         export,
         tmp_path / "export.json",
     )
-    assert parity["prediction_agreement"] == 1.0
+    assert metrics["formats"]["onnx"]["prediction_agreement"] == 1.0
     session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
     meta = dict(session.get_modelmeta().custom_metadata_map)
     history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")

@@ -230,9 +230,9 @@ def test_missing_error_mode_names_the_cell(tmp_path):
 @pytest.mark.parametrize("model", [{"name": "mlp"}, {"name": "ft_transformer", "d_token": 16}])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thread, model, task):
+    from torchstages.deploy.export import export_and_verify
     from torchstages.params.export import ExportParams
     from torchstages.params.train import TrainParams
-    from torchstages.tables.export import export_and_verify_table
     from torchstages.training.loop import TrainOutputs, train
 
     write_table(make_table(240, task), tmp_path / "raw")
@@ -244,7 +244,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         TrainParams.model_validate({"epochs": 15, "threads": 1, "model": model}), processed, outputs
     )
     assert card["kind"] == "table" and card["task"] == task
-    parity = export_and_verify_table(
+    metrics = export_and_verify(
         ExportParams(),
         outputs.weights,
         outputs.card,
@@ -252,7 +252,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         tmp_path / "export",
         tmp_path / "e.json",
     )
-    assert parity["prediction_agreement"] == 1.0
+    assert [metrics["formats"][f]["prediction_agreement"] for f in ("onnx", "pt2")] == [1.0, 1.0]
     if task == "classification":
         assert card["best"]["value"] > 0.75  # the target is a threshold of a learnable signal
     else:
