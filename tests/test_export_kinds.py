@@ -184,6 +184,23 @@ def test_a_disagreeing_pt2_fails_naming_it_and_keeps_the_old_export(projects, ki
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_format_the_model_cannot_take_is_one_line_naming_it(projects, monkeypatch, tmp_path):
+    import torchstages.deploy.export as export_module
+
+    def unsupported(exp, metadata):
+        raise RuntimeError("aten.foo is not supported\n  long exporter trace")
+
+    monkeypatch.setattr(export_module, "_pt2_bytes", unsupported)
+    processed, outputs, _ = projects["series"]
+    with pytest.raises(
+        UserError,
+        match=r"^model.pt2: pt2 cannot be written for this model \(aten.foo is not supported\); "
+        r"remove pt2 from export.formats$",
+    ):
+        export(outputs, processed, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 def test_int8_fails_only_beyond_its_error_increase(tmp_path):
     parity = ValueParity(np.ones(3))
 

@@ -24,6 +24,7 @@ from torchstages.deploy.card import write_model_card
 from torchstages.deploy.exportable import Exportable, KindExport
 from torchstages.deploy.parity import check
 from torchstages.deploy.runtime import load_runner, run_batched
+from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_bytes, write_json
 from torchstages.kinds import kind_of
 from torchstages.models.saved import load_model
@@ -109,21 +110,43 @@ def export_formats(
     calibration: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``params.formats`` into ``out`` under their names in ``paths.EXPORT_FILES``
-    (static int8 needs ``calibration``: named inputs of train samples)."""
-    proto = None
-    if {"onnx", "onnx-int8"} & set(params.formats):
-        proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
-    for fmt in params.formats:
-        target = out / paths.EXPORT_FILES[fmt]
-        if fmt == "onnx":
-            write_bytes(target, proto.SerializeToString())
-        elif fmt == "onnx-int8":
-            metadata = _metadata(exp, card, fmt) | {"quantization": params.int8_quantization}
-            write_bytes(target, _quantize(proto, metadata, exp.inputs, calibration))
-        elif fmt == "pt2":
-            write_bytes(target, _pt2_bytes(exp, _metadata(exp, card, fmt)))
-        else:  # the params model allows only the formats above
-            raise AssertionError(fmt)
+    (static int8 needs ``calibration``: named inputs of train samples). A format this model
+    cannot take (an op the exporter or the quantiser lacks) is a one-line ``UserError``."""
+    fmt = "onnx"  # the int8 file starts as the fp32 graph
+    try:
+        proto = None
+        if {"onnx", "onnx-int8"} & set(params.formats):
+            proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
+        for fmt in params.formats:
+            target = out / paths.EXPORT_FILES[fmt]
+            write_bytes(target, _format_bytes(fmt, exp, card, params, proto, calibration))
+    except Exception as exc:  # the exporters and the quantiser raise many kinds, multi-line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{paths.EXPORT_FILES[fmt]}: {fmt} cannot be written for this model ({reason}); "
+            f"remove {fmt} from export.formats"
+        ) from None
+
+
+def _format_bytes(
+    fmt: str,
+    exp: Exportable,
+    card: dict[str, Any],
+    params: ExportParams,
+    proto: Any,
+    calibration: dict[str, np.ndarray] | None,
+) -> bytes:
+    if fmt == "onnx":
+        return proto.SerializeToString()
+    if fmt == "onnx-int8":
+        # what was done, not the param (which may say auto)
+        how = "dynamic" if calibration is None else "static"
+        return _quantize(
+            proto, _metadata(exp, card, fmt) | {"quantization": how}, exp.inputs, calibration
+        )
+    if fmt == "pt2":
+        return _pt2_bytes(exp, _metadata(exp, card, fmt))
+    raise AssertionError(fmt)  # the params model allows only the formats above
 
 
 def _metadata(exp: Exportable, card: dict[str, Any], fmt: str) -> dict[str, str]:
