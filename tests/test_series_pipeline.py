@@ -50,7 +50,11 @@ def test_series_runs_all_six_beats_the_naive_forecasts_then_nothing(repo):
     # noise sd 0.3 on a known sine + trend: far better than both naive forecasts
     assert metrics["mase"] < 0.6 * metrics["baselines"]["seasonal_naive"]["mase"]
     assert metrics["mae"] < 0.5 and metrics["beats_naive"] and metrics["beats_seasonal_naive"]
-    parity = json.loads((repo / "metrics/export.json").read_text())["formats"]["onnx"]
+    exported = json.loads((repo / "metrics/export.json").read_text())["formats"]
+    assert set(exported) == {"onnx", "pt2", "onnx-int8"}, "every format, checked"
+    for name in ("model.onnx", "model.pt2", "model.int8.onnx", "MODEL_CARD.md"):
+        assert (repo / "models/export" / name).exists(), name
+    parity = exported["onnx"]
     assert parity["prediction_agreement"] == 1.0
     for path in ("plots/test/forecast.png", "plots/test/horizon.png", "plots/train/curves.png"):
         assert (repo / path).exists(), path
