@@ -106,7 +106,8 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
 
 def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
     """A forecaster for the generic export: every test window in raw units, forecasts compared
-    in each series' train-range scale; dynamic int8 (linear and recurrent layers)."""
+    in each series' train-range scale. int8: static for the convolutional tcn, dynamic for the
+    others (linear and recurrent layers; no calibration needed)."""
     windows, targets = (np.asarray(a) for a in load_series_split(processed, "test"))
     series = np.load(processed / "test_index.npy")[:, 0]
     # as evaluation computes it: the model on the stored scaled windows, then unscaled
@@ -122,6 +123,7 @@ def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Ki
         parity=ValueParity(np.asarray(card["scaler"]["scale"], dtype=np.float64)[series, 0]),
         card=_card_text(card, exp),
         train=lambda: _train_inputs(card, processed),
+        int8="static" if card["architecture"]["name"] == "tcn" else "dynamic",
     )
 
 
