@@ -36,7 +36,7 @@ class ExportParams(Section):
         "auto",
         description="static: scales calibrated on train samples (fast convolutions); dynamic: "
         "none (fits linear and recurrent layers, slow for convolutions); auto: static for "
-        "images, dynamic for tables, texts and series",
+        "convolutional models (images, textcnn, tcn), dynamic for the others",
     )
     max_int8_accuracy_drop: float = Field(
         0.01, ge=0, le=1, description="fail if int8 test accuracy is lower than fp32's by more"
