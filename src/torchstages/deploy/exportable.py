@@ -8,6 +8,7 @@ serve) works on *named* inputs and never asks which kind it holds. A kind suppli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,7 @@ def exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
                 "doc": "pixel values 0..255 after the stored resize (channels in RGB order)",
             }
         ],
-        metadata={"preprocessing": _json(prep.to_dict())},
+        metadata={"preprocessing": json.dumps(prep.to_dict(), sort_keys=True)},
         classes=list(card["classes"]),
     )
 
@@ -160,12 +161,4 @@ def image_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Kin
 
 
 def _key_values(values: dict[str, Any]) -> list[str]:
-    import json
-
     return [f"- {key}: {json.dumps(value)}" for key, value in sorted(values.items())]
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True)
