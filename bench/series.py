@@ -8,6 +8,10 @@ sMAPE on val (where defaults may be chosen) and on test (reported only); train t
 Then a whole `dvc repro` of each series at the project's params, and a no-op repro.
 
     python bench/series.py [--only NAME ...] [--skip-e2e] [--models lstm mlp tcn]
+                           [--build '{"transform": "log"}']
+
+``--build`` sets build_dataset.series params (for every series of the run, its Ridge and its
+end-to-end project too).
 
 Prints one line per series and one JSON line.
 """
@@ -63,7 +67,7 @@ def datasets() -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
     return out
 
 
-def prepare(frame: pd.DataFrame, split: dict[str, Any], work: Path) -> Path:
+def prepare(frame: pd.DataFrame, split: dict[str, Any], work: Path, build: dict[str, Any]) -> Path:
     from torchstages.params.build_dataset import SeriesBuildParams
     from torchstages.params.split import SplitParams
     from torchstages.series.build import build_series
@@ -73,7 +77,7 @@ def prepare(frame: pd.DataFrame, split: dict[str, Any], work: Path) -> Path:
     raw.mkdir(parents=True)
     frame.to_csv(raw / "series.csv", index=False)
     split_series(raw, work / "splits", SplitParams.model_validate({"series": split}))
-    build_series(SeriesBuildParams(), work / "splits", work / "processed")
+    build_series(SeriesBuildParams.model_validate(build), work / "splits", work / "processed")
     return raw
 
 
@@ -153,7 +157,9 @@ def ridge(work: Path) -> dict[str, Any]:
     }
 
 
-def end_to_end(work: Path, raw: Path, split: dict[str, Any]) -> dict[str, float]:
+def end_to_end(
+    work: Path, raw: Path, split: dict[str, Any], build: dict[str, Any]
+) -> dict[str, float]:
     """The project's own params.yaml through a whole dvc repro, with split.kind series and the
     three train settings its image defaults state (cnn, cross_entropy, val_accuracy) replaced by
     the series defaults (what README "Your own time series" says to run)."""
@@ -161,6 +167,8 @@ def end_to_end(work: Path, raw: Path, split: dict[str, Any]) -> dict[str, float]
         "split": {"kind": "series", "series": {**_split_defaults(), **split}},
         "train": {"model": {"name": "mlp"}, "loss": "mse", "monitor": "val_loss"},
     }
+    if build:
+        overrides["build_dataset"] = {"series": build}
     project = make_project(work / "e2e", raw, overrides)
     first = sh(["dvc", "repro"], project)
     noop = sh(["dvc", "repro"], project)
@@ -183,6 +191,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--models", nargs="*", default=["lstm", "mlp", "tcn"])
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--build", type=json.loads, default={}, help="build_dataset.series")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = {}
@@ -191,7 +200,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             work = Path(tmp) / name
-            raw = prepare(frame, split, work)
+            raw = prepare(frame, split, work, args.build)
             row: dict[str, Any] = {"steps": len(frame)}
             for model in args.models:
                 row[f"ours {model}"] = ours(work, model)
@@ -199,7 +208,7 @@ def main() -> None:
             row["Ridge"] = ridge(work)
             print(name, "Ridge", json.dumps(row["Ridge"]), flush=True)
             if not args.skip_e2e:
-                row["end to end"] = end_to_end(work, raw, split)
+                row["end to end"] = end_to_end(work, raw, split, args.build)
                 print(name, "e2e", json.dumps(row["end to end"]), flush=True)
             results[name] = row
     print(json.dumps(results))

@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 from torchstages.cli import main
 from torchstages.errors import UserError
 from torchstages.evaluation.compare import compare_predictions, comparison_markdown, mcnemar_exact
+from torchstages.evaluation.intervals import block_resample_batches
 from torchstages.evaluation.predictions import Predictions, parse_predictions
 from torchstages.io import write_csv
 
@@ -110,11 +111,64 @@ def test_regression_compares_rmse_and_mae():
     assert not compare_predictions(a, same_quality).significant
 
 
+def _forecast_csv(truth: np.ndarray, predicted: np.ndarray) -> str:
+    """A series evaluation's predictions file: one row per window and horizon step."""
+    lines = ["series,origin,time,step,actual,predicted"]
+    for w, (actual, forecast) in enumerate(zip(truth, predicted, strict=True)):
+        for h, (y, f) in enumerate(zip(actual, forecast, strict=True)):
+            lines.append(f"value,{w},{w + h + 1},{h + 1},{y},{f}")
+    return "\n".join(lines) + "\n"
+
+
+def test_forecasts_are_compared_window_by_window():
+    rng = np.random.default_rng(0)
+    n, horizon = 300, 4
+    series = np.sin(np.arange(n + horizon) / 5)
+    truth = np.stack([series[w + 1 : w + 1 + horizon] for w in range(n)])
+    a = parse_predictions(_forecast_csv(truth, truth + rng.normal(size=truth.shape)), "a.csv")
+    b = parse_predictions(_forecast_csv(truth, truth + 0.6 * rng.normal(size=truth.shape)), "b")
+    assert a.task == "forecast" and a.truth.shape == (n, horizon) and a.ids[1] == ("value", "1")
+    result = compare_predictions(a, b)
+    mae, rmse = result.statistics
+    assert (mae.name, rmse.name) == ("MAE", "RMSE")
+    assert mae.a == pytest.approx(np.abs(a.predicted - truth).mean())
+    assert mae.ci_high < 0 and rmse.ci_high < 0 and result.significant
+    assert result.better + result.worse == n and "windows got closer" in result.verdict(
+        "a", "b", "t"
+    )
+    same = parse_predictions(_forecast_csv(truth, truth + rng.normal(size=truth.shape)), "c")
+    assert not compare_predictions(a, same).significant
+
+
+def test_block_bootstrap_widens_intervals_for_correlated_windows():
+    """Errors shared by neighbouring windows (as overlapping forecast targets share them): i.i.d.
+    resampling would claim a precision the split does not have."""
+    rng = np.random.default_rng(1)
+    n, horizon = 400, 12
+    truth = np.zeros((n, horizon))
+    drift = np.repeat(rng.normal(size=n // horizon + 1), horizon)[:n, None]  # runs of 12
+    a = Predictions("forecast", [("s", str(w)) for w in range(n)], truth, truth + 1.0)
+    b = Predictions("forecast", a.ids, truth, truth + 1.0 + 0.3 * drift)
+    blocked = compare_predictions(a, b).statistics[0]
+    # the same per-window errors as one-step forecasts: resampled one window at a time
+    a1, b1 = (Predictions("forecast", a.ids, truth[:, :1], r.predicted[:, :1]) for r in (a, b))
+    iid = compare_predictions(a1, b1).statistics[0]
+    assert (blocked.a, blocked.b) == pytest.approx((iid.a, iid.b))
+    assert blocked.ci_high - blocked.ci_low > 1.5 * (iid.ci_high - iid.ci_low)
+    draws = next(block_resample_batches(10, 3, 5, seed=0))
+    assert draws.shape == (5, 10)
+    runs = draws.reshape(5, -1)[:, :9].reshape(5, 3, 3)
+    assert (np.diff(runs, axis=2) % 10 == 1).all()  # consecutive indices, wrapping around
+
+
 def test_predictions_file_is_checked():
     with pytest.raises(UserError, match="x.csv: expected header id,sha256,label,predicted,p_label"):
         parse_predictions("file,label\na,b\n", "x.csv")
     with pytest.raises(UserError, match="x.csv: every row needs 4 fields"):
         parse_predictions("id,sha256,target,predicted\na,b,1.0\n", "x.csv")
+    header = "series,origin,time,step,actual,predicted\n"
+    with pytest.raises(UserError, match="x.csv: every window needs steps 1..2 in order"):
+        parse_predictions(header + "s,0,1,1,1,1\ns,0,2,2,1,1\ns,1,2,1,1,1\n", "x.csv")
 
 
 def _git(repo: Path, *args: str) -> None:

@@ -251,6 +251,22 @@ def test_every_forecaster_outputs_the_horizon_and_starts_from_the_last_value(nam
     assert torch.equal(model(window), window[:, -1, :1].expand(5, 3))
 
 
+def test_the_window_mlp_linear_path_reads_the_scaled_values_not_the_relative_ones():
+    torch.manual_seed(0)
+    model = build_series_model(parse_spec({"name": "mlp"}), 1, 6, 2, relative=True).eval()
+    # a submodule (trained, saved), zero at the start: the naive forecast plus the MLP's
+    assert {"linear.weight", "linear.bias"} <= set(model.state_dict())
+    assert not model.linear.weight.any() and not model.linear.bias.any()
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    with torch.no_grad():
+        model.linear.weight[:, -1] = -0.5  # halfway back to the train mean (0 when scaled)
+    for level in (0.0, 4.0, -3.0):
+        constant = torch.full((1, 6, 1), level)
+        # relative inputs alone could never pull a constant window towards the mean
+        assert torch.allclose(model(constant), torch.full((1, 2), level / 2))
+
+
 def test_series_defaults_and_losses():
     meta = {"kind": "series", "task": "forecast"}
     params = params_for_kind(TrainParams(), meta)
@@ -280,9 +296,8 @@ def test_series_defaults_and_losses():
 def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     """One model over three series of different levels: per-series scaling inside the ONNX
     graph agrees with PyTorch on every test window, and predict forecasts each series."""
-    import onnxruntime as ort
-
     from torchstages.deploy.export import export_and_verify
+    from torchstages.deploy.runtime import load_runner
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import evaluate_series
@@ -319,10 +334,8 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
         tmp_path / "export.json",
     )
     assert metrics["formats"]["onnx"]["prediction_agreement"] == 1.0
-    session = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
-    meta = dict(session.get_modelmeta().custom_metadata_map)
     history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")
-    header, rows = predict_series(session, meta, history)
+    header, rows = predict_series(load_runner(export / "model.onnx"), history)
     assert header == ["series", "time", "step", "predicted_value"]
     assert [r[:3] for r in rows[:5]] == [
         ["s0", "90", 1],
@@ -334,6 +347,67 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     # each series' forecast sits at its own level (s2 is around 100 units above s1)
     level = {r[0]: r[3] for r in rows if r[2] == 1}
     assert level["s0"] < level["s1"] < level["s2"]
+
+
+def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):
+    import onnx
+
+    from torchstages.deploy.export import export_and_verify
+    from torchstages.models.saved import load_model
+    from torchstages.params.export import ExportParams
+    from torchstages.series.evaluate import unscale
+    from torchstages.series.export import raw_windows
+    from torchstages.training.loop import TrainOutputs, train
+
+    frame = make_series(120)
+    frame["value"] = np.round(np.exp(frame["value"] / 10), 4)  # multiplicative, positive
+    write_series(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, transform="log")
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["transform"] == "log"
+    windows, targets = (np.load(processed / f"test_{k}.npy") for k in ("windows", "targets"))
+    index = np.load(processed / "test_index.npy")
+    raw = frame["value"].to_numpy()
+    first = index[:, 1]
+    # the stored arrays are the scaled logarithm; both ways back give the raw values
+    expected = raw[first[:, None] + np.arange(4)]
+    assert np.allclose(unscale(targets, index[:, 0], meta), expected, rtol=1e-5)
+    history = raw[first[:, None] + np.arange(-12, 0)]
+    assert np.allclose(raw_windows(windows, index[:, 0], meta)[..., 0], history, rtol=1e-5)
+    models = tmp_path / "models"
+    outputs = TrainOutputs(
+        models / "w.safetensors", models / "m.json", models / "c.pt", models / "l"
+    )
+    train(TrainParams.model_validate({"epochs": 2, "threads": 1}), processed, outputs)
+    metrics = export_and_verify(
+        ExportParams(),
+        outputs.weights,
+        outputs.card,
+        processed,
+        tmp_path / "export",
+        tmp_path / "export.json",
+    )
+    # the export takes raw values: every format's forecast of raw windows agrees with PyTorch's
+    assert metrics["formats"]["onnx"]["prediction_agreement"] == 1.0
+    assert metrics["formats"]["pt2"]["prediction_agreement"] == 1.0
+    card_text = (tmp_path / "export" / "MODEL_CARD.md").read_text()
+    assert "- transform: log" in card_text
+    graph = onnx.load(str(tmp_path / "export" / "model.onnx"))
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"Log", "Exp"} <= ops
+    assert {p.key: p.value for p in graph.metadata_props}["transform"] == "log"
+    _, card = load_model(outputs.weights, outputs.card)
+    assert card["transform"] == "log"
+
+
+def test_log_transform_refuses_a_non_positive_value_naming_the_column(tmp_path):
+    frame = make_series(120)
+    frame.loc[100, "value"] = 0.0  # after the train range: every window input needs its log
+    write_series(frame, tmp_path / "raw")
+    with pytest.raises(UserError, match=r"transform log: the target column 'value' has a non-pos"):
+        split_and_build(tmp_path / "raw", tmp_path, transform="log")
+    # no transform: the same series builds
+    split_and_build(tmp_path / "raw", tmp_path)
 
 
 def test_covariates_are_scaled_inputs_never_targets(tmp_path):

@@ -80,6 +80,10 @@ def test_series_rerun_is_byte_identical(repo):
     before = (repo / "dvc.lock").read_bytes()
     run(["dvc", "repro", "-f"], repo)
     assert (repo / "dvc.lock").read_bytes() == before
+    # the series' predictions file pairs window by window with the committed run's
+    verdict = run(["torchstages", "compare"], repo).stdout
+    assert "workspace vs HEAD on test" in verdict and "MAE" in verdict
+    assert "0 windows got closer, 0 windows got further" in verdict
 
 
 def test_predict_the_next_steps_after_a_history(repo):

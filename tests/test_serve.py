@@ -171,11 +171,11 @@ def test_real_uvicorn_burst_on_loopback(deployed, runner, monkeypatch):
     """500 requests, 8 at a time, to a real `torchstages serve` on 127.0.0.1: every answer
     right, none failed; SIGTERM then stops it cleanly."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from serve_burst import burst, running_server
+    from serve_burst import burst, running_server, uploads
 
     files = files_of(deployed, 12)
     want = expected(runner, files, 3)
-    payloads = [[(f.name, f.read_bytes())] for f in files]
+    payloads = [uploads([(f.name, f.read_bytes())]) for f in files]
     with running_server(deployed / "export/model.onnx", src=ROOT / "src") as server:
         start = time.monotonic()
         answers, _ = burst(server.url, payloads, requests=500, concurrency=8)

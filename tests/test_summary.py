@@ -77,3 +77,31 @@ def test_summary_of_a_torchvision_model(project, capsys):
     assert "model:      name=torchvision arch=mobilenet_v3_small\n" in out
     assert "input:      (1, 1, 16, 16)" in out
     assert "output:     (1, 10) logits for 10 classes" in out
+
+
+def test_summary_of_a_table_model_uses_the_kind_defaults(project, capsys):
+    from tables_data import make_table, write_table
+    from test_tables import split_and_build
+
+    write_table(make_table(120, task="regression"), project / "raw")
+    split_and_build(project / "raw", project / "data")
+    (project / "params.yaml").write_text("train: {}\n")
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "model:      name=mlp" in out  # the table default, not the image cnn
+    assert "from data/processed/meta.json (table)" in out
+    assert "output:     (1, 1) target, standardised with the train split's mean and std" in out
+    assert "transfer:" not in out
+
+
+def test_summary_of_a_forecaster(project, capsys):
+    from series_data import make_series, write_series
+    from test_series import split_and_build
+
+    write_series(make_series(200), project / "raw")
+    split_and_build(project / "raw", project / "data", lookback=12, horizon=3)
+    (project / "params.yaml").write_text("train:\n  model: {name: lstm, hidden: 8}\n")
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "input:      (1, 12, 1) from data/processed/meta.json (series)" in out
+    assert "output:     (1, 3) the next 3 values of value" in out

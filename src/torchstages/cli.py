@@ -7,9 +7,13 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torchstages.errors import UserError
 from torchstages.kinds import TABLE_SUFFIXES
+
+if TYPE_CHECKING:
+    from torchstages.deploy.runtime import Runner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             from torchstages.deploy.serve import Limits, serve
 
-            limits = Limits(args.max_request_bytes, args.max_images, args.max_pixels, args.top_k)
+            limits = Limits(
+                max_request_bytes=args.max_request_bytes,
+                max_images=args.max_images,
+                max_pixels=args.max_pixels,
+                top_k=args.top_k,
+                max_rows=args.max_rows,
+                max_text_chars=args.max_text_chars,
+            )
             serve(args.model, args.host, args.port, limits, args.threads)
         elif args.command == "params":
             from torchstages.params.reference import params_reference
@@ -178,10 +189,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--top-k", type=_positive, default=5, help="classes per input (default 5)")
     p.add_argument("--max-request-bytes", type=_positive, default=32 << 20)
     p.add_argument("--max-images", type=_positive, default=64, help="images per request")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, help="per image")
+    p.add_argument(
+        "--max-rows",
+        type=_positive,
+        default=1024,
+        help="rows, texts or history entries per request",
+    )
+    p.add_argument("--max-text-chars", type=_positive, default=10_000, help="per text")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0: per core)")
 
 
@@ -199,23 +217,18 @@ def _predict(args: argparse.Namespace) -> int:
     if named_first and (len(args.inputs) > 1 or args.text):
         # `predict model.onnx inputs...`: the model named first, as --model
         args.model, args.inputs = Path(args.inputs[0]), args.inputs[1:]
-    tables = [i for i in args.inputs if Path(i).suffix.lower() in TABLE_SUFFIXES]
+    runner = load_runner(args.model)
     # rows for a table model, texts for a text model, a history for a series model; for an
-    # image model, lists of image paths
-    if (tables or args.text) and Path(args.model).suffix == ".onnx":
-        from torchstages.tables.predict import onnx_model
-
-        session, metadata = onnx_model(args.model)
-        kind = metadata.get("kind", "images")
-        if kind in ("table", "series"):
-            return _predict_rows(args, session, metadata)
-        if kind == "text":
-            return _predict_text(args, session, metadata)
+    # image model, image files and lists of them
+    kind = runner.metadata["kind"]
+    if kind in ("table", "series"):
+        return _predict_rows(args, runner)
+    if kind == "text":
+        return _predict_text(args, runner)
     if args.text:
-        raise UserError(f"{args.model}: --text needs a text model exported as ONNX")
+        raise UserError(f"{args.model}: --text needs a text model (this one is a {kind} model)")
     if not args.inputs:
         raise UserError("predict: give the files to classify")
-    runner = load_runner(args.model)
     reader = reader_for(runner.metadata)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
     if not sources:
@@ -240,26 +253,25 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _predict_rows(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:
     """A table model: CSV with line, prediction (and probability) per row of one table file; a
     series model: the next horizon steps after the end of each series in one history file."""
-    if len(args.inputs) != 1:
-        raise UserError(
-            f"predict: a {metadata['kind']} model takes one table file (.csv, .tsv or .parquet)"
-        )
-    if metadata["kind"] == "series":
+    kind = runner.metadata["kind"]
+    if len(args.inputs) != 1 or Path(args.inputs[0]).suffix.lower() not in TABLE_SUFFIXES:
+        raise UserError(f"predict: a {kind} model takes one table file (.csv, .tsv or .parquet)")
+    if kind == "series":
         from torchstages.series.predict import predict_series as predict_file
     else:
         from torchstages.tables.predict import predict_table as predict_file
-    return _write_csv(args, *predict_file(session, metadata, Path(args.inputs[0])))
+    return _write_csv(args, *predict_file(runner, Path(args.inputs[0])))
 
 
-def _predict_text(args: argparse.Namespace, session, metadata: dict[str, str]) -> int:
+def _predict_text(args: argparse.Namespace, runner: Runner) -> int:
     """Every text given: CSV with where it came from, the class and its probability."""
     from torchstages.text.predict import predict_texts, read_inputs
 
-    texts = read_inputs(args.text, args.inputs, args.column, metadata)
-    return _write_csv(args, *predict_texts(session, metadata, texts))
+    texts = read_inputs(args.text, args.inputs, args.column, runner.metadata)
+    return _write_csv(args, *predict_texts(runner, texts))
 
 
 def _write_csv(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:

@@ -60,17 +60,21 @@ class ClassParity:
 @dataclass(frozen=True)
 class ValueParity:
     """Values (N, H) in the target's units against true values (N, H); ``scale`` (N,): each
-    row's target scale (the train standard deviation of its series or column)."""
+    row's target scale (the train standard deviation of its series or column). ``log``: the
+    model was trained on the target's logarithm (series ``transform: log``), so values are
+    compared as logarithms and ``scale`` is that of the logarithm."""
 
     scale: np.ndarray
+    log: bool = False
     diff_key = "max_abs_diff"
 
     def summary(self, reference: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-        return {"pytorch_scaled_rmse": self._rmse(reference, truth)}
+        return {"pytorch_scaled_rmse": self._rmse(self._space(reference), self._space(truth))}
 
     def measure(
         self, out: np.ndarray, reference: np.ndarray, truth: np.ndarray, params: ExportParams
     ) -> dict[str, float]:
+        out, reference, truth = (self._space(v) for v in (out, reference, truth))
         relative = np.abs(out - reference) / self.scale[:, None]
         rmse, before = self._rmse(out, truth), self._rmse(reference, truth)
         return {
@@ -88,9 +92,14 @@ class ValueParity:
             f"(export.max_int8_error_increase {params.max_int8_error_increase})"
         )
 
+    def _space(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, np.float64)
+        return np.log(values) if self.log else values
+
     def _rmse(self, values: np.ndarray, truth: np.ndarray) -> float:
-        # in units of each row's target scale, so every series of a panel counts alike
-        error = (np.asarray(values, np.float64) - truth) / self.scale[:, None]
+        # in units of each row's target scale, so every series of a panel counts alike; the
+        # values are already in the compared space when measure calls it
+        error = (values - truth) / self.scale[:, None]
         return _round(float(np.sqrt((error**2).mean())))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from torchstages.data.discover import is_skipped_name
 from torchstages.deploy.readers import Reader
-from torchstages.deploy.runtime import Runner, softmax
+from torchstages.deploy.runtime import Runner, softmax, top_k
 from torchstages.errors import UserError
 
 __all__ = [
@@ -162,12 +162,6 @@ def _classify(
             yield Result(source, error=d)
         else:
             yield Result(source, top_k(next(probs), classes, k))
-
-
-def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
-    """The ``k`` most probable classes, best first; ties keep the class order."""
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [(classes[i], float(probs[i])) for i in order]
 
 
 def write_results(results: Iterable[Result], fmt: str, out: IO[str], k: int, width: int) -> int:

@@ -19,13 +19,29 @@ from torchstages.data.discover import is_image_bytes
 from torchstages.data.images import Preprocessing, decode_image
 from torchstages.errors import UserError
 
-__all__ = ["Reader", "ImageReader", "InputTooLarge", "reader_for", "DEFAULT_MAX_PIXELS"]
+__all__ = [
+    "Reader",
+    "ImageReader",
+    "InputTooLarge",
+    "InvalidPart",
+    "reader_for",
+    "DEFAULT_MAX_PIXELS",
+]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to ~120 MB of RGB
 
 
 class InputTooLarge(UserError):
     """An input over a size limit (serve answers 413, not 400)."""
+
+
+class InvalidPart(UserError):
+    """A part of a JSON request that cannot be used; ``part`` names where it is (``rows[3].x1``),
+    so serve can answer ``{"error": ..., "part": ...}`` with ``status``."""
+
+    def __init__(self, part: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{part}: {message}")
+        self.part, self.status = part, status
 
 
 class Reader(Protocol):

@@ -18,7 +18,7 @@ import numpy as np
 from torchstages.errors import UserError
 from torchstages.io import sha256_file
 
-__all__ = ["Runner", "load_runner", "run_batched", "softmax", "REQUIRED_METADATA"]
+__all__ = ["Runner", "load_runner", "run_batched", "softmax", "top_k", "REQUIRED_METADATA"]
 
 # every exported file carries these (ONNX metadata_props, .pt2 extra files), all JSON or text;
 # classifiers add "classes", and each kind what its reader needs (preprocessing, schema, ...)
@@ -128,3 +128,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities per row; the network outputs logits and softmax is applied after it."""
     exp = np.exp(logits - logits.max(1, keepdims=True))
     return exp / exp.sum(1, keepdims=True)
+
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes, best first; ties keep the class order."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(classes[i], float(probs[i])) for i in order]

@@ -1,30 +1,40 @@
 """``torchstages serve``: an HTTP service over an exported model (FastAPI + uvicorn).
 
-Generic over data kinds: each uploaded part goes through the model's reader
-(``deploy/readers.py``) and the batch through the runner (``deploy/runtime.py``). Decoding and
-inference run in worker threads, so the event loop keeps answering ``/health`` while a large
-batch computes; uvicorn finishes in-flight requests on SIGTERM before it exits.
+Generic over data kinds. Images are uploaded as multipart parts, each decoded by the model's
+reader (``deploy/readers.py``). Tables, texts and series are sent as JSON, which the kind's
+service (``tables/serve.py``, ``text/serve.py``, ``series/serve.py``: its request model, its
+/metadata, its answer) turns into the model's inputs with the functions ``torchstages predict``
+uses. Every batch goes through the runner (``deploy/runtime.py``). Decoding and inference run in
+worker threads, so the event loop keeps answering ``/health`` while a large batch computes;
+uvicorn finishes in-flight requests on SIGTERM before it exits.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torchstages import paths
-from torchstages.deploy.predict import top_k
-from torchstages.deploy.readers import DEFAULT_MAX_PIXELS, InputTooLarge, Reader, reader_for
-from torchstages.deploy.runtime import Runner, load_runner, softmax
+from torchstages.deploy.readers import (
+    DEFAULT_MAX_PIXELS,
+    InputTooLarge,
+    InvalidPart,
+    Reader,
+    reader_for,
+)
+from torchstages.deploy.runtime import Runner, load_runner, softmax, top_k
 from torchstages.errors import UserError
 
 __all__ = ["Limits", "create_app", "serve"]
@@ -39,7 +49,32 @@ class Limits:
     max_request_bytes: int = 32 << 20
     max_images: int = 64
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image, checked on the header (decompression bombs)
-    top_k: int = 5  # default classes per image; a request may ask for fewer or more
+    top_k: int = 5  # default classes per input; a request may ask for fewer or more
+    max_rows: int = 1024  # JSON kinds: rows, texts or history entries per request
+    max_text_chars: int = 10_000  # per text; tokens beyond the model's max_len are cut anyway
+
+
+class JsonService(Protocol):
+    """``POST /predict`` of a kind sent as JSON: one list field of inputs, answered in order."""
+
+    field: str  # the request's list of inputs ("rows", "texts", "history"): max_rows applies
+    request: type[BaseModel]  # the body, validated by FastAPI and shown at /docs
+
+    def describe(self) -> dict[str, Any]:
+        """What /metadata adds for the kind: the columns, tokenizer or window a request needs."""
+        ...
+
+    def predict(self, body: Any, k: int) -> dict[str, Any]:
+        """The answer (without model_version); ``InvalidPart`` naming the bad input."""
+        ...
+
+
+# the kinds sent as JSON: module and class of their service, imported only when served
+JSON_SERVICES = {
+    "table": "torchstages.tables.serve:TableService",
+    "text": "torchstages.text.serve:TextService",
+    "series": "torchstages.series.serve:SeriesService",
+}
 
 
 class RequestError(Exception):
@@ -52,14 +87,19 @@ class RequestError(Exception):
 
 def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
     """The service for one loaded model."""
-    reader = reader_for(runner.metadata, limits.max_pixels)
+    service = json_service(runner, limits)
     version = runner.version()
-    metadata = _metadata(runner, version, limits)
+    metadata = _metadata(runner, version, limits, service)
     app = FastAPI(
         title="torchstages model",
         version=version[:12],
-        description=f"{runner.format} model `{runner.path.name}`, classes: "
-        f"{', '.join(runner.classes)}. Send inputs as multipart parts named `files`.",
+        description=f"{runner.metadata['kind']} model `{runner.path.name}` ({runner.format}). "
+        + (
+            f"Send JSON with a `{service.field}` list (GET /metadata says what each needs)."
+            if service
+            else f"Classes: {', '.join(runner.classes)}. Send inputs as multipart parts named "
+            "`files`."
+        ),
     )
     app.add_middleware(_BodyLimit, max_bytes=limits.max_request_bytes)
 
@@ -76,7 +116,8 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse({"error": f"{where}: {first['msg']}", "part": None}, status_code=422)
+        part = _part_of(first["loc"])
+        return JSONResponse({"error": f"{where}: {first['msg']}", "part": part}, status_code=422)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -85,9 +126,28 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/metadata")
     async def get_metadata() -> dict[str, Any]:
-        """Classes, inputs and preprocessing, formats, limits; ``model_version`` is the sha256
+        """What the model takes and answers, formats, limits; ``model_version`` is the sha256
         of the served file."""
         return metadata
+
+    if service is None:
+        _add_upload_route(app, runner, limits, version)
+    else:
+        _add_json_route(app, service, limits, version)
+    return app
+
+
+def json_service(runner: Runner, limits: Limits) -> JsonService | None:
+    """The JSON service of a table, text or series model; None for a kind uploaded as files."""
+    target = JSON_SERVICES.get(runner.metadata["kind"])
+    if target is None:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)(runner, limits)
+
+
+def _add_upload_route(app: FastAPI, runner: Runner, limits: Limits, version: str) -> None:
+    reader = reader_for(runner.metadata, limits.max_pixels)
 
     @app.post("/predict")
     async def predict(
@@ -106,7 +166,48 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
         results = await run_in_threadpool(_infer, runner, reader, parts, n_top)
         return {"model_version": version, "predictions": results}
 
-    return app
+
+def _add_json_route(app: FastAPI, service: JsonService, limits: Limits, version: str) -> None:
+    async def predict(
+        body: BaseModel,
+        k: Annotated[
+            int | None, Query(ge=1, alias="top_k", description="classes per input")
+        ] = None,
+    ) -> dict[str, Any]:
+        items = getattr(body, service.field)
+        if len(items) > limits.max_rows:
+            raise RequestError(
+                413,
+                f"{len(items)} {service.field} in one request; at most {limits.max_rows}",
+                service.field,
+            )
+        answer = await run_in_threadpool(_answer, service, body, k or limits.top_k)
+        return {"model_version": version, **answer}
+
+    # FastAPI reads the body's type from the annotation, and the kind's model is known only now
+    # (this module's annotations are strings, resolved in its globals)
+    predict.__annotations__["body"] = service.request
+    predict.__doc__ = f"Predictions for each of `{service.field}`, in the order sent."
+    app.post("/predict")(predict)
+
+
+def _answer(service: JsonService, body: BaseModel, k: int) -> dict[str, Any]:
+    try:
+        return service.predict(body, k)
+    except InvalidPart as exc:
+        raise RequestError(exc.status, str(exc), exc.part) from None
+    except Exception as exc:  # input the readers fail on in a way they do not name: still a 400
+        log.warning("%s: unexpected failure", service.field, exc_info=True)
+        raise RequestError(400, f"{service.field}: cannot use ({exc!r})", service.field) from None
+
+
+def _part_of(loc: tuple) -> str | None:
+    """The request part a validation error is about: ``("body", "rows", 3)`` -> ``rows[3]``,
+    ``("query", "top_k")`` -> ``top_k``."""
+    part = ""
+    for p in loc[1:]:
+        part += f"[{p}]" if isinstance(p, int) else f".{p}" if part else str(p)
+    return part or None
 
 
 def _part_name(index: int, upload: UploadFile) -> str:
@@ -141,7 +242,9 @@ def _infer(
     ]
 
 
-def _metadata(runner: Runner, version: str, limits: Limits) -> dict[str, Any]:
+def _metadata(
+    runner: Runner, version: str, limits: Limits, service: JsonService | None
+) -> dict[str, Any]:
     folder = runner.path.parent
     meta = runner.metadata
     return {
@@ -149,6 +252,7 @@ def _metadata(runner: Runner, version: str, limits: Limits) -> dict[str, Any]:
         "classes": runner.classes,
         "inputs": runner.inputs,
         "preprocessing": json.loads(meta["preprocessing"]) if "preprocessing" in meta else None,
+        **(service.describe() if service else {}),
         "format": runner.format,
         # the formats exported beside the served file: what else could serve the same model
         "formats": sorted(f for f, name in paths.EXPORT_FILES.items() if (folder / name).exists()),

@@ -3,8 +3,9 @@
 Both runs' per-sample predictions (``predictions/<stage>.csv``, kept in git) are paired by
 sample. Classification: McNemar's exact test on the samples whose outcome changed, and paired
 bootstrap intervals of the accuracy and macro-F1 differences. Regression: paired bootstrap
-intervals of the RMSE and MAE differences. A task plugs in by adding a function to ``_TASKS``
-that turns two aligned runs into a :class:`_Paired`.
+intervals of the RMSE and MAE differences. Forecasts: MAE and RMSE over windows, resampled in
+runs of ``horizon`` neighbouring windows (their targets overlap). A task plugs in by adding a
+function to ``_TASKS`` that turns two aligned runs into a :class:`_Paired`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from torchstages import paths
 from torchstages.errors import UserError
 from torchstages.evaluation.intervals import (
+    block_resample_batches,
     confusion_stack,
     percentile_interval,
     resample_batches,
@@ -92,6 +94,7 @@ class _Paired:
     better_words: str
     worse_words: str
     p_value: float | None  # None: significance from the first statistic's interval
+    block: int = 1  # resample runs of this many neighbouring samples (correlated neighbours)
 
 
 def mcnemar_exact(better: int, worse: int) -> float:
@@ -145,9 +148,36 @@ def _regression(a: Predictions, b: Predictions) -> _Paired:
     )
 
 
+def _forecast(a: Predictions, b: Predictions) -> _Paired:
+    """Per window, the errors of all its horizon steps; a window got closer when its mean
+    absolute error shrank."""
+    err_a, err_b = np.abs(a.predicted - a.truth), np.abs(b.predicted - b.truth)
+    mae_a, mae_b = err_a.mean(1), err_b.mean(1)
+
+    def statistics(idx: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {
+            "MAE": (err_a[idx].mean((1, 2)), err_b[idx].mean((1, 2))),
+            "RMSE": (
+                np.sqrt((err_a[idx] ** 2).mean((1, 2))),
+                np.sqrt((err_b[idx] ** 2).mean((1, 2))),
+            ),
+        }
+
+    return _Paired(
+        statistics,
+        int((mae_b < mae_a).sum()),
+        int((mae_b > mae_a).sum()),
+        "windows got closer",
+        "windows got further",
+        None,
+        block=a.truth.shape[1],
+    )
+
+
 _TASKS: dict[str, Callable[[Predictions, Predictions], _Paired]] = {
     "classification": _classification,
     "regression": _regression,
+    "forecast": _forecast,
 }
 
 
@@ -160,7 +190,12 @@ def compare_predictions(
     n = len(a.ids)
     full = paired.statistics(np.arange(n)[None, :])
     draws: dict[str, list[np.ndarray]] = {name: [] for name in full}
-    for idx in resample_batches(n, resamples, seed):
+    batches = (
+        resample_batches(n, resamples, seed)
+        if paired.block == 1
+        else block_resample_batches(n, paired.block, resamples, seed)
+    )
+    for idx in batches:
         for name, (va, vb) in paired.statistics(idx).items():
             draws[name].append(vb - va)
     statistics = []

@@ -21,6 +21,7 @@ __all__ = [
     "confusion_stack",
     "percentile_interval",
     "resample_batches",
+    "block_resample_batches",
     "scores_from_confusion",
     "wilson_interval",
 ]
@@ -52,6 +53,22 @@ def resample_batches(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
     per_batch = max(1, _DRAWS_PER_BATCH // max(n, 1))
     for start in range(0, resamples, per_batch):
         yield rng.integers(0, n, (min(per_batch, resamples - start), n))
+
+
+def block_resample_batches(n: int, block: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Like :func:`resample_batches`, but drawing runs of ``block`` consecutive indices
+    (circular block bootstrap, Politis & Romano 1992): for samples that are correlated with their
+    neighbours, such as overlapping forecast windows, i.i.d. draws would make intervals too
+    narrow. ``block`` 1 draws as :func:`resample_batches` does."""
+    block = max(1, min(block, n))
+    starts_per_draw = -(-n // block)
+    offsets = np.arange(block)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    per_batch = max(1, _DRAWS_PER_BATCH // max(n, 1))
+    for start in range(0, resamples, per_batch):
+        starts = rng.integers(0, n, (min(per_batch, resamples - start), starts_per_draw))
+        runs = (starts[:, :, None] + offsets) % n
+        yield runs.reshape(len(starts), -1)[:, :n]
 
 
 def percentile_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,16 +31,17 @@ __all__ = [
 HEADERS = {
     "classification": ["id", "sha256", "label", "predicted", "p_label"],
     "regression": ["id", "sha256", "target", "predicted"],
+    "forecast": ["series", "origin", "time", "step", "actual", "predicted"],
 }
 
 
 @dataclass(frozen=True)
 class Predictions:
     """One run's predictions on one split; ``truth`` and ``predicted`` are class names (str) for
-    classification and floats for regression."""
+    classification, floats for regression, and (windows, horizon) floats for forecasts."""
 
     task: str
-    ids: list[tuple[str, str]]  # (id, sha256) per sample, in split order
+    ids: list[tuple[str, str]]  # (id, sha256) per sample, (series, origin) per window; in order
     truth: np.ndarray
     predicted: np.ndarray
 
@@ -87,6 +88,8 @@ def parse_predictions(text: str, source: str) -> Predictions:
     rows = list(reader)
     if any(len(r) != len(header) for r in rows):
         raise UserError(f"{source}: every row needs {len(header)} fields ({','.join(header)})")
+    if task == "forecast":
+        return _forecasts(rows, source)
     ids = [(r[0], r[1]) for r in rows]
     if task == "classification":
         truth = np.array([r[2] for r in rows], dtype=object)
@@ -98,3 +101,21 @@ def parse_predictions(text: str, source: str) -> Predictions:
         except ValueError as exc:
             raise UserError(f"{source}: {exc}") from None
     return Predictions(task, ids, truth, predicted)
+
+
+def _forecasts(rows: list[list[str]], source: str) -> Predictions:
+    """Rows of one window after another, steps 1..horizon in order: (windows, horizon) arrays."""
+    horizon = next((i for i, r in enumerate(rows) if i and r[3] == "1"), len(rows))
+    steps = [str(h + 1) for h in range(horizon)]
+    if (
+        horizon == 0
+        or len(rows) % horizon
+        or any([r[3] for r in rows[i : i + horizon]] != steps for i in range(0, len(rows), horizon))
+    ):
+        raise UserError(f"{source}: every window needs steps 1..{horizon} in order")
+    try:
+        values = np.array([[float(r[4]), float(r[5])] for r in rows]).reshape(-1, horizon, 2)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    ids = [(rows[i][0], rows[i][1]) for i in range(0, len(rows), horizon)]
+    return Predictions("forecast", ids, values[:, :, 0], values[:, :, 1])

@@ -7,6 +7,7 @@ that value, so a network whose head is zero is the naive forecast ("tomorrow equ
 learns what improves on it. With ``relative`` inputs (``build_dataset.series.level``) it also
 sees the window's target relative to that last value: the shape of the recent past, not its
 level, so a trending series whose test range lies above anything seen in training looks familiar.
+The window MLP adds a linear path on the scaled target steps (see :class:`WindowMLP`).
 Scaling happens outside, in the data and in the exported graph.
 """
 
@@ -35,19 +36,30 @@ class TCNSpec(SpecWithTransfer):
 
 
 class _Forecaster(nn.Module):
-    """``features`` (N, L, F) -> ``head`` -> (N, horizon) changes, added to the last target value."""
+    """``features`` (N, L, F) -> ``head`` -> (N, horizon) changes, added to the last target value
+    (plus the ``linear`` path's, where a network has one)."""
 
     head_name = "head"
     relative = False  # set by build_series_model from the data's meta
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (N, L) -> (N, H) on the target's steps, or None; an instance attribute: a class-level
+        # None would shadow the submodule that nn.Module keeps in _modules
+        self.linear: nn.Module | None = None
 
     def features(self, window: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:  # (N, L, F) -> (N, H)
         last = window[:, -1:, :1]  # (N, 1, 1): the target's last value
+        target = window[:, :, 0]  # (N, L) scaled, before the shift below
         if self.relative:
             window = torch.cat([window[:, :, :1] - last, window[:, :, 1:]], dim=2)
-        return self.head(self.features(window)) + last[:, 0]
+        out = self.head(self.features(window)) + last[:, 0]
+        if self.linear is not None:
+            out = out + self.linear(target)
+        return out
 
 
 class Recurrent(_Forecaster):
@@ -68,13 +80,22 @@ class Recurrent(_Forecaster):
 
 
 class WindowMLP(_Forecaster):
-    """The flattened window (N, L x F) -> hidden layers -> horizon values."""
+    """The flattened window (N, L x F) -> hidden layers -> horizon values, beside a linear map
+    of the target's L scaled steps to the H forecasts (as DLinear, Zeng et al. 2023: a linear
+    model on lags is hard to beat on short series; the MLP learns what it misses). The linear
+    path sees the scaled values themselves, not the relative ones: relative inputs can only
+    express forecasts whose lag weights sum to one, never a pull back towards the train mean
+    (sunspots' cycles). It starts at zero: an untrained network is the naive forecast plus
+    the MLP's. Chosen on the val ranges of bench/series.py (bench/RESULTS.md)."""
 
     def __init__(self, spec: MLPSpec, features: int, lookback: int, horizon: int) -> None:
         super().__init__()
         layers, width = hidden_layers(spec, lookback * features)
         self.body = nn.Sequential(nn.Flatten(), *layers)
         self.head = nn.Linear(width, horizon)
+        self.linear = nn.Linear(lookback, horizon)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def features(self, window: torch.Tensor) -> torch.Tensor:
         return self.body(window)

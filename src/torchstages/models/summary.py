@@ -12,6 +12,7 @@ from typing import Any
 from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import read_json
+from torchstages.kinds import kind_of
 from torchstages.models import build_model, check_output_shape, describe_model, freeze_backbone
 from torchstages.models.transfer import load_pretrained
 from torchstages.params.base import load_section
@@ -30,6 +31,8 @@ def summarize(
     Channels, size and classes come from ``meta_path`` when it exists; otherwise channels and size
     come from the ``build_dataset`` section and ``classes`` must be given. ``classes`` overrides.
     """
+    if meta_path.exists() and kind_of(read_json(meta_path)) != "images":
+        return _summarize_rows(params_path, meta_path)
     spec = load_section(TrainParams, "train", params_path).model
     if meta_path.exists():
         meta = read_json(meta_path)
@@ -58,8 +61,33 @@ def summarize(
         "model": spec.model_dump(mode="json", exclude={"transfer"}),
         "transfer": spec.transfer.model_dump(mode="json"),
         "pretrained": report,
-        "classes": num_classes,
+        "output": f"logits for {num_classes} classes",
         "input_from": input_from,
+    }
+
+
+def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
+    """A table, text or series model: built from the processed dataset's ``meta.json`` with the
+    kind's defaults filled in, as train builds it (no transfer learning for these kinds)."""
+    from torchstages.training.data import build_network, describe_network, params_for_kind
+
+    meta = read_json(meta_path)
+    params = params_for_kind(load_section(TrainParams, "train", params_path), meta)
+    task = meta.get("task", "classification")
+    if task == "classification":
+        outputs, output = len(meta["classes"]), f"logits for {len(meta['classes'])} classes"
+    elif task == "forecast":
+        outputs, output = meta["horizon"], f"the next {meta['horizon']} values of {meta['target']}"
+    else:
+        outputs, output = 1, f"{meta['target']}, standardised with the train split's mean and std"
+    model = build_network(meta, params, outputs)
+    return {
+        **describe_network(meta, model),
+        "model": params.model.model_dump(mode="json", exclude={"transfer"}),
+        "transfer": {},
+        "pretrained": "none",
+        "output": output,
+        "input_from": f"{meta_path} ({kind_of(meta)})",
     }
 
 
@@ -69,11 +97,12 @@ def format_summary(info: dict[str, Any]) -> str:
     rows = [
         ("model", model),
         ("input", f"{tuple(info['input_shape'])} from {info['input_from']}"),
-        ("output", f"{tuple(info['output_shape'])} logits for {info['classes']} classes"),
+        ("output", f"{tuple(info['output_shape'])} {info['output']}"),
         ("parameters", f"{info['parameters']:,}"),
         ("trainable", f"{info['trainable']:,}"),
-        ("transfer", " ".join(f"{k}={v}" for k, v in info["transfer"].items())),
     ]
+    if info["transfer"]:
+        rows.append(("transfer", " ".join(f"{k}={v}" for k, v in info["transfer"].items())))
     if info["pretrained"] != "none":
         rows.append(("pretrained", info["pretrained"]))
     return "".join(f"{key + ':':<12}{value}\n" for key, value in rows)

@@ -74,6 +74,12 @@ class SeriesBuildParams(Section):
     stride: int = Field(
         1, ge=1, description="steps between train windows (val and test score every window)"
     )
+    transform: Literal["none", "log"] = Field(
+        "none",
+        description="log: forecast the target's logarithm (for multiplicative series, whose "
+        "seasonal swing grows with the level; every value must be positive), scaled after; "
+        "metrics, predictions and the export stay in the target's own units",
+    )
     scaler: Literal["standard", "minmax"] = Field(
         "standard",
         description="per series and column, fitted on the train range: standard (mean, std) "

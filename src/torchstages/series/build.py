@@ -34,6 +34,7 @@ __all__ = [
     "calendar_features",
     "detect_season",
     "fit_scaler",
+    "transform_target",
     "window_starts",
 ]
 
@@ -78,6 +79,21 @@ def calendar_features(times: list[str], names: list[str]) -> np.ndarray:
         for n in names
     ]
     return np.stack(columns, axis=1)
+
+
+def transform_target(values: np.ndarray, transform: str, where: str) -> np.ndarray:
+    """(T, C) values with the target (column 0) transformed as ``build_dataset.series.transform``
+    says; the covariates pass unchanged. ``where`` names the series in the error."""
+    if transform == "none":
+        return values
+    target = values[:, 0]
+    if not (target > 0).all():
+        bad = float(target[~(target > 0)][0])
+        raise UserError(
+            f"build_dataset.series.transform log: {where} has a non-positive value ({bad:g}); "
+            "log needs every value > 0 (use transform: none, or shift the column)"
+        )
+    return np.concatenate([np.log(target)[:, None], values[:, 1:]], axis=1)
 
 
 def fit_scaler(train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +150,8 @@ def build_series(params: SeriesBuildParams, splits_dir: Path, out_dir: Path) -> 
     for number, sid in enumerate(split.ids):
         values, bounds = split.values[sid], split.bounds[sid]
         _check_length(sid, len(values), bounds, params)
+        where = f"the target column {summary['target']!r}" + (f" of series {sid!r}" if sid else "")
+        values = transform_target(values, params.transform, where)
         train_end = bounds["train"][1]
         shift, scale = fit_scaler(values[:train_end], params.scaler)
         shifts.append(shift)
@@ -164,8 +182,10 @@ def build_series(params: SeriesBuildParams, splits_dir: Path, out_dir: Path) -> 
         "horizon": horizon,
         "stride": params.stride,
         "level": params.level,
+        "transform": params.transform,
         "season": season,
-        # (series, column) of the target and covariates; calendar features are not scaled
+        # (series, column) of the target (after the transform) and covariates; calendar
+        # features are not scaled
         "scaler": {
             "kind": params.scaler,
             "shift": [s.tolist() for s in shifts],

@@ -29,10 +29,12 @@ _METRICS = ("mae", "rmse", "smape", "mase")
 
 
 def unscale(scaled: np.ndarray, series: np.ndarray, card: dict[str, Any]) -> np.ndarray:
-    """Target values (N, H) in the series' units, from scaled ones and each row's series number."""
+    """Target values (N, H) in the series' units, from scaled ones and each row's series number
+    (the scaling undone, then the transform)."""
     shift = np.asarray(card["scaler"]["shift"], dtype=np.float64)[series, 0]
     scale = np.asarray(card["scaler"]["scale"], dtype=np.float64)[series, 0]
-    return scaled.astype(np.float64) * scale[:, None] + shift[:, None]
+    out = scaled.astype(np.float64) * scale[:, None] + shift[:, None]
+    return np.exp(out) if card.get("transform", "none") == "log" else out
 
 
 def baselines(

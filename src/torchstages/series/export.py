@@ -38,7 +38,8 @@ def _scaling(card: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
 
 class SeriesModel(nn.Module):
     """The trained forecaster as deployed: (N, L, F) raw window and (N,) series numbers in,
-    (N, H) forecasts in the target's units out."""
+    (N, H) forecasts in the target's units out. With ``transform: log`` the graph takes the
+    target's logarithm before scaling and exponentiates the forecast after."""
 
     def __init__(self, model: nn.Module, card: dict[str, Any]) -> None:
         super().__init__()
@@ -46,17 +47,24 @@ class SeriesModel(nn.Module):
         shift, scale = _scaling(card)
         self.register_buffer("shift", shift.float())
         self.register_buffer("scale", scale.float())
+        self.log = card.get("transform", "none") == "log"
 
     def forward(self, window: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
         shift, scale = self.shift[series], self.scale[series]  # (N, F)
+        if self.log:  # the target column only; covariates and calendar pass unchanged
+            window = torch.cat([torch.log(window[:, :, :1]), window[:, :, 1:]], dim=2)
         out = self.model((window - shift[:, None]) / scale[:, None])
-        return out * scale[:, :1] + shift[:, :1]
+        out = out * scale[:, :1] + shift[:, :1]  # (N, H)
+        return torch.exp(out) if self.log else out
 
 
 def raw_windows(windows: np.ndarray, series: np.ndarray, card: dict[str, Any]) -> np.ndarray:
     """The stored scaled windows (N, L, F) back in raw units (what a user feeds the export)."""
     shift, scale = (t.numpy() for t in _scaling(card))
-    return np.asarray(windows, dtype=np.float64) * scale[series][:, None] + shift[series][:, None]
+    raw = np.asarray(windows, dtype=np.float64) * scale[series][:, None] + shift[series][:, None]
+    if card.get("transform", "none") == "log":
+        raw[:, :, 0] = np.exp(raw[:, :, 0])
+    return raw
 
 
 def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
@@ -76,7 +84,11 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
         )
     }
     metadata.update(
-        target=card["target"], time=card["time"], id=card["id"] or "", fill=card["fill"]
+        target=card["target"],
+        time=card["time"],
+        id=card["id"] or "",
+        fill=card["fill"],
+        transform=card.get("transform", "none"),  # cards from before the transform: none
     )
     return Exportable(
         module=SeriesModel(model, card).eval(),
@@ -120,7 +132,11 @@ def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Ki
         test={"window": raw_windows(windows, series, card).astype(np.float32), "series": series},
         reference=unscale(scaled.numpy(), series, card),
         truth=unscale(targets, series, card),
-        parity=ValueParity(np.asarray(card["scaler"]["scale"], dtype=np.float64)[series, 0]),
+        # the scaler's scale is that of the logarithm under transform: log
+        parity=ValueParity(
+            np.asarray(card["scaler"]["scale"], dtype=np.float64)[series, 0],
+            log=card.get("transform", "none") == "log",
+        ),
         card=_card_text(card, exp),
         train=lambda: _train_inputs(card, processed),
         int8="static" if card["architecture"]["name"] == "tcn" else "dynamic",
@@ -149,6 +165,14 @@ def _card_text(card: dict[str, Any], exp: Exportable) -> CardText:
             + (f" (column `{card['id']}`)" if card["id"] else ""),
             f"- input columns: {', '.join(f'`{c}`' for c in card['features'])} (time column "
             f"`{card['time']}`; gaps filled by {card['fill']})",
+            *(
+                [
+                    f"- transform: log (trained on the logarithm of `{target}`; parity below "
+                    "compares logarithms)"
+                ]
+                if card.get("transform", "none") == "log"
+                else []
+            ),
         ],
         details=[
             f"Output `logits`: {exp.output}. Each series' train-range scaling is inside the "

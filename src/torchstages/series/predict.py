@@ -1,68 +1,105 @@
-"""Forecast with an exported ONNX forecaster: a history file in (the columns it was trained on),
-the next ``horizon`` steps after the end of each series out, with their times. The history is
-read by the very function the split stage used (sorting, gap filling), and its calendar features
-by build-dataset's. No torch here.
+"""Forecast with an exported forecaster (``.onnx``, ``.int8.onnx`` or ``.pt2``): a history in (a
+table file for ``torchstages predict``, JSON rows for ``torchstages serve``), the next ``horizon``
+steps after the end of each series out, with their times. Both go through :func:`forecast_frame`:
+the history is read by the very function the split stage used (sorting, gap filling), and its
+calendar features by build-dataset's. No torch here on the ONNX path.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.series.build import calendar_features
 from torchstages.series.read import Frequency, read_series
 from torchstages.tables.read import read_table
 
-__all__ = ["predict_series"]
+__all__ = ["Forecast", "forecast_frame", "predict_series", "series_columns"]
 
 
-def predict_series(
-    session: Any, meta: dict[str, str], history: Path
-) -> tuple[list[str], list[list[Any]]]:
-    """(header, rows): per series and step its forecast time and value."""
+@dataclass(frozen=True)
+class Forecast:
+    """The next steps of one series: ``series`` is its id ("" for a single series)."""
+
+    series: str
+    times: list[str]
+    values: list[float]
+
+
+def series_columns(metadata: dict[str, str]) -> dict[str, Any]:
+    """The history's columns the model was trained on: time, target, id (None for a single
+    series) and covariates, as ``read_series`` takes them."""
+    return {
+        "time": metadata["time"],
+        "target": metadata["target"],
+        "id": metadata["id"] or None,
+        "covariates": json.loads(metadata["covariates"]),
+    }
+
+
+def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Forecast]:
+    """Each series' forecast from the end of its history in ``frame`` (cells as text or NaN, as
+    ``read_table`` gives them), in the order ``read_series`` sorts them (by id)."""
+    meta = runner.metadata
     lookback, horizon = json.loads(meta["lookback"]), json.loads(meta["horizon"])
     ids = json.loads(meta["series_ids"])
-    cols = {
-        "time": meta["time"],
-        "target": meta["target"],
-        "id": meta["id"] or None,
-        "covariates": json.loads(meta["covariates"]),
-    }
-    frame = read_table(history)
+    cols = series_columns(meta)
     needed = [c for c in (cols["time"], cols["target"], cols["id"], *cols["covariates"]) if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise UserError(f"{history}: missing column(s) {missing} the model was trained on")
+        raise UserError(f"{where}: missing column(s) {missing} the model was trained on")
     freq = Frequency.from_dict(json.loads(meta["frequency"]))
-    series, _, _ = read_series(frame, cols, meta["fill"], str(history), freq)
+    series, _, _ = read_series(frame, cols, meta["fill"], where, freq)
     calendar = json.loads(meta["calendar"])
+    log = meta.get("transform", "none") == "log"  # files from before the transform: none
     windows, numbers = [], []
     for s in series:
         if s.id not in ids:
-            raise UserError(f"{history}: series {s.id!r} was not in training (known: {ids[:5]}...)")
+            raise UserError(f"{where}: series {s.id!r} was not in training (known: {ids[:5]}...)")
         if len(s.times) < lookback:
             name = f"series {s.id!r}" if s.id else "the history"
             raise UserError(
-                f"{history}: {name} has {len(s.times)} time steps; the model reads the last "
+                f"{where}: {name} has {len(s.times)} time steps; the model reads the last "
                 f"{lookback}"
             )
         recent = s.values[-lookback:]
+        if log and not (recent[:, 0] > 0).all():
+            name = f"series {s.id!r}" if s.id else "the history"
+            raise UserError(
+                f"{where}: {name} has a value <= 0 ({recent[:, 0].min():g}) in its last "
+                f"{lookback} steps; the model forecasts the log of {cols['target']} "
+                "(build_dataset.series.transform: log)"
+            )
         windows.append(
             np.concatenate([recent, calendar_features(s.times[-lookback:], calendar)], 1)
         )
         numbers.append(ids.index(s.id))
-    out = session.run(
-        None,
-        {"window": np.asarray(windows, dtype=np.float32), "series": np.asarray(numbers, np.int64)},
-    )[0]
-    header = [*(["series"] if cols["id"] else []), "time", "step", f"predicted_{cols['target']}"]
+    out = runner.run({"window": np.asarray(windows), "series": np.asarray(numbers)})
+    return [
+        Forecast(s.id, freq.future(s.times[-1], horizon), [round(float(v), 6) for v in forecast])
+        for s, forecast in zip(series, out, strict=True)
+    ]
+
+
+def predict_series(runner: Runner, history: Path) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows): per series and step its forecast time and value."""
+    panel = bool(runner.metadata["id"])
+    forecasts = forecast_frame(runner, read_table(history), str(history))
+    header = [
+        *(["series"] if panel else []),
+        "time",
+        "step",
+        f"predicted_{runner.metadata['target']}",
+    ]
     rows = []
-    for s, forecast in zip(series, out, strict=True):
-        times = freq.future(s.times[-1], horizon)
-        for step, (time, value) in enumerate(zip(times, forecast, strict=True), 1):
-            rows.append([*([s.id] if cols["id"] else []), time, step, round(float(value), 6)])
+    for f in forecasts:
+        for step, (time, value) in enumerate(zip(f.times, f.values, strict=True), 1):
+            rows.append([*([f.series] if panel else []), time, step, value])
     return header, rows

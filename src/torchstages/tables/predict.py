@@ -1,73 +1,70 @@
-"""Predict a table's target with an exported ONNX model: rows of a CSV/Parquet file in, one
-prediction per row out, encoded by the very function build-dataset used. No torch here."""
+"""Predict a table's target with an exported model (``.onnx``, ``.int8.onnx`` or ``.pt2``): rows
+in, one prediction per row out, encoded by the very function build-dataset used. The rows come
+from a CSV/Parquet file (``torchstages predict``) or from JSON (``torchstages serve``, see
+``tables/serve.py``); both go through :func:`predict_frame`, so they cannot disagree. No torch
+here on the ONNX path.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+import pandas as pd
 
-from torchstages.errors import UserError
+from torchstages.deploy.runtime import Runner, run_batched, softmax, top_k
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
 
-__all__ = ["onnx_model", "predict_table"]
+__all__ = ["Prediction", "predict_frame", "predict_table", "source_columns"]
 
 log = logging.getLogger(__name__)
 _BATCH = 4096
 
-
-def onnx_model(path: Path) -> tuple[Any, dict[str, str]]:
-    """(ONNX Runtime session, metadata): the metadata's ``kind`` says which data it takes."""
-    import onnxruntime as ort
-
-    if not path.is_file():
-        raise UserError(f"{path}: model not found (run dvc repro to export it)")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise UserError(f"{path}: not a loadable ONNX model ({exc})") from None
-    return session, dict(session.get_modelmeta().custom_metadata_map)
+# per row: the predicted class (with the top classes and their probabilities, best first) or,
+# for a regressor, the predicted value (and no classes)
+Prediction = tuple[str | float, list[tuple[str, float]]]
 
 
-def predict_table(session: Any, meta: dict[str, str], table: Path) -> tuple[list[str], list[list]]:
-    """(header, rows): the file's line number, the prediction, and for classes its probability.
+def source_columns(metadata: dict[str, str]) -> list[str]:
+    """The table columns the model reads (a date column once, though it feeds several inputs)."""
+    schema = json.loads(metadata["schema"])
+    numeric = [c["source"] for c in schema["numeric"]]
+    return list(dict.fromkeys([*numeric, *(c["name"] for c in schema["categorical"])]))
 
-    The target column may be present (it is ignored), extra columns are ignored, a missing
-    trained column is an error naming it; unseen categories take the 'other' index (a warning
-    counts them).
+
+def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -> list[Prediction]:
+    """One prediction per row of ``frame`` (cells as text or NaN, as ``read_table`` gives them).
+
+    Extra columns are ignored, a missing trained column is an error naming it; unseen
+    categories take the 'other' index (a warning counts them).
     """
-    schema = json.loads(meta["schema"])
-    frame = read_table(table)
-    frame.index = frame.index + 2  # line numbers, the header being line 1
+    schema = json.loads(runner.metadata["schema"])
     # missing cells are imputed as in training; a non-number in a numeric column is an error
-    numeric, categorical, other = encode(frame, schema, TableBuildParams(), str(table))
+    numeric, categorical, other = encode(frame, schema, TableBuildParams(), where)
     unseen = {c: n for c, n in other.items() if n}
     if unseen:
         log.warning("predict: categories not seen in training (treated as 'other'): %s", unseen)
     feeds = {"numeric": numeric, "categorical": categorical}
-    names = [i.name for i in session.get_inputs()]
-    out = np.concatenate(
-        [
-            session.run(None, {n: feeds[n][i : i + _BATCH] for n in names})[0]
-            for i in range(0, len(frame), _BATCH)
-        ]
-    )
-    lines = frame.index.tolist()
-    column = f"predicted_{meta['target']}"
-    if meta["task"] == "regression":
-        return ["line", column], [
-            [n, round(float(v), 6)] for n, v in zip(lines, out[:, 0], strict=True)
-        ]
-    classes = json.loads(meta["classes"])
+    out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
+    if runner.metadata["task"] == "regression":
+        return [(round(float(v), 6), []) for v in out[:, 0]]
     # softmax after the model, never inside it: the network outputs logits
-    exp = np.exp(out - out.max(1, keepdims=True))
-    probs = exp / exp.sum(1, keepdims=True)
+    tops = [top_k(p, runner.classes, k) for p in softmax(out)]
+    return [(top[0][0], top) for top in tops]
+
+
+def predict_table(runner: Runner, table: Path) -> tuple[list[str], list[list]]:
+    """(header, rows): the file's line number, the prediction, and for classes its probability."""
+    frame = read_table(table)
+    frame.index = frame.index + 2  # line numbers, the header being line 1
+    predictions = predict_frame(runner, frame, str(table))
+    lines = frame.index.tolist()
+    column = f"predicted_{runner.metadata['target']}"
+    if runner.metadata["task"] == "regression":
+        return ["line", column], [[n, v] for n, (v, _) in zip(lines, predictions, strict=True)]
     return ["line", column, "probability"], [
-        [n, classes[int(p.argmax())], round(float(p.max()), 6)]
-        for n, p in zip(lines, probs, strict=True)
+        [n, label, round(top[0][1], 6)] for n, (label, top) in zip(lines, predictions, strict=True)
     ]

@@ -1,27 +1,32 @@
-"""Classify raw texts with an exported ONNX text model: strings in (``--text``, a text file with
-one text a line, or a column of a CSV/TSV/Parquet file), tokenized by the very function
-build-dataset used, with the vocabulary and rule from the model's metadata. No torch here."""
+"""Classify raw texts with an exported text model (``.onnx``, ``.int8.onnx`` or ``.pt2``): strings
+in (``--text``, a text file with one text a line, a column of a CSV/TSV/Parquet file, or JSON sent
+to ``torchstages serve``), tokenized by the very function build-dataset used, with the vocabulary
+and rule from the model's metadata. predict and serve both call :func:`classify_texts`. No torch
+here on the ONNX path."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from torchstages.deploy.runtime import Runner, run_batched, softmax, top_k
 from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
 
-__all__ = ["onnx_logits", "predict_texts", "read_inputs"]
+__all__ = ["TextEncoder", "classify_texts", "onnx_logits", "predict_texts", "read_inputs"]
 
 _BATCH = 1024
 _TABLES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def onnx_logits(session: Any, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """(N, classes) logits of an exported text model, in batches."""
+    """(N, classes) logits of an ONNX Runtime session over a text model, in batches (the export
+    stage's parity check; predict and serve run any format through :func:`classify_texts`)."""
     return np.concatenate(
         [
             session.run(
@@ -67,20 +72,40 @@ def _table_column(path: Path, column: str) -> list[tuple[str, str]]:
     return [(f"{path}:{n}", t) for n, t in enumerate(cells, start=2)]
 
 
-def predict_texts(
-    session: Any, meta: dict[str, str], inputs: list[tuple[str, str]]
-) -> tuple[list[str], list[list]]:
-    """(header, rows): where each text came from, the predicted class and its probability."""
-    vocab = json.loads(meta["vocab"])
-    index = {tok: i for i, tok in enumerate(vocab)}
-    rule = json.loads(meta["tokenizer"])
-    tokens, lengths, _ = encode_texts([t for _, t in inputs], rule, index, int(meta["max_len"]))
-    out = onnx_logits(session, tokens, lengths)
-    classes = json.loads(meta["classes"])
+@dataclass(frozen=True)
+class TextEncoder:
+    """A text model's tokenizer rule, vocabulary and length, read once from its metadata (the
+    vocabulary can hold tens of thousands of words: serve keeps one for every request)."""
+
+    rule: dict[str, Any]
+    index: dict[str, int]
+    max_len: int
+
+    @classmethod
+    def of(cls, metadata: dict[str, str]) -> TextEncoder:
+        vocab = json.loads(metadata["vocab"])
+        index = {tok: i for i, tok in enumerate(vocab)}
+        return cls(json.loads(metadata["tokenizer"]), index, int(metadata["max_len"]))
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The model's named inputs: (N, max_len) token ids and (N,) lengths."""
+        tokens, lengths, _ = encode_texts(texts, self.rule, self.index, self.max_len)
+        return {"tokens": tokens, "lengths": lengths}
+
+
+def classify_texts(
+    runner: Runner, texts: list[str], k: int = 1, encoder: TextEncoder | None = None
+) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable classes of each text, best first, with their probabilities."""
+    inputs = (encoder or TextEncoder.of(runner.metadata))(texts)
     # softmax after the model, never inside it: the network outputs logits
-    exp = np.exp(out - out.max(1, keepdims=True))
-    probs = exp / exp.sum(1, keepdims=True)
-    return ["input", f"predicted_{meta['target']}", "probability"], [
-        [where, classes[int(p.argmax())], round(float(p.max()), 6)]
-        for (where, _), p in zip(inputs, probs, strict=True)
+    return [top_k(p, runner.classes, k) for p in softmax(run_batched(runner, inputs, _BATCH))]
+
+
+def predict_texts(runner: Runner, inputs: list[tuple[str, str]]) -> tuple[list[str], list[list]]:
+    """(header, rows): where each text came from, the predicted class and its probability."""
+    tops = classify_texts(runner, [t for _, t in inputs])
+    return ["input", f"predicted_{runner.metadata['target']}", "probability"], [
+        [where, top[0][0], round(top[0][1], 6)]
+        for (where, _), top in zip(inputs, tops, strict=True)
     ]

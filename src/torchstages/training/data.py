@@ -34,7 +34,13 @@ from torchstages.params.train import TrainParams
 from torchstages.training import distributed
 from torchstages.training.tasks import Task, build_task
 
-__all__ = ["TrainData", "load_train_data", "params_for_kind"]
+__all__ = [
+    "TrainData",
+    "build_network",
+    "describe_network",
+    "load_train_data",
+    "params_for_kind",
+]
 
 
 @dataclass
@@ -60,29 +66,13 @@ class TrainData:
 
     def build(self, params: TrainParams) -> nn.Module:
         """The network for these inputs, its output shape checked on a dummy batch."""
-        if self.kind == "table":
-            return build_table_model(params.model, self.meta["schema"], self.task.outputs)
-        if self.kind == "series":
-            meta = self.meta
-            shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
-            return build_series_model(params.model, *shape, meta["level"] == "relative")
+        model = build_network(self.meta, params, self.task.outputs, self.vocab)
         if self.kind == "text":
-            model = build_text_model(params.model, self.meta, self.task.outputs, vocab=self.vocab)
             self.vectors_found = getattr(model, "vectors_found", None)
-            return model
-        prep = self.prep
-        model = build_model(params.model, prep.channels, prep.image_size, self.task.outputs)
-        check_output_shape(model, prep.channels, prep.image_size, self.task.outputs)
         return model
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
-        if self.kind == "table":
-            return describe_table_model(model, self.meta["schema"])
-        if self.kind == "series":
-            return describe_series_model(model, self.meta["lookback"], len(self.meta["features"]))
-        if self.kind == "text":
-            return describe_text_model(model, self.meta["max_len"])
-        return describe_model(model, self.prep.channels, self.prep.image_size)
+        return describe_network(self.meta, model)
 
     def augmenter(self, params: TrainParams, generator: torch.Generator):
         if self.kind != "images":
@@ -113,6 +103,38 @@ class TrainData:
     @property
     def prep(self) -> Preprocessing:
         return Preprocessing.from_dict(self.meta["preprocessing"])
+
+
+def build_network(
+    meta: dict[str, Any], params: TrainParams, outputs: int, vocab: list[str] | None = None
+) -> nn.Module:
+    """``params.model`` built for the data ``meta`` describes (``vocab``: texts with pretrained
+    vectors); an image network's output shape is checked on a dummy batch."""
+    kind = kind_of(meta)
+    if kind == "table":
+        return build_table_model(params.model, meta["schema"], outputs)
+    if kind == "series":
+        shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
+        return build_series_model(params.model, *shape, meta["level"] == "relative")
+    if kind == "text":
+        return build_text_model(params.model, meta, outputs, vocab=vocab)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    model = build_model(params.model, prep.channels, prep.image_size, outputs)
+    check_output_shape(model, prep.channels, prep.image_size, outputs)
+    return model
+
+
+def describe_network(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Parameter counts and input/output shapes of one sample (for the train log, ``summary``)."""
+    kind = kind_of(meta)
+    if kind == "table":
+        return describe_table_model(model, meta["schema"])
+    if kind == "series":
+        return describe_series_model(model, meta["lookback"], len(meta["features"]))
+    if kind == "text":
+        return describe_text_model(model, meta["max_len"])
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    return describe_model(model, prep.channels, prep.image_size)
 
 
 # images: TrainParams' own default (cnn); series: mlp, picked on the validation ranges of

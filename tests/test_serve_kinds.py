@@ -1,0 +1,346 @@
+"""`torchstages serve` for the kinds sent as JSON (tables, texts, series): every endpoint and
+error in-process, answers equal to `torchstages predict`'s for the same inputs (ONNX and .pt2),
+and a table model under a real uvicorn burst on loopback."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import ROOT
+from served_models import export_series, export_table, export_text
+from torchstages.cli import main
+from torchstages.deploy.runtime import load_runner
+from torchstages.deploy.serve import Limits, create_app
+from torchstages.tables.read import read_table
+
+LIMITS = Limits(max_request_bytes=200_000, max_rows=50, max_text_chars=200)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    return export_table(tmp_path_factory.mktemp("table"))
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory) -> Path:
+    return export_text(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory) -> Path:
+    return export_series(tmp_path_factory.mktemp("series"))
+
+
+def client_for(model: Path, limits: Limits = LIMITS) -> TestClient:
+    return TestClient(create_app(load_runner(model), limits))
+
+
+def cli_csv(tmp_path: Path, *args: str) -> list[list[str]]:
+    """`torchstages predict ... --output` (exit code 0) read back as CSV rows, header first."""
+    out = tmp_path / "predict.csv"
+    assert main(["predict", *args, "--output", str(out)]) == 0
+    return list(csv.reader(out.open()))
+
+
+def records(frame) -> list[dict]:
+    """A read_table frame's rows as JSON objects (missing cells null)."""
+    return [
+        {k: (None if v != v else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def test_table_health_metadata_and_docs(table):
+    model = table / "model.onnx"
+    with client_for(model) as c:
+        assert c.get("/health").json() == {"status": "ok"}
+        meta = c.get("/metadata").json()
+        openapi = c.get("/openapi.json").json()
+        assert c.get("/docs").status_code == 200
+    assert meta["model_version"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert meta["kind"] == "table" and meta["task"] == "classification"
+    assert meta["target"] == "target" and meta["classes"] == ["high", "low"]
+    assert meta["formats"] == ["onnx", "pt2"] and meta["format"] == "onnx"
+    columns = {c["name"]: c for c in meta["columns"]}
+    assert set(columns) == {"x1", "x2", "colour", "flag", "day"}  # "id" was dropped in the split
+    assert columns["x1"]["type"] == "numeric" and columns["day"]["type"] == "datetime"
+    assert columns["colour"]["categories"] == ["blue", "green", "red"]
+    assert meta["limits"]["max_rows"] == 50
+    body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"].endswith("/TableRequest")
+    example = openapi["components"]["schemas"]["TableRequest"]["properties"]["rows"]["examples"]
+    with client_for(model) as c:  # /docs' example row is one this model answers
+        assert c.post("/predict", json={"rows": example[0]}).status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_table_rows_are_answered_as_predict_answers_the_file(table, tmp_path, fmt):
+    raw = table.parent / "raw/table.csv"
+    want = cli_csv(tmp_path, "--model", str(table / f"model.{fmt}"), str(raw))
+    assert want[0] == ["line", "predicted_target", "probability"]
+    rows = records(read_table(raw))[:40]
+    for row in rows[::2]:  # numbers and booleans as JSON values, not only as text
+        row["x1"] = float(row["x1"])
+        row["flag"] = row["flag"] == "yes" if row["flag"] in ("yes", "no") else row["flag"]
+    with client_for(table / f"model.{fmt}") as c:
+        body = c.post("/predict", json={"rows": rows}, params={"top_k": 2}).json()
+    assert (
+        body["model_version"] == hashlib.sha256((table / f"model.{fmt}").read_bytes()).hexdigest()
+    )
+    got = body["predictions"]
+    assert [p["row"] for p in got] == list(range(40))
+    for p, (_, label, probability) in zip(got, want[1:41], strict=True):
+        assert p["prediction"] == label == p["top"][0]["class"]
+        assert p["top"][0]["probability"] == pytest.approx(float(probability), abs=2e-6)
+        assert len(p["top"]) == 2 and p["top"][0]["probability"] >= p["top"][1]["probability"]
+
+
+def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
+    export = export_table(tmp_path_factory.mktemp("regression"), "regression", rows=120)
+    raw = export.parent / "raw/table.csv"
+    want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
+    assert want[0] == ["line", "predicted_target"]
+    with client_for(export / "model.onnx") as c:
+        assert c.get("/metadata").json()["task"] == "regression"
+        got = c.post("/predict", json={"rows": records(read_table(raw))[:10]}).json()
+    assert [p["prediction"] for p in got["predictions"]] == [float(v) for _, v in want[1:11]]
+    assert "top" not in got["predictions"][0]
+
+
+def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
+    good = {"x1": 0.5, "x2": 12, "colour": "red", "flag": "yes", "day": "2024-03-01"}
+    cases = [
+        ([good, {k: v for k, v in good.items() if k != "x2"}], 400, "rows[1]", "no 'x2'"),
+        ([good, good, {**good, "x1": "abc"}], 400, "rows[2].x1", "'abc' is not a number"),
+        ([{**good, "colour": ["red"]}], 400, "rows[0].colour", "a JSON list is not a cell"),
+        ([{**good, "flag": "maybe"}], 400, "rows", "'maybe' is not a boolean"),
+        ([{**good, "x2": 10**400}], 400, "rows[0].x2", "is not a finite number"),
+        ([good] * 51, 413, "rows", "51 rows in one request; at most 50"),
+    ]
+    with client_for(table / "model.onnx") as c:
+        for rows, status, part, message in cases:
+            response = c.post("/predict", json={"rows": rows})
+            assert response.status_code == status, response.text
+            assert response.json()["part"] == part and message in response.json()["error"]
+        # unseen categories, missing cells and extra keys are fine, as in a file
+        fine = {**good, "colour": "purple", "x2": None, "day": None, "target": "x", "extra": 1}
+        assert c.post("/predict", json={"rows": [fine]}).status_code == 200
+        for body, part in [
+            ({"rows": "x1,x2"}, "rows"),
+            ({"rows": [1, 2]}, "rows[0]"),
+            ({"rows": []}, "rows"),
+            ({"row": [good]}, "rows"),  # the missing field is named first
+            ([good], None),
+        ]:
+            response = c.post("/predict", json=body)
+            assert response.status_code == 422, (body, response.text)
+            assert response.json()["part"] == part
+        broken = c.post(
+            "/predict", content=b'{"rows": [', headers={"content-type": "application/json"}
+        )
+        assert broken.status_code == 422 and broken.json()["error"]
+        big = c.post("/predict", json={"rows": [{**good, "colour": "x" * 250_000}]})
+        assert big.status_code == 413 and "over 200,000 bytes" in big.json()["error"]
+        assert c.post("/predict", json={"rows": [good]}, params={"top_k": 0}).status_code == 422
+
+
+def test_health_answers_while_json_inference_runs(table):
+    """JSON inference is off the event loop too: /health answers while a batch computes."""
+    release, started = threading.Event(), threading.Event()
+    slow = load_runner(table / "model.onnx")
+    run = slow.run
+
+    def blocking_run(batch):
+        started.set()
+        release.wait(30)
+        return run(batch)
+
+    slow.run = blocking_run
+    row = {"x1": 0.5, "x2": 12, "colour": "red", "flag": "yes", "day": "2024-03-01"}
+    with TestClient(create_app(slow)) as c:
+        result = {}
+        worker = threading.Thread(
+            target=lambda: result.update(r=c.post("/predict", json={"rows": [row]}))
+        )
+        worker.start()
+        assert started.wait(30)
+        assert c.get("/health").status_code == 200
+        assert worker.is_alive()
+        release.set()
+        worker.join(30)
+    assert result["r"].status_code == 200
+
+
+# --- texts ----------------------------------------------------------------------------------
+
+
+def test_text_metadata_and_answers_equal_predict(text, tmp_path):
+    texts = ["the team scored a late goal", "Bake it with GARLIC!", "", "rain and wind today"]
+    args = [a for t in texts for a in ("--text", t)]
+    for fmt in ("onnx", "pt2"):
+        model = text / f"model.{fmt}"
+        want = cli_csv(tmp_path, "--model", str(model), *args)
+        with client_for(model) as c:
+            meta = c.get("/metadata").json()
+            got = c.post("/predict", json={"texts": texts}, params={"top_k": 3}).json()
+        assert meta["kind"] == "text" and meta["max_len"] > 0 and meta["tokenizer"]["level"]
+        assert meta["classes"] == ["food", "sport", "weather"]
+        for p, (_, label, probability) in zip(got["predictions"], want[1:], strict=True):
+            assert p["prediction"] == label and len(p["top"]) == 3
+            assert p["top"][0]["probability"] == pytest.approx(float(probability), abs=2e-6)
+        assert [p["text"] for p in got["predictions"]] == [0, 1, 2, 3]
+
+
+def test_bad_text_requests_are_4xx_naming_the_text(text):
+    with client_for(text / "model.onnx") as c:
+        for body, status, part in [
+            ({"texts": ["fine", "x" * 201]}, 413, "texts[1]"),
+            ({"texts": ["a"] * 51}, 413, "texts"),
+            ({"texts": ["fine", 3]}, 422, "texts[1]"),
+            ({"texts": "one text"}, 422, "texts"),
+            ({"texts": []}, 422, "texts"),
+        ]:
+            response = c.post("/predict", json=body)
+            assert (response.status_code, response.json()["part"]) == (status, part), body
+        assert (
+            "201 characters, over the limit of 200"
+            in c.post("/predict", json={"texts": ["x" * 201]}).json()["error"]
+        )
+
+
+# --- series ---------------------------------------------------------------------------------
+
+
+def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
+    raw = series.parent / "raw/series.csv"
+    for fmt in ("onnx", "pt2"):
+        model = series / f"model.{fmt}"
+        want = cli_csv(tmp_path, "--model", str(model), str(raw))
+        assert want[0] == ["series", "time", "step", "predicted_value"]
+        # the last 10 steps of each series are enough (the model reads 8), in any order
+        history = [r for r in records(read_table(raw)) if int(r["time"]) >= 50]
+        history.reverse()
+        with client_for(model) as c:
+            meta = c.get("/metadata").json()
+            got = c.post("/predict", json={"history": history}).json()
+            schemas = c.get("/openapi.json").json()["components"]["schemas"]
+            example = schemas["SeriesRequest"]["properties"]["history"]["examples"][0]
+            # /docs' example is a history this model forecasts from
+            assert c.post("/predict", json={"history": example}).status_code == 200
+        assert (meta["lookback"], meta["horizon"], meta["series_ids"]) == (8, 3, ["s0", "s1"])
+        assert meta["frequency"]["unit"] == "int" and (meta["time"], meta["id"]) == ("time", "id")
+        flat = [
+            [f["series"], s["time"], str(s["step"]), s["value"]]
+            for f in got["forecasts"]
+            for s in f["forecast"]
+        ]
+        assert [r[:3] for r in flat] == [r[:3] for r in want[1:]]
+        assert [r[3] for r in flat] == pytest.approx([float(r[3]) for r in want[1:]], abs=2e-6)
+
+
+def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path):
+    export = export_series(tmp_path_factory.mktemp("one-series"), series=1)
+    raw = export.parent / "raw/series.csv"
+    want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
+    assert want[0] == ["time", "step", "predicted_value"]
+    history = records(read_table(raw))[-12:]
+    with client_for(export / "model.onnx") as c:
+        assert c.get("/metadata").json()["series_ids"] == []
+        got = c.post("/predict", json={"history": history}).json()["forecasts"]
+        short = c.post("/predict", json={"history": history[:3]}).json()
+    assert [f["series"] for f in got] == [None]
+    assert [[s["time"], str(s["step"])] for s in got[0]["forecast"]] == [r[:2] for r in want[1:]]
+    assert [s["value"] for s in got[0]["forecast"]] == pytest.approx(
+        [float(r[2]) for r in want[1:]], abs=2e-6
+    )
+    assert short == {
+        "error": "history: the history has 3 time steps; the model reads the last 8",
+        "part": "history",
+    }
+
+
+def test_bad_histories_are_4xx_naming_the_entry(series):
+    steps = [{"id": "s0", "time": t, "value": 20 + t * 0.1} for t in range(10)]
+    cases = [
+        (steps[:5], "history", "series 's0' has 5 time steps; the model reads the last 8"),
+        (
+            [*steps, {"id": "s9", "time": 3, "value": 1}],
+            "history[10].id",
+            "'s9' was not in training",
+        ),
+        (
+            [*steps[:3], {"id": "s0", "time": 3, "value": "n/a!"}],
+            "history[3].value",
+            "not a number",
+        ),
+        ([*steps, {"id": "s0", "time": 11}], "history[10]", "no 'value'"),
+        ([*steps, {"id": "s0", "time": None, "value": 1}], "history[10].time", "time is empty"),
+        ([*steps, {"id": "s0", "time": 9, "value": 1}], "history", "[history[9], history[10]]"),
+        ([*steps, {"id": "s0", "time": "soon", "value": 1}], "history[10]", "time 'soon' is not"),
+        ([*steps[:9], {"id": "s0", "time": 9, "value": "1e999"}], "history[9].value", "finite"),
+    ]
+    with client_for(series / "model.onnx") as c:
+        assert c.post("/predict", json={"history": steps}).status_code == 200
+        for history, part, message in cases:
+            response = c.post("/predict", json={"history": history})
+            assert response.status_code == 400, (part, response.text)
+            assert response.json()["part"] == part and message in response.json()["error"]
+        wrong = c.post("/predict", json={"history": {"time": 1}})
+        assert (wrong.status_code, wrong.json()["part"]) == (422, "history")
+
+
+# --- no torch on the ONNX path; a real server -----------------------------------------
+
+
+def test_table_onnx_predict_imports_no_torch(table):
+    """The table, text and series paths of predict run on ONNX Runtime alone, as images do."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from torchstages.cli import main\n"
+        f"rc = main(['predict', '--model', {str(table / 'model.onnx')!r}, "
+        f"{str(table.parent / 'raw/table.csv')!r}, '--output', {str(table.parent / 'p.csv')!r}])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
+        "m.startswith(('torchstages.training', 'torchstages.models')))\n"
+        "print(rc, heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": str(Path(sys.executable).parent)},
+    )
+    assert result.stderr.strip().splitlines()[-1] == "0 []", result.stderr
+
+
+@pytest.mark.slow
+def test_real_uvicorn_burst_of_table_rows(table, monkeypatch):
+    """500 JSON requests, 8 at a time, to a real `torchstages serve` of a table model on
+    127.0.0.1: every answer right, none failed."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from serve_burst import burst, running_server
+
+    rows = records(read_table(table.parent / "raw/table.csv"))[:24]
+    payloads = [{"json": {"rows": rows[i : i + 3]}} for i in range(0, len(rows), 3)]
+    with client_for(table / "model.onnx") as c:
+        want = [c.post("/predict", **p).json()["predictions"] for p in payloads]
+    with running_server(table / "model.onnx", src=ROOT / "src") as server:
+        start = time.monotonic()
+        answers, _ = burst(server.url, payloads, requests=500, concurrency=8)
+        assert time.monotonic() - start < 300
+    assert [a.status for a in answers] == [200] * 500
+    for i, a in enumerate(answers):
+        assert a.body["predictions"] == want[i % len(payloads)], i
+    assert "Finished server process" in server.log
