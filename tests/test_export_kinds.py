@@ -232,6 +232,10 @@ def test_value_parity_is_relative_to_each_rows_target_scale():
     assert m["max_abs_diff"] == 0.005 and m["prediction_agreement"] == 1.0
     assert parity.summary(reference, truth) == {"pytorch_scaled_rmse": 1.0}
     assert m["error_increase"] == pytest.approx(m["scaled_rmse"] - 1.0, abs=1e-6)
+    # a forecaster trained on the logarithm: values compared as logarithms, in the log's scale
+    logs = ValueParity(np.array([0.5]), log=True)
+    m = logs.measure(np.array([[110.0]]), np.array([[100.0]]), np.array([[100.0]]), ExportParams())
+    assert m["max_abs_diff"] == pytest.approx(float(f"{np.log(1.1) / 0.5:.1e}"))
 
 
 def test_static_int8_on_request_calibrates_on_the_train_split(projects, tmp_path):
