@@ -55,7 +55,6 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
     cpu = torch.device("cpu")
     if kind == "text":
         from torchstages.text.evaluate import text_outputs
-        from torchstages.text.export import export_and_verify_text as export_and_verify
         from torchstages.text.store import load_text_split
 
         tokens, lengths, labels = load_text_split(processed, "test")
@@ -63,7 +62,6 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
         score = {"accuracy": float((logits.argmax(1).numpy() == np.asarray(labels)).mean())}
     else:
         from torchstages.series.evaluate import evaluate_series
-        from torchstages.series.export import export_and_verify_series as export_and_verify
 
         metrics, _ = evaluate_series(
             "test", net, card, processed, work / kind / "splits", out / "plots", 512, cpu
@@ -74,7 +72,7 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
             "seasonal_naive_mase": metrics["baselines"]["seasonal_naive"]["mase"],
         }
     row = {"train_s": round(seconds, 2), "precision": card["precision"], **score}
-    return with_parity(export_and_verify, row, outputs, processed, out)
+    return with_parity(row, outputs, processed, out)
 
 
 def main() -> None:

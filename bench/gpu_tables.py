@@ -60,17 +60,25 @@ def train_timed(params: dict, processed: Path, out: Path) -> tuple[float, Any, d
     return seconds, net, card, outputs
 
 
-def with_parity(export_and_verify, row: dict, outputs: Any, processed: Path, out: Path) -> dict:
-    """``row`` plus the ONNX parity of the trained model (the kind's ``export_and_verify``)."""
+def with_parity(row: dict, outputs: Any, processed: Path, out: Path) -> dict:
+    """``row`` plus the ONNX parity of the trained model (the export stage's check, any kind)."""
+    from torchstages.deploy.export import export_and_verify
     from torchstages.params.export import ExportParams
 
-    parity = export_and_verify(
-        ExportParams(), outputs.weights, outputs.card, processed, out / "export", out / "e.json"
+    metrics = export_and_verify(
+        ExportParams(formats=("onnx",)),
+        outputs.weights,
+        outputs.card,
+        processed,
+        out / "export",
+        out / "e.json",
     )
+    parity = metrics["formats"]["onnx"]
     return {
         **row,
         "onnx_agreement": parity["prediction_agreement"],
-        "onnx_max_diff": parity["max_abs_logit_diff"],
+        # logits for classifiers, target scales for values
+        "onnx_max_diff": parity.get("max_abs_logit_diff", parity.get("max_abs_diff")),
     }
 
 
@@ -81,7 +89,6 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
     from torchstages.data.store import load_table_split
     from torchstages.evaluation.metrics import classification_metrics
     from torchstages.tables.evaluate import regression_metrics, table_outputs
-    from torchstages.tables.export import export_and_verify_table
 
     processed = work / task / "processed"
     out = work / task / f"{model}-{device}"
@@ -99,7 +106,7 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
             "rmse": regression_metrics(pred, y, card["target_mean"], card["target_std"])["rmse"]
         }
     row = {"train_s": round(seconds, 2), "precision": card["precision"], **score}
-    return with_parity(export_and_verify_table, row, outputs, processed, out)
+    return with_parity(row, outputs, processed, out)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Tiny exported table, text and series models for the predict/serve tests and the serve
-benchmark: the kind's own split, build-dataset and train stage functions (one epoch), its ONNX
-export, and a ``.pt2`` of the same model with the same metadata. Accuracy does not matter here;
+benchmark: the kind's own split, build-dataset and train stage functions (one epoch), and the
+export stage's function writing ONNX and ``.pt2`` (the same metadata in both). Accuracy does not matter here;
 what is served must equal what ``torchstages predict`` answers."""
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ def export_table(root: Path, task: str = "classification", rows: int = 160) -> P
     from torchstages.params.build_dataset import BuildDatasetParams
     from torchstages.params.split import SplitParams
     from torchstages.tables.build import build_table
-    from torchstages.tables.export import export_and_verify_table, table_exportable
     from torchstages.tables.split import split_table
 
     write_table(make_table(rows, task), root / "raw")
     split = SplitParams.model_validate({"table": {"drop": ["id"]}})
     split_table(root / "raw", root / "splits", split)
     build_table(BuildDatasetParams(), root / "raw", root / "splits", root / "processed")
-    return _train_and_export(root, export_and_verify_table, table_exportable)
+    return _train_and_export(root)
 
 
 def export_text(root: Path, rows: int = 120) -> Path:
@@ -34,17 +33,12 @@ def export_text(root: Path, rows: int = 120) -> Path:
     from torchstages.params.build_dataset import BuildDatasetParams
     from torchstages.params.split import SplitParams
     from torchstages.text.build import build_texts
-    from torchstages.text.export import export_and_verify_text, text_exportable
     from torchstages.text.split import split_texts
-    from torchstages.text.store import load_vocab
 
     write_texts(make_texts(rows), root / "raw")
     split_texts(root / "raw", root / "splits", SplitParams.model_validate({"kind": "text"}))
     build_texts(BuildDatasetParams(), root / "raw", root / "splits", root / "processed")
-    vocab = load_vocab(root / "processed")
-    return _train_and_export(
-        root, export_and_verify_text, lambda m, c: text_exportable(m, c, vocab)
-    )
+    return _train_and_export(root)
 
 
 def export_series(root: Path, series: int = 2, steps: int = 60) -> Path:
@@ -53,7 +47,6 @@ def export_series(root: Path, series: int = 2, steps: int = 60) -> Path:
     from torchstages.params.build_dataset import SeriesBuildParams
     from torchstages.params.split import SplitParams
     from torchstages.series.build import build_series
-    from torchstages.series.export import export_and_verify_series, series_exportable
     from torchstages.series.split import split_series
 
     panel = make_panel(series, steps)
@@ -62,16 +55,12 @@ def export_series(root: Path, series: int = 2, steps: int = 60) -> Path:
     split = SplitParams.model_validate({"kind": "series", "series": columns})
     split_series(root / "raw", root / "splits", split)
     build_series(SeriesBuildParams(lookback=8, horizon=3), root / "splits", root / "processed")
-    return _train_and_export(root, export_and_verify_series, series_exportable)
+    return _train_and_export(root)
 
 
-def _train_and_export(root: Path, export_onnx, exportable) -> Path:
-    """Train one epoch, export ONNX with the kind's export stage function, then the same model
-    as .pt2 with the ONNX file's metadata (format aside)."""
-    from torchstages.deploy.export import _pt2_bytes
-    from torchstages.deploy.runtime import load_runner
-    from torchstages.io import write_bytes
-    from torchstages.models.saved import load_model
+def _train_and_export(root: Path) -> Path:
+    """Train one epoch, then export ONNX and .pt2 with the export stage's function."""
+    from torchstages.deploy.export import export_and_verify
     from torchstages.params.export import ExportParams
     from torchstages.params.train import TrainParams
     from torchstages.training.loop import TrainOutputs
@@ -84,15 +73,12 @@ def _train_and_export(root: Path, export_onnx, exportable) -> Path:
     params = TrainParams.model_validate({"epochs": 1, "threads": 1, "seed": 0})
     train_model(params, root / "processed", outputs)
     export = root / "export"
-    export_onnx(
-        ExportParams(formats=["onnx"]),
+    export_and_verify(
+        ExportParams(formats=["onnx", "pt2"]),
         outputs.weights,
         outputs.card,
         root / "processed",
         export,
         root / "export.json",
     )
-    model, card = load_model(outputs.weights, outputs.card)
-    metadata = {**load_runner(export / "model.onnx").metadata, "format": "pt2"}
-    write_bytes(export / "model.pt2", _pt2_bytes(exportable(model, card), metadata))
     return export

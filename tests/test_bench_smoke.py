@@ -44,9 +44,13 @@ def test_export_latency_arms_run_on_a_tiny_model(deployed, monkeypatch):
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import export_latency
+    from torchstages.deploy.exportable import exportable
+    from torchstages.models.saved import load_model
 
+    model, card = load_model(deployed / "m/model.safetensors", deployed / "m/model.json")
     batch = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8)).astype(np.float32)
-    calls = export_latency.arms(deployed / "export", deployed / "m", batch, "cpu")
+    eager = exportable(model, card).module
+    calls = export_latency.arms(deployed / "export", eager, {"pixels": batch}, "cpu")
     assert set(calls) == {
         "eager PyTorch",
         "pt2 (torch.export)",

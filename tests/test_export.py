@@ -7,7 +7,8 @@ import onnx
 import pytest
 
 from torchstages.data.store import load_split
-from torchstages.deploy.export import _check, export_and_verify
+from torchstages.deploy.export import export_and_verify
+from torchstages.deploy.parity import ClassParity, check
 from torchstages.deploy.runtime import load_runner
 from torchstages.errors import UserError
 from torchstages.params.export import FORMATS, ExportParams
@@ -134,7 +135,7 @@ def test_each_fp32_format_must_agree_fully(tmp_path):
     # pt2 runs PyTorch's own kernels (its difference is 0 on the tiny model): checked on numbers
     disagreeing = {"max_abs_logit_diff": 1e-6, "prediction_agreement": 0.999, "accuracy_change": 0}
     with pytest.raises(UserError, match=r"model.pt2: pt2 disagrees with PyTorch"):
-        _check(ExportParams(), {"formats": {"pt2": disagreeing}}, tmp_path)
+        check(ClassParity(), ExportParams(), {"formats": {"pt2": disagreeing}}, tmp_path)
 
 
 def test_int8_fails_only_beyond_its_accuracy_drop(tmp_path):
@@ -149,10 +150,10 @@ def test_int8_fails_only_beyond_its_accuracy_drop(tmp_path):
             }
         }
 
-    _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.02), tmp_path)
-    _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(0.01), tmp_path)
+    check(ClassParity(), ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.02), tmp_path)
+    check(ClassParity(), ExportParams(max_int8_accuracy_drop=0.02), metrics(0.01), tmp_path)
     with pytest.raises(UserError, match=r"model.int8.onnx: onnx-int8 loses 0.0300 test accuracy"):
-        _check(ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.03), tmp_path)
+        check(ClassParity(), ExportParams(max_int8_accuracy_drop=0.02), metrics(-0.03), tmp_path)
 
 
 def test_formats_param_is_checked():

@@ -296,11 +296,11 @@ def test_series_defaults_and_losses():
 def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     """One model over three series of different levels: per-series scaling inside the ONNX
     graph agrees with PyTorch on every test window, and predict forecasts each series."""
+    from torchstages.deploy.export import export_and_verify
     from torchstages.deploy.runtime import load_runner
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import evaluate_series
-    from torchstages.series.export import export_and_verify_series
     from torchstages.series.predict import predict_series
     from torchstages.training.loop import TrainOutputs, train
 
@@ -325,7 +325,7 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     )
     assert metrics["series"] == 3 and arrays["forecast"].shape == (metrics["samples"], 4)
     export = tmp_path / "export"
-    parity = export_and_verify_series(
+    metrics = export_and_verify(
         ExportParams(formats=["onnx"]),
         outputs.weights,
         outputs.card,
@@ -333,7 +333,7 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
         export,
         tmp_path / "export.json",
     )
-    assert parity["prediction_agreement"] == 1.0
+    assert metrics["formats"]["onnx"]["prediction_agreement"] == 1.0
     history = write_series(panel[panel["time"].astype(int) < 90], tmp_path / "new")
     header, rows = predict_series(load_runner(export / "model.onnx"), history)
     assert header == ["series", "time", "step", "predicted_value"]
@@ -352,10 +352,11 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
 def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):
     import onnx
 
+    from torchstages.deploy.export import export_and_verify
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import unscale
-    from torchstages.series.export import export_and_verify_series, raw_windows
+    from torchstages.series.export import raw_windows
     from torchstages.training.loop import TrainOutputs, train
 
     frame = make_series(120)
@@ -378,16 +379,19 @@ def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):
         models / "w.safetensors", models / "m.json", models / "c.pt", models / "l"
     )
     train(TrainParams.model_validate({"epochs": 2, "threads": 1}), processed, outputs)
-    parity = export_and_verify_series(
-        ExportParams(formats=["onnx"]),
+    metrics = export_and_verify(
+        ExportParams(),
         outputs.weights,
         outputs.card,
         processed,
         tmp_path / "export",
         tmp_path / "export.json",
     )
-    # the export takes raw values: the ONNX forecast of raw windows agrees with PyTorch's
-    assert parity["prediction_agreement"] == 1.0
+    # the export takes raw values: every format's forecast of raw windows agrees with PyTorch's
+    assert metrics["formats"]["onnx"]["prediction_agreement"] == 1.0
+    assert metrics["formats"]["pt2"]["prediction_agreement"] == 1.0
+    card_text = (tmp_path / "export" / "MODEL_CARD.md").read_text()
+    assert "- transform: log" in card_text
     graph = onnx.load(str(tmp_path / "export" / "model.onnx"))
     ops = {node.op_type for node in graph.graph.node}
     assert {"Log", "Exp"} <= ops

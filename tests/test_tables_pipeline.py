@@ -48,7 +48,11 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     )
     metrics = json.loads((repo / "metrics/test.json").read_text())
     assert metrics["accuracy"] > 0.7 and metrics["samples"] == meta["counts"]["test"]
-    parity = json.loads((repo / "metrics/export.json").read_text())["formats"]["onnx"]
+    exported = json.loads((repo / "metrics/export.json").read_text())["formats"]
+    assert set(exported) == {"onnx", "pt2", "onnx-int8"}, "every format, checked"
+    for name in ("model.onnx", "model.pt2", "model.int8.onnx", "MODEL_CARD.md"):
+        assert (repo / "models/export" / name).exists(), name
+    parity = exported["onnx"]
     assert parity["prediction_agreement"] == 1.0
     for path in ("plots/test/confusion.csv", "plots/test/confusion.png", "reports/report.md"):
         assert (repo / path).exists(), path

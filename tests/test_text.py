@@ -191,17 +191,17 @@ def test_padding_never_changes_a_logit(raw_spec):
 
 
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
-def test_onnx_export_matches_pytorch_on_every_length(tmp_path, name):
-    import onnxruntime as ort
-
+def test_onnx_and_pt2_exports_match_pytorch_on_every_length(tmp_path, name):
+    from torchstages.deploy.export import export_formats
+    from torchstages.deploy.runtime import load_runner
     from torchstages.models import build_text_model, parse_spec
-    from torchstages.text.export import export_text_onnx
-    from torchstages.text.predict import onnx_logits
+    from torchstages.params.export import ExportParams
+    from torchstages.text.export import text_exportable
 
     torch.manual_seed(0)
     card = {
-        "vocab_size": 40, "max_len": 10, "task": "classification", "target": "label",
-        "text_column": "text", "classes": ["a", "b"], "tokenizer": WORDS,
+        "kind": "text", "vocab_size": 40, "max_len": 10, "task": "classification",
+        "target": "label", "text_column": "text", "classes": ["a", "b"], "tokenizer": WORDS,
     }  # fmt: skip
     spec = parse_spec(
         {"name": name, "embedding_dim": 16, **({"heads": 2} if name != "lstm" else {})}
@@ -212,12 +212,14 @@ def test_onnx_export_matches_pytorch_on_every_length(tmp_path, name):
     with torch.no_grad():
         expected = model(tokens, lengths).numpy()
     vocab = ["<pad>", "<unk>", *(f"w{i}" for i in range(38))]
-    export_text_onnx(model, card, vocab, tmp_path / "m.onnx", 18)
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = onnx_logits(session, tokens.numpy(), lengths.numpy())
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    meta = session.get_modelmeta().custom_metadata_map
-    assert json.loads(meta["vocab"]) == vocab and json.loads(meta["tokenizer"]) == WORDS
+    exp = text_exportable(model, card, vocab)
+    export_formats(exp, card, ExportParams(formats=("onnx", "pt2")), tmp_path)
+    for name in ("model.onnx", "model.pt2"):
+        runner = load_runner(tmp_path / name)
+        got = runner.run({"tokens": tokens.numpy(), "lengths": lengths.numpy()})
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=name)
+        meta = runner.metadata
+        assert json.loads(meta["vocab"]) == vocab and json.loads(meta["tokenizer"]) == WORDS
 
 
 def test_pretrained_vectors_fill_the_words_they_know(tmp_path):

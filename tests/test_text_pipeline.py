@@ -42,7 +42,11 @@ def test_texts_run_all_six_then_nothing(repo):
     assert card["architecture"]["name"] == "textcnn" and card["tokenizer"] == meta["tokenizer"]
     metrics = json.loads((repo / "metrics/test.json").read_text())
     assert metrics["accuracy"] > 0.8 and metrics["samples"] == meta["counts"]["test"]
-    parity = json.loads((repo / "metrics/export.json").read_text())["formats"]["onnx"]
+    exported = json.loads((repo / "metrics/export.json").read_text())["formats"]
+    assert set(exported) == {"onnx", "pt2", "onnx-int8"}, "every format, checked"
+    for name in ("model.onnx", "model.pt2", "model.int8.onnx", "MODEL_CARD.md"):
+        assert (repo / "models/export" / name).exists(), name
+    parity = exported["onnx"]
     assert parity["prediction_agreement"] == 1.0 and metrics["samples"] > 0
     report = (repo / "reports/report.md").read_text()
     assert "test texts" in report and "build_dataset.text.min_freq" in report

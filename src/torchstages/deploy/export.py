@@ -1,8 +1,10 @@
 """The export stage: every format in ``export.formats`` written byte-stably, loaded back as a
 user would, and checked against eager PyTorch on the whole test split.
 
-Generic over data kinds: what is kind-specific (the wrapped module, its inputs, the test split
-as inputs) comes from ``deploy/exportable.py``.
+Generic over data kinds: what is kind-specific (the wrapped module, the test split as its named
+inputs, the reference outputs, parity semantics, the card's own lines) comes as a
+:class:`~torchstages.deploy.exportable.KindExport` from the kind's module, picked in
+:func:`kind_export`.
 """
 
 from __future__ import annotations
@@ -15,24 +17,40 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from torchstages import paths
 from torchstages.deploy.card import write_model_card
-from torchstages.deploy.exportable import Exportable, exportable, reference_logits, split_inputs
+from torchstages.deploy.exportable import Exportable, KindExport
+from torchstages.deploy.parity import check
 from torchstages.deploy.runtime import load_runner, run_batched
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_bytes, write_json
+from torchstages.kinds import kind_of
 from torchstages.models.saved import load_model
 from torchstages.params.export import ExportParams
 
-__all__ = ["export_and_verify", "onnx_proto", "export_formats"]
+__all__ = ["export_and_verify", "export_formats", "kind_export", "onnx_proto"]
 
 log = logging.getLogger(__name__)
-FP32 = ("onnx", "pt2")
 PARITY_BATCH = 512
 # static int8: activation ranges measured on this many train samples, evenly spaced over the
 # split (deterministic, and not the first few classes of a sorted split)
 CALIBRATION_SAMPLES = 512
+
+
+def kind_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
+    """The trained ``model`` as its data kind exports it (the one place that asks the kind)."""
+    kind = kind_of(card)
+    if kind == "table":
+        from torchstages.tables.export import table_export as make
+    elif kind == "text":
+        from torchstages.text.export import text_export as make
+    elif kind == "series":
+        from torchstages.series.export import series_export as make
+    else:
+        from torchstages.deploy.exportable import image_export as make
+    return make(model, card, processed)
 
 
 def export_and_verify(
@@ -46,71 +64,42 @@ def export_and_verify(
     """Export every format, check each on the whole test split, write the model card and
     metrics; fail naming the format that disagrees. A failure leaves the old export folder."""
     model, card = load_model(weights, card_path)
-    exp = exportable(model, card)
-    inputs, labels = split_inputs(processed, card, "test")
-    reference = reference_logits(model, card, inputs)
+    kind = kind_export(model, card, processed)
+    if params.int8_quantization == "auto":  # the card and the int8 file name the one used
+        params = params.model_copy(update={"int8_quantization": kind.int8})
     metrics: dict[str, Any] = {
-        "samples": len(labels),
-        "pytorch_accuracy": _accuracy(reference, labels),
+        "samples": len(kind.truth),
+        **kind.parity.summary(kind.reference, kind.truth),
         "formats": {},
     }
     calibration = None
     if "onnx-int8" in params.formats and params.int8_quantization == "static":
-        calibration = _calibration_inputs(split_inputs(processed, card, "train")[0])
+        calibration = _calibration_inputs(kind.train())
     with atomic_dir(export_dir) as staging:
-        export_formats(exp, card, params, staging, calibration)
+        export_formats(kind.exportable, card, params, staging, calibration)
         for fmt in params.formats:
             path = staging / paths.EXPORT_FILES[fmt]
-            logits = run_batched(load_runner(path), inputs, PARITY_BATCH)
-            metrics["formats"][fmt] = _parity(logits, reference, labels) | {
-                "file": path.name,
-                "bytes": path.stat().st_size,
-            }
-        write_model_card(staging / paths.EXPORT_CARD.name, card, params, metrics, exp.inputs)
+            out = run_batched(load_runner(path), kind.test, PARITY_BATCH)
+            metrics["formats"][fmt] = kind.parity.measure(
+                out, kind.reference, kind.truth, params
+            ) | {"file": path.name, "bytes": path.stat().st_size}
+        write_model_card(
+            staging / paths.EXPORT_CARD.name,
+            card,
+            params,
+            metrics,
+            kind.exportable.inputs,
+            kind.card,
+        )
         write_json(metrics_path, metrics)
         for fmt, m in metrics["formats"].items():
             log.info(
-                "export: %-9s max |logit diff| %.1e  agreement %.4f  accuracy %+.4f",
+                "export: %-9s %s",
                 fmt,
-                m["max_abs_logit_diff"],
-                m["prediction_agreement"],
-                m["accuracy_change"],
+                "  ".join(f"{k} {v}" for k, v in m.items() if k not in ("file", "bytes")),
             )
-        _check(params, metrics, export_dir)
+        check(kind.parity, params, metrics, export_dir)
     return metrics
-
-
-def onnx_only(params: ExportParams, what: str) -> None:
-    """Check ``export.formats`` for a model exported as ONNX alone (``what``: "a table model")."""
-    if "onnx" not in params.formats:
-        raise UserError(f"export.formats: {what} is exported as onnx; add it to the list")
-    others = [f for f in params.formats if f != "onnx"]
-    if others:
-        log.info("export: %s is exported as ONNX only (not yet %s)", what, ", ".join(others))
-
-
-def record_onnx_parity(
-    parity: dict[str, float],
-    params: ExportParams,
-    export_dir: Path,
-    metrics_path: Path,
-    samples: int,
-    unit: str,
-) -> None:
-    """Write the ONNX parity as the export metrics (the layout images use: ``formats.onnx``),
-    log it, and stop as :func:`_check` does when ONNX Runtime disagrees with PyTorch on the
-    ``samples`` test ``unit``."""
-    metrics = {"formats": {"onnx": parity}, "samples": samples}
-    write_json(metrics_path, metrics)
-    log.info(
-        "export: %s  max |diff| %.1e  agreement %.4f on %d test %s",
-        export_dir / paths.EXPORT_FILES["onnx"],
-        parity["max_abs_logit_diff"],
-        parity["prediction_agreement"],
-        samples,
-        unit,
-    )
-    _check(params, metrics, export_dir)
 
 
 def export_formats(
@@ -121,31 +110,54 @@ def export_formats(
     calibration: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``params.formats`` into ``out`` under their names in ``paths.EXPORT_FILES``
-    (static int8 needs ``calibration``: named inputs of train samples)."""
-    proto = None
-    if {"onnx", "onnx-int8"} & set(params.formats):
-        proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
-    for fmt in params.formats:
-        target = out / paths.EXPORT_FILES[fmt]
-        if fmt == "onnx":
-            write_bytes(target, proto.SerializeToString())
-        elif fmt == "onnx-int8":
-            metadata = _metadata(exp, card, fmt) | {"quantization": params.int8_quantization}
-            write_bytes(target, _quantize(proto, metadata, exp.inputs, calibration))
-        elif fmt == "pt2":
-            write_bytes(target, _pt2_bytes(exp, _metadata(exp, card, fmt)))
-        else:  # the params model allows only the formats above
-            raise AssertionError(fmt)
+    (static int8 needs ``calibration``: named inputs of train samples). A format this model
+    cannot take (an op the exporter or the quantiser lacks) is a one-line ``UserError``."""
+    fmt = "onnx"  # the int8 file starts as the fp32 graph
+    try:
+        proto = None
+        if {"onnx", "onnx-int8"} & set(params.formats):
+            proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
+        for fmt in params.formats:
+            target = out / paths.EXPORT_FILES[fmt]
+            write_bytes(target, _format_bytes(fmt, exp, card, params, proto, calibration))
+    except Exception as exc:  # the exporters and the quantiser raise many kinds, multi-line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{paths.EXPORT_FILES[fmt]}: {fmt} cannot be written for this model ({reason}); "
+            f"remove {fmt} from export.formats"
+        ) from None
+
+
+def _format_bytes(
+    fmt: str,
+    exp: Exportable,
+    card: dict[str, Any],
+    params: ExportParams,
+    proto: Any,
+    calibration: dict[str, np.ndarray] | None,
+) -> bytes:
+    if fmt == "onnx":
+        return proto.SerializeToString()
+    if fmt == "onnx-int8":
+        # what was done, not the param (which may say auto)
+        how = "dynamic" if calibration is None else "static"
+        return _quantize(
+            proto, _metadata(exp, card, fmt) | {"quantization": how}, exp.inputs, calibration
+        )
+    if fmt == "pt2":
+        return _pt2_bytes(exp, _metadata(exp, card, fmt))
+    raise AssertionError(fmt)  # the params model allows only the formats above
 
 
 def _metadata(exp: Exportable, card: dict[str, Any], fmt: str) -> dict[str, str]:
     """What every exported file carries: enough to use it without this project's code."""
-    return {
-        **exp.metadata,
-        "kind": card.get("kind", "images"),
-        "classes": json.dumps(card["classes"]),
+    metadata = {**exp.metadata, "kind": kind_of(card)}
+    if exp.classes is not None:
+        metadata["classes"] = json.dumps(exp.classes)
+    # the key order is the .pt2's file order: kept as it was when only images were exported
+    return metadata | {
         "inputs": json.dumps(exp.inputs, sort_keys=True),
-        "output": "logits: float32 (N, classes); softmax gives probabilities",
+        "output": exp.output,
         "format": fmt,
     }
 
@@ -262,37 +274,3 @@ def _pt2_bytes(exp: Exportable, metadata: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files=metadata)
     return buffer.getvalue()
-
-
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(float((logits.argmax(1) == labels).mean()), 6)
-
-
-def _parity(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    diff = float(np.abs(logits - reference).max())
-    return {
-        # the exact difference varies in the last bits between kernels; round so the file is stable
-        "max_abs_logit_diff": float(f"{diff:.1e}"),
-        "prediction_agreement": round(float((logits.argmax(1) == reference.argmax(1)).mean()), 6),
-        "accuracy": _accuracy(logits, labels),
-        "accuracy_change": round(_accuracy(logits, labels) - _accuracy(reference, labels), 6),
-    }
-
-
-def _check(params: ExportParams, metrics: dict[str, Any], export_dir: Path) -> None:
-    for fmt, m in metrics["formats"].items():
-        where = f"{export_dir / paths.EXPORT_FILES[fmt]}: {fmt}"
-        if fmt in FP32 and (
-            m["max_abs_logit_diff"] > params.max_abs_diff
-            or m["prediction_agreement"] < params.min_agreement
-        ):
-            raise UserError(
-                f"{where} disagrees with PyTorch (max |logit diff| {m['max_abs_logit_diff']:.1e}, "
-                f"export.max_abs_diff {params.max_abs_diff}; agreement "
-                f"{m['prediction_agreement']:.4f}, export.min_agreement {params.min_agreement})"
-            )
-        if fmt not in FP32 and -m["accuracy_change"] > params.max_int8_accuracy_drop:
-            raise UserError(
-                f"{where} loses {-m['accuracy_change']:.4f} test accuracy against PyTorch "
-                f"(export.max_int8_accuracy_drop {params.max_int8_accuracy_drop})"
-            )

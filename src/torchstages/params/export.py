@@ -16,22 +16,36 @@ class ExportParams(Section):
     formats: tuple[Format, ...] = Field(
         FORMATS,
         min_length=1,
-        description="files to write: onnx (fp32), pt2 (torch.export), onnx-int8 (dynamic int8 ONNX)",
+        description="files to write: onnx (fp32), pt2 (torch.export), onnx-int8 (int8 ONNX)",
     )
     opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
     max_abs_diff: float = Field(
-        1e-3, gt=0, description="fail the stage if any fp32 logit differs from PyTorch by more"
+        1e-3,
+        gt=0,
+        description="fail the stage if any fp32 logit differs from PyTorch by more (regression "
+        "and forecasts: any value, in standard deviations of the target)",
     )
     min_agreement: float = Field(
-        1.0, ge=0, le=1, description="fail if fewer fp32 predictions than this fraction agree"
+        1.0,
+        ge=0,
+        le=1,
+        description="fail if fewer fp32 predictions than this fraction agree (the same class; "
+        "values: within max_abs_diff)",
     )
-    int8_quantization: Literal["static", "dynamic"] = Field(
-        "static",
+    int8_quantization: Literal["auto", "static", "dynamic"] = Field(
+        "auto",
         description="static: scales calibrated on train samples (fast convolutions); dynamic: "
-        "none (fits linear layers, slow for convolutions)",
+        "none (fits linear and recurrent layers, slow for convolutions); auto: static for "
+        "convolutional models (images, textcnn, tcn), dynamic for the others",
     )
     max_int8_accuracy_drop: float = Field(
         0.01, ge=0, le=1, description="fail if int8 test accuracy is lower than fp32's by more"
+    )
+    max_int8_error_increase: float = Field(
+        0.05,
+        ge=0,
+        description="regression and forecasts: fail if int8 test RMSE exceeds fp32's by more "
+        "than this fraction of it",
     )
 
     @field_validator("formats")

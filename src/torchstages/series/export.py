@@ -1,7 +1,7 @@
-"""Export a forecaster to ONNX: a window of raw (unscaled) values and the series' number in, the
-next ``horizon`` values in the series' own units out. The train-range scaling of every series is
-inside the graph, so a deployed model cannot be fed unscaled input; checked against PyTorch on
-every test window.
+"""A forecaster as the generic export (deploy/export.py) takes it: a window of raw (unscaled)
+values and the series' number in, the next ``horizon`` values in the series' own units out. The
+train-range scaling of every series is inside the graph, so a deployed model cannot be fed
+unscaled input; checked against PyTorch on every test window.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchstages import paths
+from torchstages.data.loader import OnDevice
 from torchstages.data.store import load_series_split
-from torchstages.deploy.exportable import Exportable
-from torchstages.io import atomic_dir, atomic_path
-from torchstages.models.saved import load_model
-from torchstages.params.export import ExportParams
+from torchstages.deploy.card import CardText
+from torchstages.deploy.exportable import Exportable, KindExport
+from torchstages.deploy.parity import ValueParity
+from torchstages.evaluation.inference import predict_logits
 from torchstages.series.evaluate import unscale
 
-__all__ = ["SeriesModel", "export_and_verify_series", "raw_windows"]
+__all__ = ["SeriesModel", "raw_windows", "series_export", "series_exportable"]
 
 
 def _scaling(card: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,55 +111,89 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
             },
         ],
         metadata=metadata,
+        output=f"float32 (N, {card['horizon']}) forecast of {card['target']}, steps 1 to "
+        f"{card['horizon']} after the window",
     )
 
 
-def export_and_verify_series(
-    params: ExportParams,
-    weights: Path,
-    card_path: Path,
-    processed: Path,
-    export_dir: Path,
-    metrics_path: Path,
-) -> dict[str, Any]:
-    """Export ONNX into ``export_dir``, compare ONNX Runtime with PyTorch on every test window
-    (relative to the target's train-range scale), write metrics; a model that disagrees leaves
-    the previous export folder as it was."""
-    import onnx
-    import onnxruntime as ort
-
-    from torchstages.deploy.export import onnx_only, onnx_proto, record_onnx_parity
-
-    onnx_only(params, "a forecaster")
-    model, card = load_model(weights, card_path)
-    windows, _ = load_series_split(processed, "test")
+def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
+    """A forecaster for the generic export: every test window in raw units, forecasts compared
+    in each series' train-range scale. int8: static for the convolutional tcn, dynamic for the
+    others (linear and recurrent layers; no calibration needed)."""
+    windows, targets = (np.asarray(a) for a in load_series_split(processed, "test"))
     series = np.load(processed / "test_index.npy")[:, 0]
+    # as evaluation computes it: the model on the stored scaled windows, then unscaled
+    scaled = predict_logits(
+        model, windows, OnDevice(torch.device("cpu")), 1024, torch.device("cpu")
+    )
     exp = series_exportable(model, card)
-    metadata = {
-        **exp.metadata,
-        "kind": "series",
-        "format": "onnx",
-        "inputs": json.dumps(exp.inputs, sort_keys=True),
-        "output": f"float32 (N, {card['horizon']}) forecast of {card['target']}, steps 1 to "
-        f"{card['horizon']} after the window",
-    }
-    with atomic_dir(export_dir) as staging:
-        with atomic_path(staging / "model.onnx") as tmp:
-            onnx.save_model(onnx_proto(exp, metadata, params.opset), str(tmp))
-        session = ort.InferenceSession(
-            str(staging / "model.onnx"), providers=["CPUExecutionProvider"]
-        )
-        raw = raw_windows(windows, series, card).astype(np.float32)
-        ours = session.run(None, {"window": raw, "series": series.astype(np.int64)})[0]
-        with torch.no_grad():
-            reference = unscale(model(torch.from_numpy(np.array(windows))).numpy(), series, card)
-        target_scale = np.asarray(card["scaler"]["scale"])[series, 0]
-        relative = np.abs(ours - reference) / target_scale[:, None]
-        parity = {
-            "max_abs_logit_diff": float(f"{relative.max():.1e}"),
-            "prediction_agreement": round(
-                float((relative <= params.max_abs_diff).all(1).mean()), 6
+    return KindExport(
+        exportable=exp,
+        test={"window": raw_windows(windows, series, card).astype(np.float32), "series": series},
+        reference=unscale(scaled.numpy(), series, card),
+        truth=unscale(targets, series, card),
+        # the scaler's scale is that of the logarithm under transform: log
+        parity=ValueParity(
+            np.asarray(card["scaler"]["scale"], dtype=np.float64)[series, 0],
+            log=card.get("transform", "none") == "log",
+        ),
+        card=_card_text(card, exp),
+        train=lambda: _train_inputs(card, processed),
+        int8="static" if card["architecture"]["name"] == "tcn" else "dynamic",
+    )
+
+
+def _train_inputs(card: dict[str, Any], processed: Path) -> dict[str, np.ndarray]:
+    """The train windows as named raw inputs (static int8's calibration)."""
+    windows, _ = load_series_split(processed, "train")
+    series = np.load(processed / "train_index.npy")[:, 0]
+    return {"window": raw_windows(windows, series, card).astype(np.float32), "series": series}
+
+
+def _card_text(card: dict[str, Any], exp: Exportable) -> CardText:
+    lookback, horizon, target = card["lookback"], card["horizon"], card["target"]
+    freq = card["frequency"]
+    ids = card["series_ids"]
+    return CardText(
+        title=f"{card['architecture'].get('name', 'model')} forecaster (series)",
+        data=[
+            f"- kind: series; task: forecast `{target}` {horizon} steps ahead from the last "
+            f"{lookback} steps",
+            f"- frequency: steps of {freq['step']} {freq['unit']}; season {card['season']} steps",
+            f"- series ({len(ids)}): {', '.join(f'`{i}`' for i in ids[:20])}"
+            + (", ..." if len(ids) > 20 else "")
+            + (f" (column `{card['id']}`)" if card["id"] else ""),
+            f"- input columns: {', '.join(f'`{c}`' for c in card['features'])} (time column "
+            f"`{card['time']}`; gaps filled by {card['fill']})",
+            *(
+                [
+                    f"- transform: log (trained on the logarithm of `{target}`; parity below "
+                    "compares logarithms)"
+                ]
+                if card.get("transform", "none") == "log"
+                else []
             ),
-        }
-        record_onnx_parity(parity, params, export_dir, metrics_path, len(windows), "windows")
-    return parity
+        ],
+        details=[
+            f"Output `logits`: {exp.output}. Each series' train-range scaling is inside the "
+            "graph (its shift and scale are also in the metadata, `scaler`): feed raw values. "
+            "`torchstages predict` and `serve` read a history file, take each series' last "
+            f"{lookback} steps and give the {horizon} steps after its end, with their times.",
+        ],
+        uses=[
+            f"- Forecasts the next {horizon} steps of the series it was trained on; a series it "
+            "has not seen has no scaling and is refused by `predict`.",
+            "- Beyond the horizon it says nothing; errors grow with the step ahead (the test "
+            "stage's per-step MAE, `metrics/test.json`).",
+            "- Compare it with the naive (last value) and seasonal naive forecasts in "
+            "`metrics/test.json` (`baselines`, `beats_naive`): where it does not beat them, use "
+            "them instead.",
+            "- A point forecast, no interval; a change of regime after the training range "
+            "(a new level, trend or season) is not in its data.",
+            "- int8 trades a little accuracy (the RMSE change above) for a smaller file and "
+            "faster CPU inference.",
+        ],
+        cli=[f"torchstages predict {paths.ONNX_MODEL} history.csv --output forecast.csv"],
+        keys=["series_ids", "lookback", "horizon", "features", "frequency"],
+        unit="windows",
+    )

@@ -1,5 +1,6 @@
-"""Export a table model to ONNX: raw numeric columns (NaN = missing) and category indices in,
-logits (or the regressed value in the target's units) out; checked on the whole test split.
+"""A table model as the generic export (deploy/export.py) takes it: raw numeric columns
+(NaN = missing) and category indices in, logits (or the regressed value in the target's units)
+out; checked on the whole test split.
 
 Category strings are mapped to indices outside the graph, by :func:`torchstages.tables.schema.encode`
 with the vocabulary stored in the ONNX metadata (the documented two-step): ONNX has no portable
@@ -16,19 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchstages import paths
 from torchstages.data.store import load_table_split
-from torchstages.deploy.exportable import Exportable
-from torchstages.io import atomic_dir, atomic_path
-from torchstages.models.saved import load_model
-from torchstages.params.export import ExportParams
+from torchstages.deploy.card import CardText, classifier_uses
+from torchstages.deploy.exportable import CLASS_OUTPUT, Exportable, KindExport
+from torchstages.deploy.parity import ClassParity, ValueParity
 from torchstages.tables.evaluate import table_outputs
 
-__all__ = [
-    "TableModel",
-    "export_and_verify_table",
-    "export_table_onnx",
-    "table_exportable",
-]
+__all__ = ["TableModel", "table_export", "table_exportable"]
+
+_PARITY_BATCH = 1024  # rows per PyTorch batch for the reference outputs
 
 
 class TableModel(nn.Module):
@@ -92,6 +90,7 @@ def table_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
     names = input_names(card)
     metadata = {"schema": json.dumps(schema, sort_keys=True), "task": card["task"]}
     metadata["target"] = card["target"]
+    classification = card["task"] == "classification"
     return Exportable(
         module=table_model(model, card),
         example={n: torch.zeros(2, widths[n], dtype=dtypes[n]) for n in names},
@@ -105,81 +104,78 @@ def table_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
             for n in names
         ],
         metadata=metadata,
+        classes=list(card["classes"]) if classification else None,
+        output=CLASS_OUTPUT if classification else f"float32 (N, 1) predicted {card['target']}",
     )
 
 
-def export_table_onnx(model: nn.Module, card: dict[str, Any], target: Path, opset: int) -> None:
-    import onnx
+def _named(card: dict[str, Any], numeric: np.ndarray, categorical: np.ndarray) -> dict:
+    """A split as the model's named inputs (only those the table has)."""
+    arrays = {"numeric": np.asarray(numeric), "categorical": np.asarray(categorical)}
+    return {n: arrays[n] for n in input_names(card)}
 
-    from torchstages.deploy.export import onnx_proto
 
+def table_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
+    """A table model for the generic export: its test split as named raw inputs; classification
+    compares logits, regression values in the target's units; dynamic int8 (linear layers)."""
+    numeric, categorical, labels = (np.asarray(a) for a in load_table_split(processed, "test"))
+    reference = table_outputs(model, numeric, categorical, _PARITY_BATCH, torch.device("cpu"))
     exp = table_exportable(model, card)
-    metadata = {
-        **exp.metadata,
-        "kind": "table",
-        "format": "onnx",
-        "inputs": json.dumps(exp.inputs, sort_keys=True),
-        "output": "float32 (N, classes) logits; softmax gives probabilities"
-        if card["task"] == "classification"
-        else f"float32 (N, 1) predicted {card['target']}",
-    }
-    if "classes" in card:
-        metadata["classes"] = json.dumps(card["classes"])
-    with atomic_path(target) as tmp:
-        onnx.save_model(onnx_proto(exp, metadata, opset), str(tmp))
-
-
-def onnx_outputs(session: Any, card: dict[str, Any], numeric: np.ndarray, categorical: np.ndarray):
-    feeds = {"numeric": numeric.astype(np.float32), "categorical": categorical.astype(np.int64)}
-    return session.run(None, {n: feeds[n] for n in input_names(card)})[0]
-
-
-def export_and_verify_table(
-    params: ExportParams,
-    weights: Path,
-    card_path: Path,
-    processed: Path,
-    export_dir: Path,
-    metrics_path: Path,
-) -> dict[str, Any]:
-    """Export ONNX into ``export_dir``, run ONNX Runtime and PyTorch on the whole test split,
-    compare, write metrics (the layout images use: ``formats.onnx``). A model that disagrees
-    leaves the previous export folder as it was."""
-    import onnxruntime as ort
-
-    from torchstages.deploy.export import onnx_only, record_onnx_parity
-
-    onnx_only(params, "a table model")
-    model, card = load_model(weights, card_path)
-    numeric, categorical, _ = (np.asarray(a) for a in load_table_split(processed, "test"))
-    with atomic_dir(export_dir) as staging:
-        export_table_onnx(model, card, staging / "model.onnx", params.opset)
-        session = ort.InferenceSession(
-            str(staging / "model.onnx"), providers=["CPUExecutionProvider"]
-        )
-        ours = onnx_outputs(session, card, numeric, categorical)
-        parity = _parity(ours, model, card, numeric, categorical, params.max_abs_diff)
-        record_onnx_parity(parity, params, export_dir, metrics_path, len(numeric), "rows")
-    return parity
-
-
-def _parity(
-    ours: np.ndarray,
-    model: nn.Module,
-    card: dict[str, Any],
-    numeric: np.ndarray,
-    categorical: np.ndarray,
-    tolerance: float,
-) -> dict[str, float]:
-    """Max difference to eager PyTorch and the share of rows that agree: the same class, or for
-    regression a value within ``tolerance`` standard deviations of the target."""
-    torch_out = table_outputs(model, numeric, categorical, 1024, torch.device("cpu")).numpy()
-    if card["task"] == "regression":
-        torch_out = torch_out * card["target_std"] + card["target_mean"]
-        # relative to the target's scale: a price in thousands differs in more absolute digits
-        relative = np.abs(ours - torch_out)[:, 0] / card["target_std"]
-        diff, agreement = float(relative.max()), float((relative <= tolerance).mean())
+    schema = card["schema"]
+    columns = [c["name"] for c in schema["numeric"]] + [c["name"] for c in schema["categorical"]]
+    regression = card["task"] == "regression"
+    data = [
+        f"- kind: table; task: {card['task']} of `{card['target']}`"
+        + ("" if regression else f" into {len(card['classes'])} classes"),
+        *([] if regression else [f"- classes, in output order: {_ticks(card['classes'])}"]),
+        f"- columns ({len(columns)}): {_ticks(columns)}",
+    ]
+    if regression:
+        mean, std = card["target_mean"], card["target_std"]
+        parity: ClassParity | ValueParity = ValueParity(np.full(len(labels), std))
+        reference = reference.double().numpy() * std + mean
+        truth = np.asarray(labels, dtype=np.float64)[:, None]
+        data.append(f"- `{card['target']}` on the train split: mean {mean:.6g}, std {std:.6g}")
+        uses = _regression_uses(card["target"])
     else:
-        diff = float(np.abs(ours - torch_out).max())
-        agreement = float((ours.argmax(1) == torch_out.argmax(1)).mean())
-    return {"max_abs_logit_diff": float(f"{diff:.1e}"), "prediction_agreement": agreement}
+        parity, reference, truth = ClassParity(), reference.numpy(), labels
+        uses = classifier_uses("rows like the training rows")
+    return KindExport(
+        exportable=exp,
+        test=_named(card, numeric, categorical),
+        reference=reference,
+        truth=truth,
+        parity=parity,
+        card=CardText(
+            title=f"{card['architecture'].get('name', 'model')} {card['task']} (table)",
+            data=data,
+            details=[
+                f"Output `logits`: {exp.output.removeprefix('logits: ')}. The schema in every "
+                "file's metadata holds the columns in input order, each numeric column's train "
+                "median (filled in for a missing value) and each categorical column's vocabulary "
+                "(a category's index is its position + 2); `torchstages predict` and `serve` "
+                "apply it to raw rows.",
+            ],
+            uses=uses,
+            cli=[f"torchstages predict new_rows.csv --model {paths.ONNX_MODEL} --output out.csv"],
+            keys=["schema", "task", "target", *([] if regression else ["classes"])],
+            unit="rows",
+        ),
+        train=lambda: _named(card, *load_table_split(processed, "train")[:2]),
+    )
+
+
+def _regression_uses(target: str) -> list[str]:
+    return [
+        f"- Predicts `{target}` for rows like the training rows, in its units. Far outside the "
+        "training range of a column the network extrapolates, and nothing says so: check the "
+        "train range (the schema's mean and std) first.",
+        "- One value per row, no interval: the test stage's RMSE and its bootstrap interval "
+        "(`metrics/test.json`) say how far off it typically is.",
+        "- int8 trades a little accuracy (the RMSE change above) for a smaller file and faster "
+        "CPU inference.",
+    ]
+
+
+def _ticks(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
