@@ -353,10 +353,12 @@ def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):
     import onnx
 
     from torchstages.deploy.export import export_and_verify
+    from torchstages.deploy.runtime import load_runner
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.series.evaluate import unscale
     from torchstages.series.export import raw_windows
+    from torchstages.series.predict import forecast_frame
     from torchstages.training.loop import TrainOutputs, train
 
     frame = make_series(120)
@@ -398,6 +400,14 @@ def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):
     assert {p.key: p.value for p in graph.metadata_props}["transform"] == "log"
     _, card = load_model(outputs.weights, outputs.card)
     assert card["transform"] == "log"
+    # predicting from a history: its raw values in, a history the log cannot take refused
+    runner = load_runner(tmp_path / "export" / "model.onnx")
+    history = frame.iloc[:60].astype({"time": str, "value": str})
+    (forecast,) = forecast_frame(runner, history, "history.csv")
+    assert all(v > 0 for v in forecast.values)
+    history.loc[55, "value"] = "0"
+    with pytest.raises(UserError, match=r"history.csv: the history has a value <= 0 \(0\) in"):
+        forecast_frame(runner, history, "history.csv")
 
 
 def test_log_transform_refuses_a_non_positive_value_naming_the_column(tmp_path):
