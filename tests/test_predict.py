@@ -157,16 +157,16 @@ def test_cli_top_k_csv_output_file_and_stdin(deployed, tmp_path):
     assert all(abs(sum(float(r[i]) for i in (2, 4, 6)) - 1) < 1e-4 for r in rows[1:])
 
 
-def test_onnx_path_imports_no_torch(deployed, capsys):
-    """predict's default path starts without torch or training code."""
+def heavy_imports_of_predict(*args: str) -> tuple[int, list[str]]:
+    """``torchstages predict ARGS`` in a fresh interpreter: its exit code, and the torch,
+    training and model modules it imported (none on the ONNX path)."""
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from torchstages.cli import main\n"
-        f"rc = main(['predict', '--model', {str(deployed / 'export/model.onnx')!r}, "
-        f"{str(deployed / 'raw/class0/000.png')!r}])\n"
+        f"rc = main(['predict', *{list(args)!r}])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
         "m.startswith(('torchstages.training', 'torchstages.models')))\n"
-        "print(rc, heavy, file=sys.stderr)\n"
+        "print(json.dumps([rc, heavy]), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -174,7 +174,14 @@ def test_onnx_path_imports_no_torch(deployed, capsys):
         text=True,
         env={"PYTHONPATH": str(ROOT / "src"), "PATH": str(Path(sys.executable).parent)},
     )
-    assert result.stderr.strip().splitlines()[-1] == "0 []"
+    rc, heavy = json.loads(result.stderr.strip().splitlines()[-1])
+    return rc, heavy
+
+
+def test_onnx_path_imports_no_torch(deployed, capsys):
+    """predict's default path starts without torch or training code."""
+    model, image = deployed / "export/model.onnx", deployed / "raw/class0/000.png"
+    assert heavy_imports_of_predict("--model", str(model), str(image)) == (0, [])
 
 
 def test_reader_limits_pixels_before_decoding():

@@ -139,10 +139,11 @@ def test_decompression_bomb_is_413_before_decoding(runner):
     }
 
 
-def test_health_answers_while_inference_runs(runner, deployed):
-    """Inference is off the event loop: /health answers while a batch is still computing."""
+def health_while_blocked(model: Path, **request) -> int:
+    """POST /predict ``request`` to a service whose model is held mid-batch, check that /health
+    answers meanwhile, then let the batch finish; the /predict status."""
     release, started = threading.Event(), threading.Event()
-    slow = load_runner(deployed / "export/model.onnx")
+    slow = load_runner(model)
     run = slow.run
 
     def blocking_run(batch):
@@ -151,19 +152,23 @@ def test_health_answers_while_inference_runs(runner, deployed):
         return run(batch)
 
     slow.run = blocking_run
-    good = files_of(deployed, 1)[0].read_bytes()
     with TestClient(create_app(slow)) as c:
         result = {}
-        worker = threading.Thread(
-            target=lambda: result.update(r=c.post("/predict", files=[("files", ("a", good))]))
-        )
+        worker = threading.Thread(target=lambda: result.update(r=c.post("/predict", **request)))
         worker.start()
         assert started.wait(30)
         assert c.get("/health").status_code == 200
         assert worker.is_alive()  # the batch is still running
         release.set()
         worker.join(30)
-    assert result["r"].status_code == 200
+    return result["r"].status_code
+
+
+def test_health_answers_while_inference_runs(deployed):
+    """Inference is off the event loop: /health answers while a batch is still computing."""
+    good = files_of(deployed, 1)[0].read_bytes()
+    model = deployed / "export/model.onnx"
+    assert health_while_blocked(model, files=[("files", ("a", good))]) == 200
 
 
 @pytest.mark.slow

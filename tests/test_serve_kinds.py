@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from conftest import ROOT
 from served_models import export_series, export_table, export_text
+from test_predict import heavy_imports_of_predict
+from test_serve import health_while_blocked
 from torchstages.cli import main
 from torchstages.deploy.runtime import load_runner
 from torchstages.deploy.serve import Limits, create_app
@@ -156,29 +157,8 @@ def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
 
 def test_health_answers_while_json_inference_runs(table):
     """JSON inference is off the event loop too: /health answers while a batch computes."""
-    release, started = threading.Event(), threading.Event()
-    slow = load_runner(table / "model.onnx")
-    run = slow.run
-
-    def blocking_run(batch):
-        started.set()
-        release.wait(30)
-        return run(batch)
-
-    slow.run = blocking_run
     row = {"x1": 0.5, "x2": 12, "colour": "red", "flag": "yes", "day": "2024-03-01"}
-    with TestClient(create_app(slow)) as c:
-        result = {}
-        worker = threading.Thread(
-            target=lambda: result.update(r=c.post("/predict", json={"rows": [row]}))
-        )
-        worker.start()
-        assert started.wait(30)
-        assert c.get("/health").status_code == 200
-        assert worker.is_alive()
-        release.set()
-        worker.join(30)
-    assert result["r"].status_code == 200
+    assert health_while_blocked(table / "model.onnx", json={"rows": [row]}) == 200
 
 
 # --- texts ----------------------------------------------------------------------------------
@@ -304,25 +284,11 @@ def test_bad_histories_are_4xx_naming_the_entry(series):
 
 def test_table_onnx_predict_imports_no_torch(table):
     """The table, text and series paths of predict run on ONNX Runtime alone, as images do."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from torchstages.cli import main\n"
-        f"rc = main(['predict', '--model', {str(table / 'model.onnx')!r}, "
-        f"{str(table.parent / 'raw/table.csv')!r}, '--output', {str(table.parent / 'p.csv')!r}])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or "
-        "m.startswith(('torchstages.training', 'torchstages.models')))\n"
-        "print(rc, heavy, file=sys.stderr)\n"
+    model, rows, out = table / "model.onnx", table.parent / "raw/table.csv", table.parent / "p.csv"
+    assert heavy_imports_of_predict("--model", str(model), str(rows), "--output", str(out)) == (
+        0,
+        [],
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": str(Path(sys.executable).parent)},
-    )
-    assert result.stderr.strip().splitlines()[-1] == "0 []", result.stderr
 
 
 @pytest.mark.slow
