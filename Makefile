@@ -67,11 +67,16 @@ REV ?= HEAD
 report: $(STAMP)
 	python -m torchstages.cli report --out reports/pr.md --against $(REV)
 
+# test files run in parallel, one worker per core up to 8 (pytest-xdist); each file's tests stay
+# in one worker, as the end-to-end files share one project per file. TEST_JOBS=0: one process
+TEST_JOBS ?= auto
+PYTEST    := python -m pytest -n $(TEST_JOBS) --maxprocesses 8 --dist loadfile
+
 test: $(STAMP)
-	python -m pytest
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	ruff check src stages tests bench
