@@ -248,3 +248,26 @@ def test_static_int8_on_request_calibrates_on_the_train_split(projects, tmp_path
     assert load_runner(path).metadata["quantization"] == "static"
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "(static quantisation)" in (tmp_path / "x/MODEL_CARD.md").read_text()
+
+
+def test_a_trending_forecaster_gets_dynamic_int8_because_static_cannot_see_its_future(tmp_path):
+    """The test range of a trending series lies beyond the train range that static calibration
+    measures: auto picks dynamic for every forecaster (the convolutional tcn too), and the
+    parity check stops a static file that clips the future."""
+    from series_data import make_series
+
+    frame = make_series(300)
+    frame["value"] = (frame["value"] + 0.5 * np.arange(300)).round(4)  # test far above train
+    write_series(frame, tmp_path / "raw")
+    processed = build_series_project(tmp_path / "raw", tmp_path)
+    outputs = TrainOutputs(
+        *(tmp_path / "m" / n for n in ("w.pt", "c.json", "k.pt")), tmp_path / "l"
+    )
+    params = {"epochs": 3, "threads": 1, "seed": 3, "model": {"name": "tcn", "channels": [8, 8]}}
+    train(TrainParams.model_validate(params), processed, outputs)
+    metrics = export(outputs, processed, tmp_path / "auto", formats=("onnx-int8",))
+    assert load_runner(tmp_path / "auto/model.int8.onnx").metadata["quantization"] == "dynamic"
+    assert metrics["formats"]["onnx-int8"]["error_increase"] < 0.05
+    with pytest.raises(UserError, match="model.int8.onnx: onnx-int8 raises the test RMSE by"):
+        export(outputs, processed, tmp_path / "static", formats=("onnx-int8",),
+               int8_quantization="static")  # fmt: skip

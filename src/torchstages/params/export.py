@@ -35,8 +35,9 @@ class ExportParams(Section):
     int8_quantization: Literal["auto", "static", "dynamic"] = Field(
         "auto",
         description="static: scales calibrated on train samples (fast convolutions); dynamic: "
-        "none (fits linear and recurrent layers, slow for convolutions); auto: static for "
-        "convolutional models (images, textcnn, tcn), dynamic for the others",
+        "none (fits linear and recurrent layers, slow for convolutions; forecasters, whose test "
+        "range can lie beyond the train range); auto: static for convolutional classifiers "
+        "(images, textcnn), dynamic for the others",
     )
     max_int8_accuracy_drop: float = Field(
         0.01, ge=0, le=1, description="fail if int8 test accuracy is lower than fp32's by more"

@@ -118,8 +118,10 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
 
 def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
     """A forecaster for the generic export: every test window in raw units, forecasts compared
-    in each series' train-range scale. int8: static for the convolutional tcn, dynamic for the
-    others (linear and recurrent layers; no calibration needed)."""
+    in each series' train-range scale. int8: dynamic for every forecaster, the tcn too. Static
+    scales are calibrated on train windows, and a trending series' test range lies beyond them:
+    on airline passengers static int8 raised the test RMSE by 316% (mlp) and 113% (tcn), dynamic
+    by less than 0.1%."""
     windows, targets = (np.asarray(a) for a in load_series_split(processed, "test"))
     series = np.load(processed / "test_index.npy")[:, 0]
     # as evaluation computes it: the model on the stored scaled windows, then unscaled
@@ -139,7 +141,7 @@ def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Ki
         ),
         card=_card_text(card, exp),
         train=lambda: _train_inputs(card, processed),
-        int8="static" if card["architecture"]["name"] == "tcn" else "dynamic",
+        int8="dynamic",
     )
 
 
