@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -116,6 +117,28 @@ def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
         got = c.post("/predict", json={"rows": records(read_table(raw))[:10]}).json()
     assert [p["prediction"] for p in got["predictions"]] == [float(v) for _, v in want[1:11]]
     assert "top" not in got["predictions"][0]
+    assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "2"]) == 2
+
+
+def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
+    """--top-k and --format work for table and text models as for images (CSV by default)."""
+    model, raw = str(table / "model.onnx"), str(table.parent / "raw/table.csv")
+    top2 = cli_csv(tmp_path, "--model", model, raw, "--top-k", "2")
+    assert top2[0] == ["line", "predicted_target", "probability", "class_2", "probability_2"]
+    assert all(float(r[2]) >= float(r[4]) and r[1] != r[3] for r in top2[1:])
+    capsys.readouterr()
+    assert main(["predict", "--model", model, raw, "--top-k", "2", "--format", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [[str(v) for v in d.values()] for d in lines] == top2[1:]
+    assert list(lines[0]) == top2[0]
+    assert main(["predict", "--model", model, raw, "--format", "table"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].split() == ["line", "predicted_target", "probability"]
+    assert len(shown) == len(top2) and shown[1].split() == top2[1][:3]
+    texts = cli_csv(
+        tmp_path, "--model", str(text / "model.onnx"), "--text", "goal!", "--top-k", "3"
+    )
+    assert texts[0][-2:] == ["class_3", "probability_3"] and len(texts[1]) == 7
 
 
 def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):

@@ -165,11 +165,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         default=ONNX_MODEL,
         help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
     )
-    p.add_argument("--top-k", type=_positive, default=1, help="classes per input (default 1)")
+    p.add_argument(
+        "--top-k", type=_positive, default=1, help="classes per input of a classifier (default 1)"
+    )
     p.add_argument(
         "--format",
         choices=["table", "csv", "jsonl"],
-        help="default: table on a terminal, else jsonl (csv for an --output ending in .csv)",
+        help="images: table on a terminal, else jsonl (csv for an --output ending in .csv); "
+        "table, text and series models: csv",
     )
     p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("--batch-size", type=_positive, default=64)
@@ -260,10 +263,12 @@ def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:
     if len(args.inputs) != 1 or Path(args.inputs[0]).suffix.lower() not in TABLE_SUFFIXES:
         raise UserError(f"predict: a {kind} model takes one table file (.csv, .tsv or .parquet)")
     if kind == "series":
-        from torchstages.series.predict import predict_series as predict_file
-    else:
-        from torchstages.tables.predict import predict_table as predict_file
-    return _write_csv(args, *predict_file(runner, Path(args.inputs[0])))
+        from torchstages.series.predict import predict_series
+
+        return _write_rows(args, *predict_series(runner, Path(args.inputs[0])))
+    from torchstages.tables.predict import predict_table
+
+    return _write_rows(args, *predict_table(runner, Path(args.inputs[0]), _top_k(args, runner)))
 
 
 def _predict_text(args: argparse.Namespace, runner: Runner) -> int:
@@ -271,19 +276,38 @@ def _predict_text(args: argparse.Namespace, runner: Runner) -> int:
     from torchstages.text.predict import predict_texts, read_inputs
 
     texts = read_inputs(args.text, args.inputs, args.column, runner.metadata)
-    return _write_csv(args, *predict_texts(runner, texts))
+    return _write_rows(args, *predict_texts(runner, texts, _top_k(args, runner)))
 
 
-def _write_csv(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:
-    """``header`` and ``rows`` as CSV to stdout or, atomically, to ``--output``."""
+def _top_k(args: argparse.Namespace, runner: Runner) -> int:
+    if args.top_k > 1 and not runner.classes:
+        raise UserError(f"--top-k: {args.model} predicts values, not classes")
+    return min(args.top_k, len(runner.classes) or 1)
+
+
+def _write_rows(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:
+    """``header`` and ``rows`` to stdout or, atomically, to ``--output``: CSV unless
+    ``--format`` says jsonl (one object per row) or table (aligned columns)."""
     import csv
+    import json
 
     from torchstages.io import atomic_path
 
     def write(out) -> None:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+        if args.format == "jsonl":
+            for row in rows:
+                out.write(json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False))
+                out.write("\n")
+        elif args.format == "table":
+            cells = [header, *([str(c) for c in row] for row in rows)]
+            widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+            for r in cells:
+                out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+                out.write("\n")
+        else:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
 
     if args.output is None:
         write(sys.stdout)

@@ -18,7 +18,16 @@ import numpy as np
 from torchstages.errors import UserError
 from torchstages.io import sha256_file
 
-__all__ = ["Runner", "load_runner", "run_batched", "softmax", "top_k", "REQUIRED_METADATA"]
+__all__ = [
+    "REQUIRED_METADATA",
+    "Runner",
+    "load_runner",
+    "run_batched",
+    "softmax",
+    "top_k",
+    "top_k_cells",
+    "top_k_header",
+]
 
 # every exported file carries these (ONNX metadata_props, .pt2 extra files), all JSON or text;
 # classifiers add "classes", and each kind what its reader needs (preprocessing, schema, ...)
@@ -58,8 +67,11 @@ class Runner:
         if self.format == "pt2":
             import torch
 
+            # torch wants writable memory: a memory-mapped split already in the right dtype is
+            # read-only (copied here, batch by batch)
+            tensors = [torch.from_numpy(np.require(a, requirements="W")) for a in arrays]
             with torch.inference_mode():
-                out = self._session(*(torch.from_numpy(a) for a in arrays))
+                out = self._session(*tensors)
             return out.float().numpy()
         names = [i["name"] for i in self.inputs]
         return self._session.run(None, dict(zip(names, arrays, strict=True)))[0]
@@ -134,3 +146,14 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
     """The ``k`` most probable classes, best first; ties keep the class order."""
     order = np.argsort(-probs, kind="stable")[:k]
     return [(classes[i], float(probs[i])) for i in order]
+
+
+def top_k_header(column: str, k: int) -> list[str]:
+    """The class columns of a CSV: the top class and its probability, then class_2 ... class_k."""
+    rest = [name for i in range(2, k + 1) for name in (f"class_{i}", f"probability_{i}")]
+    return [column, "probability", *rest]
+
+
+def top_k_cells(top: list[tuple[str, float]]) -> list:
+    """One input's cells under :func:`top_k_header`: each class and its probability."""
+    return [cell for label, p in top for cell in (label, round(p, 6))]

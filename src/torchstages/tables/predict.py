@@ -13,12 +13,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from torchstages.deploy.runtime import Runner, run_batched, softmax, top_k
+from torchstages.deploy.runtime import (
+    Runner,
+    run_batched,
+    softmax,
+    top_k,
+    top_k_cells,
+    top_k_header,
+)
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
 
-__all__ = ["Prediction", "predict_frame", "predict_table", "source_columns"]
+__all__ = [
+    "Prediction",
+    "predict_frame",
+    "predict_table",
+    "source_columns",
+]
 
 log = logging.getLogger(__name__)
 _BATCH = 4096
@@ -56,15 +68,16 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     return [(top[0][0], top) for top in tops]
 
 
-def predict_table(runner: Runner, table: Path) -> tuple[list[str], list[list]]:
-    """(header, rows): the file's line number, the prediction, and for classes its probability."""
+def predict_table(runner: Runner, table: Path, k: int = 1) -> tuple[list[str], list[list]]:
+    """(header, rows): the file's line number and the prediction; for classes its probability,
+    and ``k`` > 1 adds the next classes and theirs."""
     frame = read_table(table)
     frame.index = frame.index + 2  # line numbers, the header being line 1
-    predictions = predict_frame(runner, frame, str(table))
+    predictions = predict_frame(runner, frame, str(table), k)
     lines = frame.index.tolist()
     column = f"predicted_{runner.metadata['target']}"
     if runner.metadata["task"] == "regression":
         return ["line", column], [[n, v] for n, (v, _) in zip(lines, predictions, strict=True)]
-    return ["line", column, "probability"], [
-        [n, label, round(top[0][1], 6)] for n, (label, top) in zip(lines, predictions, strict=True)
+    return ["line", *top_k_header(column, k)], [
+        [n, *top_k_cells(top)] for n, (_, top) in zip(lines, predictions, strict=True)
     ]

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from torchstages.deploy.runtime import Runner, run_batched, softmax, top_k
+from torchstages.deploy.runtime import (
+    Runner,
+    run_batched,
+    softmax,
+    top_k,
+    top_k_cells,
+    top_k_header,
+)
 from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
@@ -102,10 +109,13 @@ def classify_texts(
     return [top_k(p, runner.classes, k) for p in softmax(run_batched(runner, inputs, _BATCH))]
 
 
-def predict_texts(runner: Runner, inputs: list[tuple[str, str]]) -> tuple[list[str], list[list]]:
-    """(header, rows): where each text came from, the predicted class and its probability."""
-    tops = classify_texts(runner, [t for _, t in inputs])
-    return ["input", f"predicted_{runner.metadata['target']}", "probability"], [
-        [where, top[0][0], round(top[0][1], 6)]
-        for (where, _), top in zip(inputs, tops, strict=True)
+def predict_texts(
+    runner: Runner, inputs: list[tuple[str, str]], k: int = 1
+) -> tuple[list[str], list[list]]:
+    """(header, rows): where each text came from, its class and probability (``k`` > 1: the
+    next classes and theirs too)."""
+    tops = classify_texts(runner, [t for _, t in inputs], k)
+    header = ["input", *top_k_header(f"predicted_{runner.metadata['target']}", k)]
+    return header, [
+        [where, *top_k_cells(top)] for (where, _), top in zip(inputs, tops, strict=True)
     ]
