@@ -16,10 +16,9 @@ from torchstages.data.split import read_split
 from torchstages.data.store import load_meta, load_split
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
+from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
-from torchstages.evaluation.metrics import classification_metrics, softmax
-from torchstages.evaluation.plot_data import mistake_order, write_plot_data
-from torchstages.evaluation.predictions import write_predictions
+from torchstages.evaluation.plot_data import mistake_order
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
 from torchstages.kinds import kind_of
@@ -83,23 +82,13 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         model.to(device), images, Normalizer(prep.mean, prep.std, device), params.batch_size, device
     )
     classes = card["classes"]
-    metrics = classification_metrics(
-        logits,
-        labels,
-        classes,
-        params.top_k,
-        params.calibration_bins,
-        params.bootstrap_resamples,
-        params.bootstrap_seed,
-    )
-    write_json(paths.metrics, metrics)
-    probs = softmax(logits)
     # build_dataset.on_bad_image: skip dropped these rows from the arrays: keep the two aligned
     dropped = {s["path"] for s in meta.get("skipped", ()) if s["split"] == split}
     rows = [row for row in read_split(paths.splits / f"{split}.csv") if row.path not in dropped]
-    write_plot_data(paths.plots_dir, probs, labels, classes, metrics, rows)
-    if paths.predictions is not None:
-        write_predictions(paths.predictions, rows, labels, probs, classes)
+    metrics, probs = classify_rows(
+        logits, labels, classes, params, rows, paths.plots_dir, paths.predictions
+    )
+    write_json(paths.metrics, metrics)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     _write_report(paths)
     log.info(

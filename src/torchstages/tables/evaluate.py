@@ -12,17 +12,15 @@ import torch
 from torchstages.data.discover import Row
 from torchstages.data.loader import OnDevice
 from torchstages.data.store import load_table_split
+from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.intervals import regression_intervals
-from torchstages.evaluation.metrics import classification_metrics, softmax
-from torchstages.evaluation.plot_data import write_plot_data
-from torchstages.evaluation.predictions import write_predictions, write_regression_predictions
+from torchstages.evaluation.predictions import write_regression_predictions
 from torchstages.io import write_csv
 from torchstages.tables.build import FIRST_DATA_LINE
 from torchstages.tables.split import read_table_split
 
 __all__ = [
-    "classify_rows",
     "draw_regression",
     "evaluate_table",
     "regression_metrics",
@@ -63,33 +61,6 @@ def regression_metrics(
     if not np.any(actual == 0):
         out["mape"] = _r(float(np.abs(error / actual).mean()))
     return out
-
-
-def classify_rows(
-    logits: torch.Tensor,
-    labels: np.ndarray,
-    classes: list[str],
-    params: Any,
-    rows: list[Row],
-    plots_dir: Path,
-    predictions: Path | None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Classification metrics, plot data and (to ``predictions``) per-row predictions of the
-    rows of a file (a table's, or texts'); returns (metrics, probabilities)."""
-    metrics = classification_metrics(
-        logits,
-        labels,
-        classes,
-        params.top_k,
-        params.calibration_bins,
-        params.bootstrap_resamples,
-        params.bootstrap_seed,
-    )
-    probs = softmax(logits)
-    write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
-    if predictions is not None:
-        write_predictions(predictions, rows, labels, probs, classes)
-    return metrics, probs
 
 
 def evaluate_table(

@@ -11,10 +11,10 @@ import torch
 
 from torchstages.data.discover import Row
 from torchstages.data.loader import OnDevice
+from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.plot_data import mistake_order
 from torchstages.io import read_json, write_csv
-from torchstages.tables.evaluate import classify_rows
 from torchstages.tables.split import read_table_split
 from torchstages.text.store import TEXTS_FILE, load_text_split
 

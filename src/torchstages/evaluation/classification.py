@@ -1,0 +1,46 @@
+"""A classifier's evaluated split, whatever the data kind: its metrics, the plot data and the
+per-sample predictions that ``compare`` pairs. Images, tables and texts all go through
+:func:`classify_rows`, so their files agree in layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchstages.data.discover import Row
+from torchstages.evaluation.metrics import classification_metrics, softmax
+from torchstages.evaluation.plot_data import write_plot_data
+from torchstages.evaluation.predictions import write_predictions
+
+__all__ = ["classify_rows"]
+
+
+def classify_rows(
+    logits: torch.Tensor,
+    labels: np.ndarray,
+    classes: list[str],
+    params: Any,
+    rows: list[Row],
+    plots_dir: Path,
+    predictions: Path | None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Classification metrics, plot data and (to ``predictions``) per-sample predictions of
+    one split, ``rows`` naming its samples (image files, a table's rows, texts); returns
+    (metrics, probabilities)."""
+    metrics = classification_metrics(
+        logits,
+        labels,
+        classes,
+        params.top_k,
+        params.calibration_bins,
+        params.bootstrap_resamples,
+        params.bootstrap_seed,
+    )
+    probs = softmax(logits)
+    write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
+    if predictions is not None:
+        write_predictions(predictions, rows, labels, probs, classes)
+    return metrics, probs
