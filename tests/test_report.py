@@ -69,8 +69,15 @@ def test_evaluation_writes_every_file_and_the_report_rebuilds_byte_identical(tmp
     assert all(0 < float(p["p_label"]) <= 1 for p in predictions)
 
     report = (tmp_path / "reports/report.md").read_text()
+    # the test's own files only: the defaults are the project's data/, which exists wherever
+    # the pipeline has run
     sources = ReportSources(
-        tmp_path / "metrics/test.json", outputs.card, tmp_path / "params.yaml", tmp_path / "plots"
+        tmp_path / "metrics/test.json",
+        outputs.card,
+        tmp_path / "params.yaml",
+        tmp_path / "plots",
+        splits=tmp_path / "splits",
+        processed=tmp_path / "processed",
     )
     assert render_report(tmp_path / "reports/report.md", sources) == report
     low, high = metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]
