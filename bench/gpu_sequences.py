@@ -10,13 +10,11 @@ of bench/gpu_tables.py. Prints one JSON line (and writes it to OUT_DIR/gpu_seque
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 from pathlib import Path
 
 # gpu_tables puts src/ and tests/ on the path and stands in for dvclive
-from gpu_tables import train_timed, with_parity
+from gpu_tables import save_results, start_results, train_timed, with_parity
 
 EPOCHS = {"text": 5, "series": 10}
 MODELS = {"text": ("textcnn", "lstm", "transformer"), "series": ("mlp", "lstm", "tcn")}
@@ -76,10 +74,8 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
 
 
 def main() -> None:
-    import torch
 
-    results: dict = {"cuda": torch.cuda.is_available(), "torch": torch.__version__}
-    devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    results, devices = start_results()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for kind, models in MODELS.items():
@@ -92,11 +88,7 @@ def main() -> None:
                     except Exception as exc:  # a failure on one arm is a finding, not the end
                         results[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     print(key, results[key], flush=True)
-    line = json.dumps(results)
-    print(line)
-    if len(sys.argv) > 1:
-        Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-        (Path(sys.argv[1]) / "gpu_sequences.json").write_text(line + "\n")
+    save_results(results, "gpu_sequences.json")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,6 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
 
 
 def main() -> None:
-    import torch
 
     from tables_data import make_table, write_table
     from torchstages.params.build_dataset import BuildDatasetParams
@@ -118,8 +117,7 @@ def main() -> None:
     from torchstages.tables.build import build_table
     from torchstages.tables.split import split_table
 
-    results: dict = {"cuda": torch.cuda.is_available(), "torch": torch.__version__}
-    devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    results, devices = start_results()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for task in ("classification", "regression"):
@@ -135,11 +133,24 @@ def main() -> None:
                     key = f"{task} {model} {device}"
                     results[key] = run(task, model, device, work)
                     print(key, results[key], flush=True)
+    save_results(results, "gpu_tables.json")
+
+
+def start_results() -> tuple[dict, list[str]]:
+    """The result header (CUDA present, torch version) and the devices to train on."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"cuda": cuda, "torch": torch.__version__}, ["cuda", "cpu"] if cuda else ["cpu"]
+
+
+def save_results(results: dict, name: str) -> None:
+    """Print ``results`` as one JSON line, and keep it as OUT_DIR/``name`` when given."""
     line = json.dumps(results)
     print(line)
     if len(sys.argv) > 1:
         Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-        (Path(sys.argv[1]) / "gpu_tables.json").write_text(line + "\n")
+        (Path(sys.argv[1]) / name).write_text(line + "\n")
 
 
 if __name__ == "__main__":
