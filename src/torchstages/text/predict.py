@@ -25,24 +25,10 @@ from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
 
-__all__ = ["TextEncoder", "classify_texts", "onnx_logits", "predict_texts", "read_inputs"]
+__all__ = ["TextEncoder", "classify_texts", "predict_texts", "read_inputs"]
 
 _BATCH = 1024
 _TABLES = (".csv", ".tsv", ".parquet", ".pq")
-
-
-def onnx_logits(session: Any, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """(N, classes) logits of an ONNX Runtime session over a text model, in batches (the export
-    stage's parity check; predict and serve run any format through :func:`classify_texts`)."""
-    return np.concatenate(
-        [
-            session.run(
-                None,
-                {"tokens": tokens[i : i + _BATCH], "lengths": lengths[i : i + _BATCH]},
-            )[0]
-            for i in range(0, len(tokens), _BATCH)
-        ]
-    )
 
 
 def read_inputs(
