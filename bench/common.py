@@ -21,10 +21,12 @@ PYTHON = sys.executable
 
 
 def env_for(project: Path) -> dict[str, str]:
-    """The project's own src first on the path, and the venv's tools (dvc) on PATH."""
+    """The project's own src first on the path (then any PYTHONPATH already set: a bare GPU
+    machine's site folder, the bench-only dvclive stub), and the venv's tools (dvc) on PATH."""
+    path = [str(project / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {
         **os.environ,
-        "PYTHONPATH": str(project / "src"),
+        "PYTHONPATH": os.pathsep.join(path),
         "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}",
     }
 
@@ -55,8 +57,11 @@ def run_json(cmd: list[str], cwd: Path) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def make_project(dest: Path, raw: Path | None, overrides: dict[str, dict[str, Any]]) -> Path:
-    """A temp git + DVC copy of this project; ``raw`` hard-linked in (demo digits when None)."""
+def make_project(
+    dest: Path, raw: Path | None, overrides: dict[str, dict[str, Any]], dvc: bool = True
+) -> Path:
+    """A temp git + DVC copy of this project; ``raw`` hard-linked in (demo digits when None).
+    ``dvc=False``: a plain folder, no git or DVC (for scripts that run the stages directly)."""
     dest.mkdir(parents=True)
     for name in ("stages", "src"):
         shutil.copytree(
@@ -71,6 +76,8 @@ def make_project(dest: Path, raw: Path | None, overrides: dict[str, dict[str, An
         sh([PYTHON, "-m", "torchstages.cli", "demo-data", "data/raw"], dest)
     else:
         link_tree(raw, dest / "data" / "raw")
+    if not dvc:
+        return dest
     (dest / ".gitignore").write_text("/data/raw/\n__pycache__/\n.time.txt\n")
     sh(["git", "init", "-q"], dest)
     sh(["dvc", "init", "-q"], dest)
