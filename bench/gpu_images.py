@@ -13,7 +13,8 @@ CPU, at the shipped params.yaml, on the same data.
 
 Sizes for a dry run (defaults in brackets): GPU_IMAGES_ROWS [20000] images in the larger set,
 GPU_IMAGES_SIZE [32] their side, GPU_IMAGES_EPOCHS [3] CUDA epochs on it, GPU_IMAGES_CPU_EPOCHS
-[2] CPU epochs on it, GPU_IMAGES_DEMO_EPOCHS [params.yaml] epochs on the demo digits.
+[2] CPU epochs on it (0: no CPU arm), GPU_IMAGES_DEMO_EPOCHS [params.yaml] epochs on the demo
+digits, GPU_IMAGES_BATCH [params.yaml] the larger set's batch size (a throughput sweep).
 
 Test accuracy is computed as the test stage does (predict_logits in eval mode, the card's
 normalisation, test.batch_size), on the CPU for every arm so only the training device differs.
@@ -44,6 +45,7 @@ SIZE = int(os.environ.get("GPU_IMAGES_SIZE", 32))
 EPOCHS = int(os.environ.get("GPU_IMAGES_EPOCHS", 3))
 CPU_EPOCHS = int(os.environ.get("GPU_IMAGES_CPU_EPOCHS", 2))
 DEMO_EPOCHS = os.environ.get("GPU_IMAGES_DEMO_EPOCHS")  # unset: params.yaml's
+BATCH = os.environ.get("GPU_IMAGES_BATCH")  # the generated set's batch size; unset: params.yaml's
 
 
 def shipped(section: str) -> dict[str, Any]:
@@ -227,6 +229,7 @@ def main() -> None:
                 "epochs": EPOCHS,
                 "cpu_epochs": CPU_EPOCHS,
                 "demo_epochs": DEMO_EPOCHS,
+                "batch": BATCH,
             },
         }
     )
@@ -280,10 +283,13 @@ def main() -> None:
 
         # 2. and 3. the larger set: CUDA at precision auto, fp32, fp16; then the CPU
         arms = [("cuda", "auto"), ("cuda", "fp32"), ("cuda", "fp16")] if "cuda" in devices else []
-        arms.append(("cpu", "auto"))
+        if CPU_EPOCHS:
+            arms.append(("cpu", "auto"))
         for device, precision in arms:
             epochs = EPOCHS if device == "cuda" else CPU_EPOCHS
             params = {**defaults, "device": device, "precision": precision, "epochs": epochs}
+            if BATCH:
+                params["batch_size"] = int(BATCH)
             record(
                 f"generated {device} {precision}",
                 lambda p=params, d=device, q=precision: run(
