@@ -1,10 +1,18 @@
 """The val-only search behind the table defaults: train variants of the train params on the five
 tables of bench/tables.py and score each on the **val** split (test is never read here).
 
-    python bench/tables_val.py VARIANT_JSON ... [--only NAME ...]
+    python bench/tables_val.py VARIANT_JSON ... [--only NAME ...] [--seeds 42 1 2 ...]
 
 Each VARIANT_JSON is a train-params override, e.g. '{"model": {"name": "mlp", "ensemble": 8}}'.
-Prints one JSON line per (table, variant): val accuracy and cross-entropy, or val RMSE.
+Prints one JSON line per (table, variant, split seed): val accuracy and cross-entropy, or val
+RMSE; with several ``--seeds``, then one line per (table, variant) with the means over the seeds
+(a small table's val split moves by a whole row per variant: one draw cannot rank them).
+
+``--holdout`` scores on rows that picked nothing: the val split chooses each run's best epoch, so
+a variant's val score is biased upwards, by more for a noisier selection; with ``--holdout`` the
+test rows of each split are set aside unread, the remaining train + val rows are split again with
+the same seed, each variant trains on that inner train split (best epoch by the inner val split)
+and is scored on the inner test split, a holdout carved from the outer train + val rows.
 """
 
 from __future__ import annotations
@@ -18,12 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import prepare, tables  # noqa: E402
 
 
-def val_scores(processed: Path, work: Path, override: dict) -> dict:
+def val_scores(processed: Path, work: Path, override: dict, split: str = "val") -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -39,7 +48,7 @@ def val_scores(processed: Path, work: Path, override: dict) -> dict:
     train(TrainParams.model_validate(override), processed, outputs)
     seconds = round(time.perf_counter() - start, 1)
     net, card = load_model(outputs.weights, outputs.card)
-    numeric, categorical, y = load_table_split(processed, "val")
+    numeric, categorical, y = load_table_split(processed, split)
     raw = table_outputs(net, numeric, categorical, 4096, torch.device("cpu")).float()
     if card["task"] == "classification":
         target = torch.as_tensor(np.asarray(y))
@@ -57,19 +66,36 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[42])
+    parser.add_argument("--holdout", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         for name, (frame, split) in tables().items():
-            if args.only and name.split()[0] not in args.only:
+            table = name.split()[0]
+            if args.only and table not in args.only:
                 continue
-            processed = prepare(frame, split, Path(tmp) / name.split()[0])
-            for i, variant in enumerate(args.variants):
-                work = Path(tmp) / f"{name.split()[0]}-{i}"
-                scores = val_scores(processed, work, json.loads(variant))
-                print(
-                    json.dumps({"table": name.split()[0], "variant": variant, **scores}), flush=True
-                )
+            scores: dict[str, list[dict]] = {variant: [] for variant in args.variants}
+            for seed in args.seeds:
+                processed = prepare(frame, split, Path(tmp) / f"{table}-{seed}", seed)
+                scored = "val"
+                if args.holdout:
+                    test_rows = pd.read_csv(processed.parent / "splits" / "test.csv")["row"]
+                    outer = frame.drop(index=test_rows).reset_index(drop=True)
+                    processed = prepare(outer, split, Path(tmp) / f"{table}-{seed}-dev", seed)
+                    scored = "test"
+                for i, variant in enumerate(args.variants):
+                    work = Path(tmp) / f"{table}-{seed}-{i}"
+                    override = json.loads(variant)
+                    scores[variant].append(val_scores(processed, work, override, scored))
+                    line = {"table": table, "seed": seed, "variant": variant}
+                    print(json.dumps({**line, **scores[variant][-1]}), flush=True)
+            if len(args.seeds) < 2:
+                continue
+            for variant, rows in scores.items():
+                means = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+                line = {"table": table, "seeds": len(rows), "variant": variant, "mean": means}
+                print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -92,10 +92,11 @@ class TrainParams(Section):
         0.0005, ge=0, description="weight decay (decoupled for adamw), never on biases and norms"
     )
     grad_clip_norm: float = Field(0.0, ge=0, description="clip gradients to this norm; 0 = off")
-    loss: Literal["cross_entropy", "bce", "mse", "mae", "huber", "smooth_l1"] = Field(
-        "cross_entropy",
-        description="classes: cross_entropy, or bce (BCE-with-logits, two classes only); "
-        "regression and forecasts: mse (the default when unset), mae, huber, smooth_l1",
+    loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber", "smooth_l1"] = Field(
+        "auto",
+        description="auto: cross_entropy for classes, mse for regression and forecasts; classes: "
+        "cross_entropy, or bce (BCE-with-logits, two classes only); regression and forecasts: "
+        "mse, mae, huber, smooth_l1",
     )
     huber_delta: float = Field(
         1.0, gt=0, description="huber / smooth_l1: where the loss turns linear (standardised units)"
@@ -107,10 +108,11 @@ class TrainParams(Section):
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="EMA of weights (e.g. 0.999), evaluated and saved; 0 = off"
     )
-    monitor: Literal["val_accuracy", "val_loss"] = Field(
-        "val_accuracy",
-        description="validation metric that picks the best epoch's weights (regression: "
-        "val_loss, the default when unset)",
+    monitor: Literal["auto", "val_accuracy", "val_loss"] = Field(
+        "auto",
+        description="validation metric that picks the best epoch's weights; auto: val_accuracy "
+        "for images and texts, val_loss for tables (a finer ranking than accuracy on their "
+        "small val splits) and for regression and forecasts",
     )
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)

@@ -178,10 +178,10 @@ _DEFAULT_MODEL = {"table": "mlp", "text": "textcnn", "series": "mlp"}
 
 
 def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
-    """Fill what the user left unset with the kind's and task's defaults (a table or series: mlp;
-    texts: textcnn; one CPU thread for threads: 0 except for images; a series: fp32; a
-    regression or forecast: mse loss, best epoch by val_loss); a setting that cannot apply is an
-    error."""
+    """Fill what the user left unset or auto with the kind's and task's defaults (a table or
+    series: mlp; texts: textcnn; one CPU thread for threads: 0 except for images; a series: fp32;
+    a regression or forecast: mse loss; best epoch by val_loss for tables, regressions and
+    forecasts, by val_accuracy otherwise); a setting that cannot apply is an error."""
     update: dict[str, Any] = {}
     unset = params.model_fields_set
     kind = kind_of(meta)
@@ -198,12 +198,16 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
         # bf16 keeps 3 significant digits: too coarse for forecasts, and these small networks
         # gain no speed from it
         update["precision"] = "fp32"
-    if meta.get("task") in ("regression", "forecast"):
-        if "loss" not in unset:
-            update["loss"] = "mse"
-        if "monitor" not in unset:
-            update["monitor"] = "val_loss"
-        elif params.monitor == "val_accuracy":
+    values = meta.get("task") in ("regression", "forecast")
+    if params.loss == "auto":
+        update["loss"] = "mse" if values else "cross_entropy"
+    if params.monitor == "auto":
+        # a table's val split is small (86 rows of breast_cancer): accuracy ties across epochs
+        # and picks a worse one than the loss does on rows no selection saw (bench/RESULTS.md,
+        # "Tables": the holdout search)
+        update["monitor"] = "val_loss" if values or kind == "table" else "val_accuracy"
+    if values:
+        if params.monitor == "val_accuracy":
             raise UserError("train.monitor: val_accuracy needs classes; a regression uses val_loss")
         if params.early_stopping.patience and params.early_stopping.monitor == "val_accuracy":
             raise UserError(
