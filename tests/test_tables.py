@@ -438,3 +438,23 @@ def test_table_batch_size_grows_with_the_train_rows_only_from_the_default():
     images = {"classes": ["a", "b"], "counts": {"train": 60_000}}
     resolved = TrainParams.model_validate({"loss": "cross_entropy", "monitor": "val_accuracy"})
     assert params_for_kind(TrainParams(), images) == resolved
+
+
+@pytest.mark.parametrize(
+    ("task", "loss", "monitor"),
+    [("regression", "mse", "val_loss"), ("classification", "cross_entropy", "val_loss")],
+)
+def test_shipped_params_need_only_the_model_for_a_table(task, loss, monitor):
+    """README's "Your own table" overrides only train.model: the rest of the shipped params.yaml
+    must resolve for either task (it once needed -S train.loss=mse -S train.monitor=val_loss)."""
+    from conftest import ROOT
+    from torchstages.params.base import load_section
+    from torchstages.params.train import TrainParams
+    from torchstages.training.data import params_for_kind
+
+    shipped = load_section(TrainParams, "train", ROOT / "params.yaml")
+    params = TrainParams.model_validate(
+        {**shipped.model_dump(mode="json"), "model": {"name": "mlp"}}
+    )
+    filled = params_for_kind(params, {"kind": "table", "task": task, "counts": {"train": 400}})
+    assert (filled.model.name, filled.loss, filled.monitor) == ("mlp", loss, monitor)
