@@ -142,8 +142,12 @@ def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, kind):
     assert out.stderr.count("train: best epoch") == 1  # only rank 0 reports and writes
     card = json.loads((repo / "models/model.json").read_text())
     single_card = json.loads((single / "models/model.json").read_text())
-    assert card["best"]["value"] >= 0.85, card["best"]
+    # the best epoch's monitor is val accuracy for images, val loss for tables (monitor: auto)
     assert abs(card["best"]["value"] - single_card["best"]["value"]) < 0.1
+    val = json.loads((repo / "dvclive/train/metrics.json").read_text())["val"]
+    single_val = json.loads((single / "dvclive/train/metrics.json").read_text())["val"]
+    assert val["accuracy"] >= 0.85, val  # the last epoch's
+    assert abs(val["accuracy"] - single_val["accuracy"]) < 0.1
     assert (repo / "models/model.safetensors").exists()
     steps = (repo / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert len(steps) == 1 + TRAIN["epochs"]  # one writer, one row per epoch
