@@ -19,14 +19,13 @@ import numpy as np
 
 from torchstages.data.discover import is_skipped_name
 from torchstages.deploy.readers import Reader
-from torchstages.deploy.runtime import Runner, softmax, top_k
+from torchstages.deploy.runtime import Runner, top_k_rows
 from torchstages.errors import UserError
 
 __all__ = [
     "Result",
     "expand_inputs",
     "predict",
-    "top_k",
     "write_results",
     "default_format",
 ]
@@ -152,16 +151,15 @@ def _classify(
     runner: Runner, chunk: list[str], decoded: list[dict[str, np.ndarray] | str], k: int
 ) -> Iterator[Result]:
     ok = [d for d in decoded if isinstance(d, dict)]
-    probs: Iterator[np.ndarray] = iter(())
+    tops: Iterator[list[tuple[str, float]]] = iter(())
     if ok:
         batch = {name: np.stack([d[name] for d in ok]) for name in ok[0]}
-        probs = iter(softmax(runner.run(batch)))
-    classes = runner.classes
+        tops = iter(top_k_rows(runner.run(batch), runner.classes, k))
     for source, d in zip(chunk, decoded, strict=True):
         if isinstance(d, str):
             yield Result(source, error=d)
         else:
-            yield Result(source, top_k(next(probs), classes, k))
+            yield Result(source, next(tops))
 
 
 def write_results(results: Iterable[Result], fmt: str, out: IO[str], k: int, width: int) -> int:

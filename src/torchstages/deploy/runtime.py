@@ -27,6 +27,7 @@ __all__ = [
     "top_k",
     "top_k_cells",
     "top_k_header",
+    "top_k_rows",
 ]
 
 # every exported file carries these (ONNX metadata_props, .pt2 extra files), all JSON or text;
@@ -146,6 +147,11 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
     """The ``k`` most probable classes, best first; ties keep the class order."""
     order = np.argsort(-probs, kind="stable")[:k]
     return [(classes[i], float(probs[i])) for i in order]
+
+
+def top_k_rows(logits: np.ndarray, classes: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """:func:`top_k` of every row of ``logits``: softmax after the model, never inside it."""
+    return [top_k(p, classes, k) for p in softmax(logits)]
 
 
 def top_k_header(column: str, k: int) -> list[str]:

@@ -34,7 +34,7 @@ from torchstages.deploy.readers import (
     Reader,
     reader_for,
 )
-from torchstages.deploy.runtime import Runner, load_runner, softmax, top_k
+from torchstages.deploy.runtime import Runner, load_runner, top_k_rows
 from torchstages.errors import UserError
 
 __all__ = ["Limits", "create_app", "serve"]
@@ -230,15 +230,10 @@ def _infer(
             log.warning("%s: unexpected decode failure", name, exc_info=True)
             raise RequestError(400, f"{name}: cannot decode ({exc!r})", name) from None
     batch = {key: np.stack([d[key] for d in decoded]) for key in decoded[0]}
-    probs = softmax(runner.run(batch))
+    tops = top_k_rows(runner.run(batch), runner.classes, k)
     return [
-        {
-            "part": name,
-            "top": [
-                {"class": c, "probability": round(p, 6)} for c, p in top_k(row, runner.classes, k)
-            ],
-        }
-        for (name, _), row in zip(parts, probs, strict=True)
+        {"part": name, "top": [{"class": c, "probability": round(p, 6)} for c, p in top]}
+        for (name, _), top in zip(parts, tops, strict=True)
     ]
 
 

@@ -13,14 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from torchstages.deploy.runtime import (
-    Runner,
-    run_batched,
-    softmax,
-    top_k,
-    top_k_cells,
-    top_k_header,
-)
+from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
@@ -63,9 +56,7 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
     if runner.metadata["task"] == "regression":
         return [(round(float(v), 6), []) for v in out[:, 0]]
-    # softmax after the model, never inside it: the network outputs logits
-    tops = [top_k(p, runner.classes, k) for p in softmax(out)]
-    return [(top[0][0], top) for top in tops]
+    return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
 
 
 def predict_table(runner: Runner, table: Path, k: int = 1) -> tuple[list[str], list[list]]:

@@ -13,14 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from torchstages.deploy.runtime import (
-    Runner,
-    run_batched,
-    softmax,
-    top_k,
-    top_k_cells,
-    top_k_header,
-)
+from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
 from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
@@ -91,8 +84,7 @@ def classify_texts(
 ) -> list[list[tuple[str, float]]]:
     """The ``k`` most probable classes of each text, best first, with their probabilities."""
     inputs = (encoder or TextEncoder.of(runner.metadata))(texts)
-    # softmax after the model, never inside it: the network outputs logits
-    return [top_k(p, runner.classes, k) for p in softmax(run_batched(runner, inputs, _BATCH))]
+    return top_k_rows(run_batched(runner, inputs, _BATCH), runner.classes, k)
 
 
 def predict_texts(
