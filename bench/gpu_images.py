@@ -19,9 +19,10 @@ digits, GPU_IMAGES_BATCH [params.yaml] the larger set's batch size (a throughput
 Test accuracy is computed as the test stage does (predict_logits in eval mode, the card's
 normalisation, test.batch_size), on the CPU for every arm so only the training device differs.
 Runs where the package set has no DVC (a bare GPU machine): dvclive is replaced by the stand-in
-of bench/gpu_tables.py. Nothing is downloaded: the digits ship with scikit-learn. Prints a line
-per arm, then one JSON line (written to OUT_DIR/gpu_images.json; gpu_images.partial.json is
-rewritten after every arm, so a run cut short keeps what it measured).
+in bench/stubs (put first on the path by bench/gpu_tables.py). Nothing is downloaded: the
+digits ship with scikit-learn. Prints a line per arm, then one JSON line (written to
+OUT_DIR/gpu_images.json; gpu_images.partial.json is rewritten after every arm, so a run cut
+short keeps what it measured).
 """
 
 from __future__ import annotations

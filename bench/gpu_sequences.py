@@ -5,7 +5,8 @@ ONNX parity of the CUDA-trained model.
     python bench/gpu_sequences.py [OUT_DIR]
 
 Runs where the package set has no DVC (a bare GPU machine): dvclive is replaced by the stand-in
-of bench/gpu_tables.py. Prints one JSON line (and writes it to OUT_DIR/gpu_sequences.json).
+in bench/stubs (put first on the path by bench/gpu_tables.py). Prints one JSON line (and writes
+it to OUT_DIR/gpu_sequences.json).
 """
 
 from __future__ import annotations

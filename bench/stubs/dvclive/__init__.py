@@ -1,7 +1,9 @@
 """Bench-only stand-in for ``dvclive`` where it is not installed (a bare GPU machine).
 
 Never on the package's or the tests' path: ``bench/train_speed.py`` puts ``bench/stubs`` on the
-PYTHONPATH of its arm processes only when ``import dvclive`` fails (or ``--stub-dvclive``). It
+PYTHONPATH of its arm processes only when ``import dvclive`` fails (or ``--stub-dvclive``), and
+``bench/gpu_tables.py`` (with ``gpu_sequences.py`` and ``gpu_images.py``, which import it) puts
+it first on its own path, so those checks train alike with or without DVC installed. It
 keeps the part of ``dvclive.Live`` the train loop uses and writes ``metrics.json`` as dvclive
 does (``val/accuracy`` nested as ``{"val": {"accuracy": ...}}``), which ``arm_ours.py`` reads.
 """
