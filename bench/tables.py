@@ -12,7 +12,8 @@ no-op repro. Prints a markdown table and one JSON line.
 ``--seeds`` repeats every table over those split seeds (42 is the project's default split): one
 test split of 85 rows moves a score by 1.2 points a row, so a model comparison on the small
 tables needs more than one draw. Each draw scores every arm on the same split; the summary gives
-the mean per arm and how often ours is ahead of, level with or behind the linear model.
+the mean per arm, how often ours is ahead of, level with or behind the linear model, and the mean
+paired difference to each other arm with its 95% interval over the seeds.
 
 The end-to-end run goes twice: at the project's params (a table's batch size and epochs follow
 its train rows: 256 and 5 here) and with the single mlp (ensemble 1) instead of the default 8.
@@ -119,12 +120,13 @@ def ours(processed: Path, work: Path, model: str) -> tuple[dict, float]:
     raw = table_outputs(net, numeric, categorical, 4096, torch.device("cpu"))
     if card["task"] == "classification":
         m = classification_metrics(raw, np.asarray(y), card["classes"], resamples=0)
-        return {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"]}, seconds
+        # 4 digits, as the baselines: unrounded, the same count of right rows would not tie
+        return {"accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4)}, seconds
     pred = raw[:, 0].double().numpy() * card["target_std"] + card["target_mean"]
     m = regression_metrics(
         pred, np.asarray(y, dtype=np.float64), card["target_mean"], card["target_std"]
     )
-    return {"rmse": m["rmse"], "r2": m["r2"]}, seconds
+    return {"rmse": round(m["rmse"], 4), "r2": round(m["r2"], 4)}, seconds
 
 
 def baselines(processed: Path, task: str) -> dict[str, tuple[dict, float]]:
@@ -212,19 +214,39 @@ def end_to_end(work: Path, train: dict | None = None) -> dict[str, float]:
 
 
 def seed_summary(rows: list[dict]) -> dict:
-    """Mean score of each arm over the split seeds, and ours (default mlp) against the linear
-    model seed by seed: ahead / level / behind (higher accuracy, or lower RMSE, is ahead)."""
+    """Mean score of each arm over the split seeds; ours (default mlp) against the linear model
+    seed by seed: ahead / level / behind (higher accuracy, or lower RMSE, is ahead); and against
+    every other arm, the mean paired difference (positive: ours ahead, in accuracy points or %
+    of the other's RMSE) with a 95% t-interval over the seeds. Each seed is a fresh split, so the
+    interval covers what another draw of rows would do, the noise one small test split hides."""
+    from scipy import stats
+
     metric = "accuracy" if rows[0]["task"] == "classification" else "rmse"
     arms = [k for k in rows[0] if isinstance(rows[0][k], (list, tuple))]
     summary = {arm: round(float(np.mean([row[arm][0][metric] for row in rows])), 4) for arm in arms}
     linear = "LogisticRegression" if metric == "accuracy" else "Ridge"
-    sign = 1 if metric == "accuracy" else -1
-    diffs = [sign * (row["ours mlp"][0][metric] - row[linear][0][metric]) for row in rows]
+
+    def ahead(row: dict, arm: str) -> float:
+        ours, other = row["ours mlp"][0][metric], row[arm][0][metric]
+        return 100 * (ours - other) if metric == "accuracy" else 100 * (other - ours) / other
+
+    diffs = [ahead(row, linear) for row in rows]
     summary["ours mlp vs linear: ahead/level/behind"] = [
         sum(d > 1e-9 for d in diffs),
         sum(abs(d) <= 1e-9 for d in diffs),
         sum(d < -1e-9 for d in diffs),
     ]
+    unit = "points" if metric == "accuracy" else "% of its RMSE"
+    for arm in arms:
+        if arm == "ours mlp" or len(rows) < 2:
+            continue
+        d = np.array([ahead(row, arm) for row in rows])
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        summary[f"ours mlp ahead of {arm}, {unit} (95% CI)"] = [
+            round(float(d.mean()), 2),
+            round(float(d.mean() - half), 2),
+            round(float(d.mean() + half), 2),
+        ]
     return {"metric": metric, "seeds": len(rows), **summary}
 
 

@@ -12,7 +12,8 @@ RMSE; with several ``--seeds``, then one line per (table, variant) with the mean
 a variant's val score is biased upwards, by more for a noisier selection; with ``--holdout`` the
 test rows of each split are set aside unread, the remaining train + val rows are split again with
 the same seed, each variant trains on that inner train split (best epoch by the inner val split)
-and is scored on the inner test split, a holdout carved from the outer train + val rows.
+and is scored on the inner test split, a holdout carved from the outer train + val rows. The
+scikit-learn models of bench/tables.py are scored on the same inner split, as the bar to reach.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import prepare, tables  # noqa: E402
+from tables import baselines, prepare, tables  # noqa: E402
 
 
 def val_scores(processed: Path, work: Path, override: dict, split: str = "val") -> dict:
@@ -84,6 +85,13 @@ def main() -> None:
                     outer = frame.drop(index=test_rows).reset_index(drop=True)
                     processed = prepare(outer, split, Path(tmp) / f"{table}-{seed}-dev", seed)
                     scored = "test"
+                if args.holdout:
+                    task = json.loads((processed / "meta.json").read_text())["task"]
+                    for arm, (score, seconds) in baselines(processed, task).items():
+                        named = {f"val_{k}": v for k, v in score.items()} | {"s": round(seconds, 1)}
+                        scores.setdefault(arm, []).append(named)
+                        line = {"table": table, "seed": seed, "variant": arm}
+                        print(json.dumps({**line, **named}), flush=True)
                 for i, variant in enumerate(args.variants):
                     work = Path(tmp) / f"{table}-{seed}-{i}"
                     override = json.loads(variant)

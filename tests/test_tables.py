@@ -272,6 +272,108 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         assert card["best"]["value"] < 0.5  # predicting the mean scores about 1.0
 
 
+def _train_table(tmp_path: Path, task: str, classes: int = 2, **model) -> tuple[Path, Path, dict]:
+    """A generated table split, built and trained for a few epochs at default params."""
+    from torchstages.params.train import TrainParams
+    from torchstages.training.loop import TrainOutputs, train
+
+    frame = make_table(240, task)
+    if classes == 3:
+        frame["target"] = pd.qcut(frame["x1"] + (frame["colour"] == "red"), 3, ["a", "b", "c"])
+    write_table(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    outputs = TrainOutputs(
+        *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
+    )
+    params = {"epochs": 3, "threads": 1, "model": {"name": "mlp", **model}}
+    card = train(TrainParams.model_validate(params), processed, outputs)
+    return processed, outputs.weights, card
+
+
+@pytest.mark.parametrize(
+    ("task", "classes"), [("classification", 2), ("classification", 3), ("regression", 0)]
+)
+def test_linear_member_is_scikit_learns_linear_model(tmp_path, one_thread, task, classes):
+    """The default table mlp averages its network with LogisticRegression(C=1) / Ridge(alpha=1)
+    fitted on the train rows: the member's predictions are scikit-learn's on the same columns,
+    and the saved model's output is the weighted average of the two."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from torchstages.data.store import load_meta, load_table_split
+    from torchstages.models.saved import load_model
+    from torchstages.training.data import TABLE_LINEAR_WEIGHT
+
+    processed, weights, card = _train_table(tmp_path, task, classes)
+    assert card["architecture"]["linear_weight"] == TABLE_LINEAR_WEIGHT > 0
+    net, _ = load_model(weights, weights.parent / "c.json")
+    assert net.linear.active  # fitted, and marked so in the saved weights
+
+    def columns(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        numeric, categorical, y = (
+            torch.as_tensor(np.array(a)) for a in load_table_split(processed, split)
+        )
+        onehots = [
+            torch.nn.functional.one_hot(categorical[:, j], n)
+            for j, n in enumerate(net.linear.cardinalities)
+        ]
+        x = torch.cat([net.inputs(numeric), *onehots], dim=1).double()
+        return numeric, categorical, x, y.numpy()
+
+    _, _, x_train, y_train = columns("train")
+    numeric, categorical, x_test, _ = columns("test")
+    with torch.no_grad():
+        ours = net.linear(net.inputs(numeric), categorical).double()
+        blended = net(numeric, categorical).double()
+        net.linear.active = False
+        network = net(numeric, categorical).double()
+    a = TABLE_LINEAR_WEIGHT
+    if task == "regression":
+        meta = load_meta(processed)
+        target = (y_train - meta["target_mean"]) / meta["target_std"]
+        reference = Ridge(alpha=1.0).fit(x_train.numpy(), target).predict(x_test.numpy())
+        np.testing.assert_allclose(ours[:, 0].numpy(), reference, atol=1e-4)
+        np.testing.assert_allclose(blended, (1 - a) * network + a * ours, atol=1e-5)
+    else:
+        model = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(x_train.numpy(), y_train)
+        reference = model.predict_proba(x_test.numpy())
+        np.testing.assert_allclose(ours.softmax(1).numpy(), reference, atol=1e-4)
+        expected = (1 - a) * network.softmax(1) + a * ours.softmax(1)
+        np.testing.assert_allclose(blended.softmax(1), expected, atol=1e-5)
+    assert not torch.allclose(blended, network)  # the member does move the predictions
+
+
+def test_linear_member_leaves_the_network_and_its_training_alone(tmp_path, one_thread):
+    """Fitted after training, the member changes no epoch's validation, no best epoch and no
+    network weight: with linear_weight 0 the same run saves the same network without it."""
+    from safetensors.torch import load_file
+
+    _, with_member, card = _train_table(tmp_path / "a", "classification")
+    _, alone, card_alone = _train_table(tmp_path / "b", "classification", linear_weight=0)
+    assert card["best"] == card_alone["best"]
+    member = {k: v for k, v in load_file(str(with_member)).items() if k.startswith("linear.")}
+    network = {k: v for k, v in load_file(str(with_member)).items() if k not in member}
+    assert set(member) == {
+        "linear.weight",
+        "linear.bias",
+        "linear.category_weight",
+        "linear.fitted",
+    }
+    reference = load_file(str(alone))
+    assert network.keys() == reference.keys()
+    assert all(torch.equal(network[k], reference[k]) for k in reference)
+    live = [(tmp_path / d / "live" / "metrics.json").read_text() for d in ("a", "b")]
+    assert live[0] == live[1]
+
+
+def test_linear_member_is_for_tables_only():
+    from torchstages.models.mlp import MLP, MLPSpec
+
+    with pytest.raises(UserError, match="linear_weight: 0.5 is for tables"):
+        MLP(MLPSpec(linear_weight=0.5), 1, (8, 8), 10)
+    with pytest.raises(ValueError, match="linear_weight"):
+        MLPSpec(linear_weight=1.5)
+
+
 def test_regression_refuses_classification_settings(tmp_path):
     from torchstages.params.train import TrainParams
     from torchstages.training.loop import TrainOutputs, train

@@ -2,7 +2,8 @@
 failure: one semantics per kind of output, chosen by the data kind (see deploy/exportable.py).
 
 - :class:`ClassParity` (images, table classification, texts): logits; agreement is the same
-  argmax, and int8 may lose at most ``export.max_int8_accuracy_drop`` test accuracy.
+  argmax, and int8 may lose at most ``export.max_int8_accuracy_drop`` test accuracy, or one test
+  row where that is more.
 - :class:`ValueParity` (table regression, forecasts): values in the target's units; differences
   are measured in units of the target's scale (a price in thousands differs in more absolute
   digits than a rate), agreement is the share of rows within ``export.max_abs_diff`` of PyTorch,
@@ -48,8 +49,11 @@ class ClassParity:
             "accuracy_change": _round(_accuracy(out, truth) - _accuracy(reference, truth)),
         }
 
-    def int8_failure(self, m: dict[str, Any], params: ExportParams) -> str | None:
-        if -m["accuracy_change"] <= params.max_int8_accuracy_drop:
+    def int8_failure(self, m: dict[str, Any], params: ExportParams, samples: int) -> str | None:
+        # one row is the least a test split can lose: on 44 rows a single row whose fp32
+        # probabilities are 0.5002 / 0.4998 would otherwise fail the export
+        allowed = max(params.max_int8_accuracy_drop, 1 / samples)
+        if -m["accuracy_change"] <= allowed + 1e-5:  # both sides are rounded to 6 digits
             return None
         return (
             f"loses {-m['accuracy_change']:.4f} test accuracy against PyTorch "
@@ -84,7 +88,7 @@ class ValueParity:
             "error_increase": _round(rmse / before - 1 if before > 0 else 0.0),
         }
 
-    def int8_failure(self, m: dict[str, Any], params: ExportParams) -> str | None:
+    def int8_failure(self, m: dict[str, Any], params: ExportParams, samples: int) -> str | None:
         if m["error_increase"] <= params.max_int8_error_increase:
             return None
         return (
@@ -122,7 +126,7 @@ def check(
                 f"export.max_abs_diff {params.max_abs_diff}; agreement "
                 f"{m['prediction_agreement']:.4f}, export.min_agreement {params.min_agreement})"
             )
-        failure = None if fmt in FP32 else parity.int8_failure(m, params)
+        failure = None if fmt in FP32 else parity.int8_failure(m, params, metrics["samples"])
         if failure:
             raise UserError(f"{where} {failure}")
 

@@ -4,7 +4,7 @@ Tables use the same spec (see :mod:`torchstages.models.tabular`)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from torch import nn
@@ -39,12 +39,23 @@ class MLPSpec(SpecWithTransfer):
         description="tables: k MLPs trained at once as one batched network sharing its weights "
         "(TabM-mini), their predictions averaged; 0 = auto (tables: 8, else 1)",
     )
+    linear_weight: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        "auto",
+        description="tables: weight of a linear model (LogisticRegression / Ridge with "
+        "scikit-learn's default L2, fitted on the train rows after training) in the average "
+        "with the network's prediction; 0 = the network alone; auto = 0.25 for tables, else 0",
+    )
 
 
 def check_single(spec: MLPSpec, kind: str) -> None:
-    """An ensemble of MLPs is a table model: elsewhere ``ensemble`` must stay 0 (auto) or 1."""
+    """An ensemble of MLPs, or one averaged with a linear model, is a table model: elsewhere
+    ``ensemble`` must stay 0 (auto) or 1 and ``linear_weight`` auto or 0."""
     if spec.ensemble > 1:
         raise UserError(f"train.model.ensemble: {spec.ensemble} is for tables; {kind} take 0 or 1")
+    if spec.linear_weight not in ("auto", 0):
+        raise UserError(
+            f"train.model.linear_weight: {spec.linear_weight} is for tables; {kind} take auto or 0"
+        )
 
 
 def hidden_layers(spec: MLPSpec, width: int) -> tuple[list[nn.Module], int]:

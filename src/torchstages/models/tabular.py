@@ -19,7 +19,14 @@ from torch import nn
 from torchstages.models.mlp import MLPSpec, hidden_layers
 from torchstages.models.transfer import SpecWithTransfer
 
-__all__ = ["FTTransformerSpec", "TableInput", "TableMLP", "FTTransformer", "embedding_size"]
+__all__ = [
+    "FTTransformerSpec",
+    "LinearMember",
+    "TableInput",
+    "TableMLP",
+    "FTTransformer",
+    "embedding_size",
+]
 
 
 class FTTransformerSpec(SpecWithTransfer):
@@ -70,6 +77,48 @@ def _cardinalities(schema: dict[str, Any]) -> list[int]:
     return [len(c["categories"]) + 2 for c in schema["categorical"]]  # + missing, other
 
 
+class LinearMember(nn.Module):
+    """A linear model over the same raw inputs: [scaled numerics | missing indicators] @ W plus,
+    per categorical column, one learned row per category (a one-hot column each) and a bias.
+
+    Its weights are fitted by L-BFGS after the network has trained
+    (:mod:`torchstages.tables.linear`), never by the optimizer, so they are buffers: DDP, EMA
+    and the optimizer leave them alone. Until fitted it is inactive and the model is the
+    network alone, which is what every epoch's validation measures.
+    """
+
+    def __init__(self, width: int, cardinalities: list[int], outputs: int) -> None:
+        super().__init__()
+        self.cardinalities = cardinalities
+        self.register_buffer("weight", torch.zeros(width, outputs))
+        self.register_buffer("bias", torch.zeros(outputs))
+        self.register_buffer("category_weight", torch.zeros(sum(cardinalities), outputs))
+        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("category_offsets", offsets[: len(cardinalities)], persistent=False)
+        self.register_buffer("fitted", torch.zeros(()))
+        self.active = False
+        # weights loaded from a file say whether they were fitted
+        self.register_load_state_dict_post_hook(
+            lambda module, _: setattr(module, "active", bool(module.fitted))
+        )
+
+    def load_fit(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Take the coefficients of [scaled inputs | one-hot categories, column by column]:
+        (W + the sum of the cardinalities, outputs)."""
+        width = self.weight.shape[0]
+        self.weight.copy_(weight[:width])
+        self.category_weight.copy_(weight[width:])
+        self.bias.copy_(bias)
+        self.fitted.fill_(1)
+        self.active = True
+
+    def forward(self, scaled: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        out = scaled @ self.weight + self.bias
+        if self.cardinalities:
+            out = out + self.category_weight[categorical + self.category_offsets].sum(1)
+        return out
+
+
 class TableMLP(nn.Module):
     """[scaled numerics | category embeddings] -> [Linear -> (BatchNorm) -> act -> Dropout]* -> Linear.
 
@@ -81,15 +130,20 @@ class TableMLP(nn.Module):
     into the batch); in evaluation, and so in the export, it returns their average as (N, outputs):
     the mean regression value, or for classes the log of the mean probabilities (softmax of it
     gives the averaged probabilities back).
+
+    With ``spec.linear_weight`` a > 0, evaluation averages that with a :class:`LinearMember`
+    once it is fitted: (1 - a) x network + a x linear, in probabilities for classes (returned as
+    their log) or in standardised values for a regression.
     """
 
     def __init__(self, spec: MLPSpec, schema: dict[str, Any], outputs: int) -> None:
         super().__init__()
         self.inputs = TableInput(schema)
         names = [c["name"] for c in schema["categorical"]]
+        cardinalities = _cardinalities(schema)
         self.embeddings = nn.ModuleList(
             nn.Embedding(n, spec.embedding_dims.get(name, embedding_size(n)))
-            for name, n in zip(names, _cardinalities(schema), strict=True)
+            for name, n in zip(names, cardinalities, strict=True)
         )
         width = self.inputs.width + sum(e.embedding_dim for e in self.embeddings)
         self.k = max(spec.ensemble, 1)
@@ -103,23 +157,41 @@ class TableMLP(nn.Module):
             nn.Linear(width, outputs) if self.k == 1 else _EnsembleHead(self.k, width, outputs)
         )
         self.head_name = "head"
+        self.linear_weight = 0.0 if spec.linear_weight == "auto" else float(spec.linear_weight)
+        self.linear = (
+            LinearMember(self.inputs.width, cardinalities, outputs) if self.linear_weight else None
+        )
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         # (N, F) float, (N, C) int64 -> (N, outputs); an ensemble in training: (N, k, outputs)
-        parts = [self.inputs(numeric)]
-        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        scaled = self.inputs(numeric)
+        parts = [scaled] + [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
         x = torch.cat(parts, dim=1)  # (N, W)
         if self.k == 1:
-            return self.head(self.body(x))
-        n = x.shape[0]
-        # (N, k, W) -> (N * k, W): one batch through the shared layers (BatchNorm included)
-        hidden = self.body((x.unsqueeze(1) * self.adapter).flatten(0, 1))
-        out = self.head(hidden.view(n, self.k, -1))  # (N, k, outputs)
-        if self.training:
+            out = self.head(self.body(x))
+        else:
+            n = x.shape[0]
+            # (N, k, W) -> (N * k, W): one batch through the shared layers (BatchNorm included)
+            hidden = self.body((x.unsqueeze(1) * self.adapter).flatten(0, 1))
+            out = self.head(hidden.view(n, self.k, -1))  # (N, k, outputs)
+            if self.training:
+                return out
+            if self.regression:
+                out = out.mean(1)
+            else:
+                out = torch.logsumexp(F.log_softmax(out, dim=-1), dim=1) - math.log(self.k)
+        if self.training or self.linear is None or not self.linear.active:
             return out
+        a, linear = self.linear_weight, self.linear(scaled, categorical)
         if self.regression:
-            return out.mean(1)
-        return torch.logsumexp(F.log_softmax(out, dim=-1), dim=1) - math.log(self.k)
+            return (1 - a) * out + a * linear
+        if a == 1:
+            return F.log_softmax(linear, dim=-1)
+        # log((1 - a) p_network + a p_linear), stable in log space
+        return torch.logaddexp(
+            math.log(1 - a) + F.log_softmax(out, dim=-1),
+            math.log(a) + F.log_softmax(linear, dim=-1),
+        )
 
 
 class _EnsembleHead(nn.Module):

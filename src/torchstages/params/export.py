@@ -40,7 +40,11 @@ class ExportParams(Section):
         "(images, textcnn), dynamic for the others",
     )
     max_int8_accuracy_drop: float = Field(
-        0.01, ge=0, le=1, description="fail if int8 test accuracy is lower than fp32's by more"
+        0.01,
+        ge=0,
+        le=1,
+        description="fail if int8 test accuracy is lower than fp32's by more (and by more than "
+        "one test row)",
     )
     max_int8_error_increase: float = Field(
         0.05,

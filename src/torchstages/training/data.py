@@ -38,6 +38,7 @@ from torchstages.training.tasks import Task, build_task
 
 __all__ = [
     "TABLE_ENSEMBLE",
+    "TABLE_LINEAR_WEIGHT",
     "TrainData",
     "build_network",
     "describe_network",
@@ -77,6 +78,16 @@ class TrainData:
         if self.kind == "text":
             self.vectors_found = getattr(model, "vectors_found", None)
         return model
+
+    def fit_after_training(self, model: nn.Module) -> None:
+        """Fit what the optimizer does not train, on the best epoch's network: a table mlp's
+        linear member (:mod:`torchstages.tables.linear`)."""
+        if self.kind != "table" or getattr(model, "linear", None) is None:
+            return
+        from torchstages.tables.linear import fit_linear_member
+
+        mean, std = self.meta.get("target_mean", 0.0), self.meta.get("target_std", 1.0)
+        fit_linear_member(model, *self.train_x, self.train_y, mean, std)
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         return describe_network(self.meta, model)
@@ -151,6 +162,9 @@ def describe_network(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
 # a table mlp's members when train.model.ensemble is 0 (auto): picked on val across the five
 # tables of bench/tables_val.py (bench/RESULTS.md, "Tables")
 TABLE_ENSEMBLE = 8
+# a table mlp's linear_weight when auto: picked on holdouts carved from train + val across the
+# five tables of bench/tables_val.py (bench/RESULTS.md, "Tables": the linear member)
+TABLE_LINEAR_WEIGHT = 0.25
 
 
 def table_batch_size(train_rows: int, nproc: int = 1) -> int:
@@ -221,13 +235,17 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
 def _table_defaults(
     params: TrainParams, model: dict[str, Any] | None, meta: dict[str, Any]
 ) -> dict[str, Any]:
-    """A table's auto settings: the mlp's ensemble size; batch size and epochs from the train
-    rows when they are at their defaults 64 and 30 and ``scale_to_rows`` is on (any other value
-    is used as written)."""
+    """A table's auto settings: the mlp's ensemble size and linear weight; batch size and epochs
+    from the train rows when they are at their defaults 64 and 30 and ``scale_to_rows`` is on
+    (any other value is used as written)."""
     update: dict[str, Any] = {}
     spec = model or params.model.model_dump(mode="json")
-    if spec["name"] == "mlp" and not spec.get("ensemble"):
-        update["model"] = {**spec, "ensemble": TABLE_ENSEMBLE}
+    if spec["name"] == "mlp":
+        auto = {"ensemble": TABLE_ENSEMBLE} if not spec.get("ensemble") else {}
+        if spec.get("linear_weight", "auto") == "auto":
+            auto["linear_weight"] = TABLE_LINEAR_WEIGHT
+        if auto:
+            update["model"] = {**spec, **auto}
     rows = meta.get("counts", {}).get("train", 0)
     if not params.scale_to_rows or not rows:
         return update

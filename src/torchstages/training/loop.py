@@ -229,6 +229,7 @@ def _train(
     }
     if dist.is_main:
         run.model.load_state_dict(run.best.state)
+        data.fit_after_training(run.model)
         save_model(run.model, card, outputs.weights, outputs.card)
     return card
 
