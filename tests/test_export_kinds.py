@@ -207,7 +207,7 @@ def test_int8_fails_only_beyond_its_error_increase(tmp_path):
     def metrics(increase):
         # max_abs_diff and agreement are never checked for int8
         m = {"max_abs_diff": 0.5, "prediction_agreement": 0.0, "error_increase": increase}
-        return {"formats": {"onnx-int8": m}}
+        return {"formats": {"onnx-int8": m}, "samples": 3}
 
     params = ExportParams(max_int8_error_increase=0.05)
     check(parity, params, metrics(0.05), tmp_path)
@@ -220,7 +220,7 @@ def test_int8_fails_only_beyond_its_error_increase(tmp_path):
         check(parity, params, metrics(0.08), tmp_path)
     # a classifier's int8 is judged by accuracy, whatever its logits do
     check(ClassParity(), params, {"formats": {"onnx-int8": {"max_abs_logit_diff": 9.0,
-          "prediction_agreement": 0.5, "accuracy_change": 0.0}}}, tmp_path)  # fmt: skip
+          "prediction_agreement": 0.5, "accuracy_change": 0.0}}, "samples": 3}, tmp_path)  # fmt: skip
 
 
 def test_value_parity_is_relative_to_each_rows_target_scale():
