@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from torchstages.tables.build import build_table
 from torchstages.tables.read import read_table, row_hashes
 from torchstages.tables.schema import OTHER
 from torchstages.tables.split import HEADER, read_table_split, split_table
+
+if TYPE_CHECKING:
+    from torchstages.training.loop import TrainOutputs
 
 
 def split_and_build(raw: Path, root: Path, **split) -> Path:
@@ -235,19 +239,10 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
     from torchstages.deploy.export import export_and_verify
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
-    from torchstages.params.train import TrainParams
     from torchstages.tables.evaluate import table_outputs
     from torchstages.training.data import TABLE_ENSEMBLE
-    from torchstages.training.loop import TrainOutputs, train
 
-    write_table(make_table(240, task), tmp_path / "raw")
-    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
-    outputs = TrainOutputs(
-        *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
-    )
-    card = train(
-        TrainParams.model_validate({"epochs": 15, "threads": 1, "model": model}), processed, outputs
-    )
+    processed, outputs, card = _train_table(tmp_path, task, epochs=15, model=model)
     assert card["kind"] == "table" and card["task"] == task
     if model["name"] == "mlp":  # the default ensemble is what is saved, exported and checked
         assert card["architecture"]["ensemble"] == TABLE_ENSEMBLE > 1
@@ -272,8 +267,15 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
         assert card["best"]["value"] < 0.5  # predicting the mean scores about 1.0
 
 
-def _train_table(tmp_path: Path, task: str, classes: int = 2, **model) -> tuple[Path, Path, dict]:
-    """A generated table split, built and trained for a few epochs at default params."""
+def _train_table(
+    tmp_path: Path,
+    task: str,
+    classes: int = 2,
+    epochs: int = 3,
+    model: dict | None = None,
+) -> tuple[Path, TrainOutputs, dict]:
+    """A generated table split, built and trained at default params but ``epochs`` and
+    ``model`` (the table default, mlp, when None)."""
     from torchstages.params.train import TrainParams
     from torchstages.training.loop import TrainOutputs, train
 
@@ -285,9 +287,9 @@ def _train_table(tmp_path: Path, task: str, classes: int = 2, **model) -> tuple[
     outputs = TrainOutputs(
         *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
     )
-    params = {"epochs": 3, "threads": 1, "model": {"name": "mlp", **model}}
+    params = {"epochs": epochs, "threads": 1, "model": model or {"name": "mlp"}}
     card = train(TrainParams.model_validate(params), processed, outputs)
-    return processed, outputs.weights, card
+    return processed, outputs, card
 
 
 @pytest.mark.parametrize(
@@ -303,9 +305,9 @@ def test_linear_member_is_scikit_learns_linear_model(tmp_path, one_thread, task,
     from torchstages.models.saved import load_model
     from torchstages.training.data import TABLE_LINEAR_WEIGHT
 
-    processed, weights, card = _train_table(tmp_path, task, classes)
+    processed, outputs, card = _train_table(tmp_path, task, classes)
     assert card["architecture"]["linear_weight"] == TABLE_LINEAR_WEIGHT > 0
-    net, _ = load_model(weights, weights.parent / "c.json")
+    net, _ = load_model(outputs.weights, outputs.card)
     assert net.linear.active  # fitted, and marked so in the saved weights
 
     def columns(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
@@ -347,18 +349,20 @@ def test_linear_member_leaves_the_network_and_its_training_alone(tmp_path, one_t
     network weight: with linear_weight 0 the same run saves the same network without it."""
     from safetensors.torch import load_file
 
-    _, with_member, card = _train_table(tmp_path / "a", "classification")
-    _, alone, card_alone = _train_table(tmp_path / "b", "classification", linear_weight=0)
+    _, outputs, card = _train_table(tmp_path / "a", "classification")
+    alone_model = {"name": "mlp", "linear_weight": 0}
+    _, alone, card_alone = _train_table(tmp_path / "b", "classification", model=alone_model)
     assert card["best"] == card_alone["best"]
-    member = {k: v for k, v in load_file(str(with_member)).items() if k.startswith("linear.")}
-    network = {k: v for k, v in load_file(str(with_member)).items() if k not in member}
+    saved = load_file(str(outputs.weights))
+    member = {k: v for k, v in saved.items() if k.startswith("linear.")}
+    network = {k: v for k, v in saved.items() if k not in member}
     assert set(member) == {
         "linear.weight",
         "linear.bias",
         "linear.category_weight",
         "linear.fitted",
     }
-    reference = load_file(str(alone))
+    reference = load_file(str(alone.weights))
     assert network.keys() == reference.keys()
     assert all(torch.equal(network[k], reference[k]) for k in reference)
     live = [(tmp_path / d / "live" / "metrics.json").read_text() for d in ("a", "b")]

@@ -77,6 +77,11 @@ def _cardinalities(schema: dict[str, Any]) -> list[int]:
     return [len(c["categories"]) + 2 for c in schema["categorical"]]  # + missing, other
 
 
+def _category_offsets(cardinalities: list[int]) -> torch.Tensor:
+    """Where each categorical column's rows start in one table that stacks all their categories."""
+    return torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+
+
 class LinearMember(nn.Module):
     """A linear model over the same raw inputs: [scaled numerics | missing indicators] @ W plus,
     per categorical column, one learned row per category (a one-hot column each) and a bias.
@@ -93,8 +98,8 @@ class LinearMember(nn.Module):
         self.register_buffer("weight", torch.zeros(width, outputs))
         self.register_buffer("bias", torch.zeros(outputs))
         self.register_buffer("category_weight", torch.zeros(sum(cardinalities), outputs))
-        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
-        self.register_buffer("category_offsets", offsets[: len(cardinalities)], persistent=False)
+        offsets = _category_offsets(cardinalities)
+        self.register_buffer("category_offsets", offsets, persistent=False)
         self.register_buffer("fitted", torch.zeros(()))
         self.active = False
         # weights loaded from a file say whether they were fitted
@@ -245,7 +250,7 @@ class FTTransformer(nn.Module):
         self.num_weight = nn.Parameter(torch.empty(k, d).uniform_(-bound, bound))
         self.num_bias = nn.Parameter(torch.empty(k, d).uniform_(-bound, bound))
         cards = _cardinalities(schema)
-        self.register_buffer("cat_offsets", torch.tensor([0, *cards[:-1]]).cumsum(0).long())
+        self.register_buffer("cat_offsets", _category_offsets(cards))
         self.cat_embedding = nn.Embedding(max(sum(cards), 1), d)
         self.cls = nn.Parameter(torch.empty(1, 1, d).uniform_(-bound, bound))
         ffn = max(1, int(d * spec.ffn_factor))

@@ -34,10 +34,9 @@ def fit_linear_member(
     target_mean: float = 0.0,
     target_std: float = 1.0,
 ) -> None:
-    """Fit ``model.linear`` on the train rows (raw inputs and targets, as stored), in place."""
+    """Fit ``model.linear`` (the caller checks the model has one) on the train rows (raw inputs
+    and targets, as stored), in place."""
     member = model.linear
-    if member is None:
-        return
     scaled = model.inputs(numeric.float()).cpu().double()
     # one-hot columns as indices into one table of category weights: gathered, never expanded
     # (a 300-level column would make the dense design matrix 300 columns wider)
