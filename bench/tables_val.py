@@ -14,6 +14,11 @@ test rows of each split are set aside unread, the remaining train + val rows are
 the same seed, each variant trains on that inner train split (best epoch by the inner val split)
 and is scored on the inner test split, a holdout carved from the outer train + val rows. The
 scikit-learn models of bench/tables.py are scored on the same inner split, as the bar to reach.
+
+``--linear-weights 0 0.25 0.5 ...`` scores each trained model once per weight of its linear
+member (the weight only mixes two fitted outputs at evaluation, so one training serves them all):
+the keys gain ``@weight``. The variant must have a member (a table ``mlp`` with a non-zero
+``linear_weight``, the default).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import baselines, prepare, tables  # noqa: E402
 
 
-def val_scores(processed: Path, work: Path, override: dict, split: str = "val") -> dict:
+def val_scores(
+    processed: Path, work: Path, override: dict, split: str = "val", weights: Sequence[float] = ()
+) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -50,17 +58,25 @@ def val_scores(processed: Path, work: Path, override: dict, split: str = "val") 
     seconds = round(time.perf_counter() - start, 1)
     net, card = load_model(outputs.weights, outputs.card)
     numeric, categorical, y = load_table_split(processed, split)
-    raw = table_outputs(net, numeric, categorical, 4096, torch.device("cpu")).float()
-    if card["task"] == "classification":
-        target = torch.as_tensor(np.asarray(y))
-        return {
-            "val_accuracy": round((raw.argmax(1) == target).float().mean().item(), 4),
-            "val_ce": round(F.cross_entropy(raw, target).item(), 4),
-            "s": seconds,
-        }
-    pred = raw[:, 0].double().numpy() * card["target_std"] + card["target_mean"]
-    rmse = float(np.sqrt(np.mean((pred - np.asarray(y, dtype=np.float64)) ** 2)))
-    return {"val_rmse": round(rmse, 4), "s": seconds}
+
+    def score(suffix: str = "") -> dict:
+        raw = table_outputs(net, numeric, categorical, 4096, torch.device("cpu")).float()
+        if card["task"] == "classification":
+            target = torch.as_tensor(np.asarray(y))
+            return {
+                f"val_accuracy{suffix}": round((raw.argmax(1) == target).float().mean().item(), 4),
+                f"val_ce{suffix}": round(F.cross_entropy(raw, target).item(), 4),
+            }
+        pred = raw[:, 0].double().numpy() * card["target_std"] + card["target_mean"]
+        rmse = float(np.sqrt(np.mean((pred - np.asarray(y, dtype=np.float64)) ** 2)))
+        return {f"val_rmse{suffix}": round(rmse, 4)}
+
+    scores = score()
+    for weight in weights:
+        # the member's weight only mixes at evaluation; 0 is the network alone
+        net.linear_weight, net.linear.active = weight, weight > 0
+        scores |= score(f"@{weight:g}")
+    return scores | {"s": seconds}
 
 
 def main() -> None:
@@ -69,6 +85,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--seeds", nargs="*", type=int, default=[42])
     parser.add_argument("--holdout", action="store_true")
+    parser.add_argument("--linear-weights", nargs="*", type=float, default=[])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +112,9 @@ def main() -> None:
                 for i, variant in enumerate(args.variants):
                     work = Path(tmp) / f"{table}-{seed}-{i}"
                     override = json.loads(variant)
-                    scores[variant].append(val_scores(processed, work, override, scored))
+                    scores[variant].append(
+                        val_scores(processed, work, override, scored, args.linear_weights)
+                    )
                     line = {"table": table, "seed": seed, "variant": variant}
                     print(json.dumps({**line, **scores[variant][-1]}), flush=True)
             if len(args.seeds) < 2:
