@@ -251,6 +251,8 @@ def seed_summary(rows: list[dict]) -> dict:
 
 
 def main() -> None:
+    from torchstages.data.store import load_meta
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--skip-e2e", action="store_true")
@@ -267,7 +269,7 @@ def main() -> None:
             for seed in args.seeds:
                 work = Path(tmp) / f"{name.split()[0]}-{seed}"
                 processed = prepare(frame, split, work, seed)
-                task = json.loads((processed / "meta.json").read_text())["task"]
+                task = load_meta(processed)["task"]
                 row = {"task": task, "rows": len(frame), "seed": seed}
                 for model in args.models:
                     row[f"ours {model}"] = ours(processed, work, model)

@@ -80,6 +80,8 @@ def val_scores(
 
 
 def main() -> None:
+    from torchstages.data.store import load_meta
+
     parser = argparse.ArgumentParser()
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--only", nargs="*")
@@ -102,8 +104,7 @@ def main() -> None:
                     outer = frame.drop(index=test_rows).reset_index(drop=True)
                     processed = prepare(outer, split, Path(tmp) / f"{table}-{seed}-dev", seed)
                     scored = "test"
-                if args.holdout:
-                    task = json.loads((processed / "meta.json").read_text())["task"]
+                    task = load_meta(processed)["task"]
                     for arm, (score, seconds) in baselines(processed, task).items():
                         named = {f"val_{k}": v for k, v in score.items()} | {"s": round(seconds, 1)}
                         scores.setdefault(arm, []).append(named)
