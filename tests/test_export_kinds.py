@@ -8,6 +8,7 @@ import copy
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +120,19 @@ def test_re_export_is_byte_identical(projects, kind, tmp_path):
     for path in first.iterdir():
         assert path.read_bytes() == (tmp_path / "again/elsewhere" / path.name).read_bytes(), path
     assert (tmp_path / "again/e.json").read_bytes() == (first.parent / "e.json").read_bytes()
+
+
+def test_a_table_export_names_its_shared_batch_axis_without_a_warning(projects, tmp_path):
+    """numeric and categorical share one batch axis: torch's warning that it names that axis
+    once is the intent, nothing for the user to act on, so the export keeps it quiet."""
+    processed, outputs, _ = projects["table"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(outputs, processed, tmp_path / "export", formats=("onnx",))
+    assert not [w for w in caught if "axis name" in str(w.message)]
+    graph = onnx.load(tmp_path / "export" / "model.onnx").graph
+    axes = {i.name: i.type.tensor_type.shape.dim[0].dim_param for i in graph.input}
+    assert axes == {"numeric": "batch", "categorical": "batch"}
 
 
 def test_model_cards_say_what_each_kind_needs(projects):

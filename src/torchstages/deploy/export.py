@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +168,23 @@ def onnx_proto(exp: Exportable, metadata: dict[str, str], opset: int) -> Any:
     per-node debug records (stack traces with absolute paths, FX node text: they would make the
     file differ between checkouts and comment edits)."""
     batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(
-        exp.module,
-        tuple(exp.example.values()),
-        dynamo=True,
-        opset_version=opset,
-        input_names=list(exp.example),
-        output_names=["logits"],
-        dynamic_shapes=tuple({0: batch} for _ in exp.example),
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # several inputs (a table's numeric and categorical) share the one batch axis: torch
+        # warns that it names that axis once, which is the intent (every input's axis 0 is
+        # still called "batch")
+        warnings.filterwarnings(
+            "ignore", message="# The axis name: .* will not be used", category=UserWarning
+        )
+        program = torch.onnx.export(
+            exp.module,
+            tuple(exp.example.values()),
+            dynamo=True,
+            opset_version=opset,
+            input_names=list(exp.example),
+            output_names=["logits"],
+            dynamic_shapes=tuple({0: batch} for _ in exp.example),
+            verbose=False,
+        )
     proto = program.model_proto
     for graph_nodes in [proto.graph.node, *(f.node for f in proto.functions)]:
         for node in graph_nodes:
