@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -210,6 +211,25 @@ def test_column_types_missing_values_and_encoding(tmp_path):
     assert train.dtype == np.float32 and np.isnan(train).any()  # raw: the model imputes
     assert np.load(processed / "train_categorical.npy").dtype == np.int64
     assert meta["classes"] == ["high", "low"]
+
+
+def test_ids_and_free_text_left_in_the_features_are_named_in_a_warning(tmp_path, caplog):
+    frame = make_table(150)
+    frame["customer"] = np.arange(1000, 1150)  # an integer id kept as a number
+    frame["note"] = [f"called on day {i}" for i in range(150)]  # free text, one value per row
+    frame["visits"] = np.arange(150) % 7  # integers that repeat: a count, not an id
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
+        split_and_build(tmp_path / "raw", tmp_path)
+    warned = {m.split("'")[1] for m in caplog.messages if "split.table.drop" in m}
+    # 'id' holds strings r0000...: free text to the detector, as the note is
+    assert warned == {"customer", "note", "id"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
+        split_and_build(
+            tmp_path / "raw", tmp_path / "b", table={"drop": ["customer", "note", "id"]}
+        )
+    assert not [m for m in caplog.messages if "split.table.drop" in m]
 
 
 def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path):

@@ -154,6 +154,15 @@ def _fit_numeric(
 ) -> dict[str, Any]:
     array = values.to_numpy(dtype=np.float64)
     present = array[~np.isnan(array)]
+    if kind == "numeric" and _looks_like_an_id(present):
+        # a row number or customer id as a feature lets the model learn the file's order
+        log.warning(
+            "build-dataset: column %r holds %d distinct integers in %d train rows: an id? "
+            "(split.table.drop leaves it out)",
+            name,
+            len(present),
+            len(array),
+        )
     median = float(np.median(present)) if len(present) else 0.0
     filled = np.where(np.isnan(array), median, array)
     std = float(filled.std())
@@ -167,6 +176,15 @@ def _fit_numeric(
         "std": _r(std) if std > 1e-12 else 1.0,  # a constant column: leave it unscaled
         "indicator": bool(np.isnan(array).any()),
     }
+
+
+def _looks_like_an_id(present: np.ndarray) -> bool:
+    """More than 20 values, all of them integers and no two alike."""
+    return (
+        len(present) > 20
+        and bool((present == np.round(present)).all())
+        and len(np.unique(present)) == len(present)
+    )
 
 
 def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, Any]:
