@@ -94,6 +94,7 @@ def test_every_format_is_written_loads_and_matches_pytorch(projects, kind):
         assert m["prediction_agreement"] == 1.0 and m[diff] < 1e-4, fmt
     int8 = metrics["formats"]["onnx-int8"]
     assert ("error_increase" if kind in VALUES else "accuracy_change") in int8
+    assert ("prediction_agreement" in int8) == (kind not in VALUES)  # values: RMSE only
     onnx_meta = load_runner(out / "model.onnx").metadata
     for fmt, name in FILES.items():
         runner = load_runner(out / name)
@@ -243,13 +244,18 @@ def test_value_parity_is_relative_to_each_rows_target_scale():
     reference = np.array([[1.0, 2.0], [100.0, 200.0]])
     truth = reference + np.array([[1.0, 1.0], [100.0, 100.0]])  # one scale off everywhere
     out = reference + np.array([[0.0, 0.0], [0.5, 0.0]])  # 0.005 of row 2's scale
-    m = parity.measure(out, reference, truth, ExportParams(max_abs_diff=0.01))
+    m = parity.measure(out, reference, truth, ExportParams(max_abs_diff=0.01), fp32=True)
     assert m["max_abs_diff"] == 0.005 and m["prediction_agreement"] == 1.0
+    # int8 values are held to their RMSE: no share within fp32's limit is reported for them
+    int8 = parity.measure(out, reference, truth, ExportParams(max_abs_diff=0.01), fp32=False)
+    assert "prediction_agreement" not in int8 and int8["max_abs_diff"] == 0.005
     assert parity.summary(reference, truth) == {"pytorch_scaled_rmse": 1.0}
     assert m["error_increase"] == pytest.approx(m["scaled_rmse"] - 1.0, abs=1e-6)
     # a forecaster trained on the logarithm: values compared as logarithms, in the log's scale
     logs = ValueParity(np.array([0.5]), log=True)
-    m = logs.measure(np.array([[110.0]]), np.array([[100.0]]), np.array([[100.0]]), ExportParams())
+    m = logs.measure(
+        np.array([[110.0]]), np.array([[100.0]]), np.array([[100.0]]), ExportParams(), fp32=True
+    )
     assert m["max_abs_diff"] == pytest.approx(float(f"{np.log(1.1) / 0.5:.1e}"))
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from torchstages import paths
 from torchstages.deploy.card import write_model_card
 from torchstages.deploy.exportable import Exportable, KindExport
-from torchstages.deploy.parity import check
+from torchstages.deploy.parity import FP32, check
 from torchstages.deploy.runtime import load_runner, run_batched
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_bytes, write_json
@@ -84,7 +84,7 @@ def export_and_verify(
             path = staging / paths.EXPORT_FILES[fmt]
             out = run_batched(load_runner(path), kind.test, PARITY_BATCH)
             metrics["formats"][fmt] = kind.parity.measure(
-                out, kind.reference, kind.truth, params
+                out, kind.reference, kind.truth, params, fmt in FP32
             ) | {"file": path.name, "bytes": path.stat().st_size}
         write_model_card(
             staging / paths.EXPORT_CARD.name,
