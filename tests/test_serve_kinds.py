@@ -120,6 +120,22 @@ def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
     assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "2"]) == 2
 
 
+def test_predict_keeps_the_named_columns_beside_each_prediction(table, text, tmp_path, capsys):
+    model, raw = str(table / "model.onnx"), table.parent / "raw/table.csv"
+    plain = cli_csv(tmp_path, "--model", model, str(raw))
+    kept = cli_csv(tmp_path, "--model", model, str(raw), "--keep", "id", "--keep", "colour")
+    assert kept[0] == ["line", "id", "colour", "predicted_target", "probability"]
+    frame = read_table(raw)
+    assert [r[1] for r in kept[1:]] == frame["id"].tolist()  # dropped from the features
+    assert [r[2] for r in kept[1:]] == frame["colour"].fillna("").tolist()  # missing: empty
+    assert [[r[0], *r[3:]] for r in kept[1:]] == plain[1:]
+    capsys.readouterr()
+    assert main(["predict", "--model", model, str(raw), "--keep", "customer"]) == 2
+    assert f"{raw}: --keep names column(s) ['customer']" in capsys.readouterr().err
+    assert main(["predict", "--model", str(text / "model.onnx"), "--text", "hi", "--keep", "id"])
+    assert "this is a text model" in capsys.readouterr().err
+
+
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
     """--top-k and --format work for table and text models as for images (CSV by default)."""
     model, raw = str(table / "model.onnx"), str(table.parent / "raw/table.csv")

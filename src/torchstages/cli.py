@@ -174,6 +174,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="images: table on a terminal, else jsonl (csv for an --output ending in .csv); "
         "table, text and series models: csv",
     )
+    p.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="a table model: copy this column of the rows into the output, beside each "
+        "prediction (an id to join on; repeat for more)",
+    )
     p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--workers", type=int, default=0, help="decode threads (0: one per core)")
@@ -224,6 +232,8 @@ def _predict(args: argparse.Namespace) -> int:
     # rows for a table model, texts for a text model, a history for a series model; for an
     # image model, image files and lists of them
     kind = runner.metadata["kind"]
+    if args.keep and kind != "table":
+        raise UserError(f"--keep copies columns of a table model's rows; this is a {kind} model")
     if kind in ("table", "series"):
         return _predict_rows(args, runner)
     if kind == "text":
@@ -268,7 +278,8 @@ def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:
         return _write_rows(args, *predict_series(runner, Path(args.inputs[0])))
     from torchstages.tables.predict import predict_table
 
-    return _write_rows(args, *predict_table(runner, Path(args.inputs[0]), _top_k(args, runner)))
+    table, k = Path(args.inputs[0]), _top_k(args, runner)
+    return _write_rows(args, *predict_table(runner, table, k, args.keep))
 
 
 def _predict_text(args: argparse.Namespace, runner: Runner) -> int:

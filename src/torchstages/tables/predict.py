@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
+from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
@@ -59,16 +61,22 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
 
 
-def predict_table(runner: Runner, table: Path, k: int = 1) -> tuple[list[str], list[list]]:
-    """(header, rows): the file's line number and the prediction; for classes its probability,
-    and ``k`` > 1 adds the next classes and theirs."""
+def predict_table(
+    runner: Runner, table: Path, k: int = 1, keep: Sequence[str] = ()
+) -> tuple[list[str], list[list]]:
+    """(header, rows): the file's line number, the cells of the ``keep`` columns as the file
+    has them (an id to join the predictions back on; a missing cell stays empty) and the
+    prediction; for classes its probability, and ``k`` > 1 adds the next classes and theirs."""
     frame = read_table(table)
+    absent = [c for c in keep if c not in frame.columns]
+    if absent:
+        raise UserError(f"{table}: --keep names column(s) {absent} that it does not have")
     frame.index = frame.index + 2  # line numbers, the header being line 1
     predictions = predict_frame(runner, frame, str(table), k)
-    lines = frame.index.tolist()
+    first = [[n, *cells] for n, *cells in frame[list(keep)].fillna("").itertuples()]
     column = f"predicted_{runner.metadata['target']}"
     if runner.metadata["task"] == "regression":
-        return ["line", column], [[n, v] for n, (v, _) in zip(lines, predictions, strict=True)]
-    return ["line", *top_k_header(column, k)], [
-        [n, *top_k_cells(top)] for n, (_, top) in zip(lines, predictions, strict=True)
-    ]
+        header, cells = [column], [[v] for v, _ in predictions]
+    else:
+        header, cells = top_k_header(column, k), [top_k_cells(top) for _, top in predictions]
+    return ["line", *keep, *header], [a + b for a, b in zip(first, cells, strict=True)]
