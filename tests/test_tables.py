@@ -49,6 +49,19 @@ def test_kind_is_detected_and_mixing_is_an_error(tmp_path):
         detect_kind(tmp_path)
 
 
+def test_loose_files_and_workbooks_say_what_data_raw_needs(tmp_path):
+    (tmp_path / "sales.xlsx").write_bytes(b"PK")
+    with pytest.raises(UserError, match=r"sales.xlsx: a spreadsheet workbook is not read; save"):
+        detect_kind(tmp_path)
+    (tmp_path / "sales.xlsx").unlink()
+    for n in range(4):
+        (tmp_path / f"{n}.png").write_bytes(b"")
+    with pytest.raises(UserError, match=r"\(0.png, 1.png, 2.png, ...\) but no class folders"):
+        detect_kind(tmp_path)
+    write_table(make_table(), tmp_path)  # one table file beside them: a table
+    assert detect_kind(tmp_path) == "table"
+
+
 def test_csv_delimiters_bom_and_parquet_read_alike(tmp_path):
     frame = make_table(40)
     comma = read_table(write_table(frame, tmp_path / "a"))

@@ -18,6 +18,8 @@ __all__ = ["FILE_KINDS", "TABLE_SUFFIXES", "Kind", "detect_kind", "kind_of"]
 Kind = Literal["images", "table", "text", "series"]
 FILE_KINDS = ("table", "text", "series")  # the kinds read from one table file
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+# workbooks are not read (that would need a reader per format); the error says what to do
+_WORKBOOKS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 
 
 def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
@@ -35,6 +37,8 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
             f"{raw_dir}: holds both a table ({tables[0]}) and class folders ({folders[0]}, ...): "
             "keep either one table file or image folders, not both"
         )
+    if not tables and not folders:
+        _refuse_loose_files(raw_dir, sorted(p.name for p in visible if p.is_file()))
     if tables and forced in FILE_KINDS:
         return forced  # type: ignore[return-value]
     found: Kind = "table" if tables else "images"
@@ -43,6 +47,23 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
         expected = "one table file" if forced in FILE_KINDS else "class folders"
         raise UserError(f"split.kind is {forced} but {raw_dir} has {what} (expected {expected})")
     return found
+
+
+def _refuse_loose_files(raw_dir: Path, files: list[str]) -> None:
+    """Files but neither class folders nor a table file: say what each would need to be."""
+    if not files:
+        return  # empty: the images reader names the folder and what it expected
+    workbooks = [n for n in files if Path(n).suffix.lower() in _WORKBOOKS]
+    if workbooks:
+        raise UserError(
+            f"{raw_dir / workbooks[0]}: a spreadsheet workbook is not read; save the sheet as "
+            "CSV (or Parquet) in its place"
+        )
+    shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+    raise UserError(
+        f"{raw_dir}: holds files ({shown}) but no class folders and no table file: images go "
+        f"in {raw_dir}/<class>/, a table is one .csv, .tsv or .parquet file"
+    )
 
 
 def kind_of(record: dict[str, Any]) -> Kind:
