@@ -75,6 +75,27 @@ def test_csv_delimiters_bom_and_parquet_read_alike(tmp_path):
         assert parquet[column].fillna("-").tolist() == comma[column].fillna("-").tolist()
 
 
+def test_decimal_commas_read_as_numbers_in_a_file_not_separated_by_commas(tmp_path):
+    frame = make_table(200, "regression")
+    frame["note"] = [f"item {i}, boxed" for i in range(200)]  # commas in text stay text
+    semi = tmp_path / "raw" / "t.csv"
+    semi.parent.mkdir()
+    semi.write_text(frame.to_csv(index=False, sep=";", decimal=","), encoding="utf-8")
+    written = pd.read_csv(semi, sep=";", dtype=str)
+    assert written["x1"].str.contains(",").all()  # as a spreadsheet saves it
+    comma = read_table(write_table(frame, tmp_path / "c"))
+    pd.testing.assert_frame_equal(read_table(semi), comma)  # the same cells, points and all
+    processed = split_and_build(semi.parent, tmp_path, table={"drop": ["id", "note"]})
+    meta = json.loads((processed / "meta.json").read_text())
+    assert meta["task"] == "regression"  # the target 12,5 is a number, not a class
+    assert {c["name"] for c in meta["schema"]["numeric"]} >= {"x1", "x2"}
+    # a comma between fields cannot be a decimal comma: "1,5" quoted there stays text
+    quoted = tmp_path / "q" / "t.csv"
+    quoted.parent.mkdir()
+    quoted.write_text('a,target\n"1,5",x\n"2,5",y\n', encoding="utf-8")
+    assert read_table(quoted)["a"].tolist() == ["1,5", "2,5"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

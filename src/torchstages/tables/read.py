@@ -10,6 +10,8 @@ import codecs
 import csv
 import hashlib
 import io
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,13 @@ from torchstages.kinds import TABLE_SUFFIXES
 
 __all__ = ["find_table", "read_table", "row_hashes", "rounded_row_hashes"]
 
+log = logging.getLogger(__name__)
+
 _SNIFF_BYTES = 64 * 1024
+# a number written with a decimal comma, as spreadsheets save CSV with ';' between fields in
+# much of Europe: digits, at most one comma, more digits, an optional exponent
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)?([eE][+-]?\d+)?")
+_DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named as not a number
 
 
 def find_table(raw_dir: Path) -> Path:
@@ -92,6 +100,24 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
+    # a comma between fields cannot also be a decimal comma (unquoted), so only other files
+    return frame if delimiter == "," else _decimal_commas(frame, path)
+
+
+def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Columns written with decimal commas (nearly every cell a number, some with a comma) read
+    with points, so that ``3,14`` is a number as ``3.14`` is; other cells stay as they are.
+    Thousands separators (``1.234,5``) are not read: such a column stays text."""
+    converted = []
+    for name in frame.columns:
+        cells = frame[name].dropna().str.strip()
+        if cells.empty or not cells.str.contains(",", regex=False).any():
+            continue
+        if cells.str.fullmatch(_DECIMAL_COMMA).mean() >= _DECIMAL_SHARE:
+            frame[name] = frame[name].str.replace(",", ".", regex=False)
+            converted.append(name)
+    if converted:
+        log.info("%s: numbers with a decimal comma read as such in %s", path.name, converted)
     return frame
 
 
