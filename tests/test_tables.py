@@ -256,6 +256,7 @@ def test_ids_and_free_text_left_in_the_features_are_named_in_a_warning(tmp_path,
     with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
         split_and_build(tmp_path / "raw", tmp_path)
     warned = {m.split("'")[1] for m in caplog.messages if "split.table.drop" in m}
+    assert not [m for m in caplog.messages if "ISO 8601" in m]  # 'day' is ISO: expanded
     # 'id' holds strings r0000...: free text to the detector, as the note is
     assert warned == {"customer", "note", "id"}
     caplog.clear()
@@ -264,6 +265,19 @@ def test_ids_and_free_text_left_in_the_features_are_named_in_a_warning(tmp_path,
             tmp_path / "raw", tmp_path / "b", table={"drop": ["customer", "note", "id"]}
         )
     assert not [m for m in caplog.messages if "split.table.drop" in m]
+
+
+def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):
+    frame = make_table(150)
+    day = pd.to_datetime(frame["day"])
+    frame["day"] = day.dt.strftime("%d.%m.%Y")  # 05.01.2024: January or May, by country
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
+        processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    (warning,) = [m for m in caplog.messages if "ISO 8601" in m]
+    assert warning.startswith("build-dataset: column 'day' holds dates not written as ISO 8601")
+    meta = json.loads((processed / "meta.json").read_text())
+    assert "day" in {c["name"] for c in meta["schema"]["categorical"]}
 
 
 def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path):
