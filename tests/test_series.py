@@ -91,6 +91,14 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
             r"line 5: time 'soon' is not an integer like the other times",
         ),
         (lambda f: f.rename(columns={"time": "when"}), r"no column named time/date"),
+        (  # parsed cell by cell, 01.02 would be January and 13.02 February
+            lambda f: f.assign(
+                time=(
+                    pd.Timestamp("2020-01-01") + pd.to_timedelta(f["time"].astype(int), "D")
+                ).dt.strftime("%d.%m.%Y")
+            ),
+            r"line 2: time '01.01.2020' has day and month in a local order, .*YYYY-MM-DD",
+        ),
     ],
 )
 def test_bad_series_input_is_one_line_naming_where(tmp_path, edit, message):

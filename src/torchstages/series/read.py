@@ -20,6 +20,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import SeriesSplitParams
+from torchstages.tables.read import LOCAL_ORDER_DATE
 
 __all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
 
@@ -152,6 +153,14 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
         raise UserError(
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is not an "
             "integer like the other times"
+        )
+    local = text.str.strip().str.fullmatch(LOCAL_ORDER_DATE).to_numpy()
+    if local.any():
+        # parsed cell by cell, 01.02.2020 would be January and 13.02.2020 February
+        first = int(np.flatnonzero(local)[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} has day and "
+            "month in a local order, which is not guessed: write times as YYYY-MM-DD"
         )
     parsed = pd.to_datetime(text, errors="coerce", format="mixed")
     bad = parsed.isna()

@@ -20,7 +20,7 @@ import pandas as pd
 from torchstages.errors import UserError
 from torchstages.kinds import TABLE_SUFFIXES
 
-__all__ = ["find_table", "read_table", "row_hashes", "rounded_row_hashes"]
+__all__ = ["LOCAL_ORDER_DATE", "find_table", "read_table", "row_hashes", "rounded_row_hashes"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ _SNIFF_BYTES = 64 * 1024
 # much of Europe: digits, at most one comma, more digits, an optional exponent
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)?([eE][+-]?\d+)?")
 _DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named as not a number
+# day, month and year in some local order (28.11.2026, 11/28/2026, 28-11-26), maybe a time:
+# 03/04/2024 is March or April by country, so no reader here guesses which
+LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
 
 
 def find_table(raw_dir: Path) -> Path:

@@ -10,7 +10,6 @@ the train statistics stored here, so the exported graph takes raw values too.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
+from torchstages.tables.read import LOCAL_ORDER_DATE
 
 __all__ = ["MISSING", "OTHER", "fit_schema", "encode"]
 
@@ -31,8 +31,6 @@ _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the type to be taken
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
-# day, month and year in some local order (28.11.2026, 11/28/2026, 28-11-26), maybe a time
-_OTHER_DATES = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
 
 
 def fit_schema(
@@ -125,8 +123,7 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
     dates = pd.to_datetime(present, errors="coerce", format="ISO8601")
     if dates.notna().mean() >= _DETECT_SHARE:
         return "datetime"
-    if present.str.strip().str.fullmatch(_OTHER_DATES).mean() >= _DETECT_SHARE:
-        # 03/04/2024 is March or April depending on where it was written: not guessed
+    if present.str.strip().str.fullmatch(LOCAL_ORDER_DATE).mean() >= _DETECT_SHARE:
         log.warning(
             "build-dataset: column %r holds dates not written as ISO 8601 (%r): read as "
             "categories; write them as YYYY-MM-DD to get year, month, day and weekday columns",
