@@ -87,6 +87,10 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
             r"column 'value', line 11: 'abc' is not a number",
         ),
         (
+            lambda f: f.assign(value=f["value"].astype(str).where(f.index != 4, "-inf")),
+            r"column 'value', line 6: '-inf' is not a finite number",
+        ),
+        (
             lambda f: f.assign(time=f["time"].where(f.index != 3, "soon")),
             r"line 5: time 'soon' is not an integer like the other times",
         ),

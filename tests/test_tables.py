@@ -163,6 +163,11 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
         (lambda f: f, {"table": {"target": "nope"}}, "split.table.target: no column 'nope'"),
         (lambda f: f.assign(target=np.nan), {}, "empty in every row"),
         (lambda f: f.assign(target=["a"] * 99 + ["b"]), {}, "fewer than 3 rows"),
+        (
+            lambda f: f.assign(target=[str(v) for v in range(99)] + ["inf"]),
+            {"table": {"task": "regression"}},
+            r"regression target 'target': 'inf' \(row 99\) is not a finite number",
+        ),
     ],
 )
 def test_split_refuses_bad_targets(tmp_path, change, params, message):
@@ -290,6 +295,15 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
         build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
     lenient = BuildDatasetParams(table=TableBuildParams(non_numeric="missing"))
     build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    # 'inf' and 1e400 parse as numbers, but no statistic or model input can hold them
+    frame.loc[10, "x1"], frame.loc[20, "x1"] = 1.5, "1e400"
+    write_table(frame, tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    with pytest.raises(UserError, match="column 'x1', line 22: '1e400' is not a finite number"):
+        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    stored = [np.load(tmp_path / "p" / f"{n}_numeric.npy") for n in ("train", "val", "test")]
+    assert not any(np.isinf(a).any() for a in stored)  # the cell became missing
 
 
 def test_missing_error_mode_names_the_cell(tmp_path):

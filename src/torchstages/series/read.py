@@ -202,12 +202,14 @@ def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """float64 values of ``column``; empty cells are NaN, any other non-number is an error."""
     cells = frame[column]
     values = pd.to_numeric(cells, errors="coerce")
-    bad = values.isna() & cells.notna()
+    infinite = np.isinf(values)  # 'inf' parses, but no scaling or forecast can hold it
+    bad = (values.isna() & cells.notna()) | infinite
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
+        what = "finite number" if infinite.iloc[first] else "number"
         raise UserError(
             f"{where}: column {column!r}, line {int(frame.index[first])}: "
-            f"{cells.iloc[first]!r} is not a number"
+            f"{cells.iloc[first]!r} is not a {what}"
         )
     return values.to_numpy(dtype=np.float64)
 

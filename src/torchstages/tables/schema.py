@@ -142,17 +142,19 @@ def _to_numbers(
         values = pd.Series(np.nan, index=column.index)
         values[lowered.isin(_TRUE)] = 1.0
         values[lowered.isin(_FALSE)] = 0.0
-        bad = column.notna() & values.isna()
     else:
         values = pd.to_numeric(column, errors="coerce").astype(np.float64)
-        bad = column.notna() & values.isna()
+        # 'inf' or 1e400 parse, but no statistic, JSON file or model input can hold them
+        infinite = np.isinf(values)
+        values[infinite] = np.nan
+    bad = column.notna() & values.isna()
     if bad.any() and params.non_numeric == "error":
         row = bad.idxmax()
+        what = "boolean" if kind == "boolean" else "finite number" if infinite[row] else "number"
         raise UserError(
-            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a "
-            f"{'boolean' if kind == 'boolean' else 'number'} (set build_dataset.table.non_numeric: "
-            "missing to treat such cells as missing, or list the column in "
-            "build_dataset.table.categorical)"
+            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a {what} (set "
+            "build_dataset.table.non_numeric: missing to treat such cells as missing, or list "
+            "the column in build_dataset.table.categorical)"
         )
     return values
 

@@ -153,12 +153,12 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
             raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
         return target.tolist()
     values = pd.to_numeric(target, errors="coerce")
-    bad = values.isna()
+    bad = values.isna() | np.isinf(values)  # 'inf' parses, but no mean or loss can hold it
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(
             f"{path}: regression target {name!r}: {target.iloc[first]!r} (row {target.index[first]}) "
-            "is not a number"
+            "is not a finite number"
         )
     # quantile bins on the rank, so heavy ties cannot collapse the bins
     ranks = values.rank(method="first").to_numpy()
