@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tables_data import make_table, write_table
+from torchstages.demo import write_demo_digits, write_demo_table
 from torchstages.errors import UserError
 from torchstages.io import write_csv
 from torchstages.kinds import detect_kind
@@ -60,6 +61,20 @@ def test_loose_files_and_workbooks_say_what_data_raw_needs(tmp_path):
         detect_kind(tmp_path)
     write_table(make_table(), tmp_path)  # one table file beside them: a table
     assert detect_kind(tmp_path) == "table"
+
+
+def test_demo_table_is_written_alone_or_not_at_all(tmp_path):
+    raw = tmp_path / "raw"
+    path = write_demo_table("wine", raw)
+    frame = read_table(path)
+    assert len(frame) == 178 and set(frame["target"]) == {"class_0", "class_1", "class_2"}
+    assert write_demo_table("wine", raw) == path and detect_kind(raw) == "table"  # again: same
+    with pytest.raises(UserError, match=r"raw: holds a table \(wine.csv\); the digits need"):
+        write_demo_digits(raw)
+    (tmp_path / "digits" / "3").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"digits: already holds 3; the table must be alone"):
+        write_demo_table("iris", tmp_path / "digits")
+    assert not (tmp_path / "digits" / "iris.csv").exists()
 
 
 def test_csv_delimiters_bom_and_parquet_read_alike(tmp_path):

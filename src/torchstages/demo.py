@@ -8,15 +8,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from torchstages.errors import UserError
 from torchstages.io import write_bytes
+from torchstages.kinds import TABLE_SUFFIXES
 
-__all__ = ["write_demo_digits"]
+__all__ = ["DEMO_TABLES", "write_demo_digits", "write_demo_table"]
 
 
 def write_demo_digits(out_dir: Path) -> int:
     """Write ``out_dir/<digit>/<index>.png``; files already holding the same bytes are left alone."""
     from sklearn.datasets import load_digits
 
+    tables = [p.name for p in _visible(out_dir) if p.is_file() and p.suffix in TABLE_SUFFIXES]
+    if tables:
+        raise UserError(
+            f"{out_dir}: holds a table ({tables[0]}); the digits need a folder of their own "
+            f"(move it away first, e.g. mv {out_dir} {out_dir}.table)"
+        )
     digits = load_digits()
     # 0..16 ink levels -> 0..255, white ink on black like MNIST
     pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
@@ -39,12 +47,23 @@ def write_demo_table(name: str, out_dir: Path) -> Path:
     class names for the classification tables, the raw disease-progression score for diabetes)."""
     from sklearn import datasets
 
+    target = out_dir / f"{name}.csv"
+    others = sorted(p.name for p in _visible(out_dir) if p != target)
+    if others:
+        raise UserError(
+            f"{out_dir}: already holds {', '.join(others[:3])}; the table must be alone there "
+            f"(move the rest away first, e.g. mv {out_dir} {out_dir}.digits)"
+        )
     loaded = getattr(datasets, f"load_{name}")(
         as_frame=True, **({"scaled": False} if name == "diabetes" else {})
     )
     frame = loaded.frame
     if name != "diabetes":
         frame["target"] = [str(loaded.target_names[t]) for t in frame["target"]]
-    target = out_dir / f"{name}.csv"
     write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return target
+
+
+def _visible(folder: Path) -> list[Path]:
+    """What the split stage would see in ``folder`` (hidden entries aside; none if absent)."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
