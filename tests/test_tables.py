@@ -441,6 +441,27 @@ def test_linear_member_is_scikit_learns_linear_model(tmp_path, one_thread, task,
     assert not torch.allclose(blended, network)  # the member does move the predictions
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_linear_weight_one_is_the_linear_model_alone(tmp_path, one_thread, task):
+    """The README's way out for a table where the linear model is best: linear_weight 1."""
+    from torchstages.data.store import load_table_split
+    from torchstages.models.saved import load_model
+
+    _, outputs, card = _train_table(
+        tmp_path, task, epochs=1, model={"name": "mlp", "linear_weight": 1}
+    )
+    net, _ = load_model(outputs.weights, outputs.card)
+    numeric, categorical, _ = (
+        torch.as_tensor(np.array(a)) for a in load_table_split(tmp_path / "processed", "test")
+    )
+    with torch.no_grad():
+        saved, member = net(numeric, categorical), net.linear(net.inputs(numeric), categorical)
+    if task == "classification":
+        saved, member = saved.softmax(1), member.softmax(1)
+    torch.testing.assert_close(saved, member)
+    assert card["architecture"]["linear_weight"] == 1
+
+
 def test_linear_member_leaves_the_network_and_its_training_alone(tmp_path, one_thread):
     """Fitted after training, the member changes no epoch's validation, no best epoch and no
     network weight: with linear_weight 0 the same run saves the same network without it."""
