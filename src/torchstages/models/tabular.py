@@ -107,12 +107,13 @@ class LinearMember(nn.Module):
             lambda module, _: setattr(module, "active", bool(module.fitted))
         )
 
-    def load_fit(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Take the coefficients of [scaled inputs | one-hot categories, column by column]:
-        (W + the sum of the cardinalities, outputs)."""
-        width = self.weight.shape[0]
-        self.weight.copy_(weight[:width])
-        self.category_weight.copy_(weight[width:])
+    def load_fit(
+        self, weight: torch.Tensor, category_weight: torch.Tensor, bias: torch.Tensor
+    ) -> None:
+        """Take fitted coefficients: (W, outputs) for the scaled inputs, (the sum of the
+        cardinalities, outputs) for the one-hot categories column by column, (outputs,)."""
+        self.weight.copy_(weight)
+        self.category_weight.copy_(category_weight)
         self.bias.copy_(bias)
         self.fitted.fill_(1)
         self.active = True

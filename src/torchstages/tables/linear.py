@@ -54,8 +54,8 @@ def fit_linear_member(
         )
         if classes == 2:
             fitted = tuple(torch.cat([torch.zeros_like(t), t], dim=-1) for t in fitted)
-    weight, category_weight, bias = fitted
-    member.load_fit(torch.cat([weight, category_weight]).to(member.weight), bias.to(member.bias))
+    # copy_ casts to the buffers' dtype and device
+    member.load_fit(*fitted)
     log.info(
         "train: linear member fitted on %d rows, %d numeric and %d category columns; averaged "
         "with weight %g",
