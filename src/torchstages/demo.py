@@ -10,7 +10,7 @@ from PIL import Image
 
 from torchstages.errors import UserError
 from torchstages.io import write_bytes
-from torchstages.kinds import TABLE_SUFFIXES
+from torchstages.kinds import is_table_file, visible_entries
 
 __all__ = ["DEMO_TABLES", "write_demo_digits", "write_demo_table"]
 
@@ -19,7 +19,7 @@ def write_demo_digits(out_dir: Path) -> int:
     """Write ``out_dir/<digit>/<index>.png``; files already holding the same bytes are left alone."""
     from sklearn.datasets import load_digits
 
-    tables = [p.name for p in _visible(out_dir) if p.is_file() and p.suffix in TABLE_SUFFIXES]
+    tables = [p.name for p in visible_entries(out_dir) if is_table_file(p)]
     if tables:
         raise UserError(
             f"{out_dir}: holds a table ({tables[0]}); the digits need a folder of their own "
@@ -48,7 +48,7 @@ def write_demo_table(name: str, out_dir: Path) -> Path:
     from sklearn import datasets
 
     target = out_dir / f"{name}.csv"
-    others = sorted(p.name for p in _visible(out_dir) if p != target)
+    others = sorted(p.name for p in visible_entries(out_dir) if p != target)
     if others:
         raise UserError(
             f"{out_dir}: already holds {', '.join(others[:3])}; the table must be alone there "
@@ -62,8 +62,3 @@ def write_demo_table(name: str, out_dir: Path) -> Path:
         frame["target"] = [str(loaded.target_names[t]) for t in frame["target"]]
     write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return target
-
-
-def _visible(folder: Path) -> list[Path]:
-    """What the split stage would see in ``folder`` (hidden entries aside; none if absent)."""
-    return [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []

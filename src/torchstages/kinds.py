@@ -13,13 +13,30 @@ from typing import Any, Literal
 
 from torchstages.errors import UserError
 
-__all__ = ["FILE_KINDS", "TABLE_SUFFIXES", "Kind", "detect_kind", "kind_of"]
+__all__ = [
+    "FILE_KINDS",
+    "TABLE_SUFFIXES",
+    "Kind",
+    "detect_kind",
+    "is_table_file",
+    "kind_of",
+    "visible_entries",
+]
 
 Kind = Literal["images", "table", "text", "series"]
 FILE_KINDS = ("table", "text", "series")  # the kinds read from one table file
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 # workbooks are not read (that would need a reader per format); the error says what to do
 _WORKBOOKS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
+def visible_entries(folder: Path) -> list[Path]:
+    """What the split stage sees in ``folder``: every entry but hidden ones (none if absent)."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
+
+
+def is_table_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in TABLE_SUFFIXES
 
 
 def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
@@ -29,8 +46,8 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
         raise UserError(
             f"{raw_dir}: folder not found (put images in {raw_dir}/<class>/... or one table file)"
         )
-    visible = [p for p in raw_dir.iterdir() if not p.name.startswith(".")]
-    tables = sorted(p.name for p in visible if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+    visible = visible_entries(raw_dir)
+    tables = sorted(p.name for p in visible if is_table_file(p))
     folders = sorted(p.name for p in visible if p.is_dir())
     if tables and folders:
         raise UserError(

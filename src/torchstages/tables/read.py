@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.errors import UserError
-from torchstages.kinds import TABLE_SUFFIXES
+from torchstages.kinds import is_table_file, visible_entries
 
 __all__ = ["LOCAL_ORDER_DATE", "find_table", "read_table", "row_hashes", "rounded_row_hashes"]
 
@@ -36,11 +36,7 @@ LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2
 
 def find_table(raw_dir: Path) -> Path:
     """The single table file directly under ``raw_dir`` (hidden files are ignored)."""
-    files = sorted(
-        p
-        for p in raw_dir.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in TABLE_SUFFIXES
-    )
+    files = sorted(p for p in visible_entries(raw_dir) if is_table_file(p))
     if len(files) != 1:
         found = ", ".join(p.name for p in files) or "none"
         raise UserError(
