@@ -90,7 +90,7 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
         }
     row = {"train_s": round(seconds, 2), "precision": card["precision"], **score}
     member = getattr(net, "linear", None)
-    if member is not None:  # the mlp's linear member: fitted after training, on the CPU
+    if member is not None:  # the mlp's linear member: fitted before training, on the CPU
         row["linear_member"] = {"fitted": member.active, "weight": net.linear_weight}
     return with_parity(row, outputs, processed, out)
 

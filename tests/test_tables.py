@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -370,6 +370,7 @@ def _train_table(
     classes: int = 2,
     epochs: int = 3,
     model: dict | None = None,
+    **settings: Any,
 ) -> tuple[Path, TrainOutputs, dict]:
     """A generated table split, built and trained at default params but ``epochs`` and
     ``model`` (the table default, mlp, when None)."""
@@ -384,7 +385,7 @@ def _train_table(
     outputs = TrainOutputs(
         *(tmp_path / "m" / n for n in ("w.safetensors", "c.json", "k.pt")), tmp_path / "live"
     )
-    params = {"epochs": epochs, "threads": 1, "model": model or {"name": "mlp"}}
+    params = {"epochs": epochs, "threads": 1, "model": model or {"name": "mlp"}, **settings}
     card = train(TrainParams.model_validate(params), processed, outputs)
     return processed, outputs, card
 
@@ -462,29 +463,35 @@ def test_linear_weight_one_is_the_linear_model_alone(tmp_path, one_thread, task)
     assert card["architecture"]["linear_weight"] == 1
 
 
-def test_linear_member_leaves_the_network_and_its_training_alone(tmp_path, one_thread):
-    """Fitted after training, the member changes no epoch's validation, no best epoch and no
-    network weight: with linear_weight 0 the same run saves the same network without it."""
-    from safetensors.torch import load_file
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_epochs_validation_scores_the_blend_that_is_shipped(tmp_path, one_thread, task):
+    """The member is fitted on the train rows before the first epoch, so the best epoch is
+    picked by the val loss of the saved model (network and member averaged), not of the network
+    alone: the card's best value is the saved model's loss on the val rows."""
+    import torch.nn.functional as F
 
-    _, outputs, card = _train_table(tmp_path / "a", "classification")
-    alone_model = {"name": "mlp", "linear_weight": 0}
-    _, alone, card_alone = _train_table(tmp_path / "b", "classification", model=alone_model)
-    assert card["best"] == card_alone["best"]
-    saved = load_file(str(outputs.weights))
-    member = {k: v for k, v in saved.items() if k.startswith("linear.")}
-    network = {k: v for k, v in saved.items() if k not in member}
-    assert set(member) == {
-        "linear.weight",
-        "linear.bias",
-        "linear.category_weight",
-        "linear.fitted",
-    }
-    reference = load_file(str(alone.weights))
-    assert network.keys() == reference.keys()
-    assert all(torch.equal(network[k], reference[k]) for k in reference)
-    live = [(tmp_path / d / "live" / "metrics.json").read_text() for d in ("a", "b")]
-    assert live[0] == live[1]
+    from torchstages.data.store import load_meta, load_table_split
+    from torchstages.models.saved import load_model
+
+    processed, outputs, card = _train_table(tmp_path, task, precision="fp32")
+    net, _ = load_model(outputs.weights, outputs.card)
+    numeric, categorical, y = (
+        torch.as_tensor(np.array(a)) for a in load_table_split(processed, "val")
+    )
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            out = net(numeric, categorical)
+        if task == "classification":
+            return F.cross_entropy(out, y).item()
+        meta = load_meta(processed)
+        target = (y.double() - meta["target_mean"]) / meta["target_std"]
+        return F.mse_loss(out[:, 0].double(), target).item()
+
+    assert card["best"]["monitor"] == "val_loss"
+    assert card["best"]["value"] == pytest.approx(val_loss(), abs=1e-5)
+    net.linear.active = False  # the network alone scores differently on the same rows
+    assert card["best"]["value"] != pytest.approx(val_loss(), abs=1e-3)
 
 
 def test_linear_member_is_for_tables_only():

@@ -42,7 +42,7 @@ class MLPSpec(SpecWithTransfer):
     linear_weight: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
         "auto",
         description="tables: weight of a linear model (LogisticRegression / Ridge with "
-        "scikit-learn's default L2, fitted on the train rows after training) in the average "
+        "scikit-learn's default L2, fitted on the train rows before training) in the average "
         "with the network's prediction; 0 = the network alone; auto = 0.25 for tables, else 0",
     )
 

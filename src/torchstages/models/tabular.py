@@ -86,10 +86,10 @@ class LinearMember(nn.Module):
     """A linear model over the same raw inputs: [scaled numerics | missing indicators] @ W plus,
     per categorical column, one learned row per category (a one-hot column each) and a bias.
 
-    Its weights are fitted by L-BFGS after the network has trained
+    Its weights are fitted by L-BFGS on the train rows before the network trains
     (:mod:`torchstages.tables.linear`), never by the optimizer, so they are buffers: DDP, EMA
-    and the optimizer leave them alone. Until fitted it is inactive and the model is the
-    network alone, which is what every epoch's validation measures.
+    and the optimizer leave them alone, and every epoch's validation scores the average that
+    is shipped. Until fitted it is inactive and the model is the network alone.
     """
 
     def __init__(self, width: int, cardinalities: list[int], outputs: int) -> None:

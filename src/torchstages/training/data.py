@@ -79,9 +79,11 @@ class TrainData:
             self.vectors_found = getattr(model, "vectors_found", None)
         return model
 
-    def fit_after_training(self, model: nn.Module) -> None:
-        """Fit what the optimizer does not train, on the best epoch's network: a table mlp's
-        linear member (:mod:`torchstages.tables.linear`)."""
+    def fit_before_training(self, model: nn.Module) -> None:
+        """Fit what the optimizer does not train: a table mlp's linear member
+        (:mod:`torchstages.tables.linear`). It depends on the train rows only, so it is fitted
+        before the first epoch: every val pass then scores the blend that is shipped, and the
+        monitor picks the epoch whose shipped model is best."""
         if self.kind != "table" or getattr(model, "linear", None) is None:
             return
         from torchstages.tables.linear import fit_linear_member

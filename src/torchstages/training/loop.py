@@ -132,6 +132,7 @@ def _build_run(
     transfer = Transfer(params.model.transfer, model)
     runtime = runtime.for_model(model)
     model.to(runtime.device, memory_format=runtime.memory_format)
+    data.fit_before_training(model)
     net = model
     if dist.enabled:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -229,7 +230,6 @@ def _train(
     }
     if dist.is_main:
         run.model.load_state_dict(run.best.state)
-        data.fit_after_training(run.model)
         save_model(run.model, card, outputs.weights, outputs.card)
     return card
 
