@@ -140,6 +140,9 @@ def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, kind):
     out = _train(repo)
     assert "2 process(es)" in out.stderr
     assert out.stderr.count("train: best epoch") == 1  # only rank 0 reports and writes
+    # and only rank 0 logs: rank 1 resolves the same batch size, fits the same linear member
+    said = [line for line in out.stderr.splitlines() if line.startswith("train: ")]
+    assert len(said) == len(set(said)), said
     card = json.loads((repo / "models/model.json").read_text())
     single_card = json.loads((single / "models/model.json").read_text())
     # the best epoch's monitor is val accuracy for images, val loss for tables (monitor: auto)

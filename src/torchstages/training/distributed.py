@@ -8,6 +8,7 @@ settings from the environment: ``PET_NNODES``, ``PET_NODE_RANK``, ``PET_MASTER_A
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ def setup(device_type: str) -> Dist:
     )
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    if not info.is_main:
+        # every rank resolves the same settings and fits the same linear member: one set of
+        # progress lines is enough; warnings and errors still come from every rank
+        logging.getLogger("torchstages").setLevel(logging.WARNING)
     return info
 
 
