@@ -494,6 +494,19 @@ def test_every_epochs_validation_scores_the_blend_that_is_shipped(tmp_path, one_
     assert card["best"]["value"] != pytest.approx(val_loss(), abs=1e-3)
 
 
+def test_linear_member_changes_no_training_step(tmp_path, one_thread):
+    """Training runs the network alone (the member only joins in evaluation): with and without
+    the member every epoch's train loss is the same; only what validation measures differs."""
+    _train_table(tmp_path / "a", "classification")
+    _train_table(tmp_path / "b", "classification", model={"name": "mlp", "linear_weight": 0})
+    curves = {
+        name: [(tmp_path / d / "live/plots/metrics" / name).read_text() for d in ("a", "b")]
+        for name in ("train/loss.tsv", "val/loss.tsv")
+    }
+    assert curves["train/loss.tsv"][0] == curves["train/loss.tsv"][1]
+    assert curves["val/loss.tsv"][0] != curves["val/loss.tsv"][1]
+
+
 def test_linear_member_is_for_tables_only():
     from torchstages.models.mlp import MLP, MLPSpec
 
