@@ -136,6 +136,13 @@ def test_predict_keeps_the_named_columns_beside_each_prediction(table, text, tmp
     assert "this is a text model" in capsys.readouterr().err
 
 
+def test_predict_names_a_table_file_that_is_not_there(table, series, tmp_path, capsys):
+    for model in (table / "model.onnx", series / "model.onnx"):
+        missing = tmp_path / "rows.csv"
+        assert main(["predict", "--model", str(model), str(missing)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {missing}: file not found"
+
+
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
     """--top-k and --format work for table and text models as for images (CSV by default)."""
     model, raw = str(table / "model.onnx"), str(table.parent / "raw/table.csv")

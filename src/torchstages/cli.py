@@ -138,8 +138,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "predict",
-        help="classify files with an exported model (ONNX Runtime; no torch on that path)",
-        description="Exit status: 0 all inputs classified, 1 some could not be read (error rows), "
+        help="predict with an exported model: classes, values or forecasts (ONNX Runtime; no "
+        "torch on that path)",
+        description="Exit status: 0 all inputs predicted, 1 some could not be read (error rows), "
         "2 usage error.",
     )
     p.add_argument(
@@ -272,14 +273,16 @@ def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:
     kind = runner.metadata["kind"]
     if len(args.inputs) != 1 or Path(args.inputs[0]).suffix.lower() not in TABLE_SUFFIXES:
         raise UserError(f"predict: a {kind} model takes one table file (.csv, .tsv or .parquet)")
+    table = Path(args.inputs[0])
+    if not table.is_file():
+        raise UserError(f"{table}: file not found")
     if kind == "series":
         from torchstages.series.predict import predict_series
 
-        return _write_rows(args, *predict_series(runner, Path(args.inputs[0])))
+        return _write_rows(args, *predict_series(runner, table))
     from torchstages.tables.predict import predict_table
 
-    table, k = Path(args.inputs[0]), _top_k(args, runner)
-    return _write_rows(args, *predict_table(runner, table, k, args.keep))
+    return _write_rows(args, *predict_table(runner, table, _top_k(args, runner), args.keep))
 
 
 def _predict_text(args: argparse.Namespace, runner: Runner) -> int:
