@@ -106,3 +106,25 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
     save_checkpoint(tmp_path / "a/checkpoint.pt", state)
     save_checkpoint(tmp_path / "b/other.pt", state)
     assert (tmp_path / "a/checkpoint.pt").read_bytes() == (tmp_path / "b/other.pt").read_bytes()
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "huber", "smooth_l1"])
+def test_val_loss_of_values_is_squared_error_whatever_the_training_loss(loss):
+    """As val cross-entropy is plain whatever the classification loss: a regression's val loss
+    is the MSE of standardised values and a forecast's of scaled values, the numbers validate
+    and test report, so runs trained with different losses compare."""
+    from torchstages.params.train import TrainParams
+    from torchstages.training.tasks import Forecast, Regression
+
+    params = TrainParams.model_validate({"loss": loss, "huber_delta": 0.5})
+    out, y = torch.tensor([[0.5], [-1.0], [2.0]]), torch.tensor([13.0, 6.0, 9.0])
+    summed, squares = Regression(params, 10.0, 2.0).validation(out, y).tolist()
+    standardized = (y - 10.0) / 2.0
+    assert summed == pytest.approx(((out[:, 0] - standardized) ** 2).sum().item())
+    assert squares == pytest.approx(((out[:, 0] * 2.0 + 10.0 - y) ** 2).sum().item())
+    windows, targets = (
+        torch.tensor([[0.0, 1.0], [2.0, 0.0]]),
+        torch.tensor([[1.0, 1.0], [0.0, 3.0]]),
+    )
+    summed, _ = Forecast(params, 2).validation(windows, targets).tolist()
+    assert summed == pytest.approx(((windows - targets) ** 2).mean(1).sum().item())

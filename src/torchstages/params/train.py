@@ -112,7 +112,8 @@ class TrainParams(Section):
         "auto",
         description="validation metric that picks the best epoch's weights; auto: val_accuracy "
         "for images and texts, val_loss for tables (a finer ranking than accuracy on their "
-        "small val splits) and for regression and forecasts",
+        "small val splits) and for regression and forecasts; val_loss is plain cross-entropy, "
+        "or the squared error of standardised values, whatever the training loss",
     )
     schedule: ScheduleParams = Field(default_factory=ScheduleParams)
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
