@@ -140,3 +140,26 @@ def test_bad_images_skipped_by_build_dataset_are_listed_in_the_report(tmp_path, 
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_params_table_lists_what_the_kind_reads():
+    """The report's params: a table's leave out the image decoder's keys, a series' keep the
+    huber delta its value losses read, an image report keeps its own and drops the others'."""
+    import yaml
+
+    from torchstages.evaluation.report import _params_rows
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    listed = {
+        kind: {key for key, _ in _params_rows(params, kind)}
+        for kind in ("table", "series", "images")
+    }
+    image_only = {
+        "build_dataset.on_bad_image",
+        "build_dataset.max_pixels",
+        "build_dataset.background",
+        "build_dataset.image_size",
+    }
+    assert "build_dataset.table.missing" in listed["table"] and not image_only & listed["table"]
+    assert "train.huber_delta" in listed["series"] and not image_only & listed["series"]
+    assert image_only <= listed["images"] and "train.huber_delta" not in listed["images"]

@@ -53,18 +53,25 @@ FORECAST_HEADLINE = [
 # params sections the report shows, and the keys that cannot change a result
 PARAM_SECTIONS = ("build_dataset", "train", "test")
 NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
-# keys that only one data kind reads: the report of the other kind leaves them out
-ONLY_FOR = {
-    "table": ("build_dataset.table", "train.huber_delta"),
-    "series": ("build_dataset.series",),
-    "text": ("build_dataset.text",),
-    "images": (
-        "build_dataset.image_size",
-        "build_dataset.color",
-        "build_dataset.resize",
-        "build_dataset.interpolation",
-        "train.augment",
-        "train.channels_last",
+# keys that only some data kinds read: the report of another kind leaves them out
+READ_ONLY_BY = {
+    "build_dataset.table": ("table",),
+    "build_dataset.series": ("series",),
+    "build_dataset.text": ("text",),
+    "train.huber_delta": ("table", "series"),  # the huber and smooth_l1 losses of values
+    **dict.fromkeys(
+        (
+            "build_dataset.image_size",
+            "build_dataset.color",
+            "build_dataset.resize",
+            "build_dataset.interpolation",
+            "build_dataset.on_bad_image",
+            "build_dataset.background",
+            "build_dataset.max_pixels",
+            "train.augment",
+            "train.channels_last",
+        ),
+        ("images",),
     ),
 }
 PICTURES = [
@@ -141,7 +148,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *_per_class(metrics),
         *_baselines(metrics),
         *_pictures(out, sources.plots),
-        *_mistakes(sources.plots / "test", worst),
+        *_mistakes(sources.plots / "test", worst, kind_of(card)),
         *_skipped(sources.processed / "meta.json"),
         *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
@@ -235,7 +242,7 @@ def _pictures(out: Path, plots: Path) -> list[str]:
     return ["## Pictures", "", *lines] if lines else []
 
 
-def _mistakes(folder: Path, worst: int) -> list[str]:
+def _mistakes(folder: Path, worst: int, kind: str) -> list[str]:
     """The most confidently wrong samples: their files (or lines), and for texts the text,
     escaped so no text can break the markdown table (pipes, backticks, emphasis, HTML)."""
     texts = folder / "wrong_texts.csv"
@@ -246,12 +253,14 @@ def _mistakes(folder: Path, worst: int) -> list[str]:
         rows = list(csv.DictReader(f))
     lines = [f"## Most confidently wrong ({min(worst, len(rows))} of {len(rows)} shown)", ""]
     if not rows:
-        unit = "text" if path == texts else "image"
+        unit = {"table": "row", "text": "text"}.get(kind, "image")
         return [*lines, f"None: every test {unit} was classified correctly.", ""]
     if path == texts:
         lines += ["| line | true | predicted | probability | text |", "|---|---|---|---|---|"]
     else:
-        lines += ["| file | true | predicted | probability |", "|---|---|---|---|"]
+        # a table's rows are named by their line in the file ("line 159"), an image by its file
+        where = "row" if kind == "table" else "file"
+        lines += [f"| {where} | true | predicted | probability |", "|---|---|---|---|"]
     # a text's label came from the same file as the text: escape both; file names as before
     shown = _escape if path == texts else str
     for r in rows[:worst]:
@@ -310,7 +319,7 @@ def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
 
 def _params_rows(params: dict[str, Any], kind: str) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    other_kinds = tuple(p for k, prefixes in ONLY_FOR.items() if k != kind for p in prefixes)
+    other_kinds = tuple(p for p, kinds in READ_ONLY_BY.items() if kind not in kinds)
 
     def walk(prefix: str, value: Any) -> None:
         if prefix.startswith(other_kinds):
