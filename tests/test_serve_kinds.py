@@ -143,6 +143,40 @@ def test_predict_names_a_table_file_that_is_not_there(table, series, tmp_path, c
         assert capsys.readouterr().err.strip() == f"error: {missing}: file not found"
 
 
+def test_predict_names_a_bad_cell_without_build_settings(table, tmp_path, capsys):
+    """A trained model's rows: the error names the cell, not build_dataset settings that would
+    only help by training again."""
+    frame = read_table(table.parent / "raw/table.csv")
+    frame.loc[3, "x1"] = "abc"
+    rows = tmp_path / "rows.csv"
+    frame.to_csv(rows, index=False)
+    assert main(["predict", "--model", str(table / "model.onnx"), str(rows)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {rows}: column 'x1', line 5: 'abc' is not a number"
+
+
+def test_predict_names_what_training_never_saw(table, tmp_path, caplog):
+    """Unseen categories are named with their rows; a missing cell in a column that had none in
+    training is filled, and said to be."""
+    frame = read_table(table.parent / "raw/table.csv")
+    frame.loc[[0, 1], "colour"] = "purple"
+    frame.loc[2, "colour"] = "Red"
+    frame.loc[[3, 4, 5], "x1"] = None  # x1 has no missing value in training
+    rows = tmp_path / "rows.csv"
+    frame.to_csv(rows, index=False)
+    with caplog.at_level("WARNING", logger="torchstages"):
+        assert main(["predict", "--model", str(table / "model.onnx"), str(rows)]) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        "predict: categories not seen in training, treated as 'other': 'colour' in 3 rows "
+        "('purple', 'Red')" in said
+    )
+    assert (
+        "predict: missing values where training had none, filled with the train median: "
+        "'x1' in 3 rows" in said
+    )
+
+
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
     """--top-k and --format work for table and text models as for images (CSV by default)."""
     model, raw = str(table / "model.onnx"), str(table.parent / "raw/table.csv")

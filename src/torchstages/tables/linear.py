@@ -58,8 +58,8 @@ def fit_linear_member(
     # copy_ casts to the buffers' dtype and device
     member.load_fit(*fitted)
     log.info(
-        "train: linear member fitted on %d rows, %d numeric and %d category columns; averaged "
-        "with weight %g",
+        "train: linear member fitted on %d rows, %d numeric inputs and %d one-hot category "
+        "columns; averaged with weight %g",
         len(y),
         scaled.shape[1],
         categories,

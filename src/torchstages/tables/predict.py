@@ -50,15 +50,37 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     """
     schema = json.loads(runner.metadata["schema"])
     # missing cells are imputed as in training; a non-number in a numeric column is an error
-    numeric, categorical, other = encode(frame, schema, TableBuildParams(), where)
-    unseen = {c: n for c, n in other.items() if n}
-    if unseen:
-        log.warning("predict: categories not seen in training (treated as 'other'): %s", unseen)
+    numeric, categorical, _ = encode(frame, schema, TableBuildParams(), where, advise=False)
+    _warn_unfamiliar(frame, schema)
     feeds = {"numeric": numeric, "categorical": categorical}
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
     if runner.metadata["task"] == "regression":
         return [(round(float(v), 6), []) for v in out[:, 0]]
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
+
+
+def _warn_unfamiliar(frame: pd.DataFrame, schema: dict) -> None:
+    """Name what the model never saw in training: categories outside its vocabulary (they take
+    the 'other' index) and missing cells in columns that had none (imputed, but never learned)."""
+    unseen = []
+    for col in schema["categorical"]:
+        cells = frame[col["name"]].dropna()
+        new = cells[~cells.isin(col["categories"])]
+        if len(new):
+            values = list(dict.fromkeys(new.tolist()))
+            shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+            unseen.append(f"{col['name']!r} in {len(new)} rows ({shown})")
+    if unseen:
+        log.warning(
+            "predict: categories not seen in training, treated as 'other': %s", "; ".join(unseen)
+        )
+    sources = dict.fromkeys(c["source"] for c in schema["numeric"] if not c["indicator"])
+    gaps = [f"{c!r} in {n} rows" for c in sources if (n := int(frame[c].isna().sum()))]
+    if gaps:
+        log.warning(
+            "predict: missing values where training had none, filled with the train median: %s",
+            "; ".join(gaps),
+        )
 
 
 def predict_table(

@@ -71,10 +71,16 @@ def fit_schema(
 
 
 def encode(
-    frame: pd.DataFrame, schema: dict[str, Any], params: TableBuildParams, where: str
+    frame: pd.DataFrame,
+    schema: dict[str, Any],
+    params: TableBuildParams,
+    where: str,
+    advise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """(N, F) float32 raw numbers (NaN = missing), (N, C) int64 category indices, and the count
-    of cells per categorical column that fell to the 'other' index (rare or never seen)."""
+    of cells per categorical column that fell to the 'other' index (rare or never seen).
+    ``advise``: a bad cell's error names the build_dataset settings that would accept it (not
+    for rows given to a trained model, where changing them means training again)."""
     missing_columns = sorted(
         {c["source"] for c in schema["numeric"]} | {c["name"] for c in schema["categorical"]}
     )
@@ -89,7 +95,7 @@ def encode(
             parts = parts_cache.setdefault(col["source"], _datetime_parts(source))
             values = parts[col["part"]]
         else:
-            values = _to_numbers(source, col["type"], col["source"], params, where)
+            values = _to_numbers(source, col["type"], col["source"], params, where, advise)
         numeric[:, j] = values.to_numpy(dtype=np.float64)
     categorical = np.empty((len(frame), len(schema["categorical"])), dtype=np.int64)
     other: dict[str, int] = {}
@@ -134,7 +140,12 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
 
 
 def _to_numbers(
-    column: pd.Series, kind: str, name: str, params: TableBuildParams, where: str
+    column: pd.Series,
+    kind: str,
+    name: str,
+    params: TableBuildParams,
+    where: str,
+    advise: bool = True,
 ) -> pd.Series:
     """Cells as float64 (NaN = missing); a cell that is not a number follows ``non_numeric``."""
     if kind == "boolean":
@@ -151,10 +162,13 @@ def _to_numbers(
     if bad.any() and params.non_numeric == "error":
         row = bad.idxmax()
         what = "boolean" if kind == "boolean" else "finite number" if infinite[row] else "number"
+        advice = (
+            " (set build_dataset.table.non_numeric: missing to treat such cells as missing, or "
+            "list the column in build_dataset.table.categorical)"
+        )
         raise UserError(
-            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a {what} (set "
-            "build_dataset.table.non_numeric: missing to treat such cells as missing, or list "
-            "the column in build_dataset.table.categorical)"
+            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a {what}"
+            + (advice if advise else "")
         )
     return values
 
