@@ -111,6 +111,8 @@ def test_regression_table_end_to_end(tmp_path):
         assert (repo / "plots/test" / picture).exists()
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     assert shown["data"]["test-predicted-vs-actual"][0]["content"]["data"]["values"]
+    assert shown["data"]["rmse"][0]["content"]["data"]["values"]  # per epoch, train and val
+    assert shown["data"]["plots/validate/residuals.png"]
     out = run(["torchstages", "predict", "data/raw/table.csv"], repo)
     header, first = list(csv.reader(out.stdout.splitlines()))[:2]
     assert header == ["line", "predicted_target"] and float(first[1])

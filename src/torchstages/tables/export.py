@@ -168,8 +168,9 @@ def table_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Kin
 def _regression_uses(target: str) -> list[str]:
     return [
         f"- Predicts `{target}` for rows like the training rows, in its units. Far outside the "
-        "training range of a column the network extrapolates, and nothing says so: check the "
-        "train range (the schema's mean and std) first.",
+        "training values of a column the network extrapolates, and nothing says so: compare "
+        "new rows with each column's train mean and standard deviation (the `schema` "
+        "metadata) first.",
         "- One value per row, no interval: the test stage's RMSE and its bootstrap interval "
         "(`metrics/test.json`) say how far off it typically is.",
         "- int8 trades a little accuracy (the RMSE change above) for a smaller file and faster "
