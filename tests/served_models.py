@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from series_data import make_panel, write_series
 from tables_data import make_table, write_table
 from text_data import make_texts, write_texts
@@ -14,17 +16,25 @@ from text_data import make_texts, write_texts
 __all__ = ["export_table", "export_text", "export_series"]
 
 
-def export_table(root: Path, task: str = "classification", rows: int = 160) -> Path:
-    """root/export/model.onnx and model.pt2 of a table model on ``tables_data.make_table``."""
+def export_table(
+    root: Path,
+    task: str = "classification",
+    rows: int = 160,
+    frame: pd.DataFrame | None = None,
+    build: dict | None = None,
+) -> Path:
+    """root/export/model.onnx and model.pt2 of a table model on ``frame`` (or a generated
+    ``tables_data.make_table``), built with ``build`` (build_dataset params, or the defaults)."""
     from torchstages.params.build_dataset import BuildDatasetParams
     from torchstages.params.split import SplitParams
     from torchstages.tables.build import build_table
     from torchstages.tables.split import split_table
 
-    write_table(make_table(rows, task), root / "raw")
+    write_table(make_table(rows, task) if frame is None else frame, root / "raw")
     split = SplitParams.model_validate({"table": {"drop": ["id"]}})
     split_table(root / "raw", root / "splits", split)
-    build_table(BuildDatasetParams(), root / "raw", root / "splits", root / "processed")
+    params = BuildDatasetParams.model_validate(build or {})
+    build_table(params, root / "raw", root / "splits", root / "processed")
     return _train_and_export(root)
 
 

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from conftest import ROOT
 from served_models import export_series, export_table, export_text
+from tables_data import make_table
 from test_predict import heavy_imports_of_predict
 from test_serve import health_while_blocked
 from torchstages.cli import main
@@ -175,6 +176,18 @@ def test_predict_names_what_training_never_saw(table, tmp_path, caplog):
         "predict: missing values where training had none, filled with the train median: "
         "'x1' in 3 rows" in said
     )
+
+
+def test_predict_reads_cells_as_training_did(tmp_path, capsys):
+    """A model built with non_numeric: missing predicts the very file it was trained on: its
+    '?' cells are missing values there too, not errors."""
+    frame = make_table(160)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[::20, "x1"] = "?"  # 5%: the column stays numeric
+    model = export_table(tmp_path, frame=frame, build={"table": {"non_numeric": "missing"}})
+    raw = tmp_path / "raw/table.csv"
+    assert main(["predict", "--model", str(model / "model.onnx"), str(raw)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(frame)
 
 
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):

@@ -50,7 +50,9 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     """
     schema = json.loads(runner.metadata["schema"])
     # missing cells are imputed as in training; a non-number in a numeric column is an error
-    numeric, categorical, _ = encode(frame, schema, TableBuildParams(), where, advise=False)
+    # models exported before the schema recorded non_numeric were trained with its default
+    read_as = TableBuildParams(non_numeric=schema.get("non_numeric", "error"))
+    numeric, categorical, _ = encode(frame, schema, read_as, where, advise=False)
     _warn_unfamiliar(frame, schema)
     feeds = {"numeric": numeric, "categorical": categorical}
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)

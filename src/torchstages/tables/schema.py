@@ -67,7 +67,9 @@ def fit_schema(
             numeric.append(_fit_numeric(values, name, name, kind, None))
     if not numeric and not categorical:
         raise UserError(f"{where}: no usable feature column (all empty in the train split)")
-    return {"numeric": numeric, "categorical": categorical}
+    # predict reads the training file's cells as build-dataset did: "n/a" in a numeric column
+    # that training took as missing is missing there too
+    return {"numeric": numeric, "categorical": categorical, "non_numeric": params.non_numeric}
 
 
 def encode(
