@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 
@@ -96,6 +97,8 @@ def test_every_format_is_written_loads_and_matches_pytorch(projects, kind):
     assert ("error_increase" if kind in VALUES else "accuracy_change") in int8
     assert ("prediction_agreement" in int8) == (kind not in VALUES)  # values: RMSE only
     onnx_meta = load_runner(out / "model.onnx").metadata
+    named = onnxruntime.InferenceSession(str(out / "model.onnx")).get_outputs()[0].name
+    assert named == ("prediction" if kind in VALUES else "logits")
     for fmt, name in FILES.items():
         runner = load_runner(out / name)
         assert runner.format == fmt and metrics["formats"][fmt]["file"] == name

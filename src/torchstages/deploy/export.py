@@ -198,7 +198,7 @@ def onnx_proto(exp: Exportable, metadata: dict[str, str], opset: int) -> Any:
             dynamo=True,
             opset_version=opset,
             input_names=list(exp.example),
-            output_names=["logits"],
+            output_names=[exp.output_name],
             dynamic_shapes=tuple({0: batch} for _ in exp.example),
             verbose=False,
         )

@@ -52,6 +52,11 @@ class Exportable:
     classes: list[str] | None = None  # a classifier's outputs in logit order; None: values
     output: str = CLASS_OUTPUT  # what the output is, for the metadata and the card
 
+    @property
+    def output_name(self) -> str:
+        """The ONNX output's name: a classifier's scores, or values in the target's units."""
+        return "logits" if self.classes is not None else "prediction"
+
 
 @dataclass(frozen=True)
 class KindExport:

@@ -150,11 +150,11 @@ def table_export(model: nn.Module, card: dict[str, Any], processed: Path) -> Kin
             title=f"{card['architecture'].get('name', 'model')} {card['task']} (table)",
             data=data,
             details=[
-                f"Output `logits`: {exp.output.removeprefix('logits: ')}. The schema in every "
-                "file's metadata holds the columns in input order, each numeric column's train "
-                "median (filled in for a missing value) and each categorical column's vocabulary "
-                "(a category's index is its position + 2); `torchstages predict` and `serve` "
-                "apply it to raw rows.",
+                f"Output `{exp.output_name}`: {exp.output.removeprefix('logits: ')}. The schema "
+                "in every file's metadata holds the columns in input order, each numeric "
+                "column's train median (filled in for a missing value) and each categorical "
+                "column's vocabulary (a category's index is its position + 2); `torchstages "
+                "predict` and `serve` apply it to raw rows.",
             ],
             uses=uses,
             cli=[f"torchstages predict new_rows.csv --model {paths.ONNX_MODEL} --output out.csv"],
