@@ -170,14 +170,20 @@ def test_unchanged_rerun_is_byte_identical(repo):
 # plots dvc.yaml declares for regression tables and time series: an image project has no data
 # for them
 REGRESSION_PLOTS = {
+    "rmse",
     "validate-predicted-vs-actual",
     "test-predicted-vs-actual",
     "test-residuals",
+    "plots/validate/predicted_vs_actual.png",
+    "plots/validate/residuals.png",
     "plots/test/predicted_vs_actual.png",
     "plots/test/residuals.png",
+    "mae",
     "validate-forecast",
     "test-forecast",
     "test-error-by-horizon",
+    "plots/validate/forecast.png",
+    "plots/validate/horizon.png",
     "plots/test/forecast.png",
     "plots/test/horizon.png",
 }

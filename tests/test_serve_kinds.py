@@ -321,11 +321,20 @@ def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
         assert [r[3] for r in flat] == pytest.approx([float(r[3]) for r in want[1:]], abs=2e-6)
 
 
-def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path):
+def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path, capsys):
     export = export_series(tmp_path_factory.mktemp("one-series"), series=1)
     raw = export.parent / "raw/series.csv"
     want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
     assert want[0] == ["time", "step", "predicted_value"]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "3"]) == 2
+    assert "predicts values, not classes" in capsys.readouterr().err
+    # the .pt2 file keeps the empty "id" the ONNX metadata has, and forecasts alike
+    from_pt2 = cli_csv(tmp_path, "--model", str(export / "model.pt2"), str(raw))
+    assert [r[:2] for r in from_pt2] == [r[:2] for r in want]
+    assert [float(r[2]) for r in from_pt2[1:]] == pytest.approx(
+        [float(r[2]) for r in want[1:]], abs=2e-6
+    )
     history = records(read_table(raw))[-12:]
     with client_for(export / "model.onnx") as c:
         assert c.get("/metadata").json()["series_ids"] == []

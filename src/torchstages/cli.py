@@ -276,13 +276,14 @@ def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:
     table = Path(args.inputs[0])
     if not table.is_file():
         raise UserError(f"{table}: file not found")
+    k = _top_k(args, runner)  # refuses --top-k for values
     if kind == "series":
         from torchstages.series.predict import predict_series
 
         return _write_rows(args, *predict_series(runner, table))
     from torchstages.tables.predict import predict_table
 
-    return _write_rows(args, *predict_table(runner, table, _top_k(args, runner), args.keep))
+    return _write_rows(args, *predict_table(runner, table, k, args.keep))
 
 
 def _predict_text(args: argparse.Namespace, runner: Runner) -> int:

@@ -123,7 +123,8 @@ def _load_pt2(path: Path, threads: int) -> tuple[Any, dict[str, str]]:
         program = torch.export.load(str(path), extra_files=extra)
     except Exception as exc:  # a zip that is not an exported program raises many kinds
         raise UserError(f"{path}: not a loadable torch.export program ({exc})") from None
-    return program.module(), {k: v for k, v in extra.items() if v}
+    # an empty value is metadata too (a single series' "id"), as ONNX keeps it
+    return program.module(), extra
 
 
 def run_batched(runner: Runner, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
