@@ -105,6 +105,35 @@ def test_committed_params_yaml_states_the_model_defaults():
     assert SECTIONS
 
 
+def test_committed_params_yaml_names_every_key():
+    """Every key of every section is in params.yaml, so `dvc exp run -S key=value` can set it
+    (DVC refuses a key the file lacks) and `dvc params diff` shows it."""
+    import yaml
+
+    from torchstages.params.evaluate import EvaluateParams
+    from torchstages.params.export import ExportParams
+
+    def paths(tree: dict, prefix: str) -> set[str]:
+        found = set()
+        for key, value in tree.items():
+            found.add(f"{prefix}.{key}")
+            if isinstance(value, dict):
+                found |= paths(value, f"{prefix}.{key}")
+        return found
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, model in [
+        ("split", SplitParams),
+        ("build_dataset", BuildDatasetParams),
+        ("train", TrainParams),
+        ("validate", EvaluateParams),
+        ("test", EvaluateParams),
+        ("export", ExportParams),
+    ]:
+        missing = paths(model().model_dump(mode="json"), section) - paths(data[section], section)
+        assert not missing, missing
+
+
 def test_readme_params_tables_are_generated_from_the_models():
     readme = (ROOT / "README.md").read_text()
     assert params_reference() in readme, "README params tables are stale: run `torchstages params`"

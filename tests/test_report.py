@@ -142,24 +142,35 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_params_table_lists_what_the_kind_reads():
-    """The report's params: a table's leave out the image decoder's keys, a series' keep the
-    huber delta its value losses read, an image report keeps its own and drops the others'."""
+def test_params_table_lists_what_the_kind_and_task_read():
+    """The report's params: a table's leave out the image decoder's keys, a regression's and a
+    forecast's the classification ones and a series' the bootstrap, an image report keeps its
+    own and drops the others'."""
     import yaml
 
     from torchstages.evaluation.report import _params_rows
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    listed = {
-        kind: {key for key, _ in _params_rows(params, kind)}
-        for kind in ("table", "series", "images")
+    runs = {
+        "table": ("table", "classification"),
+        "regression": ("table", "regression"),
+        "series": ("series", "forecast"),
+        "text": ("text", "classification"),
+        "images": ("images", "classification"),
     }
+    listed = {name: {key for key, _ in _params_rows(params, *run)} for name, run in runs.items()}
     image_only = {
         "build_dataset.on_bad_image",
         "build_dataset.max_pixels",
         "build_dataset.background",
         "build_dataset.image_size",
     }
+    classes_only = {"train.label_smoothing", "train.class_weights", "test.top_k"}
     assert "build_dataset.table.missing" in listed["table"] and not image_only & listed["table"]
+    assert classes_only <= listed["table"] and "train.scale_to_rows" in listed["table"]
+    assert "train.huber_delta" in listed["regression"] and not classes_only & listed["regression"]
     assert "train.huber_delta" in listed["series"] and not image_only & listed["series"]
-    assert image_only <= listed["images"] and "train.huber_delta" not in listed["images"]
+    assert not classes_only & listed["series"] and "test.bootstrap_seed" not in listed["series"]
+    assert "build_dataset.text.min_freq" in listed["text"] and "test.top_k" in listed["text"]
+    assert image_only | classes_only <= listed["images"]
+    assert not {"train.huber_delta", "train.scale_to_rows"} & listed["images"]

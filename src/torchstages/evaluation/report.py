@@ -53,12 +53,21 @@ FORECAST_HEADLINE = [
 # params sections the report shows, and the keys that cannot change a result
 PARAM_SECTIONS = ("build_dataset", "train", "test")
 NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
-# keys that only some data kinds read: the report of another kind leaves them out
+# keys that only some data kinds or tasks read: another's report leaves them out
+_CLASSES, _VALUES = ("classification",), ("regression", "forecast")
 READ_ONLY_BY = {
     "build_dataset.table": ("table",),
     "build_dataset.series": ("series",),
     "build_dataset.text": ("text",),
-    "train.huber_delta": ("table", "series"),  # the huber and smooth_l1 losses of values
+    "train.scale_to_rows": ("table",),
+    "train.huber_delta": _VALUES,  # the huber and smooth_l1 losses of values
+    "train.label_smoothing": _CLASSES,
+    "train.class_weights": _CLASSES,
+    "test.top_k": _CLASSES,
+    "test.calibration_bins": _CLASSES,
+    # a forecast's metrics have no bootstrap interval
+    "test.bootstrap_resamples": ("images", "table", "text"),
+    "test.bootstrap_seed": ("images", "table", "text"),
     **dict.fromkeys(
         (
             "build_dataset.image_size",
@@ -155,7 +164,12 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         "",
         "| param | value |",
         "|---|---|",
-        *(f"| `{key}` | `{value}` |" for key, value in _params_rows(params, kind_of(card))),
+        *(
+            f"| `{key}` | `{value}` |"
+            for key, value in _params_rows(
+                params, kind_of(card), card.get("task", "classification")
+            )
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -317,12 +331,12 @@ def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
     return [*lines, ""] if near["examples"] else lines
 
 
-def _params_rows(params: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+def _params_rows(params: dict[str, Any], kind: str, task: str) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    other_kinds = tuple(p for p, kinds in READ_ONLY_BY.items() if kind not in kinds)
+    unread = tuple(p for p, by in READ_ONLY_BY.items() if kind not in by and task not in by)
 
     def walk(prefix: str, value: Any) -> None:
-        if prefix.startswith(other_kinds):
+        if prefix.startswith(unread):
             return
         if isinstance(value, dict):
             for k, v in value.items():
