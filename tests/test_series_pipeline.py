@@ -60,6 +60,7 @@ def test_series_runs_all_six_beats_the_naive_forecasts_then_nothing(repo):
         assert (repo / path).exists(), path
     report = (repo / "reports/report.md").read_text()
     assert "## Against naive forecasts" in report and "The model beats the seasonal naive" in report
+    assert "| metric | value |\n|---|---|\n" in report and "95% interval" not in report
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     for plot in ("test-forecast", "test-error-by-horizon", "mae"):
         assert shown["data"][plot][0]["content"]["data"]["values"], plot

@@ -326,6 +326,7 @@ def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path, capsys):
     raw = export.parent / "raw/series.csv"
     want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
     assert want[0] == ["time", "step", "predicted_value"]
+    assert "- one series (no id column)" in (export / "MODEL_CARD.md").read_text()
     capsys.readouterr()
     assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "3"]) == 2
     assert "predicts values, not classes" in capsys.readouterr().err
@@ -349,6 +350,21 @@ def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path, capsys):
         "error": "history: the history has 3 time steps; the model reads the last 8",
         "part": "history",
     }
+
+
+def test_predict_says_what_it_filled_in_a_history(series, tmp_path, caplog):
+    frame = read_table(series.parent / "raw/series.csv")
+    times = frame["time"].astype(int)
+    frame = frame[~((frame["id"] == "s0") & times.isin([40, 41]))].copy()
+    frame.loc[(frame["id"] == "s1") & (frame["time"].astype(int) == 45), "value"] = None
+    history = tmp_path / "history.csv"
+    frame.to_csv(history, index=False)
+    with caplog.at_level("WARNING", logger="torchstages"):
+        assert main(["predict", "--model", str(series / "model.onnx"), str(history)]) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"predict: {history}: 2 missing time steps and 1 empty cells filled (interpolate, as in "
+        "training)"
+    ]
 
 
 def test_bad_histories_are_4xx_naming_the_entry(series):

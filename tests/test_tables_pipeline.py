@@ -58,6 +58,7 @@ def test_classification_table_runs_all_six_then_nothing(classification):
         assert (repo / path).exists(), path
     report = (repo / "reports/report.md").read_text()
     assert "test rows" in report and "## Near duplicates" in report
+    assert "| metric | value | 95% interval |" in report
     # a table's mistakes are rows, not files
     assert "| file |" not in report and "image" not in report
     assert "| row | true | predicted |" in report or "every test row was classified" in report

@@ -147,12 +147,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         f"Model `{arch['name']}` ({card['parameters']:,} parameters), best epoch "
         f"{best['epoch']} by {best['monitor']}, {what}.",
         "",
-        "| metric | value | 95% interval |",
-        "|---|---|---|",
-        *(
-            f"| {label} | {metrics[key]:.4f} | {_interval(metrics, key)} |"
-            for key, label in _headline(metrics)
-        ),
+        *_headline_table(metrics),
         "",
         *_per_class(metrics),
         *_baselines(metrics),
@@ -238,6 +233,23 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
         f"seasonal naive forecast (season {metrics['season']}) and "
         f"{'beats' if metrics['beats_naive'] else 'does NOT beat'} the naive one.",
         "",
+    ]
+
+
+def _headline_table(metrics: dict[str, Any]) -> list[str]:
+    """The headline metrics, with their 95% intervals where the evaluation computed them (a
+    forecast's metrics have none: then no empty column)."""
+    rows = _headline(metrics)
+    if not any(f"{key}_ci_low" in metrics for key, _ in rows):
+        return [
+            "| metric | value |",
+            "|---|---|",
+            *(f"| {label} | {metrics[key]:.4f} |" for key, label in rows),
+        ]
+    return [
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        *(f"| {label} | {metrics[key]:.4f} | {_interval(metrics, key)} |" for key, label in rows),
     ]
 
 

@@ -162,9 +162,13 @@ def _card_text(card: dict[str, Any], exp: Exportable) -> CardText:
             f"- kind: series; task: forecast `{target}` {horizon} steps ahead from the last "
             f"{lookback} steps",
             f"- frequency: steps of {freq['step']} {freq['unit']}; season {card['season']} steps",
-            f"- series ({len(ids)}): {', '.join(f'`{i}`' for i in ids[:20])}"
-            + (", ..." if len(ids) > 20 else "")
-            + (f" (column `{card['id']}`)" if card["id"] else ""),
+            (
+                f"- series ({len(ids)}): {', '.join(f'`{i}`' for i in ids[:20])}"
+                + (", ..." if len(ids) > 20 else "")
+                + f" (column `{card['id']}`)"
+                if card["id"]
+                else "- one series (no id column)"
+            ),
             f"- input columns: {', '.join(f'`{c}`' for c in card['features'])} (time column "
             f"`{card['time']}`; gaps filled by {card['fill']})",
             *(

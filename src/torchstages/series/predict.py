@@ -8,6 +8,7 @@ calendar features by build-dataset's. No torch here on the ONNX path.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from torchstages.series.read import Frequency, read_series
 from torchstages.tables.read import read_table
 
 __all__ = ["Forecast", "forecast_frame", "predict_series", "series_columns"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,19 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
     if missing:
         raise UserError(f"{where}: missing column(s) {missing} the model was trained on")
     freq = Frequency.from_dict(json.loads(meta["frequency"]))
-    series, _, _ = read_series(frame, cols, meta["fill"], where, freq)
+    series, _, report = read_series(frame, cols, meta["fill"], where, freq)
+    empty = sum(report["empty_cells"].values())
+    if report["gaps"] or empty:
+        # a filled step is the model's input as much as a real one: say it was made up
+        log.warning(
+            "predict: %s: %d missing time steps and %d empty cells filled (%s, as in training)",
+            where,
+            report["gaps"],
+            empty,
+            meta["fill"],
+        )
     calendar = json.loads(meta["calendar"])
-    log = meta.get("transform", "none") == "log"  # files from before the transform: none
+    log_target = meta.get("transform", "none") == "log"  # files from before it: none
     windows, numbers = [], []
     for s in series:
         if s.id not in ids:
@@ -70,7 +83,7 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
                 f"{lookback}"
             )
         recent = s.values[-lookback:]
-        if log and not (recent[:, 0] > 0).all():
+        if log_target and not (recent[:, 0] > 0).all():
             name = f"series {s.id!r}" if s.id else "the history"
             raise UserError(
                 f"{where}: {name} has a value <= 0 ({recent[:, 0].min():g}) in its last "
