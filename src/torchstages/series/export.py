@@ -181,8 +181,9 @@ def _card_text(card: dict[str, Any], exp: Exportable) -> CardText:
             ),
         ],
         details=[
-            f"Output `{exp.output_name}`: {exp.output}. Each series' train-range scaling is inside the "
-            "graph (its shift and scale are also in the metadata, `scaler`): feed raw values. "
+            f"Output `{exp.output_name}`: {exp.output}. Each series' train-range scaling is "
+            "inside the graph (its shift and scale are also in the metadata, `scaler`): feed raw "
+            "values. "
             "`torchstages predict` and `serve` read a history file, take each series' last "
             f"{lookback} steps and give the {horizon} steps after its end, with their times.",
         ],
