@@ -50,6 +50,7 @@ def test_health_metadata_and_docs(client, runner, deployed):
     assert meta["format"] == "onnx" and meta["formats"] == ["onnx", "onnx-int8", "pt2"]
     assert meta["inputs"][0]["shape"] == [None, 1, 8, 8]
     assert meta["preprocessing"]["image_size"] == [8, 8]
+    assert set(meta["limits"]) == {"max_request_bytes", "max_images", "max_pixels", "top_k"}
     assert meta["limits"]["max_images"] == 4
     assert client.get("/docs").status_code == 200
     assert "/predict" in client.get("/openapi.json").json()["paths"]

@@ -78,7 +78,8 @@ def test_table_health_metadata_and_docs(table):
     assert set(columns) == {"x1", "x2", "colour", "flag", "day"}  # "id" was dropped in the split
     assert columns["x1"]["type"] == "numeric" and columns["day"]["type"] == "datetime"
     assert columns["colour"]["categories"] == ["blue", "green", "red"]
-    assert meta["limits"]["max_rows"] == 50
+    # the limits a table model applies, none of the image ones
+    assert meta["limits"] == {"max_request_bytes": 200_000, "max_rows": 50, "top_k": 5}
     body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"].endswith("/TableRequest")
     example = openapi["components"]["schemas"]["TableRequest"]["properties"]["rows"]["examples"]
@@ -114,7 +115,8 @@ def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
     want = cli_csv(tmp_path, "--model", str(export / "model.onnx"), str(raw))
     assert want[0] == ["line", "predicted_target"]
     with client_for(export / "model.onnx") as c:
-        assert c.get("/metadata").json()["task"] == "regression"
+        meta = c.get("/metadata").json()
+        assert meta["task"] == "regression" and "top_k" not in meta["limits"]
         got = c.post("/predict", json={"rows": records(read_table(raw))[:10]}).json()
     assert [p["prediction"] for p in got["predictions"]] == [float(v) for _, v in want[1:11]]
     assert "top" not in got["predictions"][0]
@@ -268,6 +270,7 @@ def test_text_metadata_and_answers_equal_predict(text, tmp_path):
             got = c.post("/predict", json={"texts": texts}, params={"top_k": 3}).json()
         assert meta["kind"] == "text" and meta["max_len"] > 0 and meta["tokenizer"]["level"]
         assert meta["classes"] == ["food", "sport", "weather"]
+        assert set(meta["limits"]) == {"max_request_bytes", "max_rows", "max_text_chars", "top_k"}
         for p, (_, label, probability) in zip(got["predictions"], want[1:], strict=True):
             assert p["prediction"] == label and len(p["top"]) == 3
             assert p["top"][0]["probability"] == pytest.approx(float(probability), abs=2e-6)
@@ -312,6 +315,7 @@ def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
             assert c.post("/predict", json={"history": example}).status_code == 200
         assert (meta["lookback"], meta["horizon"], meta["series_ids"]) == (8, 3, ["s0", "s1"])
         assert meta["frequency"]["unit"] == "int" and (meta["time"], meta["id"]) == ("time", "id")
+        assert meta["limits"] == {"max_request_bytes": 200_000, "max_rows": 50}
         flat = [
             [f["series"], s["time"], str(s["step"]), s["value"]]
             for f in got["forecasts"]

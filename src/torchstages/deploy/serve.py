@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, get_args
 
 import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -36,6 +36,7 @@ from torchstages.deploy.readers import (
 )
 from torchstages.deploy.runtime import Runner, load_runner, top_k_rows
 from torchstages.errors import UserError
+from torchstages.kinds import Kind
 
 __all__ = ["Limits", "create_app", "serve"]
 
@@ -52,6 +53,22 @@ class Limits:
     top_k: int = 5  # default classes per input; a request may ask for fewer or more
     max_rows: int = 1024  # JSON kinds: rows, texts or history entries per request
     max_text_chars: int = 10_000  # per text; tokens beyond the model's max_len are cut anyway
+
+    def read_by(self, kind: str, classifies: bool) -> dict[str, int]:
+        """The limits a model of ``kind`` applies (what /metadata shows): no image limits for a
+        text model, no ``top_k`` for a model without classes."""
+        applies = _LIMIT_KINDS | {"top_k": _ALL_KINDS if classifies else frozenset()}
+        return {k: v for k, v in asdict(self).items() if kind in applies.get(k, _ALL_KINDS)}
+
+
+_ALL_KINDS = frozenset(get_args(Kind))
+# a limit missing here applies to every kind
+_LIMIT_KINDS = {
+    "max_images": frozenset({"images"}),
+    "max_pixels": frozenset({"images"}),
+    "max_rows": frozenset({"table", "text", "series"}),
+    "max_text_chars": frozenset({"text"}),
+}
 
 
 class JsonService(Protocol):
@@ -253,7 +270,7 @@ def _metadata(
         "formats": sorted(f for f, name in paths.EXPORT_FILES.items() if (folder / name).exists()),
         "model_file": runner.path.name,
         "model_version": version,
-        "limits": asdict(limits),
+        "limits": limits.read_by(meta["kind"], classifies=bool(runner.classes)),
     }
 
 
