@@ -61,6 +61,9 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     assert "| metric | value | 95% interval |" in report
     # a table's mistakes are rows, not files
     assert "| file |" not in report and "image" not in report
+    mistakes = (repo / "plots/test/mistakes.csv").read_text().splitlines()
+    assert mistakes[0] == "id,actual,predicted,probability"  # named as in predictions/test.csv
+    assert all(m.startswith("line ") for m in mistakes[1:])
     assert "| row | true | predicted |" in report or "every test row was classified" in report
     assert repro(repo) == []
     commit(repo, "reference run")

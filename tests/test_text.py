@@ -287,4 +287,7 @@ def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
     assert metrics["accuracy"] > 0.8 and metrics["samples"] == 18
     assert (tmp_path / "plots/roc.csv").read_text().count("\n") > 2
     header = (tmp_path / "plots/wrong_texts.csv").read_text().splitlines()[0]
-    assert header == "line,actual,predicted,probability,text"
+    assert header == "id,actual,predicted,probability,text"
+    mistakes = (tmp_path / "plots/mistakes.csv").read_text().splitlines()
+    assert mistakes[0] == "id,actual,predicted,probability"  # named as in predictions.csv
+    assert all(m.startswith("line ") for m in mistakes[1:])

@@ -26,10 +26,12 @@ def classify_rows(
     rows: list[Row],
     plots_dir: Path,
     predictions: Path | None,
+    named_by: str = "file",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Classification metrics, plot data and (to ``predictions``) per-sample predictions of
     one split, ``rows`` naming its samples (image files, a table's rows, texts); returns
-    (metrics, probabilities)."""
+    (metrics, probabilities). ``named_by`` heads the column of mistakes.csv that names them:
+    ``file`` for images, ``id`` (as in predictions.csv: ``line 159``) for a table's or text's."""
     metrics = classification_metrics(
         logits,
         labels,
@@ -40,7 +42,7 @@ def classify_rows(
         params.bootstrap_seed,
     )
     probs = softmax(logits)
-    write_plot_data(plots_dir, probs, labels, classes, metrics, rows)
+    write_plot_data(plots_dir, probs, labels, classes, metrics, rows, named_by)
     if predictions is not None:
         write_predictions(predictions, rows, labels, probs, classes)
     return metrics, probs

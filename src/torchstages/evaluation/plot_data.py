@@ -24,8 +24,10 @@ def write_plot_data(
     classes: list[str],
     metrics: dict[str, Any],
     rows: list[Row],
+    named_by: str = "file",
 ) -> None:
-    """confusion.csv, per_class.csv, roc.csv, pr.csv and mistakes.csv under ``out_dir``."""
+    """confusion.csv, per_class.csv, roc.csv, pr.csv and mistakes.csv (its first column, headed
+    ``named_by``, names each wrong sample) under ``out_dir``."""
     predicted = probs.argmax(1)
     write_csv(
         out_dir / "confusion.csv",
@@ -46,7 +48,7 @@ def write_plot_data(
     confidence = probs.max(1)
     write_csv(
         out_dir / "mistakes.csv",
-        ["file", "actual", "predicted", "probability"],
+        [named_by, "actual", "predicted", "probability"],
         [
             [
                 rows[i].path,

@@ -290,7 +290,8 @@ def _mistakes(folder: Path, worst: int, kind: str) -> list[str]:
     # a text's label came from the same file as the text: escape both; file names as before
     shown = _escape if path == texts else str
     for r in rows[:worst]:
-        cells = [r.get("line") or r["file"], shown(r["actual"]), shown(r["predicted"])]
+        name = next(iter(r.values()))  # the first column: a file, or a table's row ("line 159")
+        cells = [name, shown(r["actual"]), shown(r["predicted"])]
         cells.append(f"{float(r['probability']):.3f}")
         cells += [_escape(r["text"])] if "text" in r else []
         lines.append(f"| {' | '.join(cells)} |")

@@ -85,7 +85,7 @@ def evaluate_table(
     if card["task"] == "classification":
         labels = np.asarray(labels)
         metrics, probs = classify_rows(
-            out, labels, card["classes"], params, rows, plots_dir, predictions
+            out, labels, card["classes"], params, rows, plots_dir, predictions, named_by="id"
         )
         return metrics, probs, labels
     mean, std = card["target_mean"], card["target_std"]

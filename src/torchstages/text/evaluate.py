@@ -52,7 +52,9 @@ def evaluate_text(
     # a text is named by its line in the file and identified by the hash of its cells
     rows = [Row(f"line {r + _FIRST_DATA_LINE}", "", sha) for r, _, sha in split_rows]
     classes = card["classes"]
-    metrics, probs = classify_rows(logits, labels, classes, params, rows, plots_dir, predictions)
+    metrics, probs = classify_rows(
+        logits, labels, classes, params, rows, plots_dir, predictions, named_by="id"
+    )
     texts = read_json(processed / TEXTS_FILE)[split]
     _write_wrong_texts(plots_dir / WRONG_TEXTS, texts, rows, probs, labels, classes)
     return metrics, probs, labels
@@ -66,8 +68,9 @@ def _write_wrong_texts(
     labels: np.ndarray,
     classes: list[str],
 ) -> None:
-    """The wrongly classified texts, most confident first: line, true, predicted, probability
-    and the text (cut to ``SHOWN_CHARS``; one line: breaks become spaces)."""
+    """The wrongly classified texts, most confident first: id (``line 17``, as in mistakes.csv and
+    predictions.csv), true, predicted, probability and the text (cut to ``SHOWN_CHARS``; one
+    line: breaks become spaces)."""
     out = []
     for i in mistake_order(probs, labels):
         text = " ".join(texts[i].split())
@@ -77,4 +80,4 @@ def _write_wrong_texts(
         out.append(
             [rows[i].path, classes[labels[i]], classes[p.argmax()], round(float(p.max()), 6), text]
         )
-    write_csv(path, ["line", "actual", "predicted", "probability", "text"], out)
+    write_csv(path, ["id", "actual", "predicted", "probability", "text"], out)
