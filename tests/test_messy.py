@@ -20,6 +20,7 @@ from torchstages.data.discover import discover
 from torchstages.data.images import BadImageError, Preprocessing, decode_image
 from torchstages.data.split import split_dataset
 from torchstages.errors import UserError
+from torchstages.kinds import detect_kind
 from torchstages.params.build_dataset import BuildDatasetParams
 
 GRAY = Preprocessing((8, 8), "grayscale", "stretch", "nearest")
@@ -263,6 +264,8 @@ def messy_folder(raw: Path) -> Path:
 
 def test_split_names_every_file_it_skips_with_the_reason(tmp_path):
     raw = messy_folder(tmp_path / "raw")
+    # the split stage first decides the kind: the readme.txt beside the class folders is no table
+    assert detect_kind(raw) == "images"
     summary = split_dataset(raw, tmp_path / "splits", FRACTIONS, seed=0)
     skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
     for name, (_, reason) in NOT_IMAGES.items():

@@ -21,7 +21,7 @@ from torchstages.kinds import detect_kind
 from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
 from torchstages.params.split import SplitParams
 from torchstages.tables.build import build_table
-from torchstages.tables.read import read_table, row_hashes
+from torchstages.tables.read import find_table, read_table, row_hashes
 from torchstages.tables.schema import OTHER
 from torchstages.tables.split import HEADER, read_table_split, split_table
 
@@ -48,6 +48,21 @@ def test_kind_is_detected_and_mixing_is_an_error(tmp_path):
     (tmp_path / "cats").mkdir()
     with pytest.raises(UserError, match="both a table"):
         detect_kind(tmp_path)
+
+
+def test_a_txt_beside_the_data_is_a_readme_not_a_table(tmp_path):
+    """Downloaded datasets ship a readme.txt or LICENSE.txt: beside class folders or a table it is
+    skipped; alone it is the data (a text per line with a label, tab-separated)."""
+    (tmp_path / "readme.txt").write_text("digits, scanned in 1998\n")
+    (tmp_path / "cats").mkdir()
+    assert detect_kind(tmp_path) == "images"
+    (tmp_path / "cats").rmdir()
+    write_table(make_table(), tmp_path)
+    assert detect_kind(tmp_path) == "table" and find_table(tmp_path).suffix == ".csv"
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "messages.txt").write_text("label\ttext\nham\tsee you\n")
+    assert detect_kind(alone, "text") == "text" and find_table(alone).name == "messages.txt"
 
 
 def test_loose_files_and_workbooks_say_what_data_raw_needs(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from torchstages.errors import UserError
 from torchstages.io import write_bytes
-from torchstages.kinds import is_table_file, visible_entries
+from torchstages.kinds import table_files, visible_entries
 
 __all__ = ["DEMO_TABLES", "write_demo_digits", "write_demo_table"]
 
@@ -19,7 +19,7 @@ def write_demo_digits(out_dir: Path) -> int:
     """Write ``out_dir/<digit>/<index>.png``; files already holding the same bytes are left alone."""
     from sklearn.datasets import load_digits
 
-    tables = [p.name for p in visible_entries(out_dir) if is_table_file(p)]
+    tables = [p.name for p in table_files(out_dir)]
     if tables:
         raise UserError(
             f"{out_dir}: holds a table ({tables[0]}); the digits need a folder of their own "

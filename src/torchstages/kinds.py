@@ -20,6 +20,7 @@ __all__ = [
     "detect_kind",
     "is_table_file",
     "kind_of",
+    "table_files",
     "visible_entries",
 ]
 
@@ -39,6 +40,18 @@ def is_table_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in TABLE_SUFFIXES
 
 
+def table_files(folder: Path) -> list[Path]:
+    """The table files directly in ``folder``, sorted. A ``.txt`` counts only when nothing else
+    could be the data: beside class folders or a .csv/.tsv/.parquet file it is a readme or a
+    licence (as downloaded datasets ship them), skipped like any loose file."""
+    visible = visible_entries(folder)
+    files = sorted(p for p in visible if is_table_file(p))
+    others = [p for p in files if p.suffix.lower() != ".txt"]
+    if others or any(p.is_dir() for p in visible):
+        return others
+    return files
+
+
 def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
     """``images`` when ``raw_dir`` holds class folders; when it holds one table file, ``table``
     unless ``forced`` names another kind read from a table file (``text``, ``series``)."""
@@ -47,7 +60,7 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
             f"{raw_dir}: folder not found (put images in {raw_dir}/<class>/... or one table file)"
         )
     visible = visible_entries(raw_dir)
-    tables = sorted(p.name for p in visible if is_table_file(p))
+    tables = [p.name for p in table_files(raw_dir)]
     folders = sorted(p.name for p in visible if p.is_dir())
     if tables and folders:
         raise UserError(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.errors import UserError
-from torchstages.kinds import is_table_file, visible_entries
+from torchstages.kinds import table_files
 
 __all__ = ["LOCAL_ORDER_DATE", "find_table", "read_table", "row_hashes", "rounded_row_hashes"]
 
@@ -36,7 +36,7 @@ LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2
 
 def find_table(raw_dir: Path) -> Path:
     """The single table file directly under ``raw_dir`` (hidden files are ignored)."""
-    files = sorted(p for p in visible_entries(raw_dir) if is_table_file(p))
+    files = table_files(raw_dir)
     if len(files) != 1:
         found = ", ".join(p.name for p in files) or "none"
         raise UserError(
