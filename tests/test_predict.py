@@ -16,6 +16,7 @@ from torchstages.deploy.predict import Result, expand_inputs, predict, write_res
 from torchstages.deploy.readers import ImageReader, reader_for
 from torchstages.deploy.runtime import load_runner
 from torchstages.errors import UserError
+from torchstages.params.build_dataset import BuildDatasetParams
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,20 @@ def test_cli_error_rows_and_exit_codes(deployed, tmp_path):
     assert [r["error"] is None for r in rows] == [True, False, False, True]
     assert rows[1]["error"].startswith("cannot decode image")
     assert rows[2]["error"].startswith("cannot read (No such file")
+    # not images at all: named as the split stage names them, never by a buffer's address
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "page.jpg").write_text("<!DOCTYPE html><title>404</title>")
+    odd = cli("--model", model, str(tmp_path / "empty.png"), str(tmp_path / "page.jpg"))
+    assert [json.loads(line)["error"] for line in odd.stdout.splitlines()] == [
+        "empty file",
+        "an HTML or XML page, not an image (a failed download?)",
+    ]
+    # the pixel limit: build-dataset's by default, --max-pixels to change it
+    small = cli("--model", model, "--max-pixels", "143", good[0])  # these images are 12x12
+    assert small.returncode == 1 and "144 pixels to decode, over the limit of 143" in small.stdout
+    assert cli("--model", model, "--max-pixels", "144", good[0]).returncode == 0
+    defaults = cli("--help").stdout
+    assert f"default {BuildDatasetParams().max_pixels:,}" in " ".join(defaults.split())
     missing_model = cli("--model", str(tmp_path / "none.onnx"), good[0])
     assert missing_model.returncode == 2
     assert missing_model.stderr.strip() == f"error: {tmp_path}/none.onnx: model not found " \
@@ -189,7 +204,7 @@ def test_reader_limits_pixels_before_decoding():
                           "interpolation": "bilinear"}, max_pixels=100)  # fmt: skip
     big = io.BytesIO()
     Image.new("L", (11, 10)).save(big, "PNG")
-    with pytest.raises(UserError, match=r"big.png: 11x10 is 110 pixels, over the limit of 100"):
+    with pytest.raises(UserError, match=r"big.png: 11x10 is 110 pixels to decode, over the limit"):
         reader.decode(big.getvalue(), "big.png")
     small = io.BytesIO()
     Image.new("L", (10, 10)).save(small, "PNG")

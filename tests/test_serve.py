@@ -74,12 +74,17 @@ def test_predict_answers_each_part_in_order_as_predict_does(client, runner, depl
 
 def test_bad_parts_are_4xx_json_naming_the_part(client, deployed):
     good = files_of(deployed, 1)[0].read_bytes()
-    for bad, reason in [(b"just some text", "cannot decode"), (good[:60], "cannot decode")]:
+    for bad, reason in [
+        (b"just some text", "not an image (starts with b'just som')"),  # as the split stage says
+        (b"<!DOCTYPE html><html>", "an HTML or XML page, not an image (a failed download?)"),
+        (good[:60], "cannot decode"),
+    ]:
         parts = [("files", ("a.png", good)), ("files", ("b.png", bad))]
         response = client.post("/predict", files=parts)
         assert response.status_code == 400
         assert response.json()["part"] == "files[1] (b.png)"
         assert reason in response.json()["error"]
+        assert "BytesIO" not in response.json()["error"]
     missing = client.post("/predict", data={"x": "1"})
     assert missing.status_code == 422 and "files" in missing.json()["error"]
     too_many = client.post("/predict", files=[("files", ("a.png", good))] * 5)
@@ -131,13 +136,19 @@ def test_too_large_bodies_are_413_with_or_without_content_length(client):
 def test_decompression_bomb_is_413_before_decoding(runner):
     bomb = io.BytesIO()
     Image.new("L", (4000, 4000)).save(bomb, "PNG")  # 16 megapixels in a few KB
+    photo = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(photo, "JPEG")  # the same size, decoded at 1/8: 500x500
     with TestClient(create_app(runner, Limits(max_pixels=1_000_000))) as c:
         response = c.post("/predict", files=[("files", ("bomb.png", bomb.getvalue()))])
+        big_photo = c.post("/predict", files=[("files", ("photo.jpg", photo.getvalue()))])
     assert response.status_code == 413
     assert response.json() == {
-        "error": "files[0] (bomb.png): 4000x4000 is 16,000,000 pixels, over the limit of 1,000,000",
+        "error": "files[0] (bomb.png): 4000x4000 is 16,000,000 pixels to decode, over the limit "
+        "of 1,000,000",
         "part": "files[0] (bomb.png)",
     }
+    # the limit counts decoded pixels, as build-dataset's does: a large JPEG is no bomb
+    assert big_photo.status_code == 200, big_photo.text
 
 
 def health_while_blocked(model: Path, **request) -> int:

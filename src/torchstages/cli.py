@@ -134,6 +134,7 @@ def _positive(text: str) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from torchstages.data.images import MAX_PIXELS
     from torchstages.paths import ONNX_MODEL
 
     p = sub.add_parser(
@@ -184,6 +185,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "prediction (an id to join on; repeat for more)",
     )
     p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=MAX_PIXELS,
+        help=f"an image model: pixels decoded per image (default {MAX_PIXELS:,}, as "
+        "build_dataset.max_pixels; a JPEG decodes at up to 1/8 scale first)",
+    )
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--workers", type=int, default=0, help="decode threads (0: one per core)")
 
@@ -243,7 +251,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model}: --text needs a text model (this one is a {kind} model)")
     if not args.inputs:
         raise UserError("predict: give the files to classify")
-    reader = reader_for(runner.metadata)
+    reader = reader_for(runner.metadata, args.max_pixels)
     sources = expand_inputs(args.inputs, reader, sys.stdin)
     if not sources:
         raise UserError(f"no inputs found in {' '.join(args.inputs)}")

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from torchstages.errors import UserError
 
-__all__ = ["Row", "Discovery", "discover", "discover_images", "is_image_bytes", "is_skipped_name"]
+__all__ = [
+    "Row",
+    "Discovery",
+    "discover",
+    "discover_images",
+    "is_image_bytes",
+    "is_skipped_name",
+    "not_image_reason",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +171,20 @@ def _read(path: str) -> tuple[str | None, bytes]:
             data = f.read()
     except OSError as exc:
         return f"cannot read ({exc.strerror})", b""
+    reason = not_image_reason(data)
+    return (None, data) if reason is None else (reason, b"")
+
+
+def not_image_reason(data: bytes) -> str | None:
+    """Why ``data`` is no image (None: it starts like one), as the split stage and predict say it."""
     if is_image_bytes(data[:16]):
-        return None, data
+        return None
     if not data:
-        return "empty file", b""
+        return "empty file"
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
-        return "an HTML or XML page, not an image (a failed download?)", b""
-    return f"not an image (starts with {data[:8]!r})", b""
+        return "an HTML or XML page, not an image (a failed download?)"
+    return f"not an image (starts with {data[:8]!r})"
 
 
 def _check_names(rows: list[Row], raw_dir: Path) -> None:

@@ -19,6 +19,7 @@ from torchstages.errors import UserError
 __all__ = [
     "Preprocessing",
     "BadImageError",
+    "ImageTooLarge",
     "load_image",
     "decode_image",
     "resize_image",
@@ -100,6 +101,20 @@ class BadImageError(UserError):
         self.reason = reason
 
 
+class ImageTooLarge(BadImageError):
+    """More pixels to decode than the limit: ``size`` (width, height) is what would be decoded."""
+
+    def __init__(self, name: str | Path, size: tuple[int, int], max_pixels: int) -> None:
+        width, height = size
+        super().__init__(
+            name,
+            f"{width}x{height} = {width * height} pixels to decode, above "
+            f"build_dataset.max_pixels ({max_pixels}): a decompression bomb, or raise "
+            "the limit if the image is genuine",
+        )
+        self.size = size
+
+
 def decode_image(
     data: bytes, name: str | Path, prep: Preprocessing, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
@@ -117,17 +132,15 @@ def decode_image(
                 img.draft(MODES[prep.color], (prep.image_size[1], prep.image_size[0]))
             width, height = img.size
             if width * height > max_pixels:
-                raise BadImageError(
-                    name,
-                    f"{width}x{height} = {width * height} pixels to decode, above "
-                    f"build_dataset.max_pixels ({max_pixels}): a decompression bomb, or raise "
-                    "the limit if the image is genuine",
-                )
+                raise ImageTooLarge(name, img.size, max_pixels)
             img.load()
             if _may_be_rotated(img):
                 img = ImageOps.exif_transpose(img)
             return resize_image(to_8bit_opaque(img, prep.background), prep)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError:
+        # PIL's message names the in-memory buffer (an address: no two runs alike)
+        raise BadImageError(name, "cannot decode image (no image format recognises it)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(name, f"cannot decode image ({exc})") from None
 
 

@@ -8,15 +8,14 @@ generic over readers.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from torchstages.data.discover import is_image_bytes
-from torchstages.data.images import Preprocessing, decode_image
+from torchstages.data.discover import is_image_bytes, not_image_reason
+from torchstages.data.images import BadImageError, ImageTooLarge, Preprocessing, decode_image
 from torchstages.errors import UserError
 
 __all__ = [
@@ -28,7 +27,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
 ]
 
-DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to ~120 MB of RGB
+# serve's default, pixels decoded per image (~120 MB of RGB); predict's is build-dataset's
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class InputTooLarge(UserError):
@@ -68,18 +68,19 @@ class ImageReader:
         return is_image_bytes(head)
 
     def decode(self, data: bytes, name: str) -> dict[str, np.ndarray]:
+        reason = not_image_reason(data)
+        if reason is not None:  # what the split stage would have said of it
+            raise BadImageError(name, reason)
         try:
-            with Image.open(io.BytesIO(data)) as img:  # reads the header only
-                width, height = img.size
-        except Exception:  # not an image at all: decode_image below names the reason
-            width = height = 0
-        if width * height > self.max_pixels:
+            # the limit counts the pixels decoded, as in build-dataset: a 48-megapixel JPEG
+            # decodes at 1/8 scale for a small model
+            return {"pixels": decode_image(data, name, self.prep, self.max_pixels)}
+        except ImageTooLarge as exc:
+            width, height = exc.size
             raise InputTooLarge(
-                f"{name}: {width}x{height} is {width * height:,} pixels, over the limit of "
-                f"{self.max_pixels:,}"
-            )
-        try:
-            return {"pixels": decode_image(data, name, self.prep)}
+                f"{name}: {width}x{height} is {width * height:,} pixels to decode, over the limit "
+                f"of {self.max_pixels:,}"
+            ) from None
         except Image.DecompressionBombError as exc:  # frames or layers beyond the header's size
             raise InputTooLarge(f"{name}: {exc}") from None
 
