@@ -42,6 +42,25 @@ def test_unknown_nested_key_names_the_full_path(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            "{name: cnnn}",
+            "train.model.name: unknown 'cnnn' (did you mean 'cnn'? allowed: mlp, cnn,",
+        ),
+        ("{name: GRU}", "train.model.name: unknown 'GRU' (did you mean 'gru'? allowed:"),
+        ("{hidden: [8]}", "train.model.name: missing (one of: mlp, cnn, torchvision,"),
+        # a member picked by its second name (lstm or gru) is found for the key hint too
+        ("{name: gru, hiden: 8}", "train.model.hiden: unknown key (did you mean 'hidden'?"),
+    ],
+)
+def test_a_model_name_typo_names_the_choices(tmp_path, model, message):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, f"train:\n  model: {model}\n", TrainParams, "train")
+    assert message in str(err.value) and "Input tag" not in str(err.value)
+
+
+@pytest.mark.parametrize(
     ("text", "fragment"),
     [
         ("train:\n  lr: -1\n", "train.lr: Input should be greater than 0"),

@@ -62,13 +62,30 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
         where = ".".join((section, *_without_tags(model, loc)))
         if err["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
-            hint = difflib.get_close_matches(loc[-1], known, n=1)
-            did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
+            did_you_mean = _did_you_mean(loc[-1], known)
             messages.append(f"{where}: unknown key ({did_you_mean}allowed: {', '.join(known)})")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # a union picked by its `name` (train.model): name the choices, not pydantic's dump
+            tags = [t for m in _members_at(model, loc) for t in _tags(m)]
+            given = err.get("ctx", {}).get("tag")
+            if given is None:
+                messages.append(f"{where}.name: missing (one of: {', '.join(tags)})")
+                continue
+            did_you_mean = _did_you_mean(given, tags)
+            messages.append(
+                f"{where}.name: unknown {given!r} ({did_you_mean}allowed: {', '.join(tags)})"
+            )
         else:
             msg = err["msg"].removeprefix("Value error, ")
             messages.append(f"{where}: {msg} (got {err.get('input')!r})")
     return "; ".join(messages)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    """``did you mean 'x'? `` for the closest choice, case aside (``LR``, ``GRU``); else ''."""
+    lowered = {c.lower(): c for c in choices}
+    hint = difflib.get_close_matches(word.lower(), list(lowered), n=1)
+    return f"did you mean '{lowered[hint[0]]}'? " if hint else ""
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
@@ -83,7 +100,7 @@ def _without_tags(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[str, ..
     kept = []
     for i, part in enumerate(loc):
         current = _members_at(model, loc[:i])
-        if not (len(current) > 1 and any(_tag(m) == part for m in current)):
+        if not (len(current) > 1 and any(part in _tags(m) for m in current)):
             kept.append(part)
     return tuple(kept)
 
@@ -91,7 +108,7 @@ def _without_tags(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[str, ..
 def _members_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[type[BaseModel]]:
     current: list[type[BaseModel]] = [model]
     for part in loc:
-        tagged = [m for m in current if _tag(m) == part]
+        tagged = [m for m in current if part in _tags(m)]
         if len(current) > 1 and tagged:
             current = tagged
             continue
@@ -112,10 +129,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
-def _tag(model: type[BaseModel]) -> str | None:
+def _tags(model: type[BaseModel]) -> tuple[str, ...]:
+    """The ``name`` values that pick ``model`` in a union (``lstm`` and ``gru`` pick one)."""
     field = model.model_fields.get("name")
-    args = typing.get_args(field.annotation) if field else ()
-    return str(args[0]) if args else None
+    return tuple(str(a) for a in typing.get_args(field.annotation)) if field else ()
 
 
 def show_value(value: Any) -> str:
