@@ -73,9 +73,15 @@ def main() -> None:
             near["largest_group"],
             paths.SPLITS,
         )
-    if dups["label_conflicts"]:
+    if conflicts := dups["label_conflicts"]:
         log.warning(
-            "split: identical files under different classes: %s", dups["label_conflicts"][:5]
+            "split: %d groups of identical files are under different classes, so one image "
+            "has two labels: remove the wrong copies (all in %s/summary.json under "
+            "duplicates.label_conflicts); the first %d: %s",
+            len(conflicts),
+            paths.SPLITS,
+            min(5, len(conflicts)),
+            conflicts[:5],
         )
 
 

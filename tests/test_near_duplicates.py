@@ -151,6 +151,7 @@ def test_split_keeps_groups_together_and_report_mode_only_counts(raw_with_copies
     section = "\n".join(_near_duplicates(tmp_path / "g/summary.json"))
     assert section.startswith("## Near duplicates\n\n9 groups of near copies (54 files")
     assert "each kept within one split" in section and "- class0/p0_brighter.png (" in section
+    assert "The first 5 groups:" in section and section.count("\n- ") == 5  # of 9
 
     plain = split_dataset(raw_with_copies, tmp_path / "p", fractions, 1)
     reported = split_dataset(

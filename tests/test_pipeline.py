@@ -215,6 +215,19 @@ def test_bad_param_stops_before_any_work_with_one_line(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def test_one_image_under_two_classes_is_a_warning_naming_the_files(repo):
+    original = sorted((repo / "data/raw/class0").glob("*.png"))[0]
+    copy = repo / "data/raw/class1/copy_of_class0.png"
+    copy.write_bytes(original.read_bytes())
+    try:
+        result = run(["python", "stages/split.py"], repo)
+        assert "split: 1 groups of identical files are under different classes" in result.stderr
+        assert "class1/copy_of_class0.png" in result.stderr and "summary.json" in result.stderr
+    finally:
+        copy.unlink()
+        run(["python", "stages/split.py"], repo)
+
+
 def test_unreadable_image_is_named_and_leaves_the_old_dataset(repo):
     meta = (repo / "data/processed/meta.json").read_bytes()
     victim = repo / "data/raw/class1/broken.png"

@@ -1,4 +1,4 @@
-"""The ``torchstages`` command: demo data, prediction, serving, params reference, model summary,
+"""The torchstages command: demo data, prediction, serving, params reference, model summary,
 report, comparison of two runs, a check of a DVC remote."""
 
 from __future__ import annotations

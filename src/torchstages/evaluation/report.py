@@ -339,6 +339,8 @@ def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
             f"within {near['threshold']} bits), {kept}; pictures in data/splits/near_duplicates.png."
         )
         examples = [", ".join(group) for group in near["examples"][:shown]]
+    if len(examples) < near["groups"]:
+        what += f" The first {len(examples)} groups:"
     lines = ["## Near duplicates", "", what, ""]
     lines += [f"- {example}" for example in examples]
     return [*lines, ""] if near["examples"] else lines
