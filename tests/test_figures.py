@@ -107,6 +107,15 @@ def test_image_grid_and_curves(tmp_path):
     _check_png(tmp_path / "curves.png")
 
 
+@pytest.mark.parametrize("epochs", [2, 3, 30])
+def test_curves_mark_whole_epochs_only(epochs):
+    x = [float(e) for e in range(1, epochs + 1)]
+    fig = curves_figure([("loss", [(x, [1.0 / e for e in x], "train")])], "Training curves")
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(t == int(t) for t in ticks), ticks
+
+
 def test_pngs_are_byte_stable(tmp_path):
     """No software stamp or time inside: the same data draws the same bytes (DVC sees no change)."""
     matrix = np.array([[5, 1], [0, 7]])

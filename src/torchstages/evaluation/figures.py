@@ -172,6 +172,8 @@ def curves_figure(
     panels: Sequence[tuple[str, Sequence[Series]]], title: str, best_epoch: int | None = None
 ) -> Figure:
     """One panel per quantity (title, lines), side by side; a dotted line marks the best epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _new_figure(4.2 * len(panels), 3.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, lines) in zip(axes, panels, strict=True):
@@ -183,6 +185,7 @@ def curves_figure(
             ax.set_yscale("log")  # a linear axis flattens everything after the first epochs
         ax.set_title(f"{name} (log scale)" if ax.get_yscale() == "log" else name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # no epoch 1.5
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
