@@ -45,6 +45,9 @@ def test_summary_reads_the_processed_dataset_meta(project, capsys):
     out = capsys.readouterr().out
     assert "input:      (1, 1, 4, 4) from data/processed/meta.json\n" in out
     assert f"parameters: {16 * 5 + 5 + 5 * 3 + 3:,}\n" in out
+    assert "output:     (1, 3) logits for 3 classes\n" in out
+    assert main(["summary", "--classes", "5"]) == 0  # overrides meta.json's 3, and says so
+    assert "output:     (1, 5) logits for 5 classes (--classes)\n" in capsys.readouterr().out
 
 
 def test_summary_needs_classes_before_build_dataset(project, capsys):

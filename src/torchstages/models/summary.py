@@ -61,7 +61,8 @@ def summarize(
         "model": spec.model_dump(mode="json", exclude={"transfer"}),
         "transfer": spec.transfer.model_dump(mode="json"),
         "pretrained": report,
-        "output": f"logits for {num_classes} classes",
+        "output": f"logits for {num_classes} classes"
+        + (" (--classes)" if classes is not None and meta_path.exists() else ""),
         "input_from": input_from,
     }
 
