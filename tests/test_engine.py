@@ -139,13 +139,23 @@ def _outputs(tmp_path, name):
     return TrainOutputs(d / "w.safetensors", d / "card.json", d / "ckpt.pt", d / "live")
 
 
-def test_early_stopping_records_when_it_stopped(tmp_path, processed):
+def test_early_stopping_records_when_it_stopped(tmp_path, processed, caplog):
     params = tiny_train_params(early_stopping={"patience": 1, "min_delta": 10.0})
-    card = train(params, processed, _outputs(tmp_path, "es"))
+    with caplog.at_level("INFO", logger="torchstages"):
+        card = train(params, processed, _outputs(tmp_path, "es"))
     # epoch 0 sets the reference; epoch 1 cannot improve by 10 -> stop after 2 epochs
     assert card["epochs_run"] == 2
     summary = (tmp_path / "es/live/metrics.json").read_text()
     assert '"stopped_early_at_epoch": 2' in summary
+    assert "train: stopped early after epoch 2 of 6: val_loss did not improve for 1 epochs" in (
+        caplog.text
+    )
+    # the same rule on a run whose last epoch is where it would stop: it ran its course
+    caplog.clear()
+    with caplog.at_level("INFO", logger="torchstages"):
+        card = train(params.model_copy(update={"epochs": 2}), processed, _outputs(tmp_path, "all"))
+    assert card["epochs_run"] == 2 and "stopped early" not in caplog.text
+    assert '"stopped_early_at_epoch": null' in (tmp_path / "all/live/metrics.json").read_text()
     lines = (tmp_path / "es/live/plots/metrics/lr.tsv").read_text().splitlines()
     assert len(lines) == 3
 
@@ -258,3 +268,20 @@ def test_backbone_param_groups_get_the_scaled_lr():
     lrs = {(g["lr"], g["weight_decay"] > 0) for g in opt.param_groups}
     assert lrs == {(0.1, True), (0.1, False), (0.025, True), (0.025, False)}
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_an_unfinished_checkpoint_of_other_params_is_named_when_dropped(tmp_path, caplog):
+    from torchstages.training.checkpoint import load_resumable, save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"fingerprint": "old", "epochs_done": 3, "finished": False})
+    with caplog.at_level("INFO", logger="torchstages"):
+        assert load_resumable(path, "old", epochs=6)["epochs_done"] == 3  # the same run resumes
+        assert "unfinished" not in caplog.text
+        assert load_resumable(path, "new", epochs=6) is None  # e.g. epochs raised after a kill
+    assert "holds 3 epochs of an unfinished run with other train params or data" in caplog.text
+    caplog.clear()
+    save_checkpoint(path, {"fingerprint": "old", "epochs_done": 6, "finished": True})
+    with caplog.at_level("INFO", logger="torchstages"):
+        assert load_resumable(path, "new", epochs=6) is None  # a finished run: nothing lost
+    assert caplog.text == ""

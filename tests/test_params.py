@@ -67,11 +67,45 @@ def test_a_model_name_typo_names_the_choices(tmp_path, model, message):
         ("train:\n  epochs: many\n", "train.epochs: Input should be a valid integer"),
         ("train:\n  optimizer: adamax\n", "train.optimizer: Input should be 'sgd', 'adam'"),
         ("train:\n  model: {name: vit}\n", "train.model"),
+        ("train:\n  lr: .inf\n", "train.lr: Input should be a finite number (got inf)"),
+        (
+            "train:\n  model: {name: cnn, channels: [32, 0]}\n",
+            "train.model.channels.1: Input should be greater than 0",
+        ),
+        (
+            "train:\n  schedule: {name: multistep, milestones: [-5]}\n",
+            "train.schedule.milestones.0: Input should be greater than 0",
+        ),
+        (
+            "train:\n  schedule: {name: onecycle, warmup_epochs: 2}\n",
+            "train.schedule: warmup_epochs does not apply to onecycle",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, fragment):
-    with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
+    with pytest.raises(UserError) as err:
         _load(tmp_path, text, TrainParams, "train")
+    assert fragment in str(err.value)
+    assert "{" not in str(err.value).split(": ", 2)[-1]  # no dump of the section or model
+
+
+@pytest.mark.parametrize("size", ["0", "[16, -3]"])
+def test_image_size_must_be_positive(tmp_path, size):
+    with pytest.raises(
+        UserError, match=r"build_dataset\.image_size: every side must be at least 1"
+    ):
+        _load(
+            tmp_path, f"build_dataset:\n  image_size: {size}\n", BuildDatasetParams, "build_dataset"
+        )
+
+
+def test_a_rule_over_several_keys_does_not_dump_the_section(tmp_path):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, "train: {nproc_per_node: 2, batch_size: 1}\n", TrainParams, "train")
+    assert str(err.value).endswith(
+        "params.yaml: train: batch_size 1 must be divisible by nproc_per_node 2 (each process "
+        "takes an equal share)"
+    )
 
 
 def test_fractions_must_sum_to_one(tmp_path):

@@ -154,3 +154,47 @@ def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, kind):
     assert (repo / "models/model.safetensors").exists()
     steps = (repo / "dvclive/train/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert len(steps) == 1 + TRAIN["epochs"]  # one writer, one row per epoch
+
+
+def _workers_in(repo: Path) -> list[int]:
+    """PIDs of processes running in ``repo`` (Linux: /proc)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.joinpath("cwd").resolve() == repo.resolve():
+                pids.append(int(proc.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds processes through /proc")
+def test_a_sigkilled_ddp_run_leaves_no_worker_training(tmp_path):
+    """kill -9 of the process group of `dvc repro` ends torchrun, whose workers live in sessions
+    of their own: they must end with it, not train on and write outputs behind the next run."""
+    repo = _project(tmp_path / "ddp", "images", nproc_per_node=2, epochs=500)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py"],
+        cwd=repo,
+        env=_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while _epochs_done(repo / "models/checkpoint.pt") < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(_workers_in(repo)) >= 3, "torchrun and its two workers should be running"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _workers_in(repo) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _workers_in(repo)
+    for pid in left:  # do not leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers still running after their torchrun was killed"
+    done = _epochs_done(repo / "models/checkpoint.pt")
+    time.sleep(2)
+    assert _epochs_done(repo / "models/checkpoint.pt") == done  # nothing writes on
+    assert not (repo / "models/model.safetensors").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from torchstages.models.transfer import SpecWithTransfer
@@ -12,7 +12,7 @@ from torchstages.models.transfer import SpecWithTransfer
 
 class CNNSpec(SpecWithTransfer):
     name: Literal["cnn"] = "cnn"
-    channels: list[int] = Field(
+    channels: list[PositiveInt] = Field(
         [32, 64, 128], min_length=1, description="output channels per block"
     )
     convs_per_block: int = Field(2, ge=1, description="3x3 convolutions in each block")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from torchstages.errors import UserError
@@ -22,7 +22,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 class MLPSpec(SpecWithTransfer):
     name: Literal["mlp"] = "mlp"
-    hidden: list[int] = Field([256, 128], description="hidden layer widths")
+    hidden: list[PositiveInt] = Field([256, 128], description="hidden layer widths")
     activation: Literal["relu", "leaky_relu", "gelu", "tanh"] = Field(
         "relu", description="activation after each hidden layer"
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from torchstages.models.mlp import MLPSpec, check_single, hidden_layers
@@ -28,7 +28,7 @@ __all__ = ["TCNSpec", "Recurrent", "TCN", "WindowMLP"]
 
 class TCNSpec(SpecWithTransfer):
     name: Literal["tcn"] = "tcn"
-    channels: list[int] = Field(
+    channels: list[PositiveInt] = Field(
         [32, 32, 32], description="channels of each residual block; block i dilates by 2^i"
     )
     kernel_size: int = Field(3, ge=2, description="convolution width in steps")

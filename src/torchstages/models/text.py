@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -59,7 +59,7 @@ class TextCNNSpec(_TextSpecBase):
     name: Literal["textcnn"] = "textcnn"
     # one width by default: on SMS spam [2, 3, 4] scored a little higher on val (macro F1 0.976
     # against 0.968) at twice the train time (bench/RESULTS.md)
-    kernel_sizes: list[int] = Field(
+    kernel_sizes: list[PositiveInt] = Field(
         [3], min_length=1, description="n-gram widths, one Conv1d each (e.g. [2, 3, 4])"
     )
     channels: int = Field(32, ge=1, description="filters per kernel size")

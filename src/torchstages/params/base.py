@@ -77,7 +77,11 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
             )
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            messages.append(f"{where}: {msg} (got {err.get('input')!r})")
+            # a rule over several keys (a model's validator) names them itself: the whole
+            # section would be noise; a mapping given where a value belongs is still shown
+            rule = err["type"] == "value_error" and isinstance(err.get("input"), dict)
+            got = "" if rule else f" (got {err.get('input')!r})"
+            messages.append(f"{where}: {msg}{got}")
     return "; ".join(messages)
 
 

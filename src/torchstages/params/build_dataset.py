@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from torchstages.data.images import BACKGROUND, MAX_PIXELS
 from torchstages.params.base import Section
@@ -148,3 +148,10 @@ class BuildDatasetParams(Section):
         default_factory=SeriesBuildParams,
         description="time series only: window lengths, scaling, calendar features, season",
     )
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, size: int | tuple[int, int]) -> int | tuple[int, int]:
+        if min(size if isinstance(size, tuple) else (size,)) < 1:
+            raise ValueError("every side must be at least 1 pixel (one int, or [height, width])")
+        return size

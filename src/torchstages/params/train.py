@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
@@ -27,11 +27,22 @@ class ScheduleParams(Section):
     )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over these epochs")
     step_size: int = Field(10, ge=1, description="step: epochs between lr drops")
-    milestones: list[int] = Field([20, 25], description="multistep: epochs at which lr drops")
+    milestones: list[PositiveInt] = Field(
+        [20, 25], description="multistep: epochs at which lr drops"
+    )
     gamma: float = Field(0.1, gt=0, le=1, description="step, multistep: lr multiplier per drop")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of lr")
     plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val loss gain")
     plateau_factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier per drop")
+
+    @model_validator(mode="after")
+    def _onecycle_warms_up_by_itself(self) -> ScheduleParams:
+        if self.name == "onecycle" and self.warmup_epochs:
+            raise ValueError(
+                "warmup_epochs does not apply to onecycle, which warms up over its first 30% of "
+                "steps by itself: set warmup_epochs to 0 (or use cosine with warmup_epochs)"
+            )
+        return self
 
 
 class EarlyStoppingParams(Section):
@@ -85,7 +96,7 @@ class TrainParams(Section):
         1, ge=1, description="gradient accumulation: batches per optimizer step"
     )
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adamw", description="optimizer")
-    lr: float = Field(0.003, gt=0, description="peak learning rate")
+    lr: float = Field(0.003, gt=0, allow_inf_nan=False, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (sgd, rmsprop)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
     weight_decay: float = Field(

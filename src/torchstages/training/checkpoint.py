@@ -52,7 +52,16 @@ def load_resumable(path: Path, expected_fingerprint: str, epochs: int) -> dict[s
     except Exception as exc:  # another version's checkpoint, a torn copy, a crafted file
         log.warning("train: %s not resumed (%s); training from the start", path, type(exc).__name__)
         return None
-    if state.get("fingerprint") != expected_fingerprint or state.get("finished"):
+    if state.get("finished"):
+        return None
+    if state.get("fingerprint") != expected_fingerprint:
+        # a killed run's progress that this run cannot use: say so, not start over silently
+        log.info(
+            "train: %s holds %d epochs of an unfinished run with other train params or data; "
+            "training from the start",
+            path,
+            state.get("epochs_done", 0),
+        )
         return None
     if not 0 < state.get("epochs_done", 0) < epochs:
         return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +62,7 @@ def setup(device_type: str) -> Dist:
     info = Dist(
         int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
     )
+    _end_with_the_launcher()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     if not info.is_main:
@@ -67,6 +70,22 @@ def setup(device_type: str) -> Dist:
         # progress lines is enough; warnings and errors still come from every rank
         logging.getLogger("torchstages").setLevel(logging.WARNING)
     return info
+
+
+def _end_with_the_launcher(poll_seconds: float = 0.2) -> None:
+    """End this worker as soon as the torchrun that started it is gone. torchrun starts each
+    worker in a session of its own, so a SIGKILL of ``dvc repro``'s process group (a kill -9, an
+    out-of-memory kill of the group, a CI timeout) ends DVC and torchrun but not the workers:
+    they would train on and write outputs behind the next ``dvc repro``. (Ctrl-C reaches them
+    through torchrun, which forwards it.)"""
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(poll_seconds)
+        os._exit(1)  # no cleanup to run: every output is written to a temp file and renamed
+
+    threading.Thread(target=watch, name="end-with-torchrun", daemon=True).start()
 
 
 def teardown(info: Dist) -> None:

@@ -163,7 +163,7 @@ def _build_run(
         optimizer,
         LRSchedule(params.schedule, optimizer, params.epochs, steps),
         BestWeights(params.monitor),
-        EarlyStopping(params.early_stopping),
+        EarlyStopping(params.early_stopping, params.epochs),
     )
 
 
@@ -212,6 +212,15 @@ def _train(
                 break
 
     stopped = run.early.stopped_epoch
+    if stopped is not None and dist.is_main:
+        log.info(
+            "train: stopped early after epoch %d of %d: %s did not improve for %d epochs "
+            "(train.early_stopping.patience)",
+            stopped + 1,
+            params.epochs,
+            params.early_stopping.monitor,
+            params.early_stopping.patience,
+        )
     card = {
         **data.card(params),
         "architecture": params.model.model_dump(mode="json"),

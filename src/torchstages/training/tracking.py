@@ -44,10 +44,12 @@ class BestWeights:
 
 
 class EarlyStopping:
-    """Stop after ``patience`` epochs in which the monitored metric did not improve by ``min_delta``."""
+    """Stop after ``patience`` epochs in which the monitored metric did not improve by ``min_delta``
+    (before the last of ``epochs``: a run that reaches it ran its course, it did not stop early)."""
 
-    def __init__(self, params: EarlyStoppingParams) -> None:
+    def __init__(self, params: EarlyStoppingParams, epochs: int) -> None:
         self.params = params
+        self.epochs = epochs
         mode = params.mode
         if mode == "auto":
             mode = "min" if params.monitor.endswith("loss") else "max"
@@ -65,7 +67,7 @@ class EarlyStopping:
             self.best, self.bad_epochs = value, 0
         else:
             self.bad_epochs += 1
-        if self.bad_epochs >= self.params.patience:
+        if self.bad_epochs >= self.params.patience and epoch + 1 < self.epochs:
             self.stopped_epoch = epoch
             return True
         return False
