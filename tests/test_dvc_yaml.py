@@ -65,3 +65,21 @@ def test_metrics_and_plot_data_live_in_git_so_diffs_work_on_a_fresh_clone():
     }
     for f in plot_files:
         assert any(f.startswith(o) for o in uncached), f"{f}: plots must be cache: false outs"
+
+
+def test_the_pull_request_workflow_is_the_one_readme_shows_and_runs_what_exists():
+    import os
+    import re
+
+    workflow = (ROOT / ".github/workflows/model.yml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"```yaml\n# \.github/workflows/model\.yml\n(.*?)```", readme, re.S)
+    assert shown and shown.group(1) == workflow
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(), re.M))
+    for job in yaml.safe_load(workflow)["jobs"].values():
+        for step in job["steps"]:
+            command = step.get("run", "")
+            if command.startswith("make "):
+                assert command.split()[1] in targets, command
+            elif command.startswith(".ci/"):
+                assert os.access(ROOT / command.split()[0], os.X_OK), command

@@ -166,6 +166,7 @@ def test_remote_check_finds_and_repairs_what_a_push_believes_is_there(demo, tmp_
     check = run(["torchstages", "remote-check", "-r", "gone"], demo, check=False)
     assert check.returncode == 1
     assert f"lacks {len(lost)} of " in check.stdout, check.stdout
+    assert "`torchstages remote-check -r gone --repair` uploads them" in check.stdout  # this one
     repaired = run(["torchstages", "remote-check", "-r", "gone", "--repair"], demo)
     assert f"lacked {len(lost)} of " in repaired.stdout
     clone = tmp_path / "clone"

@@ -27,6 +27,7 @@ class RemoteCheck:
     objects: int  # file objects and folder manifests the workspace's outputs name
     missing: list[str]  # workspace paths whose object the remote lacks
     uploaded: int
+    named: bool = False  # asked for by name (-r), not DVC's default remote
 
     def summary(self) -> str:
         if not self.missing:
@@ -39,7 +40,9 @@ class RemoteCheck:
             )
         return (
             f"remote {self.remote}: lacks {len(self.missing)} of {self.objects} objects ({shown}) "
-            "although dvc may say it is in sync; `torchstages remote-check --repair` uploads them"
+            "although dvc may say it is in sync; "
+            f"`torchstages remote-check{f' -r {self.remote}' if self.named else ''} --repair` "
+            "uploads them"
         )
 
 
@@ -67,7 +70,11 @@ def check_remote(root: Path, remote: str | None = None, repair: bool = False) ->
             odb.add(cache.oid_to_path(oid), cache.fs, oid)
             uploaded += 1
     return RemoteCheck(
-        name, len(objects), sorted(path for _, path, _ in missing.values()), uploaded
+        name,
+        len(objects),
+        sorted(path for _, path, _ in missing.values()),
+        uploaded,
+        named=remote is not None,
     )
 
 
