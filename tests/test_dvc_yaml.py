@@ -18,7 +18,7 @@ STAGES = {
     "export": "export",
 }
 # sections a stage reads besides its own: the test stage's report lists the params that matter
-EXTRA_PARAMS = {"test": ["build_dataset", "train"]}
+EXTRA_PARAMS = {"test": ["split", "build_dataset", "train"]}
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -51,11 +51,17 @@ FORECAST_HEADLINE = [
     ("loss", "loss (MSE of scaled values)"),
 ]
 # params sections the report shows, and the keys that cannot change a result
-PARAM_SECTIONS = ("build_dataset", "train", "test")
-NO_EFFECT = {"device", "threads", "workers", "test.batch_size", "test.gallery_size"}
+PARAM_SECTIONS = ("split", "build_dataset", "train", "test")
+# split.kind: the report names the kind it found anyway
+NO_EFFECT = {"device", "threads", "workers", "split.kind", "test.batch_size", "test.gallery_size"}
 # keys that only some data kinds or tasks read: another's report leaves them out
 _CLASSES, _VALUES = ("classification",), ("regression", "forecast")
 READ_ONLY_BY = {
+    "split.table": ("table",),
+    "split.text": ("text",),
+    "split.series": ("series",),
+    "split.near_duplicates": ("images", "table"),
+    "split.near_duplicate_threshold": ("images",),
     "build_dataset.table": ("table",),
     "build_dataset.series": ("series",),
     "build_dataset.text": ("text",),
