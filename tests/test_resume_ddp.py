@@ -79,6 +79,18 @@ def _train(repo: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _start_train(repo: Path, **popen) -> subprocess.Popen:
+    """The train stage running in the background, its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "stages/train.py"],
+        cwd=repo,
+        env=_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )
+
+
 def _epochs_done(checkpoint: Path) -> int:
     try:
         return torch.load(checkpoint, weights_only=True)["epochs_done"]
@@ -92,13 +104,7 @@ def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind):
     _train(reference)
 
     repo = _project(tmp_path / "killed", kind)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train.py"],
-        cwd=repo,
-        env=_env(repo),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_train(repo)
     deadline = time.monotonic() + 120
     while _epochs_done(repo / "models/checkpoint.pt") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -173,14 +179,7 @@ def test_a_sigkilled_ddp_run_leaves_no_worker_training(tmp_path):
     """kill -9 of the process group of `dvc repro` ends torchrun, whose workers live in sessions
     of their own: they must end with it, not train on and write outputs behind the next run."""
     repo = _project(tmp_path / "ddp", "images", nproc_per_node=2, epochs=500)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train.py"],
-        cwd=repo,
-        env=_env(repo),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _start_train(repo, start_new_session=True)  # a group of its own, as dvc repro's
     deadline = time.monotonic() + 120
     while _epochs_done(repo / "models/checkpoint.pt") < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
