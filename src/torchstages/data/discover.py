@@ -176,7 +176,8 @@ def _read(path: str) -> tuple[str | None, bytes]:
 
 
 def not_image_reason(data: bytes) -> str | None:
-    """Why ``data`` is no image (None: it starts like one), as the split stage and predict say it."""
+    """Why ``data`` is no image (None: it starts like one), in the split stage's and predict's
+    words."""
     if is_image_bytes(data[:16]):
         return None
     if not data:
