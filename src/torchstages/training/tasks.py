@@ -90,8 +90,8 @@ class Regression(Task):
 
     def __init__(self, params: TrainParams, mean: float, std: float) -> None:
         self.mean, self.std = mean, std
-        self._fn = _value_loss(params, "a regression table")
-        self.loss = lambda out, y: self._fn(out[:, 0].float(), (y - self.mean) / self.std)
+        fn = _value_loss(params, "a regression table")
+        self.loss = lambda out, y: fn(out[:, 0].float(), (y - self.mean) / self.std)
 
     def score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ((out[:, 0].float() * self.std + self.mean - y) ** 2).sum()
@@ -120,8 +120,8 @@ class Forecast(Task):
 
     def __init__(self, params: TrainParams, horizon: int) -> None:
         self.outputs = horizon
-        self._fn = _value_loss(params, "a forecast")
-        self.loss = lambda out, y: self._fn(out.float(), y)
+        fn = _value_loss(params, "a forecast")
+        self.loss = lambda out, y: fn(out.float(), y)
 
     def score_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (out.float() - y).abs().mean(1).sum()
