@@ -107,8 +107,10 @@ def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_again():
         torch.ones(12 << 20).sum()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     # glibc's default maps and unmaps blocks over 32 MiB every time: 12,288 page faults each, 10x;
-    # kept, the block is faulted in once or twice before the heap settles (twice: Python 3.13)
-    assert faults < 3 * 12288
+    # kept, the block is faulted in once or twice before the heap settles (twice: Python 3.13).
+    # The count is the whole process's, so other threads of the session add a few thousand now
+    # and then: the bound is half of what the default costs, which only reuse stays under.
+    assert faults < 5 * 12288
 
 
 def test_cpu_precision_explicit_choices(caplog):
