@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Protocol
@@ -22,9 +23,12 @@ __all__ = [
     "check_no_leakage",
     "read_csv_rows",
     "read_split",
+    "split_dataset",
     "summarize",
     "write_splits",
 ]
+
+log = logging.getLogger(__name__)
 
 HEADER = ["path", "label", "sha256"]
 
@@ -179,7 +183,7 @@ def split_dataset(
     near: NearDuplicateFinder | None = None,
 ) -> dict:
     """The split stage: discover, split, verify no leakage, write CSVs and summary (with what
-    ``near`` found under ``near_duplicates``)."""
+    ``near`` found under ``near_duplicates``), and log what it found."""
     from torchstages.data.discover import discover
 
     found = discover(raw_dir)
@@ -196,4 +200,47 @@ def split_dataset(
     write_splits(splits, summary, out_dir)
     if near:
         near.draw(raw_dir, groups, out_dir)
+    _log_summary(summary, out_dir)
     return summary
+
+
+def _log_summary(summary: dict, out_dir: Path) -> None:
+    """What the split found, and a warning for what needs a look."""
+    dups = summary["duplicates"]
+    log.info(
+        "split: %d classes, train/val/test = %s; %d duplicate groups (%d extra copies) kept "
+        "within one split -> %s",
+        len(summary["classes"]),
+        "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
+        dups["groups"],
+        dups["extra_copies"],
+        out_dir,
+    )
+    near = summary.get("near_duplicates")
+    if near:
+        log.info(
+            "split: %d near-duplicate groups (%d files, pHash within %d bits) %s",
+            near["groups"],
+            near["files"],
+            near["threshold"],
+            "kept within one split"
+            if near["mode"] == "group"
+            else f"only reported: {near['groups_across_splits']} groups span splits",
+        )
+    if near and near["largest_group"] > max(10, sum(summary["totals"].values()) // 100):
+        log.warning(
+            "split: one near-duplicate group holds %d files: look at %s/near_duplicates.png and "
+            "lower split.near_duplicate_threshold if they are not copies",
+            near["largest_group"],
+            out_dir,
+        )
+    if conflicts := dups["label_conflicts"]:
+        log.warning(
+            "split: %d groups of identical files are under different classes, so one image "
+            "has two labels: remove the wrong copies (all in %s/summary.json under "
+            "duplicates.label_conflicts); the first %d: %s",
+            len(conflicts),
+            out_dir,
+            min(5, len(conflicts)),
+            conflicts[:5],
+        )
