@@ -69,6 +69,22 @@ def test_integer_date_and_datetime_times_and_their_frequency(tmp_path, times, ex
     assert future[0] > series.times[-1] or freq.unit == "int"
 
 
+def test_local_times_across_a_summer_time_switch_become_one_utc_grid(tmp_path):
+    # exported local time: the offset goes from +0100 to +0200 on 2021-03-28
+    local = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/Berlin")
+    frame = pd.DataFrame({"time": local.strftime("%Y-%m-%dT%H:%M:%S%z"), "value": range(72)})
+    (series,), freq, report = read(frame, tmp_path)
+    assert (freq.unit, freq.step) == ("ns", 3600 * 10**9) and report["gaps"] == 0
+    assert series.times[0] == "2021-03-26T23:00:00" and series.times[-1] == "2021-03-29T22:00:00"
+
+
+def test_times_with_and_without_a_utc_offset_are_refused_naming_the_line(tmp_path):
+    times = ["2021-01-01 00:00+01:00", "2021-01-01 01:00+01:00", "2021-01-01 02:00"]
+    frame = pd.DataFrame({"time": times * 10, "value": range(30)})
+    with pytest.raises(UserError, match=r"line 4: time '2021-01-01 02:00' has no UTC offset"):
+        read(frame, tmp_path)
+
+
 def test_unsorted_rows_are_sorted_and_reported(tmp_path):
     frame = make_series(60)
     shuffled = frame.sample(frac=1, random_state=0)

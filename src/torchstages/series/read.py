@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "month", "ds", "t")
 _TARGET_NAMES = ("target", "y", "value")
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+# a time of day with a zone after it: Z, UTC, +HH, +HHMM or +HH:MM
+_UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 
 
@@ -162,7 +164,16 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} has day and "
             "month in a local order, which is not guessed: write times as YYYY-MM-DD"
         )
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    zoned = text.str.strip().str.contains(_UTC_OFFSET).to_numpy()
+    if zoned.any() and not zoned.all():
+        first = int(np.flatnonzero(zoned != zoned[0])[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} "
+            f"{'has a' if zoned[first] else 'has no'} UTC offset and line {FIRST_DATA_LINE} "
+            f"{'has none' if zoned[first] else 'has one'}: give every time an offset, or none"
+        )
+    # offsets that change (summer time) are one clock too: every time becomes UTC
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=bool(zoned.any()))
     bad = parsed.isna()
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
