@@ -52,6 +52,12 @@ def test_unknown_nested_key_names_the_full_path(tmp_path):
         ("{hidden: [8]}", "train.model.name: missing (one of: mlp, cnn, torchvision,"),
         # a member picked by its second name (lstm or gru) is found for the key hint too
         ("{name: gru, hiden: 8}", "train.model.hiden: unknown key (did you mean 'hidden'?"),
+        # only the name changed in params.yaml's cnn section: say how to replace it whole
+        (
+            "{name: mlp, channels: [32], convs_per_block: 2}",
+            "; train.model: keys of 'cnn' are left beside name 'mlp': replace the whole section, "
+            "e.g. dvc exp run -S '~train.model' -S '+train.model={name: mlp}'",
+        ),
     ],
 )
 def test_a_model_name_typo_names_the_choices(tmp_path, model, message):

@@ -150,7 +150,7 @@ def test_predict_names_a_bad_cell_without_build_settings(table, tmp_path, capsys
     """A trained model's rows: the error names the cell, not build_dataset settings that would
     only help by training again."""
     frame = read_table(table.parent / "raw/table.csv")
-    frame.loc[3, "x1"] = "abc"
+    frame.loc[5, "x1"] = "abc"  # read_table indexes rows by their line: the header is line 1
     rows = tmp_path / "rows.csv"
     frame.to_csv(rows, index=False)
     assert main(["predict", "--model", str(table / "model.onnx"), str(rows)]) == 2
@@ -162,9 +162,9 @@ def test_predict_names_what_training_never_saw(table, tmp_path, caplog):
     """Unseen categories are named with their rows; a missing cell in a column that had none in
     training is filled, and said to be."""
     frame = read_table(table.parent / "raw/table.csv")
-    frame.loc[[0, 1], "colour"] = "purple"
-    frame.loc[2, "colour"] = "Red"
-    frame.loc[[3, 4, 5], "x1"] = None  # x1 has no missing value in training
+    frame.loc[[2, 3], "colour"] = "purple"  # rows by their line in the file
+    frame.loc[4, "colour"] = "Red"
+    frame.loc[[5, 6, 7], "x1"] = None  # x1 has no missing value in training
     rows = tmp_path / "rows.csv"
     frame.to_csv(rows, index=False)
     with caplog.at_level("WARNING", logger="torchstages"):
@@ -180,16 +180,26 @@ def test_predict_names_what_training_never_saw(table, tmp_path, caplog):
     )
 
 
-def test_predict_reads_cells_as_training_did(tmp_path, capsys):
+def test_predict_and_serve_read_cells_as_training_did(tmp_path, capsys):
     """A model built with non_numeric: missing predicts the very file it was trained on: its
-    '?' cells are missing values there too, not errors."""
+    '?' cells (and a date that is none) are missing values there too, not errors, in predict
+    and in serve alike."""
     frame = make_table(160)
     frame["x1"] = frame["x1"].astype(object)
     frame.loc[::20, "x1"] = "?"  # 5%: the column stays numeric
+    frame.loc[3, "day"] = "soon"
     model = export_table(tmp_path, frame=frame, build={"table": {"non_numeric": "missing"}})
     raw = tmp_path / "raw/table.csv"
     assert main(["predict", "--model", str(model / "model.onnx"), str(raw)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1 + len(frame)
+    printed = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert len(printed) == 1 + len(frame)
+    rows = read_table(raw).drop(columns=["target"]).head(4)
+    records = [{k: None if v != v else v for k, v in r.items()} for r in rows.to_dict("records")]
+    with client_for(model / "model.onnx") as c:
+        response = c.post("/predict", json={"rows": records})
+    assert response.status_code == 200, response.text
+    served = [p["prediction"] for p in response.json()["predictions"]]
+    assert served == [r[1] for r in printed[1:5]]  # rows 0 and 3 hold '?' and 'soon'
 
 
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
@@ -219,7 +229,8 @@ def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
         ([good, {k: v for k, v in good.items() if k != "x2"}], 400, "rows[1]", "no 'x2'"),
         ([good, good, {**good, "x1": "abc"}], 400, "rows[2].x1", "'abc' is not a number"),
         ([{**good, "colour": ["red"]}], 400, "rows[0].colour", "a JSON list is not a cell"),
-        ([{**good, "flag": "maybe"}], 400, "rows", "'maybe' is not a boolean"),
+        ([{**good, "flag": "maybe"}], 400, "rows[0].flag", "'maybe' is not a boolean"),
+        ([good, {**good, "day": "soon"}], 400, "rows[1].day", "'soon' is not a date"),
         ([{**good, "x2": 10**400}], 400, "rows[0].x2", "is not a finite number"),
         ([good] * 51, 413, "rows", "51 rows in one request; at most 50"),
     ]

@@ -153,7 +153,7 @@ def test_split_is_stratified_seeded_and_keeps_duplicates_and_groups_together(tmp
     assert summary["task"] == "classification"
     where = {}
     for name in ("train", "val", "test"):
-        for row, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv"):
+        for row, _, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv"):
             where.setdefault(frame.loc[row, "patient"], set()).add(name)
     assert all(len(s) == 1 for s in where.values())  # no patient straddles two splits
     again = split_table(tmp_path / "raw", tmp_path / "s2", SplitParams.model_validate(params))
@@ -167,9 +167,8 @@ def test_regression_is_stratified_on_target_bins(tmp_path):
     assert summary["task"] == "regression"
     frame = read_table(tmp_path / "raw" / "table.csv")
     means = {
-        name: frame.loc[
-            [r for r, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv")], "target"
-        ]
+        name: frame["target"]
+        .iloc[[r for r, _, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv")]]
         .astype(float)
         .median()
         for name in ("train", "val", "test")
@@ -193,10 +192,20 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
         (lambda f: f, {"table": {"target": "nope"}}, "split.table.target: no column 'nope'"),
         (lambda f: f.assign(target=np.nan), {}, "empty in every row"),
         (lambda f: f.assign(target=["a"] * 99 + ["b"]), {}, "fewer than 3 rows"),
+        (  # 100 one-row classes: the message shows ten
+            lambda f: f.assign(target=[f"c{v:03d}" for v in range(100)]),
+            {},
+            r"fewer than 3 rows \(one per split\): \{'c000': 1, .* 'c009': 1, \.\.\.\} \(100 classes\)$",
+        ),
+        (  # a number column with a stray word is not 99 classes
+            lambda f: f.assign(target=[f"{v}.5" for v in range(99)] + ["unknown"]),
+            {},
+            r"target 'target' holds numbers but line 101 holds 'unknown': empty such cells",
+        ),
         (
             lambda f: f.assign(target=[str(v) for v in range(99)] + ["inf"]),
             {"table": {"task": "regression"}},
-            r"regression target 'target': 'inf' \(row 99\) is not a finite number",
+            r"regression target 'target', line 101: 'inf' is not a finite number",
         ),
     ],
 )
@@ -214,7 +223,7 @@ def test_statistics_come_from_train_rows_only(tmp_path):
     # the same split, with every val and test row changed: other numbers, an unseen category,
     # another target scale, more missing cells
     held_out = [
-        r for n in ("val", "test") for r, _, _ in read_table_split(tmp_path / "s" / f"{n}.csv")
+        r for n in ("val", "test") for r, _, _, _ in read_table_split(tmp_path / "s" / f"{n}.csv")
     ]
     changed = frame.copy()
     changed.loc[held_out, "x1"] = 1000.0
@@ -234,7 +243,9 @@ def test_statistics_come_from_train_rows_only(tmp_path):
     (tmp_path / "s2" / "summary.json").write_text((tmp_path / "s" / "summary.json").read_text())
     for name in ("train", "val", "test"):
         rows = read_table_split(tmp_path / "s" / f"{name}.csv")
-        write_csv(tmp_path / "s2" / f"{name}.csv", HEADER, [[r, g, hashes[r]] for r, g, _ in rows])
+        write_csv(
+            tmp_path / "s2" / f"{name}.csv", HEADER, [[r, g, hashes[r], n] for r, g, _, n in rows]
+        )
     build_table(BuildDatasetParams(), tmp_path / "raw2", tmp_path / "s2", tmp_path / "p2")
     meta1, meta2 = (json.loads((tmp_path / p / "meta.json").read_text()) for p in ("p1", "p2"))
     assert meta1 == meta2  # types, medians, means, stds, vocabularies, target mean/std
@@ -334,6 +345,13 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
     build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
     stored = [np.load(tmp_path / "p" / f"{n}_numeric.npy") for n in ("train", "val", "test")]
     assert not any(np.isinf(a).any() for a in stored)  # the cell became missing
+    # a date column's cell that is no date follows the same rule
+    frame.loc[20, "x1"], frame.loc[30, "day"] = 2.5, "2024-02-30"
+    write_table(frame, tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    with pytest.raises(UserError, match="column 'day', line 32: '2024-02-30' is not a date"):
+        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
 
 
 def test_missing_error_mode_names_the_cell(tmp_path):

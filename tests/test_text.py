@@ -255,6 +255,25 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
         read_inputs([], [str(table)], "body", {"text_column": "text"})
 
 
+def test_rows_after_a_text_with_line_breaks_are_named_by_the_line_they_start_on(tmp_path):
+    from torchstages.tables.split import read_table_split
+    from torchstages.text.predict import read_inputs
+
+    frame = make_texts(60)
+    frame.loc[::7, "text"] += '\nthen "left",\nquietly'  # a quoted field over three lines
+    path = write_texts(frame, tmp_path / "raw")
+    physical = path.read_text().split("\n")
+    split_texts(path.parent, tmp_path / "s", SplitParams.model_validate({"kind": "text"}))
+    named = {}
+    for name in ("train", "val", "test"):
+        for row, _, _, line in read_table_split(tmp_path / "s" / f"{name}.csv"):
+            named[row] = line
+    assert len(named) == 60 and named[8] == 2 + 8 + 2 * 2  # rows 0 and 7 hold two breaks each
+    assert all(physical[line - 1].startswith(frame.id[row] + ",") for row, line in named.items())
+    found = read_inputs([], [str(path)], None, {"text_column": "text"})
+    assert [w for w, _ in found] == [f"{path}:{named[r]}" for r in range(60)]
+
+
 def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
     """Two classes through the library functions the stages call: an lstm trains (packed
     sequences) and the test evaluation writes metrics, the 2-class curves and the wrong texts."""

@@ -26,7 +26,6 @@ from torchstages.tables.split import read_table_split
 __all__ = ["build_table", "load_table_rows"]
 
 log = logging.getLogger(__name__)
-FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 
 
 def load_table_rows(
@@ -39,22 +38,21 @@ def load_table_rows(
         raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
     # a text table records how it was read (split.text.encoding, quoting); a table reads as UTF-8
     frame = read_table(path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"))
-    frame.index = frame.index + FIRST_DATA_LINE
     columns = [*summary["features"], summary["target"]]
     out = {}
     for name in SPLIT_NAMES:
         rows = read_table_split(splits_dir / f"{name}.csv")
-        index = [r + FIRST_DATA_LINE for r, _, _ in rows]
-        if index and max(index) >= len(frame) + FIRST_DATA_LINE:
+        index = [r for r, _, _, _ in rows]
+        if index and max(index) >= len(frame):
             raise UserError(
                 f"{path}: has fewer rows than data/splits/{name}.csv names: rerun split"
             )
-        part = frame.loc[index]
-        for (row, _, expected), actual in zip(rows, row_hashes(part, columns), strict=True):
+        part = frame.iloc[index]
+        hashes = zip(part.index, rows, row_hashes(part, columns), strict=True)
+        for line, (_, _, expected, _), actual in hashes:
             if actual != expected:
                 raise UserError(
-                    f"{path}: line {row + FIRST_DATA_LINE} changed since the split stage read it "
-                    "(rerun dvc repro)"
+                    f"{path}: line {line} changed since the split stage read it (rerun dvc repro)"
                 )
         out[name] = part
     return summary, out

@@ -17,7 +17,6 @@ from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.intervals import regression_intervals
 from torchstages.evaluation.predictions import write_regression_predictions
 from torchstages.io import write_csv
-from torchstages.tables.build import FIRST_DATA_LINE
 from torchstages.tables.split import read_table_split
 
 __all__ = [
@@ -79,9 +78,9 @@ def evaluate_table(
     numeric, categorical, labels = load_table_split(processed, split)
     out = table_outputs(model, numeric, categorical, params.batch_size, device)
     split_rows = read_table_split(splits_dir / f"{split}.csv")
-    lines = [r + FIRST_DATA_LINE for r, _, _ in split_rows]
-    # a row is named by its line in the table and identified by the hash of its cells
-    rows = [Row(f"line {n}", "", sha) for n, (_, _, sha) in zip(lines, split_rows, strict=True)]
+    lines = [line for _, _, _, line in split_rows]
+    # a row is named by the line it starts on and identified by the hash of its cells
+    rows = [Row(f"line {n}", "", sha) for n, (_, _, sha, _) in zip(lines, split_rows, strict=True)]
     if card["task"] == "classification":
         labels = np.asarray(labels)
         metrics, probs = classify_rows(

@@ -95,7 +95,6 @@ def predict_table(
     absent = [c for c in keep if c not in frame.columns]
     if absent:
         raise UserError(f"{table}: --keep names column(s) {absent} that it does not have")
-    frame.index = frame.index + 2  # line numbers, the header being line 1
     predictions = predict_frame(runner, frame, str(table), k)
     first = [[n, *cells] for n, *cells in frame[list(keep)].fillna("").itertuples()]
     column = f"predicted_{runner.metadata['target']}"

@@ -20,10 +20,18 @@ import pandas as pd
 from torchstages.errors import UserError
 from torchstages.kinds import table_files
 
-__all__ = ["LOCAL_ORDER_DATE", "find_table", "read_table", "row_hashes", "rounded_row_hashes"]
+__all__ = [
+    "FIRST_DATA_LINE",
+    "LOCAL_ORDER_DATE",
+    "find_table",
+    "read_table",
+    "row_hashes",
+    "rounded_row_hashes",
+]
 
 log = logging.getLogger(__name__)
 
+FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 _SNIFF_BYTES = 64 * 1024
 # a number written with a decimal comma, as spreadsheets save CSV with ';' between fields in
 # much of Europe: digits, at most one comma, more digits, an optional exponent
@@ -48,12 +56,15 @@ def find_table(raw_dir: Path) -> Path:
 
 
 def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.DataFrame:
-    """All cells as ``str`` or NaN (missing), columns in file order; one-line errors for bad files.
+    """All cells as ``str`` or NaN (missing), columns in file order, each row indexed by the line
+    of the file it starts on (the header is line 1; a Parquet file's rows count as lines); one-line
+    errors for bad files.
 
     ``encoding`` and ``quoting`` (``csv``: quoted fields; ``none``: quotes are plain characters)
     apply to CSV files.
     """
-    if path.suffix.lower() in (".parquet", ".pq"):
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if parquet:
         frame = _read_parquet(path)
     else:
         frame = _read_csv(path, encoding, csv.QUOTE_MINIMAL if quoting == "csv" else csv.QUOTE_NONE)
@@ -62,7 +73,18 @@ def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
     if len(frame) == 0:
         raise UserError(f"{path}: has a header but no rows")
+    frame.index = FIRST_DATA_LINE + np.arange(len(frame)) if parquet else _first_lines(frame)
     return frame
+
+
+def _first_lines(frame: pd.DataFrame) -> np.ndarray:
+    """The line each row starts on: a quoted cell with line breaks makes its row span several
+    (the texts of reviews or messages often do). Blank lines, which the reader skips, are not
+    counted."""
+    breaks = np.zeros(len(frame), dtype=np.int64)
+    for name in frame.columns:
+        breaks += frame[name].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
+    return FIRST_DATA_LINE + np.concatenate([[0], np.cumsum(1 + breaks)[:-1]])
 
 
 def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:

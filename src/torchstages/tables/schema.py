@@ -19,7 +19,7 @@ from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import LOCAL_ORDER_DATE
 
-__all__ = ["MISSING", "OTHER", "fit_schema", "encode"]
+__all__ = ["MISSING", "OTHER", "BadCell", "fit_schema", "encode"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,22 @@ _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the type to be taken
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
+
+
+class BadCell(UserError):
+    """A cell the model cannot read, named by file (or request), column and line (or row):
+    ``serve`` names it as ``rows[i].column`` from ``column`` and ``row``."""
+
+    _ADVICE = (
+        " (set build_dataset.table.non_numeric: missing to treat such cells as missing, or "
+        "list the column in build_dataset.table.categorical)"
+    )
+
+    def __init__(self, where: str, column: str, row: Any, reason: str, advise: bool = False):
+        super().__init__(
+            f"{where}: column {column!r}, line {row}: {reason}" + (self._ADVICE if advise else "")
+        )
+        self.column, self.row, self.reason = column, row, reason
 
 
 def fit_schema(
@@ -59,7 +75,7 @@ def fit_schema(
         if kind == "categorical":
             categorical.append(_fit_categorical(column, name, params.min_category_count))
         elif kind == "datetime":
-            parts = _datetime_parts(column)
+            parts = _datetime_parts(column, name, params, where)
             for part in _used_parts(parts):
                 numeric.append(_fit_numeric(parts[part], f"{name}.{part}", name, "datetime", part))
         else:
@@ -94,7 +110,11 @@ def encode(
     for j, col in enumerate(schema["numeric"]):
         source = frame[col["source"]]
         if col["type"] == "datetime":
-            parts = parts_cache.setdefault(col["source"], _datetime_parts(source))
+            if col["source"] not in parts_cache:
+                parts_cache[col["source"]] = _datetime_parts(
+                    source, col["source"], params, where, advise
+                )
+            parts = parts_cache[col["source"]]
             values = parts[col["part"]]
         else:
             values = _to_numbers(source, col["type"], col["source"], params, where, advise)
@@ -164,14 +184,7 @@ def _to_numbers(
     if bad.any() and params.non_numeric == "error":
         row = bad.idxmax()
         what = "boolean" if kind == "boolean" else "finite number" if infinite[row] else "number"
-        advice = (
-            " (set build_dataset.table.non_numeric: missing to treat such cells as missing, or "
-            "list the column in build_dataset.table.categorical)"
-        )
-        raise UserError(
-            f"{where}: column {name!r}, line {row}: {column[row]!r} is not a {what}"
-            + (advice if advise else "")
-        )
+        raise BadCell(where, name, row, f"{column[row]!r} is not a {what}", advise)
     return values
 
 
@@ -227,8 +240,17 @@ def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, 
     return {"name": name, "categories": kept}
 
 
-def _datetime_parts(column: pd.Series) -> dict[str, pd.Series]:
+def _datetime_parts(
+    column: pd.Series, name: str, params: TableBuildParams, where: str, advise: bool = True
+) -> dict[str, pd.Series]:
+    """Year, month, day, weekday and hour of ISO 8601 dates; a cell that is not one follows
+    ``non_numeric``, as a non-number does in a numeric column."""
     dates = pd.to_datetime(column, errors="coerce", format="ISO8601", utc=True)
+    bad = column.notna() & dates.isna()
+    if bad.any() and params.non_numeric == "error":
+        row = bad.idxmax()
+        reason = f"{column[row]!r} is not a date (YYYY-MM-DD, maybe with a time)"
+        raise BadCell(where, name, row, reason, advise)
     parts = {p: getattr(dates.dt, p).astype(np.float64) for p in _DATE_PARTS}
     parts["hour"] = dates.dt.hour.astype(np.float64)
     return parts
@@ -253,10 +275,11 @@ def _refuse_missing(
     ):
         if values.any():
             i, j = np.argwhere(values)[0]
-            raise UserError(
-                f"{where}: column {cols[j]['name']!r}, line {frame.index[i]}: missing value "
-                "(build_dataset.table.missing is error; impute fills it from the train split)"
+            reason = (
+                "missing value (build_dataset.table.missing is error; impute fills it from the "
+                "train split)"
             )
+            raise BadCell(where, cols[j].get("source", cols[j]["name"]), frame.index[i], reason)
 
 
 def _r(value: float) -> float:

@@ -23,6 +23,7 @@ from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.tables.predict import predict_frame, source_columns
+from torchstages.tables.schema import BadCell
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
     from torchstages.deploy.serve import Limits
@@ -51,7 +52,6 @@ class TableService:
         self.runner = runner
         self.columns = source_columns(runner.metadata)
         self.schema = json.loads(runner.metadata["schema"])
-        self.numbers = [c["source"] for c in self.schema["numeric"] if c["type"] == "numeric"]
         # the body with an example row of this model's columns: /docs' "try it out" then works
         example = Field(min_length=1, description=_ROWS, examples=[[self._example()]])
         self.request = create_model(
@@ -94,10 +94,12 @@ class TableService:
 
     def predict(self, body: TableRequest, k: int) -> dict[str, Any]:
         frame = records_frame(body.rows, self.columns, self.field)
-        check_numbers(frame, self.numbers, self.field)
         try:
+            # encode reads the cells as predict does, under the model's non_numeric rule
             predictions = predict_frame(self.runner, frame, self.field, k)
-        except UserError as exc:  # what encode refuses beyond the checks above (booleans)
+        except BadCell as exc:  # the frame's index is the row's place in the request
+            raise InvalidPart(f"{self.field}[{exc.row}].{exc.column}", exc.reason) from None
+        except UserError as exc:  # anything else encode refuses: named by the request
             raise InvalidPart(self.field, str(exc).removeprefix(f"{self.field}: ")) from None
         if self.runner.metadata["task"] == "regression":
             return {

@@ -27,16 +27,19 @@ __all__ = [
     "HEADER",
     "class_order",
     "decide_task",
+    "first_of",
     "read_table_split",
     "resolve_columns",
     "split_table",
+    "write_table_splits",
 ]
 
 log = logging.getLogger(__name__)
 
-HEADER = ["row", "group", "sha256"]
+HEADER = ["row", "group", "sha256", "line"]  # row: 0-based; line: where it starts in the file
 _TARGET_NAMES = ("target", "label", "class", "y")
 MIN_PER_CLASS = 3  # one row for each of train, val and test
+_STRAY_SHARE = 0.1  # at most this share of words among a target's numbers: they are mistakes
 
 
 def resolve_columns(frame: pd.DataFrame, params: TableSplitParams, path: Path) -> dict[str, Any]:
@@ -65,17 +68,36 @@ def resolve_columns(frame: pd.DataFrame, params: TableSplitParams, path: Path) -
     return {"target": target, "group": params.group, "features": features}
 
 
-def decide_task(target: pd.Series, params: TableSplitParams) -> str:
-    """``classification`` for text targets or few distinct integers, else ``regression``."""
+def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
+    """``classification`` for text targets or few distinct integers, else ``regression``; many
+    numbers with a few words among them are refused, naming the first word."""
     if params.task != "auto":
         return params.task
     numbers = pd.to_numeric(target, errors="coerce")
-    if numbers.isna().any():
+    words = numbers.isna().to_numpy()
+    if words.any() and words.mean() <= _STRAY_SHARE and numbers.nunique() > params.max_classes:
+        # a number column with a stray word ('unknown') is not hundreds of classes
+        first = int(np.flatnonzero(words)[0])
+        more = f" and {words.sum() - 1} more cells" if words.sum() > 1 else ""
+        raise UserError(
+            f"{path}: target {target.name!r} holds numbers but line {target.index[first]} holds "
+            f"{target.iloc[first]!r}{more}: empty such cells (rows without a target are "
+            "dropped), or set split.table.task"
+        )
+    if words.any():
         return "classification"
     integral = bool(np.all(np.mod(numbers.to_numpy(dtype=np.float64), 1) == 0))
     return (
         "classification" if integral and numbers.nunique() <= params.max_classes else "regression"
     )
+
+
+def first_of(counts: dict[str, int], shown: int = 10) -> str:
+    """``counts`` for a message: the first ``shown`` entries, and how many there are in all."""
+    if len(counts) <= shown:
+        return str(counts)
+    head = ", ".join(f"{c!r}: {n}" for c, n in list(counts.items())[:shown])
+    return f"{{{head}, ...}} ({len(counts)} classes)"
 
 
 def class_order(values: list[str]) -> list[str]:
@@ -98,7 +120,7 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         raise UserError(f"{path}: target column {cols['target']!r} is empty in every row")
     kept = np.flatnonzero(target.notna().to_numpy())
     frame = frame.iloc[kept]
-    task = decide_task(frame[cols["target"]], params.table)
+    task = decide_task(frame[cols["target"]], params.table, path)
     strata = _strata(frame[cols["target"]], task, params.table.bins, path, cols["target"])
     columns = [*cols["features"], cols["target"]]
     content = row_hashes(frame, columns)
@@ -114,16 +136,10 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     fractions = {"train": params.train, "val": params.val, "test": params.test}
     splits = assign_splits(rows, fractions, params.seed)
     check_no_leakage(splits)
-    hash_of = dict(zip(kept.tolist(), content, strict=True))
-    for name in SPLIT_NAMES:
-        write_csv(
-            out_dir / f"{name}.csv",
-            HEADER,
-            [[int(r.path), r.sha256, hash_of[int(r.path)]] for r in splits[name]],
-        )
+    write_table_splits(out_dir, splits, kept, content, frame.index)
     summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
     if near is not None:
-        summary["near_duplicates"] = _near_summary(near, content, kept, splits, params)
+        summary["near_duplicates"] = _near_summary(near, content, kept, splits, params, frame.index)
     write_json(out_dir / "summary.json", summary)
     log.info(
         "split: %s table %s, target %r (%s), train/val/test = %s rows; %d rows without a "
@@ -147,7 +163,7 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
         if small:
             raise UserError(
                 f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "
-                f"split): {small}"
+                f"split): {first_of(small)}"
             )
         if len(counts) < 2:
             raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
@@ -157,8 +173,8 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(
-            f"{path}: regression target {name!r}: {target.iloc[first]!r} (row {target.index[first]}) "
-            "is not a finite number"
+            f"{path}: regression target {name!r}, line {target.index[first]}: "
+            f"{target.iloc[first]!r} is not a finite number"
         )
     # quantile bins on the rank, so heavy ties cannot collapse the bins
     ranks = values.rank(method="first").to_numpy()
@@ -172,9 +188,11 @@ def _near_summary(
     kept: np.ndarray,
     splits: dict[str, list[Row]],
     params: SplitParams,
+    lines: pd.Index,
 ) -> dict[str, Any]:
     """Groups of rows equal after rounding but not all identical, and how many span splits."""
     split_of = {int(r.path): name for name in SPLIT_NAMES for r in splits[name]}
+    line_of = dict(zip(kept.tolist(), lines.tolist(), strict=True))
     members: dict[str, list[int]] = {}
     for row, key in zip(kept.tolist(), near, strict=True):
         members.setdefault(key, []).append(row)
@@ -186,7 +204,7 @@ def _near_summary(
         "groups": len(groups),
         "rows": sum(len(g) for g in groups),
         "groups_across_splits": sum(1 for g in groups if len({split_of[r] for r in g}) > 1),
-        "examples": [sorted(r + 2 for r in g)[:5] for g in sorted(groups)[:5]],  # file lines
+        "examples": [sorted(line_of[r] for r in g)[:5] for g in sorted(groups)[:5]],  # file lines
     }
 
 
@@ -255,9 +273,30 @@ def _summary(
     return summary
 
 
-def read_table_split(path: Path) -> list[tuple[int, str, str]]:
-    """(row, group, sha256) of one table split CSV written by :func:`split_table`."""
+def write_table_splits(
+    out_dir: Path,
+    splits: dict[str, list[Row]],
+    kept: np.ndarray,
+    content: list[str],
+    lines: pd.Index,
+) -> None:
+    """One CSV per split: each row's 0-based index among the file's rows, its group key, the hash
+    of its cells (build-dataset checks it) and the line it starts on (what reports name it by)."""
+    hash_of = dict(zip(kept.tolist(), content, strict=True))
+    line_of = dict(zip(kept.tolist(), lines.tolist(), strict=True))
+    for name in SPLIT_NAMES:
+        rows = [
+            [int(r.path), r.sha256, hash_of[int(r.path)], line_of[int(r.path)]]
+            for r in splits[name]
+        ]
+        write_csv(out_dir / f"{name}.csv", HEADER, rows)
+
+
+def read_table_split(path: Path) -> list[tuple[int, str, str, int]]:
+    """(row, group, sha256, line) of one table split CSV written by :func:`write_table_splits`."""
     try:
-        return [(int(r), g, h) for r, g, h in read_csv_rows(path, HEADER)]
+        return [(int(r), g, h, int(n)) for r, g, h, n in read_csv_rows(path, HEADER)]
     except ValueError:
-        raise UserError(f"{path}: every row needs row,group,sha256 with an integer row") from None
+        raise UserError(
+            f"{path}: every row needs row,group,sha256,line with an integer row and line"
+        ) from None

@@ -22,7 +22,6 @@ __all__ = ["WRONG_TEXTS", "evaluate_text", "text_outputs"]
 
 WRONG_TEXTS = "wrong_texts.csv"
 SHOWN_CHARS = 200  # a text longer than this is cut (with an ellipsis) in wrong_texts.csv
-_FIRST_DATA_LINE = 2
 
 
 def text_outputs(
@@ -50,7 +49,7 @@ def evaluate_text(
     logits = text_outputs(model, tokens, lengths, params.batch_size, device)
     split_rows = read_table_split(splits_dir / f"{split}.csv")
     # a text is named by its line in the file and identified by the hash of its cells
-    rows = [Row(f"line {r + _FIRST_DATA_LINE}", "", sha) for r, _, sha in split_rows]
+    rows = [Row(f"line {line}", "", sha) for _, _, sha, line in split_rows]
     classes = card["classes"]
     metrics, probs = classify_rows(
         logits, labels, classes, params, rows, plots_dir, predictions, named_by="id"

@@ -54,8 +54,7 @@ def _table_column(path: Path, column: str) -> list[tuple[str, str]]:
         raise UserError(
             f"{path}: no column {column!r} (columns: {list(frame.columns)}; --column names it)"
         )
-    cells = frame[column].fillna("").tolist()
-    return [(f"{path}:{n}", t) for n, t in enumerate(cells, start=2)]
+    return [(f"{path}:{line}", t) for line, t in frame[column].fillna("").items()]
 
 
 @dataclass(frozen=True)

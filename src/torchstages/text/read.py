@@ -35,8 +35,7 @@ def _refuse_swallowed_rows(frame: pd.DataFrame, label: str, path: Path) -> None:
     columns = list(frame.columns)
     labels = set(frame[label].dropna())
     at = columns.index(label)
-    line = 2  # the header is line 1
-    for cells in frame.itertuples(index=False, name=None):
+    for line, *cells in frame.itertuples(name=None):
         texts = [c for c in cells if isinstance(c, str)]
         for inner in (part for c in texts for part in c.split("\n")[1:]):
             for delimiter in "\t,;|":
@@ -47,7 +46,6 @@ def _refuse_swallowed_rows(frame: pd.DataFrame, label: str, path: Path) -> None:
                         "lines after it were read as one text (set split.text.quoting: none "
                         "when quotes are part of the texts)"
                     )
-        line += 1 + sum(c.count("\n") for c in texts)
 
 
 def resolve_text_columns(

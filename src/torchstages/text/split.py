@@ -19,18 +19,17 @@ import numpy as np
 from torchstages.data.discover import Row
 from torchstages.data.split import assign_splits, check_no_leakage
 from torchstages.errors import UserError
-from torchstages.io import write_csv, write_json
+from torchstages.io import write_json
 from torchstages.params.split import SplitParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import find_table, row_hashes
-from torchstages.tables.split import HEADER, MIN_PER_CLASS, class_order
+from torchstages.tables.split import MIN_PER_CLASS, class_order, first_of, write_table_splits
 from torchstages.text.read import read_texts
 from torchstages.text.tokenize import duplicate_key
 
 __all__ = ["split_texts"]
 
 log = logging.getLogger(__name__)
-FIRST_DATA_LINE = 2
 
 
 def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         raise UserError(f"{path}: label column {label!r} is empty in every row")
     blank = ~frame[text].fillna("").str.strip().astype(bool).to_numpy()
     if params.text.empty == "error" and (blank & labelled).any():
-        first = int(np.flatnonzero(blank & labelled)[0]) + FIRST_DATA_LINE
+        first = frame.index[np.flatnonzero(blank & labelled)[0]]
         raise UserError(
             f"{path}: line {first}: the text ({text!r}) is empty (split.text.empty: drop "
             "leaves such rows out)"
@@ -58,13 +57,7 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     fractions = {"train": params.train, "val": params.val, "test": params.test}
     splits = assign_splits(rows, fractions, params.seed)
     check_no_leakage(splits)
-    content = dict(zip(kept.tolist(), row_hashes(frame, [text, label]), strict=True))
-    for name in SPLIT_NAMES:
-        write_csv(
-            out_dir / f"{name}.csv",
-            HEADER,
-            [[int(r.path), r.sha256, content[int(r.path)]] for r in splits[name]],
-        )
+    write_table_splits(out_dir, splits, kept, row_hashes(frame, [text, label]), frame.index)
     summary = {
         "kind": "text",
         "file": path.name,
@@ -113,7 +106,7 @@ def _check_classes(counts: Counter, path: Path, label: str) -> None:
     if small:
         raise UserError(
             f"{path}: label {label!r}: classes with fewer than {MIN_PER_CLASS} texts (one per "
-            f"split): {small}"
+            f"split): {first_of(small)}"
         )
 
 
