@@ -271,7 +271,7 @@ def test_health_answers_while_json_inference_runs(table):
 
 
 def test_text_metadata_and_answers_equal_predict(text, tmp_path):
-    texts = ["the team scored a late goal", "Bake it with GARLIC!", "", "rain and wind today"]
+    texts = ["the team scored a late goal", "Bake it with GARLIC!", "?", "rain and wind today"]
     args = [a for t in texts for a in ("--text", t)]
     for fmt in ("onnx", "pt2"):
         model = text / f"model.{fmt}"
@@ -286,6 +286,27 @@ def test_text_metadata_and_answers_equal_predict(text, tmp_path):
             assert p["prediction"] == label and len(p["top"]) == 3
             assert p["top"][0]["probability"] == pytest.approx(float(probability), abs=2e-6)
         assert [p["text"] for p in got["predictions"]] == [0, 1, 2, 3]
+
+
+def test_empty_texts_get_no_class(text, tmp_path, caplog):
+    """Training left empty texts out: predict keeps their rows without a class and says so."""
+    with caplog.at_level("WARNING", logger="torchstages"):
+        rows = cli_csv(
+            tmp_path,
+            "--model",
+            str(text / "model.onnx"),
+            "--text",
+            "goal",
+            "--text",
+            " ",
+            "--top-k",
+            "2",
+        )
+    assert rows[2] == ["text 2", "", "", "", ""] and rows[1][1] in ("food", "sport", "weather")
+    assert "predict: 1 empty texts, left without a prediction: text 2" in caplog.text
+    with client_for(text / "model.onnx") as c:
+        response = c.post("/predict", json={"texts": ["goal", "  "]})
+    assert (response.status_code, response.json()["part"]) == (400, "texts[1]")
 
 
 def test_bad_text_requests_are_4xx_naming_the_text(text):

@@ -7,6 +7,7 @@ here on the ONNX path."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torchstages.text.tokenize import encode_texts
 
 __all__ = ["TextEncoder", "classify_texts", "predict_texts", "read_inputs"]
 
+log = logging.getLogger(__name__)
 _BATCH = 1024
 _TABLES = (".csv", ".tsv", ".parquet", ".pq")
 
@@ -90,9 +92,16 @@ def predict_texts(
     runner: Runner, inputs: list[tuple[str, str]], k: int = 1
 ) -> tuple[list[str], list[list]]:
     """(header, rows): where each text came from, its class and probability (``k`` > 1: the
-    next classes and theirs too)."""
-    tops = classify_texts(runner, [t for _, t in inputs], k)
+    next classes and theirs too). An empty text keeps its row, without a prediction: training
+    left such texts out, so any class given to one would be made up."""
+    empty = [where for where, text in inputs if not text.strip()]
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        log.warning("predict: %d empty texts, left without a prediction: %s", len(empty), shown)
+    given = [t for _, t in inputs if t.strip()]
+    tops = iter(classify_texts(runner, given, k) if given else [])
     header = ["input", *top_k_header(f"predicted_{runner.metadata['target']}", k)]
     return header, [
-        [where, *top_k_cells(top)] for (where, _), top in zip(inputs, tops, strict=True)
+        [where, *(top_k_cells(next(tops)) if text.strip() else [""] * (2 * k))]
+        for where, text in inputs
     ]

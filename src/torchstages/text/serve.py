@@ -55,6 +55,8 @@ class TextService:
 
     def predict(self, body: TextRequest, k: int) -> dict[str, Any]:
         for i, text in enumerate(body.texts):
+            if not text.strip():  # training left empty texts out: no class would mean anything
+                raise InvalidPart(f"texts[{i}]", "an empty text (nothing to classify)")
             if len(text) > self.max_chars:
                 raise InvalidPart(
                     f"texts[{i}]",
