@@ -133,6 +133,8 @@ def test_decimal_commas_read_as_numbers_in_a_file_not_separated_by_commas(tmp_pa
         ("a,b,target\n", "no rows"),
         ("a,a,target\n1,2,x\n", "duplicate column"),
         (b"a,target\n1,x\n\xff\xfe,y\n", "line 3 is not valid UTF-8"),
+        ('a,target\n"1\n2",x\n3,y,z\n', "line 4: 3 fields where the header has 2 .*quotes"),
+        ('a,target\n"1\n2",x\n"3,y\n', "line 4: a quote opened here is never closed$"),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path, text, message):

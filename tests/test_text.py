@@ -112,7 +112,11 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
         (b"id,words,label\n1,hi there,a\n", {"text": {"text": "body"}}, "no column 'body'"),
         (b"id,text\n1,hi\n", {}, "no column named label"),
         (b"text,label\n" + b"hello there,a\n" * 9, {}, "only one class"),
-        (b'text,label\n"hi,a\nbye,b\nthird,a\n', {}, "cannot parse as CSV"),
+        (  # never closed, after a text over two lines: named by the file's line
+            b'text,label\n"two\nlines",a\nhi,b\n"open,a\nbye,b\n',
+            {},
+            r"t.csv: line 5: a quote opened here is never closed \(set split.text.quoting: none",
+        ),
         (b'text,label\n"broken,a\nbye,b\nthird,a\n"fine",b\n', {}, "line 2: a quote opened"),
         (b"text,label\nhi,a\ncaf\xe9,b\n", {}, "line 3 is not valid UTF-8"),
         (b"text,label\nhi,a\n ,b\n", {"text": {"empty": "error"}}, "line 3: the text"),

@@ -23,6 +23,7 @@ from torchstages.kinds import table_files
 __all__ = [
     "FIRST_DATA_LINE",
     "LOCAL_ORDER_DATE",
+    "UnclosedQuote",
     "find_table",
     "read_table",
     "row_hashes",
@@ -117,12 +118,45 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
             quoting=quoting,
         )
     except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
+        raise _parse_error(str(exc).splitlines()[0], text, delimiter, quoting, path) from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
     return frame if delimiter == "," else _decimal_commas(frame, path)
+
+
+class UnclosedQuote(UserError):
+    """A quote that opens a cell and never closes: the rest of the file would be that cell."""
+
+
+def _parse_error(message: str, text: str, delimiter: str, quoting: int, path: Path) -> UserError:
+    """pandas' tokenizer error, with the line of the file it happened on: pandas counts records
+    (a quoted cell with line breaks is one), so its numbers drift from the file's lines."""
+    if found := re.search(r"EOF inside string starting at row (\d+)", message):
+        line = _record_line(text, delimiter, quoting, int(found[1]))
+        return UnclosedQuote(f"{path}: line {line}: a quote opened here is never closed")
+    if found := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
+        line = _record_line(text, delimiter, quoting, int(found[2]) - 1)
+        return UserError(
+            f"{path}: line {line}: {found[3]} fields where the header has {found[1]} (a cell "
+            f"that holds {delimiter!r} needs quotes around it)"
+        )
+    return UserError(f"{path}: cannot parse as CSV: {message}")
+
+
+def _record_line(text: str, delimiter: str, quoting: int, record: int) -> int:
+    """The line that record ``record`` (0: the header) starts on."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
+    line = 1
+    try:
+        for i, _ in enumerate(reader):
+            if i == record:
+                break
+            line = reader.line_num + 1
+    except csv.Error:  # the record that broke pandas may break csv too: it starts at ``line``
+        pass
+    return line
 
 
 def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

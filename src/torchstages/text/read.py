@@ -8,7 +8,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import TextSplitParams
-from torchstages.tables.read import read_table
+from torchstages.tables.read import UnclosedQuote, read_table
 
 __all__ = ["read_texts", "resolve_text_columns"]
 
@@ -24,7 +24,12 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
     a text with a line inside that reads like a row of the file (its label field one of the
     labels) is reported as such a broken quote.
     """
-    frame = read_table(path, params.encoding, params.quoting)
+    try:
+        frame = read_table(path, params.encoding, params.quoting)
+    except UnclosedQuote as exc:
+        raise UserError(
+            f"{exc} (set split.text.quoting: none when quotes are part of the texts)"
+        ) from None
     text, label = resolve_text_columns(frame, params, path)
     if params.quoting == "csv" and path.suffix.lower() not in (".parquet", ".pq"):
         _refuse_swallowed_rows(frame, label, path)
