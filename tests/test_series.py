@@ -18,7 +18,12 @@ from torchstages.params.build_dataset import SeriesBuildParams
 from torchstages.params.split import SeriesSplitParams, SplitParams
 from torchstages.params.train import TrainParams
 from torchstages.series.build import build_series, detect_season, window_starts
-from torchstages.series.evaluate import baselines, forecast_metrics, mase_scales
+from torchstages.series.evaluate import (
+    baselines,
+    forecast_metrics,
+    mase_scales,
+    unscaled_series,
+)
 from torchstages.series.read import Frequency, read_series, resolve_series_columns
 from torchstages.series.split import check_chronological, read_series_splits, split_series
 from torchstages.tables.read import read_table
@@ -261,6 +266,47 @@ def test_metrics_and_naive_baselines_on_a_known_case():
     assert m["rmse"] == pytest.approx(np.sqrt((err**2).mean()), abs=1e-6)
     assert len(m["per_step"]["smape"]) == 6 and 0 <= m["smape"] <= 200
     assert forecast_metrics(arrays["seasonal_naive"], arrays["actual"], scale)["mase"] == 0
+    # a train range that repeats exactly each season gives MASE no scale: named, MASE = MAE
+    assert unscaled_series([y[:21], y[:21] + np.arange(21)], season=4) == [0]
+    assert unscaled_series([y[:21]], season=1) == [] and mase_scales([y[:21]], 4)[0] == 1.0
+
+
+def test_a_series_that_repeats_each_season_is_named_and_its_mase_counted(tmp_path, caplog):
+    from torchstages.models.saved import load_model
+    from torchstages.series.evaluate import evaluate_series
+    from torchstages.training.loop import TrainOutputs, train
+
+    frame = make_series(120, noise=0.0)
+    frame["value"] = np.tile(frame["value"][:12].to_numpy(), 10)  # one season, again and again
+    write_series(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, season=12)
+    outputs = TrainOutputs(*(tmp_path / "m" / n for n in ("w.safetensors", "m.json", "c.pt", "l")))
+    train(TrainParams.model_validate({"epochs": 1, "threads": 1}), processed, outputs)
+    model, card = load_model(outputs.weights, outputs.card)
+    with caplog.at_level("WARNING", logger="torchstages"):
+        metrics, _ = evaluate_series(
+            "test",
+            model,
+            card,
+            processed,
+            tmp_path / "splits",
+            tmp_path / "p",
+            64,
+            torch.device("cpu"),
+        )
+    assert metrics["mase_is_mae_for_series"] == 1 and metrics["mase"] == metrics["mae"]
+    assert "test: the series repeats exactly each season in the train range" in caplog.text
+
+
+def test_the_report_says_when_mase_is_the_mae():
+    from torchstages.evaluation.report import _baselines
+
+    m = {"mase": 0.1, "smape": 1.0, "mae": 0.1, "rmse": 0.1}
+    metrics = {**m, "baselines": {"naive": m, "seasonal_naive": {**m, "mase": 0.0}}}
+    metrics |= {"beats_naive": False, "beats_seasonal_naive": False, "season": 12}
+    assert not any("no scale" in line for line in _baselines(metrics))
+    said = "\n".join(_baselines({**metrics, "mase_is_mae_for_series": 1}))
+    assert "MASE has no scale for 1 series" in said and "their MASE is their MAE" in said
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "mlp", "tcn"])

@@ -239,6 +239,16 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
         f"seasonal naive forecast (season {metrics['season']}) and "
         f"{'beats' if metrics['beats_naive'] else 'does NOT beat'} the naive one.",
         "",
+        *(
+            [
+                f"MASE has no scale for {n} series: each repeats exactly every season in its "
+                "train range (the seasonal naive forecast has no error there), so their MASE is "
+                "their MAE; compare MAE for them.",
+                "",
+            ]
+            if (n := metrics.get("mase_is_mae_for_series"))
+            else []
+        ),
     ]
 
 

@@ -10,6 +10,7 @@ achieved on the training data.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from torchstages.evaluation.inference import predict_logits
 from torchstages.io import write_csv
 from torchstages.series.split import SplitSeries, read_series_splits
 
-__all__ = ["baselines", "draw_series", "evaluate_series", "forecast_metrics", "mase_scales"]
+__all__ = [
+    "baselines",
+    "draw_series",
+    "evaluate_series",
+    "forecast_metrics",
+    "mase_scales",
+    "unscaled_series",
+]
 
+log = logging.getLogger(__name__)
 _METRICS = ("mae", "rmse", "smape", "mase")
 
 
@@ -61,10 +70,16 @@ def baselines(
 
 
 def mase_scales(train_ranges: list[np.ndarray], season: int) -> np.ndarray:
-    """Per series, the mean absolute seasonal difference of its train range (MASE's scale)."""
+    """Per series, the mean absolute seasonal difference of its train range (MASE's scale), or
+    1 (MASE is then the MAE) for a series that repeats itself exactly each season: it has no
+    scale. :func:`unscaled_series` names those."""
     scales = [float(np.abs(r[season:] - r[:-season]).mean()) for r in train_ranges]
-    # a series that repeats itself exactly each season: no scale; fall back to 1 (raw errors)
     return np.asarray([s if s > 0 else 1.0 for s in scales])
+
+
+def unscaled_series(train_ranges: list[np.ndarray], season: int) -> list[int]:
+    """Which series have no MASE scale: their train range repeats exactly each season."""
+    return [i for i, r in enumerate(train_ranges) if not np.any(r[season:] != r[:-season])]
 
 
 def forecast_metrics(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
@@ -116,6 +131,16 @@ def evaluate_series(
     trains = [v[: series.bounds[sid]["train"][1]] for v, sid in zip(values, ids, strict=True)]
     scale = mase_scales(trains, season)[index[:, 0]]
     metrics = forecast_metrics(arrays["forecast"], arrays["actual"], scale)
+    if unscaled := [ids[i] for i in unscaled_series(trains, season)]:
+        named = ", ".join(map(repr, unscaled[:5])) + (", ..." if len(unscaled) > 5 else "")
+        log.warning(
+            "%s: %s repeat%s exactly each season in the train range, so the seasonal naive "
+            "forecast has no error there and MASE no scale: MASE is the MAE there",
+            split,
+            "the series" if ids == [""] else f"{len(unscaled)} series ({named})",
+            "s" if ids == [""] else "",
+        )
+        metrics["mase_is_mae_for_series"] = len(unscaled)
     metrics["loss"] = _r(float(((out.numpy() - np.asarray(targets)) ** 2).mean()))
     metrics["baselines"] = {
         name: forecast_metrics(arrays[name], arrays["actual"], scale)
