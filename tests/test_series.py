@@ -90,6 +90,21 @@ def test_times_with_and_without_a_utc_offset_are_refused_naming_the_line(tmp_pat
         read(frame, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("unit", "step", "said"),
+    [
+        ("int", 5, "every 5 (integer times)"),
+        ("month", 3, "quarterly"),
+        ("ns", 3600 * 10**9, "hourly"),
+        ("ns", 86400 * 10**9, "daily"),
+        ("ns", 15 * 60 * 10**9, "every 15 minutes"),
+        ("ns", 2 * 86400 * 10**9, "every 2 days"),
+    ],
+)
+def test_a_frequency_is_described_in_words(unit, step, said):
+    assert Frequency(unit, step, False, False).describe() == said
+
+
 def test_unsorted_rows_are_sorted_and_reported(tmp_path):
     frame = make_series(60)
     shuffled = frame.sample(frac=1, random_state=0)

@@ -67,6 +67,13 @@ class Frequency:
             return {1: "monthly", 3: "quarterly", 12: "yearly"}.get(
                 self.step, f"every {self.step} months"
             )
+        seconds, rest = divmod(self.step, 10**9)
+        named = {60: "every minute", 3600: "hourly", 86400: "daily", 604800: "weekly"}
+        if not rest and seconds in named:
+            return named[seconds]
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+            if not rest and seconds % size == 0:
+                return f"every {seconds // size} {unit}s"
         return f"every {pd.Timedelta(self.step)}"
 
     def ordinals(self, times: pd.Series) -> np.ndarray:
