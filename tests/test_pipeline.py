@@ -221,7 +221,7 @@ def test_one_image_under_two_classes_is_a_warning_naming_the_files(repo):
     copy.write_bytes(original.read_bytes())
     try:
         result = run(["python", "stages/split.py"], repo)
-        assert "split: 1 groups of identical files are under different classes" in result.stderr
+        assert "split: 1 group of identical files under different classes" in result.stderr
         assert "class1/copy_of_class0.png" in result.stderr and "summary.json" in result.stderr
     finally:
         copy.unlink()

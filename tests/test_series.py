@@ -131,6 +131,11 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
             r"line 5: time 'soon' is not an integer like the other times",
         ),
         (lambda f: f.rename(columns={"time": "when"}), r"no column named time/date"),
+        (  # a panel whose id column is not set: the text column is named as the likely id
+            lambda f: f.rename(columns={"value": "sales"}).assign(store="north", price=1.0),
+            r"among \['sales', 'store', 'price'\]: set split.series.target \(and "
+            r"split.series.id: store, if it names each series\)",
+        ),
         (  # parsed cell by cell, 01.02 would be January and 13.02 February
             lambda f: f.assign(
                 time=(
@@ -436,6 +441,11 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     # each series' forecast sits at its own level (s2 is around 100 units above s1)
     level = {r[0]: r[3] for r in rows if r[2] == 1}
     assert level["s0"] < level["s1"] < level["s2"]
+    unknown = write_series(panel.assign(id=panel["id"].replace("s1", "s9")), tmp_path / "odd")
+    with pytest.raises(
+        UserError, match=r"series 's9' was not in training \(known: 's0', 's1', 's2'\)$"
+    ):
+        predict_series(load_runner(export / "model.onnx"), unknown)
 
 
 def test_log_transform_round_trips_and_is_inside_the_onnx_graph(tmp_path):

@@ -144,14 +144,20 @@ def test_bad_files_are_one_line_errors(tmp_path, text, message):
         read_table(path)
 
 
-def test_split_is_stratified_seeded_and_keeps_duplicates_and_groups_together(tmp_path):
+def test_split_is_stratified_seeded_and_keeps_duplicates_and_groups_together(tmp_path, caplog):
     frame = make_table(200)
     frame = pd.concat([frame, frame.iloc[:10]], ignore_index=True)  # 10 exact duplicate rows
     frame["patient"] = [f"p{i % 40}" for i in range(len(frame))]
     write_table(frame, tmp_path / "raw")
     params = {"table": {"group": "patient", "drop": ["id"]}}
-    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate(params))
+    with caplog.at_level("INFO", logger="torchstages"):
+        summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate(params))
     assert summary["duplicates"] == {"groups": 10, "extra_rows": 10}
+    assert summary["groups_kept_together"] == 40
+    assert (
+        "0 rows without a target dropped; 10 groups of identical rows, 40 groups of 'patient' kept"
+        in caplog.text
+    )
     assert summary["task"] == "classification"
     where = {}
     for name in ("train", "val", "test"):

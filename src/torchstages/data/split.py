@@ -17,6 +17,7 @@ from torchstages.data.discover import Row
 from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.paths import SPLIT_NAMES
+from torchstages.wording import counted
 
 __all__ = [
     "assign_splits",
@@ -208,12 +209,11 @@ def _log_summary(summary: dict, out_dir: Path) -> None:
     """What the split found, and a warning for what needs a look."""
     dups = summary["duplicates"]
     log.info(
-        "split: %d classes, train/val/test = %s; %d duplicate groups (%d extra copies) kept "
-        "within one split -> %s",
+        "split: %d classes, train/val/test = %s; %s (%s) kept within one split -> %s",
         len(summary["classes"]),
         "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
-        dups["groups"],
-        dups["extra_copies"],
+        counted(dups["groups"], "duplicate group"),
+        counted(dups["extra_copies"], "extra copy", "extra copies"),
         out_dir,
     )
     near = summary.get("near_duplicates")
@@ -236,10 +236,10 @@ def _log_summary(summary: dict, out_dir: Path) -> None:
         )
     if conflicts := dups["label_conflicts"]:
         log.warning(
-            "split: %d groups of identical files are under different classes, so one image "
-            "has two labels: remove the wrong copies (all in %s/summary.json under "
+            "split: %s of identical files under different classes, so one image has two "
+            "labels: remove the wrong copies (all in %s/summary.json under "
             "duplicates.label_conflicts); the first %d: %s",
-            len(conflicts),
+            counted(len(conflicts), "group"),
             out_dir,
             min(5, len(conflicts)),
             conflicts[:5],

@@ -75,7 +75,8 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
     windows, numbers = [], []
     for s in series:
         if s.id not in ids:
-            raise UserError(f"{where}: series {s.id!r} was not in training (known: {ids[:5]}...)")
+            known = ", ".join(map(repr, ids[:5])) + (", ..." if len(ids) > 5 else "")
+            raise UserError(f"{where}: series {s.id!r} was not in training (known: {known})")
         if len(s.times) < lookback:
             name = f"series {s.id!r}" if s.id else "the history"
             raise UserError(

@@ -129,9 +129,12 @@ def resolve_series_columns(
         rest = [c for c in columns if c not in {time, params.id, *params.covariates}]
         named = [c for c in rest if c.lower() in _TARGET_NAMES]
         if len(rest) != 1 and not named:
+            # a text column beside the numbers is most likely the series' name (a panel)
+            texts = [c for c in rest if pd.to_numeric(frame[c], errors="coerce").isna().all()]
+            panel = f" (and split.series.id: {texts[0]}, if it names each series)" if texts else ""
             raise UserError(
                 f"{path}: cannot tell which column to forecast among {rest}: set "
-                "split.series.target"
+                f"split.series.target{panel}"
             )
         target = rest[0] if len(rest) == 1 else named[0]
     wanted = [("split.series.time", time), ("split.series.target", target)]

@@ -19,6 +19,7 @@ from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
+from torchstages.wording import counted
 
 __all__ = [
     "Prediction",
@@ -71,13 +72,13 @@ def _warn_unfamiliar(frame: pd.DataFrame, schema: dict) -> None:
         if len(new):
             values = list(dict.fromkeys(new.tolist()))
             shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
-            unseen.append(f"{col['name']!r} in {len(new)} rows ({shown})")
+            unseen.append(f"{col['name']!r} in {counted(len(new), 'row')} ({shown})")
     if unseen:
         log.warning(
             "predict: categories not seen in training, treated as 'other': %s", "; ".join(unseen)
         )
     sources = dict.fromkeys(c["source"] for c in schema["numeric"] if not c["indicator"])
-    gaps = [f"{c!r} in {n} rows" for c in sources if (n := int(frame[c].isna().sum()))]
+    gaps = [f"{c!r} in {counted(n, 'row')}" for c in sources if (n := int(frame[c].isna().sum()))]
     if gaps:
         log.warning(
             "predict: missing values where training had none, filled with the train median: %s",

@@ -22,6 +22,7 @@ from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import find_table, read_table, rounded_row_hashes, row_hashes
+from torchstages.wording import counted
 
 __all__ = [
     "HEADER",
@@ -141,16 +142,18 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     if near is not None:
         summary["near_duplicates"] = _near_summary(near, content, kept, splits, params, frame.index)
     write_json(out_dir / "summary.json", summary)
+    together = summary["groups_kept_together"]
     log.info(
-        "split: %s table %s, target %r (%s), train/val/test = %s rows; %d rows without a "
-        "target dropped; %d groups of identical rows kept within one split -> %s",
+        "split: %s table %s, target %r (%s), train/val/test = %s rows; %s without a target "
+        "dropped; %s of identical rows%s kept within one split -> %s",
         task,
         path.name,
         cols["target"],
         f"{len(summary['classes'])} classes" if "classes" in summary else "numeric",
         "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
-        missing_target,
-        summary["duplicates"]["groups"],
+        counted(missing_target, "row"),
+        counted(summary["duplicates"]["groups"], "group"),
+        f", {counted(together, 'group')} of {cols['group']!r}" if cols["group"] else "",
         out_dir,
     )
     return summary

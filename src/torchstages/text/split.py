@@ -26,6 +26,7 @@ from torchstages.tables.read import find_table, row_hashes
 from torchstages.tables.split import MIN_PER_CLASS, class_order, first_of, write_table_splits
 from torchstages.text.read import read_texts
 from torchstages.text.tokenize import duplicate_key
+from torchstages.wording import counted
 
 __all__ = ["split_texts"]
 
@@ -81,16 +82,16 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     dups = summary["duplicates"]
     log.info(
         "split: %d texts of %d classes in %s (text %r, label %r), train/val/test = %s; "
-        "%d groups of duplicate texts (%d extra copies, %d with differing labels) kept within "
-        "one split; dropped: %d without a label, %d empty -> %s",
+        "%s of duplicate texts (%s, %d with differing labels) kept within one split; "
+        "dropped: %d without a label, %d empty -> %s",
         len(kept),
         len(summary["classes"]),
         path.name,
         text,
         label,
         "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
-        dups["groups"],
-        dups["extra_rows"],
+        counted(dups["groups"], "group"),
+        counted(dups["extra_rows"], "extra copy", "extra copies"),
         dups["label_conflicts"],
         summary["rows_without_label_dropped"],
         summary["empty_texts_dropped"],
