@@ -43,7 +43,9 @@ def test_kind_is_detected_and_mixing_is_an_error(tmp_path):
         detect_kind(tmp_path, "images")
     folders = tmp_path / "folders"
     (folders / "cats").mkdir(parents=True)
-    with pytest.raises(UserError, match=r"split.kind is text .*\(expected one table file\)"):
+    with pytest.raises(UserError, match=r"split.kind is series .*\(expected one table file\)"):
+        detect_kind(folders, "series")
+    with pytest.raises(UserError, match=r"split.kind is text .*a label column; folders of text"):
         detect_kind(folders, "text")
     (tmp_path / "cats").mkdir()
     with pytest.raises(UserError, match="both a table"):

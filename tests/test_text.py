@@ -118,7 +118,7 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
             r"t.csv: line 5: a quote opened here is never closed \(set split.text.quoting: none",
         ),
         (b'text,label\n"broken,a\nbye,b\nthird,a\n"fine",b\n', {}, "line 2: a quote opened"),
-        (b"text,label\nhi,a\ncaf\xe9,b\n", {}, "line 3 is not valid UTF-8"),
+        (b"text,label\nhi,a\ncaf\xe9,b\n", {}, r"line 3 is not valid UTF-8 .*split.text.encoding"),
         (b"text,label\nhi,a\n ,b\n", {"text": {"empty": "error"}}, "line 3: the text"),
     ],
 )
@@ -257,6 +257,9 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
     assert found[3] == (f"{table}:2", make_texts(6).text[0]) and len(found) == 9
     with pytest.raises(UserError, match="no column 'body'"):
         read_inputs([], [str(table)], "body", {"text_column": "text"})
+    lines.write_bytes(b"fine\ncaf\xe9\n")
+    with pytest.raises(UserError, match=r"texts.txt: line 2 is not valid UTF-8"):
+        read_inputs([], [str(lines)], None, {"text_column": "text"})
 
 
 def test_rows_after_a_text_with_line_breaks_are_named_by_the_line_they_start_on(tmp_path):

@@ -75,6 +75,9 @@ def detect_kind(raw_dir: Path, forced: str = "auto") -> Kind:
     if forced != "auto" and forced != found:
         what = f"table file {tables[0]}" if tables else "no table file"
         expected = "one table file" if forced in FILE_KINDS else "class folders"
+        if forced == "text" and folders:
+            expected = "one CSV/TSV/Parquet file with a text and a label column; folders of "
+            expected += "text files are not read"
         raise UserError(f"split.kind is {forced} but {raw_dir} has {what} (expected {expected})")
     return found
 

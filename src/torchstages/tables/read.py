@@ -23,6 +23,7 @@ from torchstages.kinds import table_files
 __all__ = [
     "FIRST_DATA_LINE",
     "LOCAL_ORDER_DATE",
+    "NotDecodable",
     "UnclosedQuote",
     "find_table",
     "read_table",
@@ -99,7 +100,7 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         name = "UTF-8" if codec == "utf-8-sig" else encoding
-        raise UserError(
+        raise NotDecodable(
             f"{path}: line {line} is not valid {name} (save the file as UTF-8)"
         ) from None
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
@@ -124,6 +125,10 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     frame.columns = [str(c) for c in frame.columns]
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
     return frame if delimiter == "," else _decimal_commas(frame, path)
+
+
+class NotDecodable(UserError):
+    """Bytes that the file's encoding cannot read."""
 
 
 class UnclosedQuote(UserError):

@@ -40,10 +40,12 @@ def read_inputs(
         if path.suffix.lower() in _TABLES:
             out += _table_column(path, column or meta["text_column"])
             continue
+        raw = path.read_bytes()
         try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not valid UTF-8 (one text a line, UTF-8)") from None
+            lines = raw.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise UserError(f"{path}: line {line} is not valid UTF-8 (one text a line)") from None
         out += [(f"{path}:{n}", line) for n, line in enumerate(lines, start=1) if line.strip()]
     if not out:
         raise UserError("predict: no texts (give --text, a .txt file or a table file)")

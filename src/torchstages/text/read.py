@@ -8,7 +8,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import TextSplitParams
-from torchstages.tables.read import UnclosedQuote, read_table
+from torchstages.tables.read import NotDecodable, UnclosedQuote, read_table
 
 __all__ = ["read_texts", "resolve_text_columns"]
 
@@ -30,6 +30,8 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
         raise UserError(
             f"{exc} (set split.text.quoting: none when quotes are part of the texts)"
         ) from None
+    except NotDecodable as exc:  # texts exported by older tools may be in a legacy encoding
+        raise UserError(f"{exc}, or set split.text.encoding (e.g. cp1252)") from None
     text, label = resolve_text_columns(frame, params, path)
     if params.quoting == "csv" and path.suffix.lower() not in (".parquet", ".pq"):
         _refuse_swallowed_rows(frame, label, path)
