@@ -226,6 +226,9 @@ def test_sigterm_finishes_the_request_in_flight(deployed, runner, monkeypatch):
 
         def slow_body():
             yield body[:40]
+            # the headers and first bytes are sent; give the server a moment to take the request
+            # up (a SIGTERM before that closes the connection unanswered, as it should)
+            time.sleep(0.5)
             server.process.send_signal(signal.SIGTERM)  # the request is in flight now
             time.sleep(1.0)
             yield body[40:]

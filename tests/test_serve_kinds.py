@@ -118,6 +118,8 @@ def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
         meta = c.get("/metadata").json()
         assert meta["task"] == "regression" and "top_k" not in meta["limits"]
         got = c.post("/predict", json={"rows": records(read_table(raw))[:10]}).json()
+        asked = c.post("/predict", json={"rows": records(read_table(raw))[:2]}, params={"top_k": 2})
+    assert (asked.status_code, asked.json()["part"]) == (400, "top_k")  # as predict refuses it
     assert [p["prediction"] for p in got["predictions"]] == [float(v) for _, v in want[1:11]]
     assert "top" not in got["predictions"][0]
     assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "2"]) == 2

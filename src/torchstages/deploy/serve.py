@@ -150,7 +150,7 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
     if service is None:
         _add_upload_route(app, runner, limits, version)
     else:
-        _add_json_route(app, service, limits, version)
+        _add_json_route(app, service, limits, version, classifies=bool(runner.classes))
     return app
 
 
@@ -184,7 +184,9 @@ def _add_upload_route(app: FastAPI, runner: Runner, limits: Limits, version: str
         return {"model_version": version, "predictions": results}
 
 
-def _add_json_route(app: FastAPI, service: JsonService, limits: Limits, version: str) -> None:
+def _add_json_route(
+    app: FastAPI, service: JsonService, limits: Limits, version: str, *, classifies: bool
+) -> None:
     async def predict(
         body: BaseModel,
         k: Annotated[
@@ -192,6 +194,8 @@ def _add_json_route(app: FastAPI, service: JsonService, limits: Limits, version:
         ] = None,
     ) -> dict[str, Any]:
         items = getattr(body, service.field)
+        if k is not None and not classifies:  # as predict's --top-k refuses it
+            raise RequestError(400, "top_k: this model predicts values, not classes", "top_k")
         if len(items) > limits.max_rows:
             raise RequestError(
                 413,
