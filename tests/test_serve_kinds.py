@@ -215,6 +215,9 @@ def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [[str(v) for v in d.values()] for d in lines] == top2[1:]
     assert list(lines[0]) == top2[0]
+    named = tmp_path / "rows.jsonl"  # an --output's suffix picks jsonl too
+    assert main(["predict", "--model", model, raw, "--top-k", "2", "--output", str(named)]) == 0
+    assert [json.loads(line) for line in named.read_text().splitlines()] == lines
     assert main(["predict", "--model", model, raw, "--format", "table"]) == 0
     shown = capsys.readouterr().out.splitlines()
     assert shown[0].split() == ["line", "predicted_target", "probability"]

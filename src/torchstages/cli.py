@@ -174,7 +174,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=["table", "csv", "jsonl"],
         help="images: table on a terminal, else jsonl (csv for an --output ending in .csv); "
-        "table, text and series models: csv",
+        "table, text and series models: csv (jsonl for an --output ending in .jsonl or .json)",
     )
     p.add_argument(
         "--keep",
@@ -310,18 +310,22 @@ def _top_k(args: argparse.Namespace, runner: Runner) -> int:
 
 def _write_rows(args: argparse.Namespace, header: list[str], rows: list[list]) -> int:
     """``header`` and ``rows`` to stdout or, atomically, to ``--output``: CSV unless
-    ``--format`` says jsonl (one object per row) or table (aligned columns)."""
+    ``--format`` (or an ``--output`` ending in .jsonl/.json) says jsonl (one object per row),
+    or table (aligned columns)."""
     import csv
     import json
 
     from torchstages.io import atomic_path
 
+    named_json = args.output and Path(args.output).suffix.lower() in (".jsonl", ".json")
+    fmt = args.format or ("jsonl" if named_json else "csv")
+
     def write(out) -> None:
-        if args.format == "jsonl":
+        if fmt == "jsonl":
             for row in rows:
                 out.write(json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False))
                 out.write("\n")
-        elif args.format == "table":
+        elif fmt == "table":
             cells = [header, *([str(c) for c in row] for row in rows)]
             widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
             for r in cells:
