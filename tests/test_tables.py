@@ -336,7 +336,7 @@ def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):
     assert "day" in {c["name"] for c in meta["schema"]["categorical"]}
 
 
-def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path):
+def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path, caplog):
     frame = make_table(100)
     frame["x1"] = frame["x1"].astype(object)
     frame.loc[10, "x1"] = "oops"
@@ -345,7 +345,11 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
     with pytest.raises(UserError, match="column 'x1', line 12: 'oops' is not a number"):
         build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
     lenient = BuildDatasetParams(table=TableBuildParams(non_numeric="missing"))
-    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    with caplog.at_level("INFO", logger="torchstages"):
+        build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    said = [m for m in caplog.messages if "read as missing" in m]  # once: its row's split
+    assert len(said) == 1 and "column 'x1': 1 cell not a number" in said[0]
+    assert "the first: 'oops' on line 12" in said[0]
     # 'inf' and 1e400 parse as numbers, but no statistic or model input can hold them
     frame.loc[10, "x1"], frame.loc[20, "x1"] = 1.5, "1e400"
     write_table(frame, tmp_path / "raw")

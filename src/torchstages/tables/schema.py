@@ -18,6 +18,7 @@ import pandas as pd
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import LOCAL_ORDER_DATE
+from torchstages.wording import counted
 
 __all__ = ["MISSING", "OTHER", "BadCell", "fit_schema", "encode"]
 
@@ -75,11 +76,12 @@ def fit_schema(
         if kind == "categorical":
             categorical.append(_fit_categorical(column, name, params.min_category_count))
         elif kind == "datetime":
-            parts = _datetime_parts(column, name, params, where)
+            parts = _datetime_parts(column, name, params, where, report=False)
             for part in _used_parts(parts):
                 numeric.append(_fit_numeric(parts[part], f"{name}.{part}", name, "datetime", part))
         else:
-            values = _to_numbers(column, kind, name, params, where)
+            # the train rows are encoded (and their cells counted) after the fit
+            values = _to_numbers(column, kind, name, params, where, report=False)
             numeric.append(_fit_numeric(values, name, name, kind, None))
     if not numeric and not categorical:
         raise UserError(f"{where}: no usable feature column (all empty in the train split)")
@@ -168,8 +170,10 @@ def _to_numbers(
     params: TableBuildParams,
     where: str,
     advise: bool = True,
+    report: bool = True,
 ) -> pd.Series:
-    """Cells as float64 (NaN = missing); a cell that is not a number follows ``non_numeric``."""
+    """Cells as float64 (NaN = missing); a cell that is not a number follows ``non_numeric``
+    (``report``: log how many were read as missing)."""
     if kind == "boolean":
         lowered = column.str.strip().str.lower()
         values = pd.Series(np.nan, index=column.index)
@@ -185,7 +189,25 @@ def _to_numbers(
         row = bad.idxmax()
         what = "boolean" if kind == "boolean" else "finite number" if infinite[row] else "number"
         raise BadCell(where, name, row, f"{column[row]!r} is not a {what}", advise)
+    if report:
+        _count_as_missing(column, bad, name, "boolean" if kind == "boolean" else "number", where)
     return values
+
+
+def _count_as_missing(column: pd.Series, bad: pd.Series, name: str, what: str, where: str) -> None:
+    """Say how many cells ``non_numeric: missing`` turned into missing values, and the first."""
+    if bad.any():
+        line = bad.idxmax()
+        log.info(
+            "%s: column %r: %s not a %s, read as missing (build_dataset.table.non_numeric; the "
+            "first: %r on line %s)",
+            where,
+            name,
+            counted(int(bad.sum()), "cell"),
+            what,
+            column[line],
+            line,
+        )
 
 
 def _fit_numeric(
@@ -241,7 +263,12 @@ def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, 
 
 
 def _datetime_parts(
-    column: pd.Series, name: str, params: TableBuildParams, where: str, advise: bool = True
+    column: pd.Series,
+    name: str,
+    params: TableBuildParams,
+    where: str,
+    advise: bool = True,
+    report: bool = True,
 ) -> dict[str, pd.Series]:
     """Year, month, day, weekday and hour of ISO 8601 dates; a cell that is not one follows
     ``non_numeric``, as a non-number does in a numeric column."""
@@ -251,6 +278,8 @@ def _datetime_parts(
         row = bad.idxmax()
         reason = f"{column[row]!r} is not a date (YYYY-MM-DD, maybe with a time)"
         raise BadCell(where, name, row, reason, advise)
+    if report:
+        _count_as_missing(column, bad, name, "date", where)
     parts = {p: getattr(dates.dt, p).astype(np.float64) for p in _DATE_PARTS}
     parts["hour"] = dates.dt.hour.astype(np.float64)
     return parts
