@@ -368,6 +368,17 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
     build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
 
 
+def test_a_table_param_that_changes_nothing_leaves_the_built_files_as_they_were(tmp_path):
+    write_table(make_table(100).drop(columns="day"), tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    built = {}
+    for datetime in ("expand", "drop"):  # no date column: nothing to expand or drop
+        params = BuildDatasetParams(table=TableBuildParams(datetime=datetime))
+        build_table(params, tmp_path / "raw", tmp_path / "s", tmp_path / datetime)
+        built[datetime] = {p.name: p.read_bytes() for p in (tmp_path / datetime).iterdir()}
+    assert built["expand"] == built["drop"]
+
+
 def test_missing_error_mode_names_the_cell(tmp_path):
     write_table(make_table(100), tmp_path / "raw")
     split_table(tmp_path / "raw", tmp_path / "s", SplitParams())

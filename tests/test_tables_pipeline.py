@@ -57,7 +57,8 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     for path in ("plots/test/confusion.csv", "plots/test/confusion.png", "reports/report.md"):
         assert (repo / path).exists(), path
     report = (repo / "reports/report.md").read_text()
-    assert "test rows" in report and "## Near duplicates" in report
+    assert "classification of `target`, 2 classes" in report and "test rows" in report
+    assert "## Near duplicates" in report
     assert "| metric | value | 95% interval |" in report
     # a table's mistakes are rows, not files
     assert "| file |" not in report and "image" not in report

@@ -50,6 +50,7 @@ def test_texts_run_all_six_then_nothing(repo):
     assert parity["prediction_agreement"] == 1.0 and metrics["samples"] > 0
     report = (repo / "reports/report.md").read_text()
     assert "test texts" in report and "build_dataset.text.min_freq" in report
+    assert "classification of `label`" in report
     assert "build_dataset.image_size" not in report and "train.augment" not in report
     for path in (
         "plots/test/confusion.png",

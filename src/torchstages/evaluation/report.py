@@ -147,6 +147,8 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     else:
         unit = {"table": "rows", "text": "texts"}.get(kind_of(card), "images")
         what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
+        if "target" in card:  # a table's or text's label column (images: their folders)
+            what = f"classification of `{card['target']}`, {what}"
     lines = [
         "# Model report (test split)",
         "",

@@ -69,8 +69,10 @@ def build_table(
         "task": summary["task"],
         "target": summary["target"],
         "file": summary["file"],
+        # what the build_dataset.table params decided lives in the schema: a param that changed
+        # nothing for this table (datetime without a date column) leaves meta.json as it was,
+        # so training is not rerun for it
         "schema": schema,
-        "table": params.table.model_dump(mode="json"),
         "counts": {name: len(frames[name]) for name in SPLIT_NAMES},
     }
     target = {name: frames[name][summary["target"]] for name in SPLIT_NAMES}
