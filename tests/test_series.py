@@ -530,3 +530,12 @@ def test_covariates_are_scaled_inputs_never_targets(tmp_path):
     # standard scaling of a linear function of the target: the two channels coincide
     assert windows.shape[2] == 2 and np.allclose(windows[..., 0], windows[..., 1], atol=1e-4)
     assert np.load(processed / "train_targets.npy").shape[1] == 4
+
+
+def test_the_export_says_how_to_compute_the_calendar_inputs():
+    from torchstages.series.export import _calendar_doc
+
+    assert _calendar_doc([]) == ""
+    daily = _calendar_doc(["month_sin", "month_cos", "weekday_sin", "weekday_cos"])
+    assert "month_sin/cos = sin/cos(2 pi (month - 1) / 12)" in daily
+    assert "weekday_sin/cos = sin/cos(2 pi weekday / 7), Monday = 0" in daily

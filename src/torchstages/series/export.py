@@ -101,7 +101,8 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
                 "name": "window",
                 "dtype": "float32",
                 "shape": [None, lookback, features],
-                "doc": f"the last {lookback} steps, raw values of {', '.join(card['features'])}",
+                "doc": f"the last {lookback} steps, raw values of {', '.join(card['features'])}"
+                + _calendar_doc(card["calendar"]),
             },
             {
                 "name": "series",
@@ -114,6 +115,16 @@ def series_exportable(model: nn.Module, card: dict[str, Any]) -> Exportable:
         output=f"float32 (N, {card['horizon']}) forecast of {card['target']}, steps 1 to "
         f"{card['horizon']} after the window",
     )
+
+
+def _calendar_doc(names: list[str]) -> str:
+    """How a direct ONNX user computes the calendar inputs (predict and serve do it for you)."""
+    formulas = {
+        "month": "month_sin/cos = sin/cos(2 pi (month - 1) / 12)",
+        "weekday": "weekday_sin/cos = sin/cos(2 pi weekday / 7), Monday = 0",
+    }
+    used = [formulas[n] for n in dict.fromkeys(n.split("_")[0] for n in names)]
+    return f" (at each step's time: {'; '.join(used)})" if used else ""
 
 
 def series_export(model: nn.Module, card: dict[str, Any], processed: Path) -> KindExport:
