@@ -539,3 +539,23 @@ def test_the_export_says_how_to_compute_the_calendar_inputs():
     daily = _calendar_doc(["month_sin", "month_cos", "weekday_sin", "weekday_cos"])
     assert "month_sin/cos = sin/cos(2 pi (month - 1) / 12)" in daily
     assert "weekday_sin/cos = sin/cos(2 pi weekday / 7), Monday = 0" in daily
+
+
+@pytest.mark.parametrize(("name", "sizes"), [("gru", {"hidden": 64, "dropout": 0.0}), ("mlp", {})])
+def test_the_card_records_the_sizes_trained_and_only_the_keys_a_forecaster_reads(
+    tmp_path, name, sizes
+):
+    from torchstages.models.saved import load_model
+    from torchstages.training.loop import TrainOutputs, train
+
+    write_series(make_series(120), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path)
+    outputs = TrainOutputs(*(tmp_path / "m" / n for n in ("w.safetensors", "m.json", "c.pt", "l")))
+    params = {"epochs": 1, "threads": 1, "model": {"name": name}}
+    card = train(TrainParams.model_validate(params), processed, outputs)
+    arch = card["architecture"]
+    assert arch["name"] == name and sizes.items() <= arch.items()
+    for other in ("pooling", "bidirectional", "embedding_dim", "ensemble", "linear_weight"):
+        assert other not in arch, other  # text or table keys
+    model, _ = load_model(outputs.weights, outputs.card)  # the card still builds the model
+    assert sum(p.numel() for p in model.parameters()) == card["parameters"]

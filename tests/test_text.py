@@ -305,6 +305,7 @@ def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
     words = len(load_vocab(processed)) - 2
     assert card["kind"] == "text" and card["vocab_size"] == words + 2
     assert card["vectors_found"] == {"found": 2, "words": words}
+    assert card["architecture"]["hidden"] == 32 and card["architecture"]["dropout"] == 0.3
     paths = EvalPaths(
         processed, tmp_path / "splits", outputs.weights, outputs.card,
         tmp_path / "test.json", tmp_path / "plots", predictions=tmp_path / "pred.csv",

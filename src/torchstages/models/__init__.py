@@ -16,8 +16,8 @@ from torch import nn
 
 from torchstages.errors import UserError
 from torchstages.models.cnn import CNN, CNNSpec
-from torchstages.models.mlp import MLP, MLPSpec
-from torchstages.models.recurrent import RecurrentSpec
+from torchstages.models.mlp import MLP, TABLE_ONLY, MLPSpec
+from torchstages.models.recurrent import TEXT_ONLY, RecurrentSpec
 from torchstages.models.series import TCN, Recurrent, TCNSpec, WindowMLP
 from torchstages.models.tabular import FTTransformer, FTTransformerSpec, TableMLP
 from torchstages.models.text import TEXT_BUILDERS, TextCNNSpec, TextTransformerSpec
@@ -32,6 +32,7 @@ __all__ = [
     "build_series_model",
     "build_text_model",
     "parse_spec",
+    "recorded_spec",
     "check_output_shape",
     "describe_model",
     "describe_table_model",
@@ -70,6 +71,19 @@ _SERIES_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": WindowMLP,
     "tcn": TCN,
 }
+
+
+def recorded_spec(spec: AnySpec, kind: str) -> dict[str, Any]:
+    """``spec`` as the model card records it: without the keys that only another kind reads
+    (a forecaster's LSTM has no pooling, a series' MLP no ensemble); :func:`parse_spec` gives
+    them their defaults back."""
+    if isinstance(spec, MLPSpec) and kind != "table":
+        others = TABLE_ONLY
+    elif isinstance(spec, RecurrentSpec) and kind == "series":
+        others = TEXT_ONLY
+    else:
+        others = ()
+    return {k: v for k, v in spec.model_dump(mode="json").items() if k not in others}
 
 
 def parse_spec(raw: dict[str, Any]) -> AnySpec:

@@ -47,6 +47,9 @@ class MLPSpec(SpecWithTransfer):
     )
 
 
+TABLE_ONLY = ("embedding_dims", "ensemble", "linear_weight")
+
+
 def check_single(spec: MLPSpec, kind: str) -> None:
     """An ensemble of MLPs, or one averaged with a linear model, is a table model: elsewhere
     ``ensemble`` must stay 0 (auto) or 1 and ``linear_weight`` auto or 0."""

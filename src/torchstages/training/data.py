@@ -32,6 +32,7 @@ from torchstages.models import (
     describe_table_model,
     describe_text_model,
 )
+from torchstages.models.recurrent import RecurrentSpec
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
 from torchstages.training.tasks import Task, build_task
@@ -205,6 +206,10 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
         update["model"] = {"name": _DEFAULT_MODEL[kind]}
     if kind == "table":
         update.update(_table_defaults(params, update.get("model"), meta))
+    if kind in ("text", "series") and isinstance(params.model, RecurrentSpec):
+        # the card records the sizes trained, not "unset" (hidden: 32 for texts, 64 for series)
+        filled = params.model.for_texts() if kind == "text" else params.model.for_series()
+        update["model"] = filled.model_dump(mode="json")
     if kind != "images" and params.threads == 0:
         # table, text and series models have layers too small to split across threads: one
         # thread trains faster, by far when other jobs share the CPU and the threads' waits

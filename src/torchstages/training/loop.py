@@ -20,6 +20,7 @@ from torch import nn
 from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
 from torchstages.evaluation.inference import predict_logits
+from torchstages.models import recorded_spec
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -223,7 +224,7 @@ def _train(
         )
     card = {
         **data.card(params),
-        "architecture": params.model.model_dump(mode="json"),
+        "architecture": recorded_spec(params.model, data.kind),
         "best": {
             "epoch": run.best.epoch + 1,  # epochs count from 1 wherever a person reads them
             "monitor": params.monitor,
