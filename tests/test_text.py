@@ -77,6 +77,22 @@ def test_split_keeps_normalised_duplicates_together_and_reports_them(tmp_path):
     assert meta["kind"] == "text" and meta["classes"] == ["food", "sport", "weather"]
 
 
+def test_equal_texts_under_different_labels_are_listed_by_line(tmp_path, caplog):
+    frame = make_texts(150)
+    other = {"food": "sport", "sport": "weather", "weather": "food"}
+    frame.loc[149, "label"] = other[frame.label[0]]  # the shouted copy of text 0, relabelled
+    with caplog.at_level("WARNING", logger="torchstages"):
+        summary = split_texts(
+            write_texts(frame, tmp_path / "raw").parent,
+            tmp_path / "s",
+            SplitParams.model_validate({"kind": "text"}),
+        )
+    assert summary["duplicates"]["label_conflicts"] == 1
+    assert summary["duplicates"]["label_conflict_lines"] == [[2, 150, 151]]
+    assert "split: 1 group of equal texts under different labels" in caplog.text
+    assert "the first, by line: 2, 150, 151" in caplog.text
+
+
 def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
     frame = make_texts(150)
     for i in range(12):  # long texts, each with a word no other text has

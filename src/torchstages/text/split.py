@@ -74,7 +74,7 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         },
         "rows_without_label_dropped": int((~labelled).sum()),
         "empty_texts_dropped": int((blank & labelled).sum()),
-        "duplicates": _duplicates(keys, labels),
+        "duplicates": _duplicates(keys, labels, frame.index.tolist()),
         "encoding": params.text.encoding,
         "quoting": params.text.quoting,
     }
@@ -97,6 +97,14 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         summary["empty_texts_dropped"],
         out_dir,
     )
+    if conflicts := dups.get("label_conflict_lines"):
+        log.warning(
+            "split: %s of equal texts under different labels (all in %s/summary.json under "
+            "duplicates.label_conflict_lines); the first, by line: %s",
+            counted(len(conflicts), "group"),
+            out_dir,
+            "; ".join(", ".join(map(str, g)) for g in conflicts[:5]),
+        )
     return summary
 
 
@@ -111,16 +119,22 @@ def _check_classes(counts: Counter, path: Path, label: str) -> None:
         )
 
 
-def _duplicates(keys: list[str], labels: list[str]) -> dict[str, int]:
+def _duplicates(keys: list[str], labels: list[str], lines: list[int]) -> dict[str, Any]:
     """Groups of texts equal after normalisation: how many, their extra copies, and how many
-    groups carry more than one label (such a group goes with its first label's split share)."""
+    groups carry more than one label (such a group goes with its first label's split share),
+    with the lines of each such group, so the wrong labels can be found and fixed."""
     members: dict[str, set[str]] = defaultdict(set)
-    sizes = Counter(keys)
-    for key, y in zip(keys, labels, strict=True):
+    where: dict[str, list[int]] = defaultdict(list)
+    for key, y, line in zip(keys, labels, lines, strict=True):
         members[key].add(y)
-    groups = [k for k, n in sizes.items() if n > 1]
-    return {
+        where[key].append(line)
+    groups = [k for k, found in where.items() if len(found) > 1]
+    conflicts = sorted(where[k] for k in groups if len(members[k]) > 1)
+    out: dict[str, Any] = {
         "groups": len(groups),
-        "extra_rows": sum(sizes[k] - 1 for k in groups),
-        "label_conflicts": sum(1 for k in groups if len(members[k]) > 1),
+        "extra_rows": sum(len(where[k]) - 1 for k in groups),
+        "label_conflicts": len(conflicts),
     }
+    if conflicts:
+        out["label_conflict_lines"] = conflicts
+    return out
