@@ -82,6 +82,8 @@ def test_evaluation_writes_every_file_and_the_report_rebuilds_byte_identical(tmp
     assert render_report(tmp_path / "reports/report.md", sources) == report
     low, high = metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]
     assert f"| accuracy | {metrics['accuracy']:.4f} | {low:.4f} to {high:.4f} |" in report
+    # which interval each row has: accuracy counts right answers, the rest are resampled
+    assert "Intervals: Wilson score for accuracy (counts of right answers); a percentile" in report
     assert "| `train.lr` | `0.01` |" in report and "threads" not in report
     links = re.findall(r"\]\(([^)]+\.png)\)", report)
     assert links == ["../plots/test/confusion.png", "../plots/test/wrong.png"]

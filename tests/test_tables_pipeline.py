@@ -60,6 +60,7 @@ def test_classification_table_runs_all_six_then_nothing(classification):
     assert "classification of `target`, 2 classes" in report and "test rows" in report
     assert "## Near duplicates" in report
     assert "| metric | value | 95% interval |" in report
+    assert "Intervals: Wilson score for accuracy (counts of right answers)" in report
     # a table's mistakes are rows, not files
     assert "| file |" not in report and "image" not in report
     mistakes = (repo / "plots/test/mistakes.csv").read_text().splitlines()

@@ -264,10 +264,22 @@ def _headline_table(metrics: dict[str, Any]) -> list[str]:
             "|---|---|",
             *(f"| {label} | {metrics[key]:.4f} |" for key, label in rows),
         ]
+    counted_right = [
+        label for key, label in rows if key.endswith("accuracy") and "balanced" not in key
+    ]
+    how = (
+        f"Intervals: Wilson score for {' and '.join(counted_right)} (counts of right answers); "
+        "a percentile bootstrap over the test rows for the others (`test.bootstrap_resamples`), "
+        "which cannot reach beyond what those rows show: a perfect score gets 1.0000 to 1.0000."
+        if counted_right
+        else "Intervals: a percentile bootstrap over the test rows (`test.bootstrap_resamples`)."
+    )
     return [
         "| metric | value | 95% interval |",
         "|---|---|---|",
         *(f"| {label} | {metrics[key]:.4f} | {_interval(metrics, key)} |" for key, label in rows),
+        "",
+        how,
     ]
 
 
