@@ -83,6 +83,28 @@ def test_local_times_across_a_summer_time_switch_become_one_utc_grid(tmp_path):
     assert series.times[0] == "2021-03-26T23:00:00" and series.times[-1] == "2021-03-29T22:00:00"
 
 
+@pytest.mark.parametrize("at", ["00:00", "09:00"])
+def test_daily_local_readings_across_a_summer_time_switch_keep_their_local_time(tmp_path, at):
+    # in UTC they would be 23:00 (or 08:00) before the switch and 22:00 (07:00) after it
+    local = pd.date_range(f"2024-03-01 {at}", periods=60, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"time": [t.isoformat() for t in local], "value": range(60)})
+    (series,), freq, report = read(frame, tmp_path)
+    assert (freq.unit, freq.step) == ("ns", 86400 * 10**9) and report["gaps"] == 0
+    assert series.times[30] == ("2024-03-31" if at == "00:00" else f"2024-03-31T{at}:00")
+
+
+@pytest.mark.parametrize(
+    "times", [["20240331T000000+0100", "20240331T030000+0200"], ["2024-01-01 10:00 GMT"] * 2]
+)
+def test_basic_iso_and_named_zones_are_read_as_utc(times):
+    from torchstages.series.read import _parse_times
+
+    parsed, integer = _parse_times(pd.Series(times), "f")
+    assert not integer and parsed.dt.tz is None
+    basic = times[0].startswith("20240331T")
+    assert parsed[0] == pd.Timestamp("2024-03-30 23:00" if basic else "2024-01-01 10:00")
+
+
 def test_times_with_and_without_a_utc_offset_are_refused_naming_the_line(tmp_path):
     times = ["2021-01-01 00:00+01:00", "2021-01-01 01:00+01:00", "2021-01-01 02:00"]
     frame = pd.DataFrame({"time": times * 10, "value": range(30)})

@@ -146,6 +146,17 @@ def test_bad_files_are_one_line_errors(tmp_path, text, message):
         read_table(path)
 
 
+def test_rows_are_indexed_by_the_line_they_start_on(tmp_path):
+    """What every message, split file and prediction names a row by: blank lines (skipped) and
+    a quoted cell's line breaks count, as in an editor."""
+    path = tmp_path / "t.csv"
+    path.write_text('a,target\n1,x\n\n2,"y\nz"\n  \n3,x\n')
+    frame = read_table(path)
+    assert list(frame.index) == [2, 4, 7] and frame["target"].tolist() == ["x", "y\nz", "x"]
+    write_table(make_table(20), tmp_path / "pq", "t.parquet")
+    assert list(read_table(tmp_path / "pq" / "t.parquet").index) == list(range(2, 22))
+
+
 def test_split_is_stratified_seeded_and_keeps_duplicates_and_groups_together(tmp_path, caplog):
     frame = make_table(200)
     frame = pd.concat([frame, frame.iloc[:10]], ignore_index=True)  # 10 exact duplicate rows
@@ -210,7 +221,7 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
         (  # a number column with a stray word is not 99 classes
             lambda f: f.assign(target=[f"{v}.5" for v in range(99)] + ["unknown"]),
             {},
-            r"target 'target' holds numbers but line 101 holds 'unknown': empty such cells",
+            r"target 'target' holds measurements but line 101 holds 'unknown': empty such cells",
         ),
         (
             lambda f: f.assign(target=[str(v) for v in range(99)] + ["inf"]),
@@ -267,6 +278,14 @@ def test_statistics_come_from_train_rows_only(tmp_path):
         )
     test_cat = np.load(tmp_path / "p2" / "test_categorical.npy")
     assert set(test_cat[:, 0].tolist()) == {OTHER}  # purple was never seen in train
+
+
+def test_whole_number_codes_with_a_few_words_are_classes(tmp_path):
+    """ICD-9 style codes (250, 401, V45): classes, not measurements with a stray word."""
+    frame = make_table(300).assign(target=[str(100 + i % 30) for i in range(290)] + ["V45"] * 10)
+    write_table(frame, tmp_path / "raw")
+    summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    assert summary["task"] == "classification" and len(summary["classes"]) == 31
 
 
 def test_build_refuses_a_table_changed_under_the_split(tmp_path):

@@ -19,7 +19,8 @@ class TableSplitParams(Section):
     task: Literal["auto", "classification", "regression"] = Field(
         "auto",
         description="auto: classification for a non-numeric target or an integer one with at "
-        "most max_classes distinct values, else regression",
+        "most max_classes distinct values, else regression; measurements with a few words "
+        "among them (unknown) are refused, naming the first",
     )
     max_classes: int = Field(
         20, ge=2, description="auto task: most distinct integer targets that still mean classes"

@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "month", "ds", "t")
 _TARGET_NAMES = ("target", "y", "value")
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
-# a time of day with a zone after it: Z, UTC, +HH, +HHMM or +HH:MM
-_UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
+# a zone after a time of day (T10:00, 10:00:00.5, T100000): Z, UTC, GMT, +HH, +HHMM, +HH:MM
+# ("UTC+01:00" is left to pandas, which reads it with the POSIX sign, as one hour behind)
+_ZONE = r"\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+_ZONED = r"[T ]\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?" + _ZONE
 FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 
 
@@ -174,7 +176,8 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} has day and "
             "month in a local order, which is not guessed: write times as YYYY-MM-DD"
         )
-    zoned = text.str.strip().str.contains(_UTC_OFFSET).to_numpy()
+    text = text.str.strip()
+    zoned = text.str.contains(_ZONED).to_numpy()
     if zoned.any() and not zoned.all():
         first = int(np.flatnonzero(zoned != zoned[0])[0])
         raise UserError(
@@ -182,8 +185,7 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{'has a' if zoned[first] else 'has no'} UTC offset and line {FIRST_DATA_LINE} "
             f"{'has none' if zoned[first] else 'has one'}: give every time an offset, or none"
         )
-    # offsets that change (summer time) are one clock too: every time becomes UTC
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=bool(zoned.any()))
+    parsed = _to_datetimes(text, bool(zoned.any()), where)
     bad = parsed.isna()
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
@@ -191,9 +193,29 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is neither an "
             "integer nor a date/datetime"
         )
-    if parsed.dt.tz is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed, False
+
+
+def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> pd.Series:
+    """Datetimes (NaT where a cell is none). Times with a zone: when every one is at the same
+    local time of day (dates, or daily readings at 09:00, written with an offset), the local
+    times are the series' steps, since converting them to UTC would move some by the hour that
+    summer time adds; otherwise (hourly data) every time becomes UTC, one clock whatever the
+    offsets."""
+    if zoned:
+        local = pd.to_datetime(
+            text.str.replace(_ZONE, "", regex=True), errors="coerce", format="mixed"
+        )
+        if local.notna().all() and (local - local.dt.normalize()).nunique() == 1:
+            return local
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=zoned)
+    except ValueError:  # zones pandas reads but the pattern above does not know
+        raise UserError(
+            f"{where}: the times' zones (e.g. {text.iloc[0]!r}) cannot be read as one clock: "
+            "write them as offsets, like 2024-03-31T02:00:00+02:00"
+        ) from None
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
 
 
 def detect_frequency(times: list[pd.Series], integer: bool) -> Frequency:

@@ -10,8 +10,10 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,14 +77,35 @@ def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
     if len(frame) == 0:
         raise UserError(f"{path}: has a header but no rows")
-    frame.index = FIRST_DATA_LINE + np.arange(len(frame)) if parquet else _first_lines(frame)
+    if parquet:
+        frame.index = FIRST_DATA_LINE + np.arange(len(frame))
     return frame
 
 
-def _first_lines(frame: pd.DataFrame) -> np.ndarray:
-    """The line each row starts on: a quoted cell with line breaks makes its row span several
-    (the texts of reviews or messages often do). Blank lines, which the reader skips, are not
-    counted."""
+def _record_starts(text: str, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+    """Each record of a CSV text (the header first) with the line it starts on: a quoted cell
+    with line breaks (the texts of reviews or messages often have them) spans several lines."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
+    line = 1
+    for record in reader:
+        yield line, record
+        line = reader.line_num + 1
+
+
+def _first_lines(text: str, delimiter: str, quoting: int, frame: pd.DataFrame) -> np.ndarray:
+    """The line each of ``frame``'s rows starts on. pandas skips blank lines (and lines of
+    spaces only), so they start no row; a cell that Python's csv reader cannot take (one over
+    its 128 KiB field limit) falls back to counting the line breaks inside cells."""
+    try:
+        starts = [
+            line
+            for line, record in itertools.islice(_record_starts(text, delimiter, quoting), 1, None)
+            if len(record) > 1 or (record and record[0].strip())
+        ]
+    except csv.Error:
+        starts = []
+    if len(starts) == len(frame):
+        return np.asarray(starts, dtype=np.int64)
     breaks = np.zeros(len(frame), dtype=np.int64)
     for name in frame.columns:
         breaks += frame[name].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
@@ -123,6 +146,7 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
+    frame.index = _first_lines(text, delimiter, quoting, frame)
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
     return frame if delimiter == "," else _decimal_commas(frame, path)
 

@@ -76,14 +76,16 @@ def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
         return params.task
     numbers = pd.to_numeric(target, errors="coerce")
     words = numbers.isna().to_numpy()
-    if words.any() and words.mean() <= _STRAY_SHARE and numbers.nunique() > params.max_classes:
-        # a number column with a stray word ('unknown') is not hundreds of classes
+    fractional = bool(np.any(np.mod(numbers.dropna().to_numpy(dtype=np.float64), 1) != 0))
+    if words.any() and words.mean() <= _STRAY_SHARE and fractional:
+        # measurements (4012.5) with a stray word ('unknown') are not hundreds of classes; whole
+        # numbers with a few words (codes such as 250 and V45) may well be classes
         first = int(np.flatnonzero(words)[0])
-        more = f" and {words.sum() - 1} more cells" if words.sum() > 1 else ""
+        more = f" and {counted(int(words.sum()) - 1, 'more cell')}" if words.sum() > 1 else ""
         raise UserError(
-            f"{path}: target {target.name!r} holds numbers but line {target.index[first]} holds "
-            f"{target.iloc[first]!r}{more}: empty such cells (rows without a target are "
-            "dropped), or set split.table.task"
+            f"{path}: target {target.name!r} holds measurements but line "
+            f"{target.index[first]} holds {target.iloc[first]!r}{more}: empty such cells (rows "
+            "without a target are dropped), or set split.table.task: classification"
         )
     if words.any():
         return "classification"
