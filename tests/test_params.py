@@ -52,6 +52,11 @@ def test_unknown_nested_key_names_the_full_path(tmp_path):
         ("{hidden: [8]}", "train.model.name: missing (one of: mlp, cnn, torchvision,"),
         # a member picked by its second name (lstm or gru) is found for the key hint too
         ("{name: gru, hiden: 8}", "train.model.hiden: unknown key (did you mean 'hidden'?"),
+        # keys that several other models read: named as any of them
+        (
+            "{name: tcn, embedding_dim: 16}",
+            "train.model: keys of 'lstm' or 'textcnn' or 'transformer' are left beside name 'tcn'",
+        ),
         # only the name changed in params.yaml's cnn section: say how to replace it whole
         (
             "{name: mlp, channels: [32], convs_per_block: 2}",

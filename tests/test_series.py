@@ -121,6 +121,7 @@ def test_times_with_and_without_a_utc_offset_are_refused_naming_the_line(tmp_pat
         ("ns", 86400 * 10**9, "daily"),
         ("ns", 15 * 60 * 10**9, "every 15 minutes"),
         ("ns", 2 * 86400 * 10**9, "every 2 days"),
+        ("ns", 10**9, "every second"),
     ],
 )
 def test_a_frequency_is_described_in_words(unit, step, said):

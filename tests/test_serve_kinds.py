@@ -119,7 +119,9 @@ def test_a_regressor_answers_values_as_predict_does(tmp_path_factory, tmp_path):
         assert meta["task"] == "regression" and "top_k" not in meta["limits"]
         got = c.post("/predict", json={"rows": records(read_table(raw))[:10]}).json()
         asked = c.post("/predict", json={"rows": records(read_table(raw))[:2]}, params={"top_k": 2})
+        one = c.post("/predict", json={"rows": records(read_table(raw))[:2]}, params={"top_k": 1})
     assert (asked.status_code, asked.json()["part"]) == (400, "top_k")  # as predict refuses it
+    assert one.status_code == 200  # predict's --top-k 1 is its default, accepted for any model
     assert [p["prediction"] for p in got["predictions"]] == [float(v) for _, v in want[1:11]]
     assert "top" not in got["predictions"][0]
     assert main(["predict", "--model", str(export / "model.onnx"), str(raw), "--top-k", "2"]) == 2
@@ -293,7 +295,7 @@ def test_text_metadata_and_answers_equal_predict(text, tmp_path):
         assert [p["text"] for p in got["predictions"]] == [0, 1, 2, 3]
 
 
-def test_empty_texts_get_no_class(text, tmp_path, caplog):
+def test_empty_texts_get_no_class(text, tmp_path, caplog, capsys):
     """Training left empty texts out: predict keeps their rows without a class and says so."""
     with caplog.at_level("WARNING", logger="torchstages"):
         rows = cli_csv(
@@ -308,7 +310,17 @@ def test_empty_texts_get_no_class(text, tmp_path, caplog):
             "2",
         )
     assert rows[2] == ["text 2", "", "", "", ""] and rows[1][1] in ("food", "sport", "weather")
-    assert "predict: 1 empty texts, left without a prediction: text 2" in caplog.text
+    capsys.readouterr()
+    assert (
+        main(["predict", "--model", str(text / "model.onnx"), "--text", "", "--format", "jsonl"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == {
+        "input": "text 1",
+        "predicted_label": None,
+        "probability": None,
+    }
+    assert "predict: 1 empty text, left without a prediction: text 2" in caplog.text
     with client_for(text / "model.onnx") as c:
         response = c.post("/predict", json={"texts": ["goal", "  "]})
     assert (response.status_code, response.json()["part"]) == (400, "texts[1]")

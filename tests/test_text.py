@@ -135,6 +135,16 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
         ),
         (b'text,label\n"broken,a\nbye,b\nthird,a\n"fine",b\n', {}, "line 2: a quote opened"),
         (b"text,label\nhi,a\ncaf\xe9,b\n", {}, r"line 3 is not valid UTF-8 .*split.text.encoding"),
+        (  # already told the encoding: no hint to set it
+            b"text,label\nhi,a\ncaf\x81,b\n",
+            {"text": {"encoding": "cp1252"}},
+            r"line 3 is not valid cp1252 \(save the file as UTF-8\)$",
+        ),
+        (  # quotes are plain characters: quoting the cell is no advice
+            b"text,label\nhi,a\nx, y and z,b\n",
+            {"text": {"quoting": "none"}},
+            r"line 3: 3 fields where the header has 2 \(quotes are plain characters here",
+        ),
         (b"text,label\nhi,a\n ,b\n", {"text": {"empty": "error"}}, "line 3: the text"),
     ],
 )

@@ -326,7 +326,7 @@ def _write_rows(args: argparse.Namespace, header: list[str], rows: list[list]) -
                 out.write(json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False))
                 out.write("\n")
         elif fmt == "table":
-            cells = [header, *([str(c) for c in row] for row in rows)]
+            cells = [header, *(["" if c is None else str(c) for c in row] for row in rows)]
             widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
             for r in cells:
                 out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -219,13 +219,13 @@ def _log_summary(summary: dict, out_dir: Path) -> None:
     near = summary.get("near_duplicates")
     if near:
         log.info(
-            "split: %d near-duplicate groups (%d files, pHash within %d bits) %s",
-            near["groups"],
-            near["files"],
+            "split: %s (%s, pHash within %d bits) %s",
+            counted(near["groups"], "near-duplicate group"),
+            counted(near["files"], "file"),
             near["threshold"],
             "kept within one split"
             if near["mode"] == "group"
-            else f"only reported: {near['groups_across_splits']} groups span splits",
+            else f"only reported: {counted(near['groups_across_splits'], 'group')} across splits",
         )
     if near and near["largest_group"] > max(10, sum(summary["totals"].values()) // 100):
         log.warning(

@@ -194,7 +194,7 @@ def _add_json_route(
         ] = None,
     ) -> dict[str, Any]:
         items = getattr(body, service.field)
-        if k is not None and not classifies:  # as predict's --top-k refuses it
+        if k is not None and k > 1 and not classifies:  # as predict's --top-k refuses it
             raise RequestError(400, "top_k: this model predicts values, not classes", "top_k")
         if len(items) > limits.max_rows:
             raise RequestError(

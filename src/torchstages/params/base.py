@@ -57,7 +57,8 @@ def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
 
 def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str:
     messages = []
-    left_over = {}  # a union (train.model) whose keys belong to another of its members
+    # a union (train.model) left with keys that other members read: its name, what it holds
+    left_over: dict[str, tuple[str, list[type[BaseModel]], list[str]]] = {}
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         where = ".".join((section, *_without_tags(model, loc)))
@@ -66,10 +67,9 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
             did_you_mean = _did_you_mean(loc[-1], known)
             messages.append(f"{where}: unknown key ({did_you_mean}allowed: {', '.join(known)})")
             siblings = _members_at(model, loc[:-2])
-            owners = [t for m in siblings if loc[-1] in m.model_fields for t in _tags(m)[:1]]
-            if len(siblings) > 1 and owners and not did_you_mean:
+            if len(siblings) > 1 and not did_you_mean:
                 union = where.rsplit(".", 1)[0]
-                left_over[union] = (loc[-2], owners[0])
+                left_over.setdefault(union, (loc[-2], siblings, []))[2].append(loc[-1])
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             # a union picked by its `name` (train.model): name the choices, not pydantic's dump
             tags = [t for m in _members_at(model, loc) for t in _tags(m)]
@@ -88,10 +88,14 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
             rule = err["type"] == "value_error" and isinstance(err.get("input"), dict)
             got = "" if rule else f" (got {err.get('input')!r})"
             messages.append(f"{where}: {msg}{got}")
-    for union, (name, owner) in left_over.items():
+    for union, (name, members, keys) in left_over.items():
         # params.yaml's model was edited by its name only, or -S changed just the name
+        owners = [_tags(m)[0] for m in members if all(k in m.model_fields for k in keys)]
+        if not owners:
+            continue  # not another model's keys: the unknown-key messages say it all
+        whose = repr(owners[0]) if len(owners) == 1 else " or ".join(map(repr, owners))
         messages.append(
-            f"{union}: keys of {owner!r} are left beside name {name!r}: replace the whole "
+            f"{union}: keys of {whose} are left beside name {name!r}: replace the whole "
             f"section, e.g. dvc exp run -S '~{union}' -S '+{union}={{name: {name}}}'"
         )
     return "; ".join(messages)

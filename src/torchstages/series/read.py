@@ -70,7 +70,8 @@ class Frequency:
                 self.step, f"every {self.step} months"
             )
         seconds, rest = divmod(self.step, 10**9)
-        named = {60: "every minute", 3600: "hourly", 86400: "daily", 604800: "weekly"}
+        named = {1: "every second", 60: "every minute", 3600: "hourly", 86400: "daily"}
+        named[604800] = "weekly"
         if not rest and seconds in named:
             return named[seconds]
         for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):

@@ -88,7 +88,9 @@ def build_table(
         meta["target_std"] = float(f"{std:.9g}") if std > 1e-12 else 1.0
     with atomic_dir(out_dir) as staging:
         for name in SPLIT_NAMES:
-            numeric, categorical, other = encode(frames[name], schema, params.table, where)
+            numeric, categorical, other = encode(
+                frames[name], schema, params.table, where, report=True
+            )
             write_npy(staging / f"{name}_numeric.npy", numeric)
             write_npy(staging / f"{name}_categorical.npy", categorical)
             write_npy(staging / f"{name}_labels.npy", labels[name])

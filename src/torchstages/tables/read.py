@@ -167,9 +167,13 @@ def _parse_error(message: str, text: str, delimiter: str, quoting: int, path: Pa
         return UnclosedQuote(f"{path}: line {line}: a quote opened here is never closed")
     if found := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
         line = _record_line(text, delimiter, quoting, int(found[2]) - 1)
+        advice = (
+            f"a cell that holds {delimiter!r} needs quotes around it"
+            if quoting != csv.QUOTE_NONE
+            else f"quotes are plain characters here, so no cell can hold {delimiter!r}"
+        )
         return UserError(
-            f"{path}: line {line}: {found[3]} fields where the header has {found[1]} (a cell "
-            f"that holds {delimiter!r} needs quotes around it)"
+            f"{path}: line {line}: {found[3]} fields where the header has {found[1]} ({advice})"
         )
     return UserError(f"{path}: cannot parse as CSV: {message}")
 

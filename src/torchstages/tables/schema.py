@@ -96,11 +96,14 @@ def encode(
     params: TableBuildParams,
     where: str,
     advise: bool = True,
+    report: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """(N, F) float32 raw numbers (NaN = missing), (N, C) int64 category indices, and the count
     of cells per categorical column that fell to the 'other' index (rare or never seen).
     ``advise``: a bad cell's error names the build_dataset settings that would accept it (not
-    for rows given to a trained model, where changing them means training again)."""
+    for rows given to a trained model, where changing them means training again). ``report``:
+    log how many cells ``non_numeric: missing`` read as missing (build-dataset; not every
+    request to a server)."""
     missing_columns = sorted(
         {c["source"] for c in schema["numeric"]} | {c["name"] for c in schema["categorical"]}
     )
@@ -114,12 +117,12 @@ def encode(
         if col["type"] == "datetime":
             if col["source"] not in parts_cache:
                 parts_cache[col["source"]] = _datetime_parts(
-                    source, col["source"], params, where, advise
+                    source, col["source"], params, where, advise, report
                 )
             parts = parts_cache[col["source"]]
             values = parts[col["part"]]
         else:
-            values = _to_numbers(source, col["type"], col["source"], params, where, advise)
+            values = _to_numbers(source, col["type"], col["source"], params, where, advise, report)
         numeric[:, j] = values.to_numpy(dtype=np.float64)
     categorical = np.empty((len(frame), len(schema["categorical"])), dtype=np.int64)
     other: dict[str, int] = {}

@@ -144,7 +144,9 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     if near is not None:
         summary["near_duplicates"] = _near_summary(near, content, kept, splits, params, frame.index)
     write_json(out_dir / "summary.json", summary)
-    together = summary["groups_kept_together"]
+    # the group column's values that hold several rows (groups_kept_together also counts
+    # the groups that identical rows and near duplicates make)
+    shared = int((frame[cols["group"]].value_counts() > 1).sum()) if cols["group"] else 0
     log.info(
         "split: %s table %s, target %r (%s), train/val/test = %s rows; %s without a target "
         "dropped; %s of identical rows%s kept within one split -> %s",
@@ -155,7 +157,9 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         "/".join(str(summary["totals"][s]) for s in SPLIT_NAMES),
         counted(missing_target, "row"),
         counted(summary["duplicates"]["groups"], "group"),
-        f", {counted(together, 'group')} of {cols['group']!r}" if cols["group"] else "",
+        f", {counted(shared, 'value')} of {cols['group']!r} with several rows"
+        if cols["group"]
+        else "",
         out_dir,
     )
     return summary

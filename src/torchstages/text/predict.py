@@ -18,6 +18,7 @@ from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_h
 from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
+from torchstages.wording import counted
 
 __all__ = ["TextEncoder", "classify_texts", "predict_texts", "read_inputs"]
 
@@ -99,11 +100,13 @@ def predict_texts(
     empty = [where for where, text in inputs if not text.strip()]
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
-        log.warning("predict: %d empty texts, left without a prediction: %s", len(empty), shown)
+        log.warning(
+            "predict: %s, left without a prediction: %s", counted(len(empty), "empty text"), shown
+        )
     given = [t for _, t in inputs if t.strip()]
     tops = iter(classify_texts(runner, given, k) if given else [])
     header = ["input", *top_k_header(f"predicted_{runner.metadata['target']}", k)]
     return header, [
-        [where, *(top_k_cells(next(tops)) if text.strip() else [""] * (2 * k))]
+        [where, *(top_k_cells(next(tops)) if text.strip() else [None] * (2 * k))]
         for where, text in inputs
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,8 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
             f"{exc} (set split.text.quoting: none when quotes are part of the texts)"
         ) from None
     except NotDecodable as exc:  # texts exported by older tools may be in a legacy encoding
+        if codecs.lookup(params.encoding).name != "utf-8":
+            raise
         raise UserError(f"{exc}, or set split.text.encoding (e.g. cp1252)") from None
     text, label = resolve_text_columns(frame, params, path)
     if params.quoting == "csv" and path.suffix.lower() not in (".parquet", ".pq"):
