@@ -269,10 +269,10 @@ def _headline_table(metrics: dict[str, Any]) -> list[str]:
     ]
     how = (
         f"Intervals: Wilson score for {' and '.join(counted_right)} (counts of right answers); "
-        "a percentile bootstrap over the test rows for the others (`test.bootstrap_resamples`), "
-        "which cannot reach beyond what those rows show: a perfect score gets 1.0000 to 1.0000."
+        "a percentile bootstrap over the test split for the others (`test.bootstrap_resamples`), "
+        "which cannot reach beyond what the split shows: a perfect score gets 1.0000 to 1.0000."
         if counted_right
-        else "Intervals: a percentile bootstrap over the test rows (`test.bootstrap_resamples`)."
+        else "Intervals: a percentile bootstrap over the test split (`test.bootstrap_resamples`)."
     )
     return [
         "| metric | value | 95% interval |",
