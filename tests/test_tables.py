@@ -367,22 +367,22 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
     said = [m for m in caplog.messages if "read as missing" in m]  # once: its row's split
     assert len(said) == 1 and "column 'x1': 1 cell not a number" in said[0]
     assert "the first: 'oops' on line 12" in said[0]
+
+    def refused_unless_lenient(message: str) -> None:
+        write_table(frame, tmp_path / "raw")
+        split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+        with pytest.raises(UserError, match=message):
+            build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+        build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+
     # 'inf' and 1e400 parse as numbers, but no statistic or model input can hold them
     frame.loc[10, "x1"], frame.loc[20, "x1"] = 1.5, "1e400"
-    write_table(frame, tmp_path / "raw")
-    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
-    with pytest.raises(UserError, match="column 'x1', line 22: '1e400' is not a finite number"):
-        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
-    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    refused_unless_lenient("column 'x1', line 22: '1e400' is not a finite number")
     stored = [np.load(tmp_path / "p" / f"{n}_numeric.npy") for n in ("train", "val", "test")]
     assert not any(np.isinf(a).any() for a in stored)  # the cell became missing
     # a date column's cell that is no date follows the same rule
     frame.loc[20, "x1"], frame.loc[30, "day"] = 2.5, "2024-02-30"
-    write_table(frame, tmp_path / "raw")
-    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
-    with pytest.raises(UserError, match="column 'day', line 32: '2024-02-30' is not a date"):
-        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
-    build_table(lenient, tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    refused_unless_lenient("column 'day', line 32: '2024-02-30' is not a date")
 
 
 def test_a_table_param_that_changes_nothing_leaves_the_built_files_as_they_were(tmp_path):
