@@ -105,6 +105,12 @@ def test_basic_iso_and_named_zones_are_read_as_utc(times):
     assert parsed[0] == pd.Timestamp("2024-03-30 23:00" if basic else "2024-01-01 10:00")
 
 
+def test_an_offset_after_utc_or_gmt_is_refused_not_guessed(tmp_path):
+    frame = pd.DataFrame({"time": ["2024-01-01 10:00 UTC+01:00"] * 2, "value": [1, 2]})
+    with pytest.raises(UserError, match=r"line 2: .* after UTC or GMT, .*write it as \+01:00"):
+        read(frame, tmp_path)
+
+
 def test_times_with_and_without_a_utc_offset_are_refused_naming_the_line(tmp_path):
     times = ["2021-01-01 00:00+01:00", "2021-01-01 01:00+01:00", "2021-01-01 02:00"]
     frame = pd.DataFrame({"time": times * 10, "value": range(30)})

@@ -30,8 +30,9 @@ _TIME_NAMES = ("time", "date", "datetime", "timestamp", "month", "ds", "t")
 _TARGET_NAMES = ("target", "y", "value")
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 # a zone after a time of day (T10:00, 10:00:00.5, T100000): Z, UTC, GMT, +HH, +HHMM, +HH:MM
-# ("UTC+01:00" is left to pandas, which reads it with the POSIX sign, as one hour behind)
 _ZONE = r"\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+# "UTC+01:00": pandas reads it with the POSIX sign, as one hour *behind* UTC; not guessed
+_NAMED_OFFSET = r"(?:UTC|GMT)\s*[+-]\d"
 _ZONED = r"[T ]\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?" + _ZONE
 FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 
@@ -178,6 +179,13 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             "month in a local order, which is not guessed: write times as YYYY-MM-DD"
         )
     text = text.str.strip()
+    named = text.str.contains(_NAMED_OFFSET).to_numpy()
+    if named.any():
+        first = int(np.flatnonzero(named)[0])
+        raise UserError(
+            f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} gives its offset "
+            "after UTC or GMT, which readers take with opposite signs: write it as +01:00"
+        )
     zoned = text.str.contains(_ZONED).to_numpy()
     if zoned.any() and not zoned.all():
         first = int(np.flatnonzero(zoned != zoned[0])[0])
