@@ -139,8 +139,13 @@ def test_predict_keeps_the_named_columns_beside_each_prediction(table, text, tmp
     capsys.readouterr()
     assert main(["predict", "--model", model, str(raw), "--keep", "customer"]) == 2
     assert f"{raw}: --keep names column(s) ['customer']" in capsys.readouterr().err
+    # a text model reading a table file keeps its columns too; --text has none to keep
+    texts = text.parent / "raw/texts.csv"
+    kept = cli_csv(tmp_path, "--model", str(text / "model.onnx"), str(texts), "--keep", "id")
+    assert kept[0] == ["input", "id", "predicted_label", "probability"]
+    assert [r[1] for r in kept[1:]] == read_table(texts)["id"].tolist()
     assert main(["predict", "--model", str(text / "model.onnx"), "--text", "hi", "--keep", "id"])
-    assert "this is a text model" in capsys.readouterr().err
+    assert "--text and .txt have none" in capsys.readouterr().err
 
 
 def test_predict_names_a_table_file_that_is_not_there(table, series, tmp_path, capsys):

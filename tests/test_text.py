@@ -279,8 +279,8 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
     lines.write_text("first text\n\n  \nsecond, text\n")
     table = write_texts(make_texts(6), tmp_path)
     found = read_inputs(["given"], [str(lines), str(table)], None, {"text_column": "text"})
-    assert [w for w, _ in found[:3]] == ["text 1", f"{lines}:1", f"{lines}:4"]
-    assert found[3] == (f"{table}:2", make_texts(6).text[0]) and len(found) == 9
+    assert [w for w, _, _ in found[:3]] == ["text 1", f"{lines}:1", f"{lines}:4"]
+    assert found[3] == (f"{table}:2", make_texts(6).text[0], []) and len(found) == 9
     with pytest.raises(UserError, match="no column 'body'"):
         read_inputs([], [str(table)], "body", {"text_column": "text"})
     lines.write_bytes(b"fine\ncaf\xe9\n")
@@ -304,7 +304,7 @@ def test_rows_after_a_text_with_line_breaks_are_named_by_the_line_they_start_on(
     assert len(named) == 60 and named[8] == 2 + 8 + 2 * 2  # rows 0 and 7 hold two breaks each
     assert all(physical[line - 1].startswith(frame.id[row] + ",") for row, line in named.items())
     found = read_inputs([], [str(path)], None, {"text_column": "text"})
-    assert [w for w, _ in found] == [f"{path}:{named[r]}" for r in range(60)]
+    assert [w for w, _, _ in found] == [f"{path}:{named[r]}" for r in range(60)]
 
 
 def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):

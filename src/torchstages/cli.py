@@ -181,8 +181,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="COLUMN",
-        help="a table model: copy this column of the rows into the output, beside each "
-        "prediction (an id to join on; repeat for more)",
+        help="a table model, or a text model reading table files: copy this column of the rows "
+        "into the output, beside each prediction (an id to join on; repeat for more)",
     )
     p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument(
@@ -241,8 +241,10 @@ def _predict(args: argparse.Namespace) -> int:
     # rows for a table model, texts for a text model, a history for a series model; for an
     # image model, image files and lists of them
     kind = runner.metadata["kind"]
-    if args.keep and kind != "table":
-        raise UserError(f"--keep copies columns of a table model's rows; this is a {kind} model")
+    if args.keep and kind not in ("table", "text"):
+        raise UserError(
+            f"--keep copies columns of a table or text model's rows; this is a {kind} model"
+        )
     if kind in ("table", "series"):
         return _predict_rows(args, runner)
     if kind == "text":
@@ -298,8 +300,8 @@ def _predict_text(args: argparse.Namespace, runner: Runner) -> int:
     """Every text given: CSV with where it came from, the class and its probability."""
     from torchstages.text.predict import predict_texts, read_inputs
 
-    texts = read_inputs(args.text, args.inputs, args.column, runner.metadata)
-    return _write_rows(args, *predict_texts(runner, texts, _top_k(args, runner)))
+    texts = read_inputs(args.text, args.inputs, args.column, runner.metadata, args.keep)
+    return _write_rows(args, *predict_texts(runner, texts, _top_k(args, runner), args.keep))
 
 
 def _top_k(args: argparse.Namespace, runner: Runner) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,26 +21,37 @@ from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
 from torchstages.wording import counted
 
-__all__ = ["TextEncoder", "classify_texts", "predict_texts", "read_inputs"]
+__all__ = ["TextEncoder", "TextInput", "classify_texts", "predict_texts", "read_inputs"]
 
 log = logging.getLogger(__name__)
 _BATCH = 1024
 _TABLES = (".csv", ".tsv", ".parquet", ".pq")
 
 
+# where a text came from, the text, and the cells of the --keep columns of its row
+TextInput = tuple[str, str, list[str]]
+
+
 def read_inputs(
-    texts: list[str], files: list[str], column: str | None, meta: dict[str, str]
-) -> list[tuple[str, str]]:
-    """(where, text) pairs: ``--text`` values as ``text 1``, ``text 2``...; a .txt file's
-    non-blank lines as ``FILE:LINE``; a table file's ``column`` (default: the training text
-    column) as ``FILE:LINE`` (the header is line 1)."""
-    out = [(f"text {i}", t) for i, t in enumerate(texts, start=1)]
+    texts: list[str],
+    files: list[str],
+    column: str | None,
+    meta: dict[str, str],
+    keep: Sequence[str] = (),
+) -> list[TextInput]:
+    """``--text`` values as ``text 1``, ``text 2``...; a .txt file's non-blank lines as
+    ``FILE:LINE``; a table file's ``column`` (default: the training text column) as
+    ``FILE:LINE`` (the line its row starts on), with the cells of its ``keep`` columns (an id
+    to join the predictions back on), which only table files have."""
+    if keep and (texts or any(Path(n).suffix.lower() not in _TABLES for n in files)):
+        raise UserError("--keep copies columns of a table file's rows: --text and .txt have none")
+    out: list[TextInput] = [(f"text {i}", t, []) for i, t in enumerate(texts, start=1)]
     for name in files:
         path = Path(name)
         if not path.is_file():
             raise UserError(f"{path}: file not found")
         if path.suffix.lower() in _TABLES:
-            out += _table_column(path, column or meta["text_column"])
+            out += _table_column(path, column or meta["text_column"], keep)
             continue
         raw = path.read_bytes()
         try:
@@ -47,19 +59,27 @@ def read_inputs(
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise UserError(f"{path}: line {line} is not valid UTF-8 (one text a line)") from None
-        out += [(f"{path}:{n}", line) for n, line in enumerate(lines, start=1) if line.strip()]
+        out += [(f"{path}:{n}", t, []) for n, t in enumerate(lines, start=1) if t.strip()]
     if not out:
         raise UserError("predict: no texts (give --text, a .txt file or a table file)")
     return out
 
 
-def _table_column(path: Path, column: str) -> list[tuple[str, str]]:
+def _table_column(path: Path, column: str, keep: Sequence[str]) -> list[TextInput]:
     frame = read_table(path)
     if column not in frame.columns:
         raise UserError(
             f"{path}: no column {column!r} (columns: {list(frame.columns)}; --column names it)"
         )
-    return [(f"{path}:{line}", t) for line, t in frame[column].fillna("").items()]
+    absent = [c for c in keep if c not in frame.columns]
+    if absent:
+        raise UserError(f"{path}: --keep names column(s) {absent} that it does not have")
+    kept = frame[list(keep)].fillna("").astype(str).to_numpy().tolist()
+    texts = frame[column].fillna("").tolist()
+    return [
+        (f"{path}:{line}", text, cells)
+        for line, text, cells in zip(frame.index, texts, kept, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -92,21 +112,22 @@ def classify_texts(
 
 
 def predict_texts(
-    runner: Runner, inputs: list[tuple[str, str]], k: int = 1
+    runner: Runner, inputs: list[TextInput], k: int = 1, keep: Sequence[str] = ()
 ) -> tuple[list[str], list[list]]:
-    """(header, rows): where each text came from, its class and probability (``k`` > 1: the
-    next classes and theirs too). An empty text keeps its row, without a prediction: training
-    left such texts out, so any class given to one would be made up."""
-    empty = [where for where, text in inputs if not text.strip()]
+    """(header, rows): where each text came from, the ``keep`` cells of its row, its class and
+    probability (``k`` > 1: the next classes and theirs too). An empty text keeps its row,
+    without a prediction: training left such texts out, so any class given to one would be
+    made up."""
+    empty = [where for where, text, _ in inputs if not text.strip()]
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
         log.warning(
             "predict: %s, left without a prediction: %s", counted(len(empty), "empty text"), shown
         )
-    given = [t for _, t in inputs if t.strip()]
+    given = [t for _, t, _ in inputs if t.strip()]
     tops = iter(classify_texts(runner, given, k) if given else [])
-    header = ["input", *top_k_header(f"predicted_{runner.metadata['target']}", k)]
+    header = ["input", *keep, *top_k_header(f"predicted_{runner.metadata['target']}", k)]
     return header, [
-        [where, *(top_k_cells(next(tops)) if text.strip() else [None] * (2 * k))]
-        for where, text in inputs
+        [where, *kept, *(top_k_cells(next(tops)) if text.strip() else [None] * (2 * k))]
+        for where, text, kept in inputs
     ]
