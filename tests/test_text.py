@@ -232,6 +232,7 @@ def test_onnx_and_pt2_exports_match_pytorch_on_every_length(tmp_path, name):
     card = {
         "kind": "text", "vocab_size": 40, "max_len": 10, "task": "classification",
         "target": "label", "text_column": "text", "classes": ["a", "b"], "tokenizer": WORDS,
+        "encoding": "utf-8", "quoting": "csv",
     }  # fmt: skip
     spec = parse_spec(
         {"name": name, "embedding_dim": 16, **({"heads": 2} if name != "lstm" else {})}
@@ -286,6 +287,27 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
     lines.write_bytes(b"fine\ncaf\xe9\n")
     with pytest.raises(UserError, match=r"texts.txt: line 2 is not valid UTF-8"):
         read_inputs([], [str(lines)], None, {"text_column": "text"})
+
+
+def test_predict_reads_files_as_the_training_file_was_read(tmp_path):
+    """A model trained with split.text quoting: none and latin-1 reads new files that way: a
+    quote is a character (it swallowed the next lines under csv quoting), é is latin-1."""
+    from torchstages.text.predict import read_inputs
+
+    table = tmp_path / "t.tsv"
+    table.write_bytes(
+        'text\tlabel\n"caf\xe9 at noon\ta\nsecond\tb\nthird "x" end\ta\n'.encode("latin-1")
+    )
+    meta = {"text_column": "text", "encoding": "latin-1", "quoting": "none"}
+    found = read_inputs([], [str(table)], None, meta)
+    assert [(w, t) for w, t, _ in found] == [
+        (f"{table}:2", '"caf\xe9 at noon'),
+        (f"{table}:3", "second"),
+        (f"{table}:4", 'third "x" end'),
+    ]
+    lines = tmp_path / "t.txt"
+    lines.write_bytes("d\xe9j\xe0 vu\n".encode("latin-1"))
+    assert read_inputs([], [str(lines)], None, meta)[0][1] == "d\xe9j\xe0 vu"
 
 
 def test_rows_after_a_text_with_line_breaks_are_named_by_the_line_they_start_on(tmp_path):

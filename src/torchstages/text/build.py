@@ -60,6 +60,9 @@ def build_texts(
         "task": "classification",
         "file": summary["file"],
         "text_column": column,
+        # how the file was read (split.text): predict reads new files of texts the same way
+        "encoding": summary["encoding"],
+        "quoting": summary["quoting"],
         "target": summary["target"],
         "classes": summary["classes"],
         "tokenizer": rule,

@@ -60,6 +60,8 @@ def text_exportable(model: nn.Module, card: dict[str, Any], vocab: list[str]) ->
             "task": card["task"],
             "target": card["target"],
             "text_column": card["text_column"],
+            "encoding": card["encoding"],
+            "quoting": card["quoting"],
         },
         classes=list(card["classes"]),
     )

@@ -6,12 +6,13 @@ here on the ONNX path."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from torchstages.errors import UserError
 from torchstages.tables.read import read_table
 from torchstages.text.tokenize import encode_texts
 from torchstages.wording import counted
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TextEncoder", "TextInput", "classify_texts", "predict_texts", "read_inputs"]
 
@@ -43,6 +47,9 @@ def read_inputs(
     ``FILE:LINE``; a table file's ``column`` (default: the training text column) as
     ``FILE:LINE`` (the line its row starts on), with the cells of its ``keep`` columns (an id
     to join the predictions back on), which only table files have."""
+    # files are read as the training file was (split.text.encoding and quoting); models
+    # exported before the metadata held them were trained on UTF-8 with csv quoting
+    encoding, quoting = meta.get("encoding", "utf-8"), meta.get("quoting", "csv")
     if keep and (texts or any(Path(n).suffix.lower() not in _TABLES for n in files)):
         raise UserError("--keep copies columns of a table file's rows: --text and .txt have none")
     out: list[TextInput] = [(f"text {i}", t, []) for i, t in enumerate(texts, start=1)]
@@ -51,22 +58,28 @@ def read_inputs(
         if not path.is_file():
             raise UserError(f"{path}: file not found")
         if path.suffix.lower() in _TABLES:
-            out += _table_column(path, column or meta["text_column"], keep)
+            frame = read_table(path, encoding, quoting)
+            out += _table_column(frame, path, column or meta["text_column"], keep)
             continue
         raw = path.read_bytes()
+        utf8 = codecs.lookup(encoding).name == "utf-8"
         try:
-            lines = raw.decode("utf-8-sig").splitlines()
+            lines = raw.decode("utf-8-sig" if utf8 else encoding).splitlines()
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
-            raise UserError(f"{path}: line {line} is not valid UTF-8 (one text a line)") from None
+            raise UserError(
+                f"{path}: line {line} is not valid {'UTF-8' if utf8 else encoding} (one text a "
+                "line, encoded as the model's training file was)"
+            ) from None
         out += [(f"{path}:{n}", t, []) for n, t in enumerate(lines, start=1) if t.strip()]
     if not out:
         raise UserError("predict: no texts (give --text, a .txt file or a table file)")
     return out
 
 
-def _table_column(path: Path, column: str, keep: Sequence[str]) -> list[TextInput]:
-    frame = read_table(path)
+def _table_column(
+    frame: pd.DataFrame, path: Path, column: str, keep: Sequence[str]
+) -> list[TextInput]:
     if column not in frame.columns:
         raise UserError(
             f"{path}: no column {column!r} (columns: {list(frame.columns)}; --column names it)"

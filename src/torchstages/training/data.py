@@ -114,6 +114,7 @@ class TrainData:
             return {k: v for k, v in self.meta.items() if k not in ("counts", "stride", "file")}
         if self.kind == "text":
             keys = ("kind", "task", "target", "classes", "text_column", "tokenizer")
+            keys += ("encoding", "quoting")
             card = {k: self.meta[k] for k in (*keys, "vocab_size", "max_len")}
             if self.vectors_found is not None:
                 card["vectors_found"] = self.vectors_found
