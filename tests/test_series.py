@@ -355,7 +355,9 @@ def test_the_report_says_when_mase_is_the_mae():
     metrics |= {"beats_naive": False, "beats_seasonal_naive": False, "season": 12}
     assert not any("no scale" in line for line in _baselines(metrics))
     said = "\n".join(_baselines({**metrics, "mase_is_mae_for_series": 1}))
-    assert "MASE has no scale for 1 series" in said and "their MASE is their MAE" in said
+    assert "MASE has no scale for the series: it repeats" in said and "its MASE is its MAE" in said
+    said = "\n".join(_baselines({**metrics, "mase_is_mae_for_series": 3}))
+    assert "MASE has no scale for 3 series: each repeats" in said and "their MASE is" in said
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "mlp", "tcn"])

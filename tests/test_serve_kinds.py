@@ -211,6 +211,27 @@ def test_predict_and_serve_read_cells_as_training_did(tmp_path, capsys):
     assert served == [r[1] for r in printed[1:5]]  # rows 0 and 3 hold '?' and 'soon'
 
 
+def test_the_missing_value_warning_counts_cells_read_as_missing_too(caplog):
+    """Under non_numeric: missing, 'abc' is filled as an empty cell is: both are counted."""
+    import numpy as np
+    import pandas as pd
+
+    from torchstages.tables.predict import _warn_unfamiliar
+
+    schema = {
+        "categorical": [],
+        "numeric": [
+            {"source": "x1", "indicator": False},
+            *({"source": "day", "indicator": False, "part": p} for p in ("year", "month")),
+        ],
+    }
+    frame = pd.DataFrame({"x1": ["abc", None, "1.5"], "day": ["soon", "2024-01-01", None]})
+    numeric = np.array([[np.nan, np.nan, np.nan], [np.nan, 2024, 1], [1.5, np.nan, np.nan]])
+    with caplog.at_level("WARNING", logger="torchstages"):
+        _warn_unfamiliar(frame, numeric, schema)
+    assert "train median: 'x1' in 2 rows; 'day' in 2 rows" in caplog.text
+
+
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
     """--top-k and --format work for table and text models as for images (CSV by default)."""
     model, raw = str(table / "model.onnx"), str(table.parent / "raw/table.csv")

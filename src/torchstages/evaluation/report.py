@@ -243,9 +243,15 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
         "",
         *(
             [
-                f"MASE has no scale for {n} series: each repeats exactly every season in its "
-                "train range (the seasonal naive forecast has no error there), so their MASE is "
-                "their MAE; compare MAE for them.",
+                (
+                    "MASE has no scale for the series: it repeats exactly every season in its "
+                    "train range (the seasonal naive forecast has no error there), so its MASE "
+                    "is its MAE and the table's 'below 1' does not apply; compare the MAE."
+                    if n == 1
+                    else f"MASE has no scale for {n} series: each repeats exactly every season "
+                    "in its train range (the seasonal naive forecast has no error there), so "
+                    "their MASE is their MAE and the table's 'below 1' does not apply to them."
+                ),
                 "",
             ]
             if (n := metrics.get("mase_is_mae_for_series"))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
@@ -54,7 +55,7 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     # models exported before the schema recorded non_numeric were trained with its default
     read_as = TableBuildParams(non_numeric=schema.get("non_numeric", "error"))
     numeric, categorical, _ = encode(frame, schema, read_as, where, advise=False)
-    _warn_unfamiliar(frame, schema)
+    _warn_unfamiliar(frame, numeric, schema)
     feeds = {"numeric": numeric, "categorical": categorical}
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
     if runner.metadata["task"] == "regression":
@@ -62,9 +63,10 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
 
 
-def _warn_unfamiliar(frame: pd.DataFrame, schema: dict) -> None:
+def _warn_unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> None:
     """Name what the model never saw in training: categories outside its vocabulary (they take
-    the 'other' index) and missing cells in columns that had none (imputed, but never learned)."""
+    the 'other' index) and missing values in columns that had none (imputed, but never learned):
+    empty cells, and cells that ``non_numeric: missing`` read as missing."""
     unseen = []
     for col in schema["categorical"]:
         cells = frame[col["name"]].dropna()
@@ -77,8 +79,12 @@ def _warn_unfamiliar(frame: pd.DataFrame, schema: dict) -> None:
         log.warning(
             "predict: categories not seen in training, treated as 'other': %s", "; ".join(unseen)
         )
-    sources = dict.fromkeys(c["source"] for c in schema["numeric"] if not c["indicator"])
-    gaps = [f"{c!r} in {counted(n, 'row')}" for c in sources if (n := int(frame[c].isna().sum()))]
+    missing: dict[str, int] = {}  # per source column: a date's parts are missing together
+    for j, col in enumerate(schema["numeric"]):
+        if not col["indicator"]:
+            n = int(np.isnan(numeric[:, j]).sum())
+            missing[col["source"]] = max(missing.get(col["source"], 0), n)
+    gaps = [f"{c!r} in {counted(n, 'row')}" for c, n in missing.items() if n]
     if gaps:
         log.warning(
             "predict: missing values where training had none, filled with the train median: %s",
