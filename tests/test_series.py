@@ -80,7 +80,15 @@ def test_local_times_across_a_summer_time_switch_become_one_utc_grid(tmp_path):
     frame = pd.DataFrame({"time": local.strftime("%Y-%m-%dT%H:%M:%S%z"), "value": range(72)})
     (series,), freq, report = read(frame, tmp_path)
     assert (freq.unit, freq.step) == ("ns", 3600 * 10**9) and report["gaps"] == 0
-    assert series.times[0] == "2021-03-26T23:00:00" and series.times[-1] == "2021-03-29T22:00:00"
+    # written in UTC, and marked so: a forecast after the history reads as after it
+    assert series.times[0] == "2021-03-26T23:00:00Z" and series.times[-1] == "2021-03-29T22:00:00Z"
+    assert freq.future(series.times[-1], 2) == ["2021-03-29T23:00:00Z", "2021-03-30T00:00:00Z"]
+    assert Frequency.from_dict(freq.to_dict()) == freq and freq.to_dict()["utc"] is True
+    # a history for this model without offsets would be read an hour or two off: refused
+    naive = frame.assign(time=local.strftime("%Y-%m-%dT%H:%M:%S"))
+    cols = {"time": "time", "target": "value", "id": None, "covariates": []}
+    with pytest.raises(UserError, match="times without UTC offsets, for a model trained on"):
+        read_series(naive, cols, "interpolate", "history.csv", freq)
 
 
 @pytest.mark.parametrize("at", ["00:00", "09:00"])
@@ -99,8 +107,9 @@ def test_daily_local_readings_across_a_summer_time_switch_keep_their_local_time(
 def test_basic_iso_and_named_zones_are_read_as_utc(times):
     from torchstages.series.read import _parse_times
 
-    parsed, integer = _parse_times(pd.Series(times), "f")
-    assert not integer and parsed.dt.tz is None
+    read = _parse_times(pd.Series(times), "f")
+    parsed = read.times
+    assert not read.integer and read.utc == times[0].startswith("2024033") and parsed.dt.tz is None
     basic = times[0].startswith("20240331T")
     assert parsed[0] == pd.Timestamp("2024-03-30 23:00" if basic else "2024-01-01 10:00")
 

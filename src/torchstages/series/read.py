@@ -43,25 +43,34 @@ class Frequency:
 
     Months are calendar units (28 to 31 days), so monthly data is recognised whatever the days;
     ``month_end`` says the dates sit on the last day of their month. ``date_only``: no times of
-    day, so times are written as dates.
+    day, so times are written as dates. ``utc``: the file's times carried UTC offsets and were
+    converted to UTC, so times are written with a ``Z``.
     """
 
     unit: str  # "int" | "month" | "ns"
     step: int
     month_end: bool = False
     date_only: bool = True
+    utc: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "unit": self.unit,
             "step": self.step,
             "month_end": self.month_end,
             "date_only": self.date_only,
         }
+        return {**out, "utc": True} if self.utc else out  # times without zones: as before
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Frequency:
-        return cls(d["unit"], int(d["step"]), bool(d["month_end"]), bool(d["date_only"]))
+        return cls(
+            d["unit"],
+            int(d["step"]),
+            bool(d["month_end"]),
+            bool(d["date_only"]),
+            bool(d.get("utc", False)),
+        )
 
     def describe(self) -> str:
         if self.unit == "int":
@@ -97,12 +106,12 @@ class Frequency:
             stamps = starts + pd.offsets.MonthEnd(0) if self.month_end else starts
         else:
             stamps = pd.to_datetime(ordinals.astype("datetime64[ns]"))
-        fmt = "%Y-%m-%d" if self.date_only else "%Y-%m-%dT%H:%M:%S"
+        fmt = "%Y-%m-%d" if self.date_only else "%Y-%m-%dT%H:%M:%S" + ("Z" if self.utc else "")
         return [s.strftime(fmt) for s in pd.DatetimeIndex(stamps)]
 
     def future(self, last: str, steps: int) -> list[str]:
         """The ``steps`` times after ``last`` (a formatted time of this frequency)."""
-        ordinal = self.ordinals(_parse_times(pd.Series([last]), "predict")[0])[0]
+        ordinal = self.ordinals(_parse_times(pd.Series([last]), "predict").times)[0]
         return self.from_ordinals(ordinal + self.step * np.arange(1, steps + 1, dtype=np.int64))
 
 
@@ -154,8 +163,15 @@ def resolve_series_columns(
     return {"time": time, "target": target, "id": params.id, "covariates": list(params.covariates)}
 
 
-def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
-    """(parsed times, integer?): every cell an integer, else every cell a date or datetime."""
+@dataclass(frozen=True)
+class _Times:
+    times: pd.Series  # int64, or naive datetimes
+    integer: bool
+    utc: bool = False  # converted to UTC from the offsets the file gave
+
+
+def _parse_times(column: pd.Series, where: str) -> _Times:
+    """Every cell an integer, else every cell a date or datetime."""
     missing = column.isna()
     if missing.any():
         line = int(np.flatnonzero(missing.to_numpy())[0]) + FIRST_DATA_LINE
@@ -163,7 +179,7 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
     text = column.astype(str)
     integer = text.map(lambda v: bool(_INTEGER.match(v))).to_numpy()
     if integer.all():
-        return text.astype(np.int64), True
+        return _Times(text.astype(np.int64), True)
     if integer.mean() > 0.5:  # integer times with a stray cell: name that cell
         first = int(np.flatnonzero(~integer)[0])
         raise UserError(
@@ -194,7 +210,7 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{'has a' if zoned[first] else 'has no'} UTC offset and line {FIRST_DATA_LINE} "
             f"{'has none' if zoned[first] else 'has one'}: give every time an offset, or none"
         )
-    parsed = _to_datetimes(text, bool(zoned.any()), where)
+    parsed, utc = _to_datetimes(text, bool(zoned.any()), where)
     bad = parsed.isna()
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
@@ -202,10 +218,10 @@ def _parse_times(column: pd.Series, where: str) -> tuple[pd.Series, bool]:
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is neither an "
             "integer nor a date/datetime"
         )
-    return parsed, False
+    return _Times(parsed, False, utc)
 
 
-def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> pd.Series:
+def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> tuple[pd.Series, bool]:
     """Datetimes (NaT where a cell is none). Times with a zone: when every one is at the same
     local time of day (dates, or daily readings at 09:00, written with an offset), the local
     times are the series' steps, since converting them to UTC would move some by the hour that
@@ -216,7 +232,7 @@ def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> pd.Series:
             text.str.replace(_ZONE, "", regex=True), errors="coerce", format="mixed"
         )
         if local.notna().all() and (local - local.dt.normalize()).nunique() == 1:
-            return local
+            return local, False
     try:
         parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=zoned)
     except ValueError:  # zones pandas reads but the pattern above does not know
@@ -224,10 +240,12 @@ def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> pd.Series:
             f"{where}: the times' zones (e.g. {text.iloc[0]!r}) cannot be read as one clock: "
             "write them as offsets, like 2024-03-31T02:00:00+02:00"
         ) from None
-    return parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
+    if parsed.dt.tz is None:
+        return parsed, False
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None), True
 
 
-def detect_frequency(times: list[pd.Series], integer: bool) -> Frequency:
+def detect_frequency(times: list[pd.Series], integer: bool, utc: bool = False) -> Frequency:
     """The most common step between consecutive times of every series (each sorted)."""
     if integer:
         unit, month_end, date_only = "int", False, True
@@ -247,7 +265,7 @@ def detect_frequency(times: list[pd.Series], integer: bool) -> Frequency:
     if not positive:
         raise UserError("time series: every series needs at least two distinct times")
     step = max(positive, key=lambda d: (positive[d], -d))  # most common; ties: the smaller
-    return Frequency(unit, int(step), month_end, date_only)
+    return Frequency(unit, int(step), month_end, date_only, utc and not date_only)
 
 
 def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
@@ -294,12 +312,20 @@ def read_series(
     rows that were out of time order, gaps filled, empty cells filled."""
     frame = frame.copy()
     frame.index = np.arange(len(frame)) + FIRST_DATA_LINE  # line numbers for messages
-    parsed, integer = _parse_times(frame[cols["time"]], where)
-    if freq is not None and (freq.unit == "int") != integer:
+    parsed = _parse_times(frame[cols["time"]], where)
+    if freq is not None and (freq.unit == "int") != parsed.integer:
         raise UserError(
-            f"{where}: times are {'integers' if integer else 'dates'}, unlike the model's"
+            f"{where}: times are {'integers' if parsed.integer else 'dates'}, unlike the model's"
         )
-    frame["__t"] = parsed.to_numpy()
+    if freq is not None and freq.unit == "ns" and not freq.date_only and freq.utc != parsed.utc:
+        # local times read as UTC (or the other way round) would be off by the offset
+        raise UserError(
+            f"{where}: times with UTC offsets, for a model trained on times without: drop them"
+            if parsed.utc
+            else f"{where}: times without UTC offsets, for a model trained on times with them "
+            "(read as UTC): give each its offset, or a Z for UTC"
+        )
+    frame["__t"] = parsed.times.to_numpy()
     if cols["id"]:
         if frame[cols["id"]].isna().any():
             line = int(frame.index[frame[cols["id"]].isna().to_numpy()][0])
@@ -319,7 +345,7 @@ def read_series(
                 f"{lines}: each time may appear once per series"
             )
     if freq is None:
-        freq = detect_frequency([g["__t"] for _, g in groups], integer)
+        freq = detect_frequency([g["__t"] for _, g in groups], parsed.integer, parsed.utc)
     report: dict[str, Any] = {"unsorted_series": unsorted, "gaps": 0, "empty_cells": {}}
     out = []
     for key, g in groups:
