@@ -211,12 +211,12 @@ def test_predict_and_serve_read_cells_as_training_did(tmp_path, capsys):
     assert served == [r[1] for r in printed[1:5]]  # rows 0 and 3 hold '?' and 'soon'
 
 
-def test_the_missing_value_warning_counts_cells_read_as_missing_too(caplog):
+def test_the_missing_value_warning_counts_cells_read_as_missing_too():
     """Under non_numeric: missing, 'abc' is filled as an empty cell is: both are counted."""
     import numpy as np
     import pandas as pd
 
-    from torchstages.tables.predict import _warn_unfamiliar
+    from torchstages.tables.predict import unfamiliar
 
     schema = {
         "categorical": [],
@@ -227,9 +227,9 @@ def test_the_missing_value_warning_counts_cells_read_as_missing_too(caplog):
     }
     frame = pd.DataFrame({"x1": ["abc", None, "1.5"], "day": ["soon", "2024-01-01", None]})
     numeric = np.array([[np.nan, np.nan, np.nan], [np.nan, 2024, 1], [1.5, np.nan, np.nan]])
-    with caplog.at_level("WARNING", logger="torchstages"):
-        _warn_unfamiliar(frame, numeric, schema)
-    assert "train median: 'x1' in 2 rows; 'day' in 2 rows" in caplog.text
+    notes = unfamiliar(frame, numeric, schema)
+    said = "missing values where training had none, filled with the train median: "
+    assert notes == [said + "'x1' in 2 rows; 'day' in 2 rows"]
 
 
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):
@@ -274,7 +274,14 @@ def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
             assert response.json()["part"] == part and message in response.json()["error"]
         # unseen categories, missing cells and extra keys are fine, as in a file
         fine = {**good, "colour": "purple", "x2": None, "day": None, "target": "x", "extra": 1}
-        assert c.post("/predict", json={"rows": [fine]}).status_code == 200
+        answer = c.post("/predict", json={"rows": [fine]})
+        assert answer.status_code == 200
+        # what predict would warn about on stderr comes with the answer
+        assert answer.json()["warnings"] == [
+            "categories not seen in training, treated as 'other': 'colour' in 1 row ('purple')",
+            "missing values where training had none, filled with the train median: 'day' in 1 row",
+        ]
+        assert "warnings" not in c.post("/predict", json={"rows": [good]}).json()
         for body, part in [
             ({"rows": "x1,x2"}, "rows"),
             ({"rows": [1, 2]}, "rows[0]"),

@@ -27,6 +27,7 @@ __all__ = [
     "predict_frame",
     "predict_table",
     "source_columns",
+    "unfamiliar",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,24 @@ def source_columns(metadata: dict[str, str]) -> list[str]:
     return list(dict.fromkeys([*numeric, *(c["name"] for c in schema["categorical"])]))
 
 
-def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -> list[Prediction]:
+def predict_frame(
+    runner: Runner, frame: pd.DataFrame, where: str, k: int = 1, notes: list[str] | None = None
+) -> list[Prediction]:
     """One prediction per row of ``frame`` (cells as text or NaN, as ``read_table`` gives them).
 
     Extra columns are ignored, a missing trained column is an error naming it; unseen
-    categories take the 'other' index (a warning counts them).
+    categories take the 'other' index. What the model never saw is logged as a warning and,
+    when ``notes`` is given, added to it (serve returns them with the answer).
     """
     schema = json.loads(runner.metadata["schema"])
     # missing cells are imputed as in training; a non-number in a numeric column is an error
     # models exported before the schema recorded non_numeric were trained with its default
     read_as = TableBuildParams(non_numeric=schema.get("non_numeric", "error"))
     numeric, categorical, _ = encode(frame, schema, read_as, where, advise=False)
-    _warn_unfamiliar(frame, numeric, schema)
+    for note in unfamiliar(frame, numeric, schema):
+        log.warning("predict: %s", note)
+        if notes is not None:
+            notes.append(note)
     feeds = {"numeric": numeric, "categorical": categorical}
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
     if runner.metadata["task"] == "regression":
@@ -63,10 +70,11 @@ def predict_frame(runner: Runner, frame: pd.DataFrame, where: str, k: int = 1) -
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
 
 
-def _warn_unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> None:
-    """Name what the model never saw in training: categories outside its vocabulary (they take
-    the 'other' index) and missing values in columns that had none (imputed, but never learned):
+def unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> list[str]:
+    """What the model never saw in training: categories outside its vocabulary (they take the
+    'other' index) and missing values in columns that had none (imputed, but never learned):
     empty cells, and cells that ``non_numeric: missing`` read as missing."""
+    notes = []
     unseen = []
     for col in schema["categorical"]:
         cells = frame[col["name"]].dropna()
@@ -76,9 +84,7 @@ def _warn_unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> 
             shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
             unseen.append(f"{col['name']!r} in {counted(len(new), 'row')} ({shown})")
     if unseen:
-        log.warning(
-            "predict: categories not seen in training, treated as 'other': %s", "; ".join(unseen)
-        )
+        notes.append(f"categories not seen in training, treated as 'other': {'; '.join(unseen)}")
     missing: dict[str, int] = {}  # per source column: a date's parts are missing together
     for j, col in enumerate(schema["numeric"]):
         if not col["indicator"]:
@@ -86,10 +92,11 @@ def _warn_unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> 
             missing[col["source"]] = max(missing.get(col["source"], 0), n)
     gaps = [f"{c!r} in {counted(n, 'row')}" for c, n in missing.items() if n]
     if gaps:
-        log.warning(
-            "predict: missing values where training had none, filled with the train median: %s",
-            "; ".join(gaps),
+        notes.append(
+            "missing values where training had none, filled with the train median: "
+            + "; ".join(gaps)
         )
+    return notes
 
 
 def predict_table(

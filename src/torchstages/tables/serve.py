@@ -94,17 +94,19 @@ class TableService:
 
     def predict(self, body: TableRequest, k: int) -> dict[str, Any]:
         frame = records_frame(body.rows, self.columns, self.field)
+        notes: list[str] = []
         try:
             # encode reads the cells as predict does, under the model's non_numeric rule
-            predictions = predict_frame(self.runner, frame, self.field, k)
+            predictions = predict_frame(self.runner, frame, self.field, k, notes)
         except BadCell as exc:  # the frame's index is the row's place in the request
             raise InvalidPart(f"{self.field}[{exc.row}].{exc.column}", exc.reason) from None
         except UserError as exc:  # anything else encode refuses: named by the request
             raise InvalidPart(self.field, str(exc).removeprefix(f"{self.field}: ")) from None
+        # what predict warns about on stderr, a client sees beside the answer
+        warned = {"warnings": notes} if notes else {}
         if self.runner.metadata["task"] == "regression":
-            return {
-                "predictions": [{"row": i, "prediction": v} for i, (v, _) in enumerate(predictions)]
-            }
+            answers = [{"row": i, "prediction": v} for i, (v, _) in enumerate(predictions)]
+            return {"predictions": answers, **warned}
         return {
             "predictions": [
                 {
@@ -113,7 +115,8 @@ class TableService:
                     "top": [{"class": c, "probability": round(p, 6)} for c, p in top],
                 }
                 for i, (label, top) in enumerate(predictions)
-            ]
+            ],
+            **warned,
         }
 
 
