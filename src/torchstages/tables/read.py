@@ -82,28 +82,34 @@ def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.
     return frame
 
 
-def _record_starts(text: str, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
+def _record_starts(
+    text: str, delimiter: str, quoting: int
+) -> Iterator[tuple[int, list[str] | None]]:
     """Each record of a CSV text (the header first) with the line it starts on: a quoted cell
-    with line breaks (the texts of reviews or messages often have them) spans several lines."""
+    with line breaks (the texts of reviews or messages often have them) spans several lines.
+    A record Python's csv reader cannot read (a quote never closed, a cell over its 128 KiB
+    field limit) comes as None, last."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
     line = 1
-    for record in reader:
-        yield line, record
-        line = reader.line_num + 1
+    try:
+        for record in reader:
+            yield line, record
+            line = reader.line_num + 1
+    except csv.Error:
+        yield line, None
 
 
 def _first_lines(text: str, delimiter: str, quoting: int, frame: pd.DataFrame) -> np.ndarray:
     """The line each of ``frame``'s rows starts on. pandas skips blank lines (and lines of
-    spaces only), so they start no row; a cell that Python's csv reader cannot take (one over
-    its 128 KiB field limit) falls back to counting the line breaks inside cells."""
-    try:
-        starts = [
-            line
-            for line, record in itertools.islice(_record_starts(text, delimiter, quoting), 1, None)
-            if len(record) > 1 or (record and record[0].strip())
-        ]
-    except csv.Error:
-        starts = []
+    spaces only), so they start no row; a record the csv reader cannot take falls back to
+    counting the line breaks inside cells."""
+    starts = []
+    for line, record in itertools.islice(_record_starts(text, delimiter, quoting), 1, None):
+        if record is None:
+            starts = []
+            break
+        if len(record) > 1 or (record and record[0].strip()):
+            starts.append(line)
     if len(starts) == len(frame):
         return np.asarray(starts, dtype=np.int64)
     breaks = np.zeros(len(frame), dtype=np.int64)
@@ -179,17 +185,10 @@ def _parse_error(message: str, text: str, delimiter: str, quoting: int, path: Pa
 
 
 def _record_line(text: str, delimiter: str, quoting: int, record: int) -> int:
-    """The line that record ``record`` (0: the header) starts on."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
-    line = 1
-    try:
-        for i, _ in enumerate(reader):
-            if i == record:
-                break
-            line = reader.line_num + 1
-    except csv.Error:  # the record that broke pandas may break csv too: it starts at ``line``
-        pass
-    return line
+    """The line that record ``record`` (0: the header) starts on; the record that broke pandas
+    may break the csv reader too, which then ends the records there."""
+    starts = list(itertools.islice(_record_starts(text, delimiter, quoting), record + 1))
+    return starts[-1][0]
 
 
 def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

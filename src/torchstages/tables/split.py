@@ -89,9 +89,10 @@ def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
         )
     if words.any():
         return "classification"
-    integral = bool(np.all(np.mod(numbers.to_numpy(dtype=np.float64), 1) == 0))
     return (
-        "classification" if integral and numbers.nunique() <= params.max_classes else "regression"
+        "classification"
+        if not fractional and numbers.nunique() <= params.max_classes
+        else "regression"
     )
 
 

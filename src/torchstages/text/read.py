@@ -15,6 +15,7 @@ __all__ = ["read_texts", "resolve_text_columns"]
 
 _TEXT_NAMES = ("text", "message", "sentence", "review", "content", "document")
 _LABEL_NAMES = ("label", "target", "class", "y")
+_QUOTES_IN_TEXTS = "set split.text.quoting: none when quotes are part of the texts"
 
 
 def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, str]:
@@ -28,9 +29,7 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
     try:
         frame = read_table(path, params.encoding, params.quoting)
     except UnclosedQuote as exc:
-        raise UserError(
-            f"{exc} (set split.text.quoting: none when quotes are part of the texts)"
-        ) from None
+        raise UserError(f"{exc} ({_QUOTES_IN_TEXTS})") from None
     except NotDecodable as exc:  # texts exported by older tools may be in a legacy encoding
         if codecs.lookup(params.encoding).name != "utf-8":
             raise
@@ -53,8 +52,7 @@ def _refuse_swallowed_rows(frame: pd.DataFrame, label: str, path: Path) -> None:
                 if len(fields) == len(columns) and fields[at] in labels:
                     raise UserError(
                         f"{path}: line {line}: a quote opened here is never closed, and the "
-                        "lines after it were read as one text (set split.text.quoting: none "
-                        "when quotes are part of the texts)"
+                        f"lines after it were read as one text ({_QUOTES_IN_TEXTS})"
                     )
 
 
