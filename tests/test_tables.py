@@ -107,6 +107,25 @@ def test_csv_delimiters_bom_and_parquet_read_alike(tmp_path):
         assert parquet[column].fillna("-").tolist() == comma[column].fillna("-").tolist()
 
 
+def test_a_space_after_every_delimiter_is_not_part_of_the_cells(tmp_path):
+    """ "age, workclass, income" as UCI's adult.data is written: the names and cells are read
+    without the space, and a quoted cell after it keeps its comma."""
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text('id, name, target\n1, "Smith, John", <=50K\n2, Ann ,  >50K\n')
+    frame = read_table(spaced)
+    assert list(frame.columns) == ["id", "name", "target"]
+    # only the space right after a delimiter goes: a cell's own spaces stay, as pandas keeps them
+    assert frame.to_dict("list") == {
+        "id": ["1", "2"],
+        "name": ["Smith, John", "Ann "],
+        "target": ["<=50K", ">50K"],
+    }
+    # a header without that space says the cells' spaces are their own
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n x, y\n")
+    assert read_table(plain).to_dict("list") == {"a": [" x"], "b": [" y"]}
+
+
 def test_decimal_commas_read_as_numbers_in_a_file_not_separated_by_commas(tmp_path):
     frame = make_table(200, "regression")
     frame["note"] = [f"item {i}, boxed" for i in range(200)]  # commas in text stay text

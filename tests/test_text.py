@@ -134,6 +134,11 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
             r"t.csv: line 5: a quote opened here is never closed \(set split.text.quoting: none",
         ),
         (b'text,label\n"broken,a\nbye,b\nthird,a\n"fine",b\n', {}, "line 2: a quote opened"),
+        (  # the same with a space after every comma, which is not part of the cells
+            b'text, label\nhi, b\n"broken, a\nbye, b\nthird, a\nfine", b\n',
+            {},
+            "line 3: a quote opened",
+        ),
         (b"text,label\nhi,a\ncaf\xe9,b\n", {}, r"line 3 is not valid UTF-8 .*split.text.encoding"),
         (  # already told the encoding: no hint to set it
             b"text,label\nhi,a\ncaf\x81,b\n",

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -82,14 +83,30 @@ def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.
     return frame
 
 
-def _record_starts(
-    text: str, delimiter: str, quoting: int
-) -> Iterator[tuple[int, list[str] | None]]:
+class _Dialect(NamedTuple):
+    """How a CSV file is written, as both readers (pandas' and Python's csv) are told."""
+
+    delimiter: str
+    quoting: int
+    # "a, b, c": a space after every delimiter (as UCI's adult.data is written) is not part of
+    # the next cell, and a quote after it still opens a quoted cell
+    skipinitialspace: bool
+
+    def reader(self, text: str):
+        return csv.reader(
+            io.StringIO(text),
+            delimiter=self.delimiter,
+            quoting=self.quoting,
+            skipinitialspace=self.skipinitialspace,
+        )
+
+
+def _record_starts(text: str, dialect: _Dialect) -> Iterator[tuple[int, list[str] | None]]:
     """Each record of a CSV text (the header first) with the line it starts on: a quoted cell
     with line breaks (the texts of reviews or messages often have them) spans several lines.
     A record Python's csv reader cannot read (a quote never closed, a cell over its 128 KiB
     field limit) comes as None, last."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
+    reader = dialect.reader(text)
     line = 1
     try:
         for record in reader:
@@ -99,12 +116,12 @@ def _record_starts(
         yield line, None
 
 
-def _first_lines(text: str, delimiter: str, quoting: int, frame: pd.DataFrame) -> np.ndarray:
+def _first_lines(text: str, dialect: _Dialect, frame: pd.DataFrame) -> np.ndarray:
     """The line each of ``frame``'s rows starts on. pandas skips blank lines (and lines of
     spaces only), so they start no row; a record the csv reader cannot take falls back to
     counting the line breaks inside cells."""
     starts = []
-    for line, record in itertools.islice(_record_starts(text, delimiter, quoting), 1, None):
+    for line, record in itertools.islice(_record_starts(text, dialect), 1, None):
         if record is None:
             starts = []
             break
@@ -132,29 +149,30 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
         raise NotDecodable(
             f"{path}: line {line} is not valid {name} (save the file as UTF-8)"
         ) from None
-    delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
+    dialect = _sniff_dialect(text[:_SNIFF_BYTES], path, quoting)
     # pandas renames a repeated header to "x.1" silently: check the header as written
-    header = next(csv.reader([text.splitlines()[0]], delimiter=delimiter, quoting=quoting))
+    header = next(dialect.reader(text.splitlines()[0]))
     if len(set(header)) != len(header):
         dupes = sorted({c for c in header if header.count(c) > 1})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
     try:
         frame = pd.read_csv(
             io.StringIO(text),
-            sep=delimiter,
+            sep=dialect.delimiter,
             dtype=str,
             keep_default_na=True,
             na_values=[""],
-            quoting=quoting,
+            quoting=dialect.quoting,
+            skipinitialspace=dialect.skipinitialspace,
         )
     except pd.errors.ParserError as exc:
-        raise _parse_error(str(exc).splitlines()[0], text, delimiter, quoting, path) from None
+        raise _parse_error(str(exc).splitlines()[0], text, dialect, path) from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
-    frame.index = _first_lines(text, delimiter, quoting, frame)
+    frame.index = _first_lines(text, dialect, frame)
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
-    return frame if delimiter == "," else _decimal_commas(frame, path)
+    return frame if dialect.delimiter == "," else _decimal_commas(frame, path)
 
 
 class NotDecodable(UserError):
@@ -165,18 +183,18 @@ class UnclosedQuote(UserError):
     """A quote that opens a cell and never closes: the rest of the file would be that cell."""
 
 
-def _parse_error(message: str, text: str, delimiter: str, quoting: int, path: Path) -> UserError:
+def _parse_error(message: str, text: str, dialect: _Dialect, path: Path) -> UserError:
     """pandas' tokenizer error, with the line of the file it happened on: pandas counts records
     (a quoted cell with line breaks is one), so its numbers drift from the file's lines."""
     if found := re.search(r"EOF inside string starting at row (\d+)", message):
-        line = _record_line(text, delimiter, quoting, int(found[1]))
+        line = _record_line(text, dialect, int(found[1]))
         return UnclosedQuote(f"{path}: line {line}: a quote opened here is never closed")
     if found := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
-        line = _record_line(text, delimiter, quoting, int(found[2]) - 1)
+        line = _record_line(text, dialect, int(found[2]) - 1)
         advice = (
-            f"a cell that holds {delimiter!r} needs quotes around it"
-            if quoting != csv.QUOTE_NONE
-            else f"quotes are plain characters here, so no cell can hold {delimiter!r}"
+            f"a cell that holds {dialect.delimiter!r} needs quotes around it"
+            if dialect.quoting != csv.QUOTE_NONE
+            else f"quotes are plain characters here, so no cell can hold {dialect.delimiter!r}"
         )
         return UserError(
             f"{path}: line {line}: {found[3]} fields where the header has {found[1]} ({advice})"
@@ -184,10 +202,10 @@ def _parse_error(message: str, text: str, delimiter: str, quoting: int, path: Pa
     return UserError(f"{path}: cannot parse as CSV: {message}")
 
 
-def _record_line(text: str, delimiter: str, quoting: int, record: int) -> int:
+def _record_line(text: str, dialect: _Dialect, record: int) -> int:
     """The line that record ``record`` (0: the header) starts on; the record that broke pandas
     may break the csv reader too, which then ends the records there."""
-    starts = list(itertools.islice(_record_starts(text, delimiter, quoting), record + 1))
+    starts = list(itertools.islice(_record_starts(text, dialect), record + 1))
     return starts[-1][0]
 
 
@@ -208,18 +226,22 @@ def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
-def _sniff_delimiter(head: str, path: Path) -> str:
-    if path.suffix.lower() == ".tsv":
-        return "\t"
+def _sniff_dialect(head: str, path: Path, quoting: int) -> _Dialect:
     lines = head.splitlines()
-    sample = "\n".join(lines[:50])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        # one column, or a sniffer-defeating quote pattern: fall back to the most common candidate
-        counts = {d: lines[0].count(d) for d in ",;\t|"}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
+    if path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;\t|").delimiter
+        except csv.Error:
+            # one column, or a sniffer-defeating quote pattern: the most common candidate
+            counts = {d: lines[0].count(d) for d in ",;\t|"}
+            best = max(counts, key=lambda d: counts[d])
+            delimiter = best if counts[best] else ","
+    # as the csv sniffer decides it: every delimiter of the header has a space after it
+    between = lines[0].count(delimiter)
+    spaced = between > 0 and lines[0].count(delimiter + " ") == between
+    return _Dialect(delimiter, quoting, spaced)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def _refuse_swallowed_rows(frame: pd.DataFrame, label: str, path: Path) -> None:
         for inner in (part for c in texts for part in c.split("\n")[1:]):
             for delimiter in "\t,;|":
                 fields = inner.split(delimiter)
-                if len(fields) == len(columns) and fields[at] in labels:
+                if len(fields) == len(columns) and fields[at].lstrip(" ") in labels:
                     raise UserError(
                         f"{path}: line {line}: a quote opened here is never closed, and the "
                         f"lines after it were read as one text ({_QUOTES_IN_TEXTS})"
