@@ -77,7 +77,10 @@ class TrainParams(Section):
     )
     compile: bool = Field(False, description="torch.compile the model")
     threads: int = Field(
-        0, ge=0, description="CPU threads for torch; 0 = torch's default (tables: 1, faster there)"
+        0,
+        ge=0,
+        description="CPU threads for torch; 0 = torch's default for images, 1 for tables, texts "
+        "and series (faster there)",
     )
     epochs: int = Field(
         30, ge=1, description="passes over the train split (tables: see scale_to_rows)"
