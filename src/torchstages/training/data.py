@@ -309,7 +309,7 @@ def load_train_data(
     else:
         train = load_split(processed_dir, "train")
         val = load_split(processed_dir, "val")
-        arrays = ["train_labels.npy", "train_images.npy", "val_labels.npy"]
+        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in ("images", "labels")]
         prep = Preprocessing.from_dict(meta["preprocessing"])
         normalize = Normalizer(prep.mean, prep.std, device)
     train_x = tuple(to_device_tensor(a, device) for a in train[:-1])
