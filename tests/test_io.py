@@ -20,3 +20,18 @@ def test_next_write_removes_what_a_killed_write_left(tmp_path):
         "model.json",
         "processed",
     ]
+
+
+def test_written_files_and_folders_get_the_permissions_of_a_plain_open_and_mkdir(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.json", "{}")
+        with atomic_dir(tmp_path / "export") as staging:
+            (staging / "model.onnx").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o755  # readable by a server

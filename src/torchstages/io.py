@@ -59,6 +59,9 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield staging
+        # mkdtemp makes the folder private (0700): give it what a plain mkdir would, or a
+        # server running as another user could not read an exported model
+        staging.chmod(0o777 & ~_umask())
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
