@@ -54,6 +54,9 @@ def test_resume_refuses_a_checkpoint_with_a_pickle_payload(crafted, caplog):
 def test_pretrained_weights_with_a_pickle_payload_are_refused(crafted, suffix):
     path, marker = crafted
     weights = path.rename(path.with_suffix(suffix))
-    with pytest.raises(UserError, match=rf"pretrained: {weights}: not a readable state dict \("):
+    key = "train.model.transfer.pretrained"
+    with pytest.raises(UserError, match=rf"{key}: {weights}: not a readable state dict \(") as info:
         read_state_dict(str(weights))
     assert not marker.exists()
+    # not torch's advice (in terminal colours) on how to load it the unsafe way
+    assert "trust the source" not in str(info.value) and "\x1b" not in str(info.value)

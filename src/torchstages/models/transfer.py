@@ -9,6 +9,7 @@ and the only part that trains under ``freeze: backbone``. Every other parameter 
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_KEY = "train.model.transfer.pretrained"  # the param every error here is about
 
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9_]+_Weights\.[A-Za-z0-9_]+$")
 _SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -160,11 +163,11 @@ def cached_weights_file(name: str) -> Path:
     try:
         weights = get_weight(name)
     except (ValueError, KeyError, AttributeError):
-        raise UserError(f"pretrained: {name!r} is not a torchvision weights name") from None
+        raise UserError(f"{_KEY}: {name!r} is not a torchvision weights name") from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if not path.is_file():
         raise UserError(
-            f"pretrained: {name} is not in the local torch cache ({path} missing); nothing is "
+            f"{_KEY}: {name} is not in the local torch cache ({path} missing); nothing is "
             f"downloaded here: copy {weights.url} there, or point TORCH_HOME at a cache that has it"
         )
     return path
@@ -178,7 +181,7 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], Path]:
     """
     path = cached_weights_file(source) if is_weights_name(source) else Path(source)
     if not path.is_file():
-        raise UserError(f"pretrained: {path}: file not found")
+        raise UserError(f"{_KEY}: {path}: file not found")
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -186,14 +189,21 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], Path]:
             raw: Any = load_file(str(path))
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or pickled-object files: the user's file, not our bug
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run the file's code
+        raise UserError(
+            f"{_KEY}: {path}: not a readable state dict (it holds Python objects besides "
+            "tensors, which are never unpickled here: save the model's state_dict() alone, or "
+            "use safetensors)"
+        ) from None
+    except Exception as exc:  # corrupt files: the user's file, not our bug
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(
-            f"pretrained: {path}: not a readable state dict ({type(exc).__name__}: {first})"
+            f"{_KEY}: {path}: not a readable state dict ({type(exc).__name__}: {first})"
         ) from None
     state = _unwrap(raw)
     if state is None:
-        raise UserError(f"pretrained: {path}: no state dict (mapping of names to tensors) inside")
+        raise UserError(f"{_KEY}: {path}: no state dict (mapping of names to tensors) inside")
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state, path
@@ -248,7 +258,7 @@ def load_pretrained(model: nn.Module, source: str) -> PretrainedReport:
             fresh.append(name)
     if not loaded and not adapted:
         raise UserError(
-            f"pretrained: {path}: no tensor matches this architecture by name and shape "
+            f"{_KEY}: {path}: no tensor matches this architecture by name and shape "
             f"(file has e.g. {_first(sorted(state), 3)}; model has e.g. {_first(fresh, 3)})"
         )
     model.load_state_dict(merged)
