@@ -235,6 +235,14 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
             {},
             r"fewer than 3 rows \(one per split\): \{'c000': 1, .* 'c009': 1, \.\.\.\} \(100 classes\)$",
         ),
+        (  # the three rows of class b are one patient's: they stay within one split
+            lambda f: f.assign(
+                target=["a"] * 97 + ["b"] * 3, who=[f"p{i}" for i in range(97)] + ["p97"] * 3
+            ),
+            {"table": {"group": "who"}},
+            r"class 'b' has no row in the val or test split: its 3 rows include identical rows or "
+            r"near duplicates or rows of one 'who' value, which stay within one split",
+        ),
         (  # a number column with a stray word is not 99 classes
             lambda f: f.assign(target=[f"{v}.5" for v in range(99)] + ["unknown"]),
             {},

@@ -151,6 +151,13 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
             r"line 3: 3 fields where the header has 2 \(quotes are plain characters here",
         ),
         (b"text,label\nhi,a\n ,b\n", {"text": {"empty": "error"}}, "line 3: the text"),
+        (  # "Hi there" and "hi  there" are one text to the split: b fills two splits
+            b"text,label\n"
+            + b"".join(b"a%d,a\n" % i for i in range(20))
+            + b"Hi there,b\nhi  there,b\nbye,b\n",
+            {},
+            r"class 'b' has no text in the (val|test) split: its 3 texts include texts equal but",
+        ),
     ],
 )
 def test_bad_text_files_are_one_line_errors(tmp_path, content, split, message):

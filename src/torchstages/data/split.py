@@ -21,6 +21,7 @@ from torchstages.wording import counted
 
 __all__ = [
     "assign_splits",
+    "check_every_class_in_every_split",
     "check_no_leakage",
     "read_csv_rows",
     "read_split",
@@ -102,6 +103,24 @@ def check_no_leakage(splits: dict[str, list[Row]]) -> None:
                 raise UserError(
                     f"leakage: {row.path} ({name}) has the same bytes as {first[1]} ({first[0]})"
                 )
+
+
+def check_every_class_in_every_split(
+    splits: dict[str, list[Row]], where: str, noun: str, copies: str
+) -> None:
+    """Raise if a class has no ``noun`` in some split: its score there would be undefined, and
+    macro averages would count it as zero. Three of a class always spread over the three splits,
+    unless ``copies`` (files or rows that stay together) make fewer than three groups of it."""
+    present = {name: {row.label for row in splits[name]} for name in SPLIT_NAMES}
+    for label in sorted(set().union(*present.values())):
+        missing = [name for name in SPLIT_NAMES if label not in present[name]]
+        if missing:
+            total = sum(row.label == label for name in SPLIT_NAMES for row in splits[name])
+            raise UserError(
+                f"{where}: class {label!r} has no {noun} in the {' or '.join(missing)} split: "
+                f"its {counted(total, noun)} include {copies}, which stay within one split "
+                f"(add distinct {noun}s to the class, or remove it)"
+            )
 
 
 def summarize(splits: dict[str, list[Row]]) -> dict:
@@ -193,6 +212,8 @@ def split_dataset(
     together = groups if near and near.mode == "group" else None
     splits = assign_splits(rows, fractions, seed, together)
     check_no_leakage(splits)
+    copies = "identical or near-duplicate files" if together else "identical files"
+    check_every_class_in_every_split(splits, str(raw_dir), "image", copies)
     summary = summarize(splits)
     if found.skipped:  # only then: a clean folder's summary hashes as before the key existed
         summary["skipped"] = [{"path": path, "reason": why} for path, why in found.skipped]

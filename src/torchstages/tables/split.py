@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from torchstages.data.discover import Row
-from torchstages.data.split import assign_splits, check_no_leakage, read_csv_rows
+from torchstages.data.split import (
+    assign_splits,
+    check_every_class_in_every_split,
+    check_no_leakage,
+    read_csv_rows,
+)
 from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
@@ -140,6 +145,11 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     fractions = {"train": params.train, "val": params.val, "test": params.test}
     splits = assign_splits(rows, fractions, params.seed)
     check_no_leakage(splits)
+    if task == "classification":
+        copies = "identical rows" + (" or near duplicates" if together else "")
+        if cols["group"]:
+            copies += f" or rows of one {cols['group']!r} value"
+        check_every_class_in_every_split(splits, str(path), "row", copies)
     write_table_splits(out_dir, splits, kept, content, frame.index)
     summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
     if near is not None:

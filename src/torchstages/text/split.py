@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 
 from torchstages.data.discover import Row
-from torchstages.data.split import assign_splits, check_no_leakage
+from torchstages.data.split import (
+    assign_splits,
+    check_every_class_in_every_split,
+    check_no_leakage,
+)
 from torchstages.errors import UserError
 from torchstages.io import write_json
 from torchstages.params.split import SplitParams
@@ -58,6 +62,9 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     fractions = {"train": params.train, "val": params.val, "test": params.test}
     splits = assign_splits(rows, fractions, params.seed)
     check_no_leakage(splits)
+    check_every_class_in_every_split(
+        splits, str(path), "text", "texts equal but for case and spacing"
+    )
     write_table_splits(out_dir, splits, kept, row_hashes(frame, [text, label]), frame.index)
     summary = {
         "kind": "text",
