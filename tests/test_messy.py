@@ -354,6 +354,28 @@ def test_folders_that_cannot_be_split_say_what_is_needed(tmp_path, counts, messa
         discover(_folder(tmp_path / "raw", counts))
 
 
+def test_a_class_whose_copies_fill_fewer_than_three_splits_is_refused(tmp_path):
+    """Three files, two of them equal: copies stay together, so a split would get none of the
+    class, and its score there (and every macro average) would be made up."""
+    raw = _folder(tmp_path / "raw", {"a": 4, "b": 4, "few": 2})
+    (raw / "few" / "0_copy.png").write_bytes((raw / "few" / "0.png").read_bytes())
+    said = r"class 'few' has no image in the (val|test) split: its 3 images include identical"
+    with pytest.raises(UserError, match=said):
+        split_dataset(raw, tmp_path / "splits", FRACTIONS, seed=3)
+    assert not (tmp_path / "splits").exists()
+
+
+def test_a_dataset_split_already_is_named_not_trained_as_classes_train_and_test(tmp_path):
+    for part in ("train", "test"):
+        _folder(tmp_path / "presplit" / part, {"cat": 3, "dog": 3})
+    with pytest.raises(UserError, match=r"the class folders are \['test', 'train'\], each hold"):
+        discover(tmp_path / "presplit")
+    # folders of other names holding folders are classes (with their sub-folders)
+    for part in ("cats", "dogs"):
+        _folder(tmp_path / "nested" / part, {"indoor": 2, "outdoor": 2})
+    assert {r.label for r in discover(tmp_path / "nested").rows} == {"cats", "dogs"}
+
+
 @pytest.mark.parametrize("names", [("A.png", "a.png"), ("caf\u00e9.png", "cafe\u0301.png")])
 def test_names_one_file_system_would_merge_are_an_error(tmp_path, names):
     raw = _folder(tmp_path / "raw", {"a": 3, "b": 3})

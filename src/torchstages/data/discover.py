@@ -105,6 +105,7 @@ def discover(raw_dir: str | Path) -> Discovery:
             more,
         )
     _check_names(rows, raw_dir)
+    _check_not_split_already(rows, classes, raw_dir)
     _check_class_sizes(rows, classes, raw_dir)
     return Discovery(sorted(rows), sorted(skipped))
 
@@ -199,6 +200,23 @@ def _check_names(rows: list[Row], raw_dir: Path) -> None:
                 f"{raw_dir}: {other!r} and {row.path!r} differ only by letter case or Unicode "
                 "normalisation; macOS and Windows store them as one file: rename one"
             )
+
+
+# the top folders of a dataset that comes split already (train/<class>/..., test/<class>/...)
+_SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
+
+
+def _check_not_split_already(rows: list[Row], classes: list[str], raw_dir: Path) -> None:
+    """train/ and test/ holding class folders would train a classifier of "train" against
+    "test": the split is this pipeline's job, so say how to lay the files out instead."""
+    if not classes or not {c.lower() for c in classes} <= _SPLIT_FOLDERS:
+        return
+    if all(row.path.count("/") >= 2 for row in rows):
+        raise UserError(
+            f"{raw_dir}: the class folders are {classes}, each holding folders: a dataset split "
+            f"already? The split stage makes its own: move each class folder's images to "
+            f"{raw_dir}/<class>/ (e.g. train/cat and test/cat into cat)"
+        )
 
 
 def _check_class_sizes(rows: list[Row], classes: list[str], raw_dir: Path) -> None:
