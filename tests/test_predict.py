@@ -85,7 +85,9 @@ def test_inputs_from_folders_lists_and_stdin(tmp_path):
     (tmp_path / "list.txt").write_text(f"# inputs\n{t}/b.png\n\n{t}/missing.png\n")
     (tmp_path / "list.csv").write_text(f"label,path\nx,{t}/b.png\ny,{t}/a/sub\n")
     folder = [f"{t}/a/1.jpeg.bak", f"{t}/a/2.png", f"{t}/a/sub/3.png"]
-    assert expand_inputs([f"{t}/a"], reader) == folder
+    left_out: list[str] = []
+    assert expand_inputs([f"{t}/a"], reader, left_out=left_out) == folder
+    assert left_out == [f"{t}/a/README.txt"]  # named on stderr by the CLI; hidden ones are not
     assert expand_inputs([f"{t}/list.txt"], reader) == [f"{t}/b.png", f"{t}/missing.png"]
     assert expand_inputs([f"{t}/list.csv"], reader) == [f"{t}/b.png", f"{t}/a/sub/3.png"]
     stdin = io.StringIO(f"{t}/b.png\n{t}/a\n")
@@ -142,6 +144,15 @@ def test_cli_error_rows_and_exit_codes(deployed, tmp_path):
         "empty file",
         "an HTML or XML page, not an image (a failed download?)",
     ]
+    # the same two in a folder are left out, as the split stage leaves them out, and named
+    (tmp_path / "odd").mkdir()
+    for name in ("empty.png", "page.jpg"):
+        (tmp_path / name).rename(tmp_path / "odd" / name)
+    (tmp_path / "odd" / "good.png").write_bytes(Path(good[0]).read_bytes())
+    folder = cli("--model", model, str(tmp_path / "odd"))
+    assert folder.returncode == 0 and len(folder.stdout.splitlines()) == 1
+    said = f"2 files in the folders given are not images, left out ({tmp_path}/odd/empty.png, …)"
+    assert f"predict: {said}" in folder.stderr
     # the pixel limit: build-dataset's by default, --max-pixels to change it
     small = cli("--model", model, "--max-pixels", "143", good[0])  # these images are 12x12
     assert small.returncode == 1 and "144 pixels to decode, over the limit of 143" in small.stdout

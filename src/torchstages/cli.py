@@ -229,6 +229,7 @@ def _predict(args: argparse.Namespace) -> int:
     from torchstages.deploy.readers import reader_for
     from torchstages.deploy.runtime import load_runner
     from torchstages.io import atomic_path
+    from torchstages.wording import counted
 
     if hasattr(signal, "SIGPIPE"):
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
@@ -254,7 +255,16 @@ def _predict(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise UserError("predict: give the files to classify")
     reader = reader_for(runner.metadata, args.max_pixels)
-    sources = expand_inputs(args.inputs, reader, sys.stdin)
+    left_out: list[str] = []
+    sources = expand_inputs(args.inputs, reader, sys.stdin, left_out)
+    if left_out:  # as the split stage names the files it skips
+        one = len(left_out) == 1
+        print(
+            f"predict: {counted(len(left_out), 'file')} in the folders given "
+            f"{'is not an image' if one else 'are not images'}, left out "
+            f"({left_out[0]}{'' if one else ', …'})",
+            file=sys.stderr,
+        )
     if not sources:
         raise UserError(f"no inputs found in {' '.join(args.inputs)}")
     k = min(args.top_k, len(runner.classes))

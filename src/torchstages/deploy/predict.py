@@ -43,29 +43,36 @@ class Result:
     error: str | None = None
 
 
-def expand_inputs(args: Iterable[str], reader: Reader, stdin: IO[str] | None = None) -> list[str]:
+def expand_inputs(
+    args: Iterable[str],
+    reader: Reader,
+    stdin: IO[str] | None = None,
+    left_out: list[str] | None = None,
+) -> list[str]:
     """Every input named by ``args``, in order: a file as given; a folder's files recursively
     (sorted; hidden files and folders skipped and non-inputs left out by content, as the
-    split stage does); a ``.csv``/``.txt`` list (one path per line, or a ``path`` column, else
-    the first one; relative to the current folder); ``-``: such a list on stdin.
+    split stage does, and appended to ``left_out``); a ``.csv``/``.txt`` list (one path per
+    line, or a ``path`` column, else the first one; relative to the current folder); ``-``:
+    such a list on stdin.
 
     A path that does not exist stays in the list and gets an error row, so one typo does not
     stop a long run.
     """
+    left_out = [] if left_out is None else left_out
     found: list[str] = []
     for arg in args:
         if arg == "-":
             if stdin is None:
                 raise UserError("-: no stdin to read paths from")
-            found += _walk_all(_list_entries(stdin.read()), reader)
+            found += _walk_all(_list_entries(stdin.read()), reader, left_out)
         elif (
             Path(arg).is_file()
             and arg.lower().endswith(LIST_SUFFIXES)
             and not _is_input(Path(arg), reader)
         ):
-            found += _walk_all(_list_entries(_read_list(Path(arg))), reader)
+            found += _walk_all(_list_entries(_read_list(Path(arg))), reader, left_out)
         else:
-            found += _walk_all([arg], reader)
+            found += _walk_all([arg], reader, left_out)
     return found
 
 
@@ -85,11 +92,11 @@ def _list_entries(text: str) -> list[str]:
     return [r[column].strip() for r in rows if not r[column].lstrip().startswith("#")]
 
 
-def _walk_all(entries: list[str], reader: Reader) -> list[str]:
-    return [f for entry in entries for f in (_walk(entry, reader) if entry else [])]
+def _walk_all(entries: list[str], reader: Reader, left_out: list[str]) -> list[str]:
+    return [f for entry in entries for f in (_walk(entry, reader, left_out) if entry else [])]
 
 
-def _walk(entry: str, reader: Reader) -> list[str]:
+def _walk(entry: str, reader: Reader, left_out: list[str]) -> list[str]:
     if not Path(entry).is_dir():
         return [entry]
     found = []
@@ -97,8 +104,9 @@ def _walk(entry: str, reader: Reader) -> list[str]:
         dirnames[:] = sorted(d for d in dirnames if not is_skipped_name(d))
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            if not is_skipped_name(name) and _is_input(Path(path), reader):
-                found.append(path)
+            if is_skipped_name(name):
+                continue
+            (found if _is_input(Path(path), reader) else left_out).append(path)
     return found
 
 
