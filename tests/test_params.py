@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,70 @@ def test_image_size_must_be_positive(tmp_path, size):
         _load(
             tmp_path, f"build_dataset:\n  image_size: {size}\n", BuildDatasetParams, "build_dataset"
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  epochs: true\n", "train.epochs: Input should be an integer, not a boolean"),
+        ("train:\n  lr: false\n", "train.lr: Input should be a number, not a boolean (got False)"),
+        (
+            "train:\n  model: {name: cnn, channels: [32, true]}\n",
+            "train.model.channels: Input should be a list of integers, not a boolean",
+        ),
+        (
+            "train:\n  model: {name: mlp, embedding_dims: {city: true}}\n",
+            "train.model.embedding_dims: Input should be a mapping of strings to integers, not a "
+            "boolean",
+        ),
+        (
+            "build_dataset:\n  image_size: true\n",
+            "build_dataset.image_size: Input should be an integer or a list of 2 integers, not a "
+            "boolean (got True)",
+        ),
+    ],
+)
+def test_a_boolean_is_not_a_number(tmp_path, text, message):
+    """pydantic would read true as 1: `epochs: true` trained one epoch."""
+    section = text.split(":")[0]
+    model = {"train": TrainParams, "build_dataset": BuildDatasetParams}[section]
+    with pytest.raises(UserError, match=re.escape(message)):
+        _load(tmp_path, text, model, section)
+
+
+def test_what_lax_reading_accepts_besides_booleans_stays(tmp_path):
+    text = "train:\n  lr: 1\n  epochs: '5'\n  channels_last: true\n  deterministic: false\n"
+    params = _load(tmp_path, text, TrainParams, "train")
+    assert (params.lr, params.epochs, params.channels_last) == (1.0, 5, True)
+    assert isinstance(params.lr, float) and params.deterministic is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("image_size: [16]", "build_dataset.image_size: Input should be an integer or a list of 2 "
+         "integers (got [16])"),
+        ("image_size: [8, 8, 3]", "build_dataset.image_size: Input should be an integer or a list "
+         "of 2 integers (got [8, 8, 3])"),
+        ("text: {max_len: all}", "build_dataset.text.max_len: Input should be 'auto' or an integer "
+         "(got 'all')"),
+        # a value of one member's kind: that member's own complaint, alone
+        ("text: {max_len: 0}", "build_dataset.text.max_len: Input should be greater than or equal "
+         "to 1 (got 0)"),
+    ],
+)  # fmt: skip
+def test_a_union_error_is_one_sentence_naming_the_key(tmp_path, text, message):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, f"build_dataset:\n  {text}\n", BuildDatasetParams, "build_dataset")
+    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
+
+
+def test_a_union_error_inside_a_model_picked_by_name(tmp_path):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, "train:\n  model: {name: mlp, linear_weight: x}\n", TrainParams, "train")
+    assert str(err.value).endswith(
+        "params.yaml: train.model.linear_weight: Input should be 'auto' or a number (got 'x')"
+    )
 
 
 def test_a_rule_over_several_keys_does_not_dump_the_section(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from torchstages.errors import UserError
 from torchstages.paths import PARAMS
@@ -23,6 +24,28 @@ class Section(BaseModel):
     """Base for params models: unknown keys are errors, values are frozen after load."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        # pydantic's lax mode reads true as 1 for an int or float (epochs: true trains one epoch);
+        # strict mode would also refuse what lax mode rightly reads (a Path from a string, "3").
+        # A model validator, as a field one may not run before a union's `name`
+        if not isinstance(data, dict):
+            return data
+        errors = []
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            leaves = _leaves(field.annotation) if field else set()
+            if (int in leaves or float in leaves) and bool not in leaves and _holds_bool(value):
+                expected = {"expected": _words(field.annotation)}
+                error = PydanticCustomError(
+                    "bool", "Input should be {expected}, not a boolean", expected
+                )
+                errors.append(InitErrorDetails(type=error, loc=(key,), input=value))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 def load_yaml(path: str | Path = PARAMS) -> dict[str, Any]:
@@ -52,14 +75,16 @@ def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + _describe(exc, model, section)) from None
+        raise UserError(f"{path}: " + _describe(exc, model, section, raw)) from None
 
 
-def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str:
+def _describe(
+    exc: ValidationError, model: type[BaseModel], section: str, raw: dict[str, Any]
+) -> str:
     messages = []
     # a union (train.model) left with keys that other members read: its name, what it holds
     left_over: dict[str, tuple[str, list[type[BaseModel]], list[str]]] = {}
-    for err in exc.errors():
+    for err in _merge_plain_unions(exc.errors(), model, raw):
         loc = tuple(str(p) for p in err["loc"])
         where = ".".join((section, *_without_tags(model, loc)))
         if err["type"] == "extra_forbidden":
@@ -99,6 +124,133 @@ def _describe(exc: ValidationError, model: type[BaseModel], section: str) -> str
             f"section, e.g. dvc exp run -S '~{union}' -S '+{union}={{name: {name}}}'"
         )
     return "; ".join(messages)
+
+
+# pydantic's errors saying a value is not of a union member's kind at all (as opposed to out of
+# its range): a list for an int, a string that is no number, a tuple of the wrong length
+def _merge_plain_unions(
+    errors: list[Any], model: type[BaseModel], raw: dict[str, Any]
+) -> list[Any]:
+    """``errors`` with the one error per member of each plain union (``image_size.int: ...;
+    image_size.tuple[int, int].1: Field required``) made one: the errors of the member the value
+    is of the kind of (``max_len: 0``: too small an int), else that the value should be one of
+    the members (``image_size: [16]``)."""
+    # each error at its place (its index); each union's, by member, at the place of its first
+    places: dict[Any, Any] = {}
+    for n, err in enumerate(errors):
+        loc = tuple(str(p) for p in err["loc"])
+        i = _union_member_at(model, loc)
+        if i is None:
+            places[n] = err
+        else:
+            without_member = {**err, "loc": loc[:i] + loc[i + 1 :]}
+            places.setdefault(loc[:i], {}).setdefault(loc[i], []).append(without_member)
+    merged = []
+    for place, held in places.items():
+        if isinstance(place, int):
+            merged.append(held)
+            continue
+        of_its_kind = [errs for errs in held.values() if not any(map(_mismatch, errs))]
+        if of_its_kind:
+            merged += of_its_kind[0]
+            continue
+        value: Any = raw
+        for part in _without_tags(model, place):
+            value = value[part]
+        annotation = _members_at(model, place[:-1])[0].model_fields[place[-1]].annotation
+        message = f"Input should be {_words(annotation)}"
+        merged.append({"type": "union", "loc": place, "msg": message, "input": value})
+    return merged
+
+
+def _mismatch(err: Any) -> bool:
+    """Whether pydantic's ``err`` says a value is not of a type's kind at all (a list for an int,
+    a string that is no number, a list of the wrong length), not that it is out of its range."""
+    kind = err["type"]
+    return kind.endswith(("_type", "_parsing")) or kind in (
+        "literal_error",
+        "missing",
+        "too_long",
+        "too_short",
+    )
+
+
+def _union_member_at(model: type[BaseModel], loc: tuple[str, ...]) -> int | None:
+    """The index of the part of ``loc`` that names a plain union's member (pydantic puts it in the
+    path: ``image_size.tuple[int, int].1``), or None."""
+    for i in range(1, len(loc)):
+        for owner in _members_at(model, loc[: i - 1]):
+            field = owner.model_fields.get(loc[i - 1])
+            if field is not None and _is_plain_union(field.annotation):
+                return i
+    return None
+
+
+def _is_plain_union(annotation: Any) -> bool:
+    """A union of values (``Literal["auto"] | int``), not of models picked by name nor ``X | None``
+    (whose errors pydantic does not split by member)."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return False
+    values = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return len(values) > 1 and not _models_in(annotation)
+
+
+def _leaves(annotation: Any) -> set[Any]:
+    """The scalar types a value of ``annotation`` may hold: ``list[int] | None`` -> int, None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    if origin is typing.Annotated:
+        return _leaves(typing.get_args(annotation)[0])
+    if origin is None:
+        return {annotation}
+    return {leaf for arg in typing.get_args(annotation) if arg is not ... for leaf in _leaves(arg)}
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return isinstance(value, bool)
+
+
+_NOUNS = {
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+}
+
+
+def _words(annotation: Any, plural: bool = False) -> str:
+    """``annotation`` as the object of a sentence: ``int | tuple[int, int]`` -> 'an integer or a
+    list of 2 integers'."""
+    choices = _choices(annotation, plural)
+    return choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+def _choices(annotation: Any, plural: bool) -> list[str]:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [c for arg in args for c in _choices(arg, plural)]
+    if origin is typing.Literal:
+        return [repr(a) for a in args]
+    if origin is typing.Annotated:
+        return _choices(args[0], plural)
+    if annotation is bool:
+        return ["true", "false"]
+    if annotation is type(None):
+        return ["null"]
+    if annotation in _NOUNS:
+        return [_NOUNS[annotation][plural]]
+    if origin is list or origin is tuple and args[-1] is ...:
+        return [f"a list of {_words(args[0], plural=True)}"]
+    if origin is tuple:
+        kinds = {_words(a, plural=True) for a in args}
+        return [f"a list of {len(args)} {kinds.pop() if len(kinds) == 1 else 'values'}"]
+    if origin is dict:
+        return [f"a mapping of {_words(args[0], True)} to {_words(args[1], True)}"]
+    return [getattr(annotation, "__name__", str(annotation))]
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
