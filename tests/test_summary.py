@@ -35,7 +35,7 @@ def test_summary_from_build_dataset_params_and_classes_option(project, capsys):
 
 
 def test_summary_reads_the_processed_dataset_meta(project, capsys):
-    _params(project, "{name: mlp, hidden: [5]}")
+    _params(project, "{name: mlp, hidden: [5]}", "{image_size: 4, color: grayscale}")
     prep = Preprocessing((4, 4), "grayscale", "stretch", "bilinear", (0.5,), (0.2,))
     write_json(
         project / "data/processed/meta.json",
@@ -48,6 +48,13 @@ def test_summary_reads_the_processed_dataset_meta(project, capsys):
     assert "output:     (1, 3) logits for 3 classes\n" in out
     assert main(["summary", "--classes", "5"]) == 0  # overrides meta.json's 3, and says so
     assert "output:     (1, 5) logits for 5 classes (--classes)\n" in capsys.readouterr().out
+    # build_dataset edited since it ran: the size the next run builds, with meta.json's classes
+    _params(project, "{name: mlp, hidden: [5]}", "{image_size: 6, color: grayscale}")
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "input:      (1, 1, 6, 6) from params.yaml (build_dataset; " in out
+    assert "meta.json holds (1, 4, 4) until build-dataset runs again)" in out
+    assert "output:     (1, 3) logits for 3 classes\n" in out
 
 
 def test_summary_needs_classes_before_build_dataset(project, capsys):

@@ -34,17 +34,21 @@ def summarize(
     if meta_path.exists() and kind_of(read_json(meta_path)) != "images":
         return _summarize_rows(params_path, meta_path)
     spec = load_section(TrainParams, "train", params_path).model
+    data = load_section(BuildDatasetParams, "build_dataset", params_path)
+    channels = 1 if data.color == "grayscale" else 3
+    size = (data.image_size,) * 2 if isinstance(data.image_size, int) else tuple(data.image_size)
+    found, input_from = None, f"{params_path} (build_dataset; {meta_path} not found)"
     if meta_path.exists():
         meta = read_json(meta_path)
         prep = Preprocessing.from_dict(meta["preprocessing"])
-        channels, size, found = prep.channels, prep.image_size, len(meta["classes"])
-        input_from = str(meta_path)
-    else:
-        data = load_section(BuildDatasetParams, "build_dataset", params_path)
-        channels = 1 if data.color == "grayscale" else 3
-        raw_size = data.image_size
-        size = (raw_size, raw_size) if isinstance(raw_size, int) else tuple(raw_size)
-        found, input_from = None, f"{params_path} (build_dataset; {meta_path} not found)"
+        found = len(meta["classes"])
+        if (prep.channels, prep.image_size) == (channels, size):
+            input_from = str(meta_path)
+        else:  # params edited since build-dataset ran: check what the next run will build
+            input_from = (
+                f"{params_path} (build_dataset; {meta_path} holds "
+                f"{(prep.channels, *prep.image_size)} until build-dataset runs again)"
+            )
     num_classes = classes if classes is not None else found
     if num_classes is None:
         raise UserError(f"{meta_path}: not found: run build-dataset first, or pass --classes N")
