@@ -23,3 +23,12 @@ def run_stage(main: Callable[[], object]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        # Ctrl-C is a user's choice, not a bug: no traceback. Outputs are renamed into place
+        # whole, so none is half-written; train keeps its checkpoint of the finished epochs
+        print(
+            "interrupted: nothing half-written is left; dvc repro runs the stage again "
+            "(train resumes after its last finished epoch)",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
