@@ -203,6 +203,49 @@ def test_missing_or_broken_file_is_one_line(tmp_path):
         _load(tmp_path, "split: [\n", SplitParams, "split")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # an unclosed list: where PyYAML noticed, and where the list opened
+        (
+            "split:\n  seed: 1\n  bad: [\ntrain:\n  lr: 0.1\n",
+            "not valid YAML: line 5, column 5: expected ',' or ']', but got ':' (while parsing a "
+            "flow sequence at line 3)",
+        ),
+        ("split:\n  seed: a: 1\n", "not valid YAML: line 2, column 10: mapping values are not "
+         "allowed here"),
+    ],
+)  # fmt: skip
+def test_a_yaml_error_says_where_on_one_line(tmp_path, text, message):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, text, SplitParams, "split")
+    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  epochs: 30\n  lr: 0.1\n  epochs: 3\n", "train.epochs: given twice, on lines 2 "
+         "and 4"),
+        ("train:\n  lr: 0.1\nsplit: {}\ntrain:\n  lr: 0.2\n", "train: given twice, on lines 1 "
+         "and 4"),
+        ("train:\n  model: {name: cnn, channels: [8], channels: [16]}\n", "train.model.channels: "
+         "given twice, on line 2"),
+    ],
+)  # fmt: skip
+def test_a_key_given_twice_is_refused(tmp_path, text, message):
+    """PyYAML keeps the last silently: epochs: 30 then epochs: 3 further down trained 3."""
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, text, TrainParams, "train")
+    assert str(err.value).startswith(f"{tmp_path / 'params.yaml'}: {message} (delete one")
+    assert "\n" not in str(err.value)
+
+
+def test_keys_beside_a_merge_override_it(tmp_path):
+    text = "base: &base {lr: 0.1, epochs: 3}\ntrain:\n  <<: *base\n  lr: 0.2\n"
+    assert _load(tmp_path, text, TrainParams, "train").lr == 0.2
+
+
 def test_committed_params_yaml_is_valid_and_uses_every_section():
     from torchstages.params.evaluate import EvaluateParams
     from torchstages.params.export import ExportParams

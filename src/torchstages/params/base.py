@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +56,11 @@ def load_yaml(path: str | Path = PARAMS) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run from the project root)") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # safe_load's loader, extended
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {_where(exc)}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
@@ -63,6 +68,54 @@ def load_yaml(path: str | Path = PARAMS) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+def _where(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem and where it is, on one line (its own message spans several)."""
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    context = exc.context_mark
+    opened = f" ({exc.context} at line {context.line + 1})" if exc.context and context else ""
+    return f"{where}{exc.problem}{opened}"
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping; says which (its path) and on which lines."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's, but a key given twice in one mapping is an error: YAML forbids it, and PyYAML
+    would keep the last silently (epochs: 30, then epochs: 3 further down, trains 3)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._refuse_duplicates(node, (), set())
+        return super().construct_document(node)
+
+    def _refuse_duplicates(self, node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already checked (or of its own parent)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._refuse_duplicates(item, (*path, str(i)), seen)
+        if not isinstance(node, yaml.MappingNode):
+            return
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            # a merge (<<: *defaults) is overridden by the keys beside it, as YAML means it
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in lines:
+                where = f"line {line}" if lines[key] == line else f"lines {lines[key]} and {line}"
+                raise _DuplicateKey(
+                    f"{'.'.join((*path, str(key)))}: given twice, on {where} (delete one; YAML "
+                    "readers would keep the last silently)"
+                )
+            if isinstance(key, Hashable):  # else PyYAML refuses the key itself
+                lines[key] = line
+            self._refuse_duplicates(value_node, (*path, str(key)), seen)
 
 
 def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
