@@ -189,11 +189,30 @@ def test_fractions_must_sum_to_one(tmp_path):
         _load(tmp_path, "split: {train: 0.8, val: 0.15, test: 0.15}\n", SplitParams, "split")
 
 
-def test_missing_section_means_defaults_and_params_are_frozen(tmp_path):
-    params = _load(tmp_path, "other: {}\n", BuildDatasetParams, "build_dataset")
+def test_empty_section_means_defaults_and_params_are_frozen(tmp_path):
+    params = _load(tmp_path, "other: {}\nbuild_dataset:\n", BuildDatasetParams, "build_dataset")
     assert params == BuildDatasetParams()
     with pytest.raises(Exception, match="frozen"):
         params.image_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("split: {}\nTest:\n  batch_size: 8\n", "test: section missing (did you mean 'Test'? "
+         "sections: split, Test)"),
+        ("split: {}\n", "test: section missing (sections: split)"),
+        ("", "test: section missing (the file has no sections)"),
+    ],
+)  # fmt: skip
+def test_a_missing_section_is_an_error_not_defaults(tmp_path, text, message):
+    """python stages/test.py (each node of a multi-node run) read a misspelt Test: as absent and
+    scored at the defaults; only dvc repro caught it."""
+    from torchstages.params.evaluate import EvaluateParams
+
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, text, EvaluateParams, "test")
+    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
 
 
 def test_missing_or_broken_file_is_one_line(tmp_path):

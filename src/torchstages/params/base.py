@@ -119,8 +119,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
-    """Validate ``section`` of the params file as ``model``; a missing section means all defaults."""
-    raw = load_yaml(path).get(section)
+    """Validate ``section`` of the params file as ``model``; an empty section means all defaults.
+
+    A missing one is an error: a stage run by itself (``python stages/test.py``, as on each node
+    of a multi-node run) would otherwise train or score at defaults the file never asked for when
+    its section is misspelt (``Test:``), which ``dvc repro`` alone would catch."""
+    data = load_yaml(path)
+    if section not in data:
+        sections = [str(k) for k in data]
+        did_you_mean = _did_you_mean(section, sections)
+        found = f"sections: {', '.join(sections)}" if sections else "the file has no sections"
+        raise UserError(f"{path}: {section}: section missing ({did_you_mean}{found})")
+    raw = data[section]
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
