@@ -184,6 +184,42 @@ def test_a_rule_over_several_keys_does_not_dump_the_section(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("{name: multistep, milestones: [25, 20]}", "train.schedule.milestones: must be "
+         "increasing epochs, each once (got [25, 20])"),
+        ("{name: multistep, milestones: [20, 20]}", "train.schedule.milestones: must be "
+         "increasing epochs, each once (got [20, 20])"),
+        ("{name: multistep, milestones: [10, 30]}", "train: schedule.milestones [10, 30] must all "
+         "be below epochs (30), or their lr drops never come"),
+        ("{warmup_epochs: 30}", "train: schedule.warmup_epochs (30) must be below epochs (30), or "
+         "the lr never reaches its peak"),
+    ],
+)  # fmt: skip
+def test_the_schedule_must_fit_in_the_epochs(tmp_path, schedule, message):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, f"train:\n  epochs: 30\n  schedule: {schedule}\n", TrainParams, "train")
+    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
+
+
+def test_milestones_beyond_the_epochs_are_fine_for_other_schedules(tmp_path):
+    # params.yaml keeps multistep's milestones [20, 25] under cosine; epochs 2 must still load
+    text = "train:\n  epochs: 2\n  schedule: {name: cosine, milestones: [20, 25]}\n"
+    assert _load(tmp_path, text, TrainParams, "train").epochs == 2
+
+
+def test_the_schedule_is_checked_against_epochs_as_written_not_a_tables_shrunk_count(tmp_path):
+    """A table's default 30 epochs shrink with its rows (to 5 here) and params_for_kind validates
+    the result again: that must not fail on milestones that fit the 30 the file says."""
+    from torchstages.training.data import params_for_kind
+
+    text = "train:\n  schedule: {name: multistep, milestones: [20, 25], warmup_epochs: 10}\n"
+    params = _load(tmp_path, text, TrainParams, "train")
+    meta = {"kind": "table", "task": "classification", "counts": {"train": 100_000}}
+    assert params_for_kind(params, meta).epochs == 5
+
+
 def test_fractions_must_sum_to_one(tmp_path):
     with pytest.raises(UserError, match="train \\+ val \\+ test must sum to 1, got 1.1"):
         _load(tmp_path, "split: {train: 0.8, val: 0.15, test: 0.15}\n", SplitParams, "split")

@@ -16,9 +16,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from torchstages.errors import UserError
 from torchstages.paths import PARAMS
 
-__all__ = ["Section", "load_section", "load_yaml", "show_value"]
+__all__ = ["AS_WRITTEN", "Section", "load_section", "load_yaml", "show_value"]
 
 S = TypeVar("S", bound="Section")
+
+# validation context key, true while a section is validated as its file writes it: a rule over
+# values that code may replace later (a table's default epochs shrink with its rows, and the
+# result is validated again) holds only for what the user wrote
+AS_WRITTEN = "as_written"
 
 
 class Section(BaseModel):
@@ -136,7 +141,7 @@ def load_section(model: type[S], section: str, path: str | Path = PARAMS) -> S:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: {section}: expected a mapping, got {type(raw).__name__}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={AS_WRITTEN: True})
     except ValidationError as exc:
         raise UserError(f"{path}: " + _describe(exc, model, section, raw)) from None
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
-from torchstages.params.base import Section
+from torchstages.params.base import AS_WRITTEN, Section
 
 
 class AugmentParams(Section):
@@ -34,6 +34,15 @@ class ScheduleParams(Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of lr")
     plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val loss gain")
     plateau_factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier per drop")
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones: list[int]) -> list[int]:
+        # the lr drops once per milestone passed, so [25, 20] works as [20, 25] and [20, 20]
+        # drops twice at 20: either is likelier a slip than meant
+        if milestones != sorted(set(milestones)):
+            raise ValueError("must be increasing epochs, each once")
+        return milestones
 
     @model_validator(mode="after")
     def _onecycle_warms_up_by_itself(self) -> ScheduleParams:
@@ -148,5 +157,31 @@ class TrainParams(Section):
             raise ValueError(
                 f"batch_size {self.batch_size} must be divisible by nproc_per_node "
                 f"{self.nproc_per_node} (each process takes an equal share)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_within_epochs(self, info: ValidationInfo) -> TrainParams:
+        # against epochs as the file writes them, not again when validated with derived values:
+        # a table's default 30 epochs shrink with its train rows (scale_to_rows, to at least 5;
+        # training.data.params_for_kind). Shrinking only lowers epochs, so what fails at the
+        # written count fails at any shrunk one; a milestone below 30 but past a table's shrunk
+        # count cannot be told here, before the rows are counted
+        if not (info.context or {}).get(AS_WRITTEN):
+            return self
+        schedule = self.schedule
+        if (
+            schedule.name == "multistep"
+            and schedule.milestones
+            and schedule.milestones[-1] >= self.epochs
+        ):
+            raise ValueError(
+                f"schedule.milestones {schedule.milestones} must all be below epochs "
+                f"({self.epochs}), or their lr drops never come"
+            )
+        if schedule.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs ({schedule.warmup_epochs:g}) must be below epochs "
+                f"({self.epochs}), or the lr never reaches its peak"
             )
         return self
