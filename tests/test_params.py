@@ -220,6 +220,34 @@ def test_the_schedule_is_checked_against_epochs_as_written_not_a_tables_shrunk_c
     assert params_for_kind(params, meta).epochs == 5
 
 
+def test_seeds_take_what_their_generators_take(tmp_path):
+    from torchstages.params.evaluate import EvaluateParams
+
+    # numpy's PCG64 refuses a negative seed: validate and test stopped after scoring
+    with pytest.raises(UserError, match=r"validate\.bootstrap_seed: Input should be greater than "):
+        _load(tmp_path, "validate: {bootstrap_seed: -1}\n", EvaluateParams, "validate")
+    # torch.manual_seed overflows past 64 bits, and wraps a negative seed around
+    with pytest.raises(UserError, match=r"train\.seed: Input should be less than or equal to "):
+        _load(tmp_path, f"train: {{seed: {2**64}}}\n", TrainParams, "train")
+    assert _load(tmp_path, "train: {seed: -1}\n", TrainParams, "train").seed == -1
+    # the split hashes its seed as text: any integer draws a split
+    assert _load(tmp_path, "split: {seed: -1}\n", SplitParams, "split").seed == -1
+
+
+def test_the_near_duplicate_threshold_says_why_it_stops_where_the_pair_search_does():
+    import numpy as np
+
+    from torchstages.data.near_duplicates import HASH_BITS, near_pairs
+
+    field = SplitParams.model_fields["near_duplicate_threshold"]
+    limit = next(m.le for m in field.metadata if hasattr(m, "le"))
+    assert f"at most {limit}: the exact search for close pairs" in field.description
+    bits = np.zeros((2, HASH_BITS), dtype=bool)
+    assert len(near_pairs(bits, limit)) == 1
+    with pytest.raises(ValueError, match="threshold must be in"):
+        near_pairs(bits, limit + 1)
+
+
 def test_fractions_must_sum_to_one(tmp_path):
     with pytest.raises(UserError, match="train \\+ val \\+ test must sum to 1, got 1.1"):
         _load(tmp_path, "split: {train: 0.8, val: 0.15, test: 0.15}\n", SplitParams, "split")

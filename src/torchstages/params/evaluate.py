@@ -28,5 +28,7 @@ class EvaluateParams(Section):
         description="resamples of the 95% bootstrap intervals beside each metric (0 = no intervals)",
     )
     bootstrap_seed: int = Field(
-        0, description="seed of the bootstrap resamples: the same predictions give the same bounds"
+        0,
+        ge=0,  # numpy's PCG64 refuses a negative seed: the stage stopped after scoring
+        description="seed of the bootstrap resamples: the same predictions give the same bounds",
     )

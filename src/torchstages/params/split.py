@@ -140,7 +140,9 @@ class SplitParams(Section):
         ge=0,
         le=63,
         description="two images whose 256-bit perceptual hashes (pHash) differ in at most this "
-        "many bits are near copies",
+        "many bits are near copies (re-encoded, resized or brightened copies stay within about "
+        "20); at most 63: the exact search for close pairs cuts the hash into threshold + 1 "
+        "bands of at least 4 bits each (fewer would compare almost every pair)",
     )
 
     @model_validator(mode="after")

@@ -66,7 +66,14 @@ class EarlyStoppingParams(Section):
 
 
 class TrainParams(Section):
-    seed: int = Field(42, description="seed for weights, data order and augmentation")
+    seed: int = Field(
+        42,
+        # torch.manual_seed's range (a negative one wraps around, as a uint64); beyond it, training
+        # stopped with an overflow before its first batch
+        ge=-(2**63),
+        le=2**64 - 1,
+        description="seed for weights, data order and augmentation",
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="auto = cuda when available, else mps (Apple silicon), else cpu"
     )
