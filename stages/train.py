@@ -17,8 +17,9 @@ log = logging.getLogger("torchstages.stages")
 def main() -> None:
     params = load_section(TrainParams, "train")
     from torchstages.training.distributed import relaunch_under_torchrun
-    from torchstages.training.loop import TrainOutputs, train
+    from torchstages.training.loop import TrainOutputs, check_before_launch, train
 
+    check_before_launch(params, paths.PROCESSED)
     relaunch_under_torchrun(params.nproc_per_node)
     outputs = TrainOutputs(paths.WEIGHTS, paths.MODEL_CARD, paths.CHECKPOINT, paths.TRAIN_LIVE)
     card = train(params, paths.PROCESSED, outputs)

@@ -197,3 +197,35 @@ def test_a_sigkilled_ddp_run_leaves_no_worker_training(tmp_path):
     time.sleep(2)
     assert _epochs_done(repo / "models/checkpoint.pt") == done  # nothing writes on
     assert not (repo / "models/model.safetensors").exists()
+
+
+def test_what_would_stop_every_ddp_process_is_one_line_before_torchrun(tmp_path):
+    """Weights not found, or a model that does not fit the data, would stop each process: said
+    once, before torchrun starts them, not once per process above torchrun's traceback."""
+    missing = {"pretrained": "/nowhere/w.safetensors"}
+    overrides = {"model": {**TRAIN["model"], "transfer": missing}}
+    said = "error: train.model.transfer.pretrained: /nowhere/w.safetensors: file not found"
+    repo = _project(tmp_path, nproc_per_node=2, **overrides)
+    out = subprocess.run(
+        [sys.executable, "stages/train.py"],
+        cwd=repo,
+        env=_env(repo),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(said), out.stderr
+    assert "Traceback" not in out.stderr and not (repo / "models/model.safetensors").exists()
+
+
+def test_a_global_batch_that_the_processes_of_several_nodes_do_not_divide_is_refused():
+    from torchstages.errors import UserError
+    from torchstages.training.loop import check_global_batch
+
+    check_global_batch(32, 4)
+    with pytest.raises(
+        UserError, match=r"train.batch_size: 30 is the batch of all 4 .* \(e.g. 28\)"
+    ):
+        check_global_batch(30, 4)

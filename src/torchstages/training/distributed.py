@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "relaunch_under_torchrun", "setup", "teardown"]
+__all__ = ["Dist", "relaunch_under_torchrun", "setup", "teardown", "will_relaunch"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,14 @@ class Dist:
         return tensor
 
 
+def will_relaunch(nproc_per_node: int) -> bool:
+    """Whether :func:`relaunch_under_torchrun` will start torchrun (not yet under it)."""
+    return nproc_per_node > 1 and "LOCAL_RANK" not in os.environ
+
+
 def relaunch_under_torchrun(nproc_per_node: int) -> None:
     """Replace this process by ``torchrun --nproc_per_node N <this script>`` unless already under it."""
-    if nproc_per_node <= 1 or "LOCAL_RANK" in os.environ:
+    if not will_relaunch(nproc_per_node):
         return
     args = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}"]
     if "PET_NNODES" not in os.environ and "PET_RDZV_ENDPOINT" not in os.environ:

@@ -19,6 +19,7 @@ from torch import nn
 
 from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
+from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.models import recorded_spec
 from torchstages.models.saved import save_model
@@ -34,7 +35,7 @@ from torchstages.training.tasks import Task
 from torchstages.training.tracking import BestWeights, EarlyStopping
 from torchstages.training.transfer import Transfer
 
-__all__ = ["TrainOutputs", "train"]
+__all__ = ["TrainOutputs", "check_before_launch", "check_global_batch", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,30 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
         return _train(params, processed_dir, outputs, configure(params, device), dist)
     finally:
         distributed.teardown(dist)
+
+
+def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
+    """When this process is about to start torchrun: build the network once here, so that an
+    error every process would hit (weights not found, a model that does not fit the data) is
+    one line, not one per process above torchrun's traceback."""
+    if not distributed.will_relaunch(params.nproc_per_node):
+        return
+    from torchstages.data.store import load_meta
+
+    params = params_for_kind(params, load_meta(processed_dir))
+    data = load_train_data(processed_dir, torch.device("cpu"), params, distributed.Dist())
+    data.build(params)
+
+
+def check_global_batch(batch_size: int, processes: int) -> None:
+    """TrainParams checks train.batch_size against nproc_per_node; on several nodes the
+    processes are more, and a batch they do not divide would silently train a smaller one."""
+    if batch_size % processes:
+        fits = max(processes, batch_size - batch_size % processes)
+        raise UserError(
+            f"train.batch_size: {batch_size} is the batch of all {processes} processes together, "
+            f"so it must be a multiple of {processes} (e.g. {fits})"
+        )
 
 
 @dataclass
@@ -128,6 +153,7 @@ class _Run:
 def _build_run(
     params: TrainParams, data: TrainData, runtime: Runtime, dist: distributed.Dist
 ) -> _Run:
+    check_global_batch(params.batch_size, dist.world_size)
     torch.manual_seed(params.seed)  # the same initial weights in every process
     model = data.build(params)
     transfer = Transfer(params.model.transfer, model)
