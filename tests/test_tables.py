@@ -779,6 +779,11 @@ def test_table_batch_size_grows_with_the_train_rows_only_from_the_default():
     assert [table_epochs(n) for n in (400, 4096, 4200, 8192, 35_000)] == [30, 30, 30, 15, 5]
     literal = params_for_kind(TrainParams(scale_to_rows=False), big)
     assert (literal.batch_size, literal.epochs) == (64, 30)
+    # a schedule for 30 epochs that 5 would never reach is named, not silently cut short
+    for schedule in ({"name": "multistep", "milestones": [10, 20]}, {"warmup_epochs": 6}):
+        late = TrainParams.model_validate({"schedule": schedule})
+        with pytest.raises(UserError, match=r"train.schedule: .* would never come: 35000 train"):
+            params_for_kind(late, big)
     small = {**big, "counts": {"train": 400}}
     assert (params_for_kind(TrainParams(), small).batch_size, table_epochs(400)) == (64, 30)
     # images keep every default, whatever their row count (loss and monitor: auto resolved)

@@ -278,7 +278,22 @@ def _table_defaults(
                 rows,
             )
             update["epochs"] = epochs
+            _check_schedule_fits(params, epochs, rows)
     return update
+
+
+def _check_schedule_fits(params: TrainParams, epochs: int, rows: int) -> None:
+    """TrainParams checks the schedule against the epochs params.yaml writes; fewer epochs for
+    a large table could leave a milestone or the end of the warmup beyond the last one."""
+    schedule = params.schedule
+    late = [m for m in schedule.milestones if m >= epochs] if schedule.name == "multistep" else []
+    what = f"milestones {late}" if late else f"warmup_epochs {schedule.warmup_epochs:g}"
+    if late or schedule.warmup_epochs >= epochs:
+        raise UserError(
+            f"train.schedule: {what} would never come: {rows} train rows train {epochs} epochs "
+            "(a table's default 30 shrinks with its rows): set train.epochs, or "
+            "train.scale_to_rows: false"
+        )
 
 
 def load_train_data(
