@@ -211,13 +211,17 @@ def test_milestones_beyond_the_epochs_are_fine_for_other_schedules(tmp_path):
 
 def test_the_schedule_is_checked_against_epochs_as_written_not_a_tables_shrunk_count(tmp_path):
     """A table's default 30 epochs shrink with its rows (to 5 here) and params_for_kind validates
-    the result again: that must not fail on milestones that fit the 30 the file says."""
+    the result again: a schedule that fits the shrunk count loads, one that does not is named
+    there in the words of a user's error, not as the validator's failure."""
     from torchstages.training.data import params_for_kind
 
+    meta = {"kind": "table", "task": "classification", "counts": {"train": 100_000}}
+    text = "train:\n  schedule: {name: multistep, milestones: [2, 3], warmup_epochs: 1}\n"
+    assert params_for_kind(_load(tmp_path, text, TrainParams, "train"), meta).epochs == 5
     text = "train:\n  schedule: {name: multistep, milestones: [20, 25], warmup_epochs: 10}\n"
     params = _load(tmp_path, text, TrainParams, "train")
-    meta = {"kind": "table", "task": "classification", "counts": {"train": 100_000}}
-    assert params_for_kind(params, meta).epochs == 5
+    with pytest.raises(UserError, match=r"^train.schedule: milestones \[20, 25\] would never"):
+        params_for_kind(params, meta)
 
 
 def test_seeds_take_what_their_generators_take(tmp_path):
