@@ -19,6 +19,13 @@ def _load(tmp_path, text, model, section):
     return load_section(model, section, path)
 
 
+def _refused(tmp_path, text, model, section) -> str:
+    """The one line a params file is refused with, less the file's path."""
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, text, model, section)
+    return str(err.value).removeprefix(f"{tmp_path / 'params.yaml'}: ")
+
+
 def test_unknown_key_suggests_the_close_one(tmp_path):
     with pytest.raises(UserError) as err:
         _load(tmp_path, "train:\n  lrr: 0.1\n", TrainParams, "train")
@@ -162,9 +169,8 @@ def test_what_lax_reading_accepts_besides_booleans_stays(tmp_path):
     ],
 )  # fmt: skip
 def test_a_union_error_is_one_sentence_naming_the_key(tmp_path, text, message):
-    with pytest.raises(UserError) as err:
-        _load(tmp_path, f"build_dataset:\n  {text}\n", BuildDatasetParams, "build_dataset")
-    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
+    text = f"build_dataset:\n  {text}\n"
+    assert _refused(tmp_path, text, BuildDatasetParams, "build_dataset") == message
 
 
 def test_a_union_error_inside_a_model_picked_by_name(tmp_path):
@@ -198,9 +204,8 @@ def test_a_rule_over_several_keys_does_not_dump_the_section(tmp_path):
     ],
 )  # fmt: skip
 def test_the_schedule_must_fit_in_the_epochs(tmp_path, schedule, message):
-    with pytest.raises(UserError) as err:
-        _load(tmp_path, f"train:\n  epochs: 30\n  schedule: {schedule}\n", TrainParams, "train")
-    assert str(err.value) == f"{tmp_path / 'params.yaml'}: {message}"
+    text = f"train:\n  epochs: 30\n  schedule: {schedule}\n"
+    assert _refused(tmp_path, text, TrainParams, "train") == message
 
 
 def test_milestones_beyond_the_epochs_are_fine_for_other_schedules(tmp_path):
