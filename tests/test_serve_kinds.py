@@ -211,7 +211,7 @@ def test_predict_and_serve_read_cells_as_training_did(tmp_path, capsys):
     assert served == [r[1] for r in printed[1:5]]  # rows 0 and 3 hold '?' and 'soon'
 
 
-def test_the_missing_value_warning_counts_cells_read_as_missing_too():
+def test_the_missing_value_warnings_count_cells_read_as_missing_and_empty_categories():
     """Under non_numeric: missing, 'abc' is filled as an empty cell is: both are counted."""
     import numpy as np
     import pandas as pd
@@ -230,6 +230,16 @@ def test_the_missing_value_warning_counts_cells_read_as_missing_too():
     notes = unfamiliar(frame, numeric, schema)
     said = "missing values where training had none, filled with the train median: "
     assert notes == [said + "'x1' in 2 rows; 'day' in 2 rows"]
+    # a category column training saw complete (and one it saw missing, and one of a model
+    # that predates the record): only the first is named
+    schema["categorical"] = [
+        {"name": "job", "categories": ["a"], "missing": False},
+        {"name": "town", "categories": ["b"], "missing": True},
+        {"name": "old", "categories": ["c"]},
+    ]
+    frame = frame.assign(job=["a", None, None], town=[None, "b", None], old=[None, "c", "c"])
+    said = "missing categories where training had none, given the missing index it never learned: "
+    assert unfamiliar(frame, numeric, schema)[1:] == [said + "'job' in 2 rows"]
 
 
 def test_predict_rows_top_k_and_formats(table, text, tmp_path, capsys):

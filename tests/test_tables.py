@@ -243,6 +243,11 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
             r"class 'b' has no row in the val or test split: its 3 rows include identical rows or "
             r"near duplicates or rows of one 'who' value, which stay within one split",
         ),
+        (  # prices with a currency sign are no classes: said so
+            lambda f: f.assign(target=[f"${1000 + 7 * v:,}" for v in range(100)]),
+            {},
+            r"\(100 classes\) \(numbers written with a unit, a currency sign",
+        ),
         (  # a number column with a stray word is not 99 classes
             lambda f: f.assign(target=[f"{v}.5" for v in range(99)] + ["unknown"]),
             {},
@@ -367,6 +372,18 @@ def test_ids_and_free_text_left_in_the_features_are_named_in_a_warning(tmp_path,
     assert not [m for m in caplog.messages if "split.table.drop" in m]
 
 
+def test_classes_written_several_ways_are_named(tmp_path, caplog):
+    frame = make_table(300)
+    ways = {"high": ["Yes", "yes ", "YES"], "low": ["No", "no."]}
+    frame["target"] = [ways[t][i % len(ways[t])] for i, t in enumerate(frame["target"])]
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        summary = split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    assert summary["similar_classes"] == [["No", "no."], ["YES", "Yes", "yes "]]
+    said = "classes ['No', 'no.'] and ['YES', 'Yes', 'yes '] differ only by letter case, spaces"
+    assert any(said in m for m in caplog.messages)
+
+
 def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):
     frame = make_table(150)
     day = pd.to_datetime(frame["day"])
@@ -378,6 +395,37 @@ def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):
     assert warning.startswith("build-dataset: column 'day' holds dates not written as ISO 8601")
     meta = json.loads((processed / "meta.json").read_text())
     assert "day" in {c["name"] for c in meta["schema"]["categorical"]}
+
+
+def test_dates_with_offsets_that_change_at_summer_time_are_their_time_as_written(tmp_path):
+    """A local export: +01:00 in winter, +02:00 in summer. The parts are the wall-clock time as
+    written (a local midnight stays its own day, not the evening before in UTC)."""
+    frame = make_table(150)
+    day = pd.to_datetime(frame["day"])
+    offsets = np.where(day.dt.month.between(4, 9), "+02:00", "+01:00")
+    frame["day"] = day.dt.strftime("%Y-%m-%dT00:00:00") + offsets
+    write_table(frame, tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    meta = json.loads((processed / "meta.json").read_text())
+    parts = [c["name"] for c in meta["schema"]["numeric"] if c["source"] == "day"]
+    assert parts == ["day.year", "day.month", "day.day", "day.day_of_week"]  # no hour: midnight
+    split = read_table_split(tmp_path / "splits/train.csv")
+    lines = [line for *_, line in split]
+    numeric = np.load(processed / "train_numeric.npy")
+    at = [c["name"] for c in meta["schema"]["numeric"]].index("day.day")
+    assert numeric[:, at].tolist() == day[[n - 2 for n in lines]].dt.day.tolist()
+
+
+def test_numbers_with_units_or_separators_are_named_when_read_as_categories(tmp_path, caplog):
+    frame = make_table(150)
+    frame["weight"] = [f"{60 + i % 40}.5 kg" for i in range(150)]
+    frame["price"] = [f"${1000 + 7 * i:,}" for i in range(150)]
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    said = [m for m in caplog.messages if "a unit, a currency sign" in m]
+    assert [m.split("'")[1] for m in said] == ["weight", "price"]
+    assert not [m for m in caplog.messages if "an id or free text" in m]  # said better above
 
 
 def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path, caplog):

@@ -122,6 +122,13 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
         assert (again / name).read_bytes() == (processed / name).read_bytes(), name
 
 
+def test_labels_written_several_ways_are_named(tmp_path):
+    rows = "".join(f"text number {i},{['spam', 'Spam', 'ham'][i % 3]}\n" for i in range(30))
+    (tmp_path / "t.csv").write_text("text,label\n" + rows)
+    params = SplitParams.model_validate({"kind": "text"})
+    assert split_texts(tmp_path, tmp_path / "out", params)["similar_classes"] == [["Spam", "spam"]]
+
+
 @pytest.mark.parametrize(
     ("content", "split", "message"),
     [

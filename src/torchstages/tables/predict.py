@@ -96,6 +96,17 @@ def unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> list[s
             "missing values where training had none, filled with the train median: "
             + "; ".join(gaps)
         )
+    # a model from before training's missing cells were recorded per category column: no note
+    empty = {
+        col["name"]: int(frame[col["name"]].isna().sum())
+        for col in schema["categorical"]
+        if col.get("missing") is False
+    }
+    if blanks := [f"{c!r} in {counted(n, 'row')}" for c, n in empty.items() if n]:
+        notes.append(
+            "missing categories where training had none, given the missing index it never "
+            "learned: " + "; ".join(blanks)
+        )
     return notes
 
 

@@ -24,6 +24,7 @@ from torchstages.errors import UserError
 from torchstages.kinds import table_files
 
 __all__ = [
+    "DECORATED_NUMBER",
     "FIRST_DATA_LINE",
     "LOCAL_ORDER_DATE",
     "NotDecodable",
@@ -45,6 +46,12 @@ _DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named
 # day, month and year in some local order (28.11.2026, 11/28/2026, 28-11-26), maybe a time:
 # 03/04/2024 is March or April by country, so no reader here guesses which
 LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
+# a number written with a unit, a currency sign, '%' or thousands separators ("79.5 kg", "85%",
+# "$1,200", "1.254,87"): no reader here takes it as a number, so the messages say so
+DECORATED_NUMBER = re.compile(
+    r"[$€£¥]?\s*[+-]?\d{1,3}([,.' ]\d{3})*([.,]\d+)?\s*(%|[^\W\d_]{1,5}\.?)?"
+    r"|[$€£¥]?\s*[+-]?\d+([.,]\d+)?\s*(%|[^\W\d_]{1,5}\.?)"
+)
 
 
 def find_table(raw_dir: Path) -> Path:

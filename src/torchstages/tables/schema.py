@@ -10,6 +10,7 @@ the train statistics stored here, so the exported graph takes raw values too.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
-from torchstages.tables.read import LOCAL_ORDER_DATE
+from torchstages.tables.read import DECORATED_NUMBER, LOCAL_ORDER_DATE
 from torchstages.wording import counted
 
 __all__ = ["MISSING", "OTHER", "BadCell", "fit_schema", "encode"]
@@ -32,6 +33,9 @@ _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the type to be taken
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
+# an ISO time with a UTC offset or Z after it: the date parts are the wall-clock time as written,
+# so a local midnight stays its own day, and offsets that change with summer time read alike
+_ZONED = re.compile(r"(.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)", re.IGNORECASE)
 
 
 class BadCell(UserError):
@@ -153,8 +157,7 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
         return "boolean"
     if pd.to_numeric(present, errors="coerce").notna().mean() >= _DETECT_SHARE:
         return "numeric"
-    dates = pd.to_datetime(present, errors="coerce", format="ISO8601")
-    if dates.notna().mean() >= _DETECT_SHARE:
+    if _dates(present).notna().mean() >= _DETECT_SHARE:
         return "datetime"
     if present.str.strip().str.fullmatch(LOCAL_ORDER_DATE).mean() >= _DETECT_SHARE:
         log.warning(
@@ -254,7 +257,18 @@ def _looks_like_an_id(present: np.ndarray) -> bool:
 def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, Any]:
     counts = column.dropna().value_counts()
     kept = sorted(str(v) for v, n in counts.items() if n >= min_count)
-    if len(kept) > 0.5 * max(len(column), 1) and len(kept) > 20:
+    present = column.dropna().str.strip()
+    numbers = present.str.fullmatch(DECORATED_NUMBER)
+    decorated = present[numbers & pd.to_numeric(present, errors="coerce").isna()]
+    if numbers.mean() >= _DETECT_SHARE and len(decorated):
+        log.warning(
+            "build-dataset: column %r holds numbers written with a unit, a currency sign, %% or "
+            "thousands separators (%r): read as categories; write plain numbers (79.5, not "
+            "79.5 kg) for the model to read them as numbers",
+            name,
+            decorated.iloc[0],
+        )
+    elif len(kept) > 0.5 * max(len(column), 1) and len(kept) > 20:
         log.warning(
             "build-dataset: column %r has %d distinct values in %d train rows: an id or free "
             "text? (split.table.drop leaves it out)",
@@ -262,7 +276,8 @@ def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, 
             len(kept),
             len(column),
         )
-    return {"name": name, "categories": kept}
+    # whether training saw this column missing: predict warns of a missing cell where it did not
+    return {"name": name, "categories": kept, "missing": bool(column.isna().any())}
 
 
 def _datetime_parts(
@@ -275,7 +290,7 @@ def _datetime_parts(
 ) -> dict[str, pd.Series]:
     """Year, month, day, weekday and hour of ISO 8601 dates; a cell that is not one follows
     ``non_numeric``, as a non-number does in a numeric column."""
-    dates = pd.to_datetime(column, errors="coerce", format="ISO8601", utc=True)
+    dates = _dates(column)
     bad = column.notna() & dates.isna()
     if bad.any() and params.non_numeric == "error":
         row = bad.idxmax()
@@ -286,6 +301,13 @@ def _datetime_parts(
     parts = {p: getattr(dates.dt, p).astype(np.float64) for p in _DATE_PARTS}
     parts["hour"] = dates.dt.hour.astype(np.float64)
     return parts
+
+
+def _dates(cells: pd.Series) -> pd.Series:
+    """ISO 8601 dates and times as written, a UTC offset after a time set aside; NaT where a
+    cell is none."""
+    written = cells.str.strip().str.replace(_ZONED, r"\1", regex=True)
+    return pd.to_datetime(written, errors="coerce", format="ISO8601")
 
 
 def _used_parts(parts: dict[str, pd.Series]) -> list[str]:

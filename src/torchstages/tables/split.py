@@ -8,7 +8,7 @@ stratum, sha256 = group key), so tables get the very split rule and leakage chec
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
 from torchstages.paths import SPLIT_NAMES
-from torchstages.tables.read import find_table, read_table, rounded_row_hashes, row_hashes
+from torchstages.tables.read import (
+    DECORATED_NUMBER,
+    find_table,
+    read_table,
+    rounded_row_hashes,
+    row_hashes,
+)
 from torchstages.wording import counted
 
 __all__ = [
@@ -109,6 +115,24 @@ def first_of(counts: dict[str, int], shown: int = 10) -> str:
     return f"{{{head}, ...}} ({len(counts)} classes)"
 
 
+def similar_classes(classes: list[str], column: str) -> list[list[str]]:
+    """Classes equal but for letter case, surrounding spaces or a final '.' ('Yes', 'yes ';
+    '>50K' and '>50K.', as adult.test writes it), each group sorted; a warning names them:
+    they train as different classes, which is rarely what the table means."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in classes:
+        groups[name.strip().rstrip(".").strip().casefold()].append(name)
+    similar = sorted(sorted(g) for g in groups.values() if len(g) > 1)
+    if similar:
+        log.warning(
+            "split: %r: classes %s differ only by letter case, spaces or a final '.': they are "
+            "trained as different classes; write each one way if they are one",
+            column,
+            " and ".join(str(g) for g in similar[:5]) + (" ..." if len(similar) > 5 else ""),
+        )
+    return similar
+
+
 def class_order(values: list[str]) -> list[str]:
     """Distinct class names, in numeric order when they are all numbers ("2" before "10")."""
     distinct = set(values)
@@ -181,9 +205,16 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
         counts = Counter(target)
         small = {c: n for c, n in sorted(counts.items()) if n < MIN_PER_CLASS}
         if small:
+            numbers = target.str.strip().str.fullmatch(DECORATED_NUMBER).mean() >= 0.9
             raise UserError(
                 f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "
                 f"split): {first_of(small)}"
+                + (
+                    " (numbers written with a unit, a currency sign, % or thousands separators "
+                    "are classes to this reader: write plain numbers for a regression)"
+                    if numbers
+                    else ""
+                )
             )
         if len(counts) < 2:
             raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
@@ -286,6 +317,8 @@ def _summary(
     }
     if task == "classification":
         summary["classes"] = class_order(strata)
+        if similar := similar_classes(summary["classes"], cols["target"]):
+            summary["similar_classes"] = similar  # only then: other summaries hash as before
         summary["counts"] = {
             name: dict(sorted(Counter(r.label for r in splits[name]).items()))
             for name in SPLIT_NAMES

@@ -27,7 +27,13 @@ from torchstages.io import write_json
 from torchstages.params.split import SplitParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import find_table, row_hashes
-from torchstages.tables.split import MIN_PER_CLASS, class_order, first_of, write_table_splits
+from torchstages.tables.split import (
+    MIN_PER_CLASS,
+    class_order,
+    first_of,
+    similar_classes,
+    write_table_splits,
+)
 from torchstages.text.read import read_texts
 from torchstages.text.tokenize import duplicate_key
 from torchstages.wording import counted
@@ -85,6 +91,8 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         "encoding": params.text.encoding,
         "quoting": params.text.quoting,
     }
+    if similar := similar_classes(summary["classes"], label):
+        summary["similar_classes"] = similar  # only then: other summaries hash as before
     write_json(out_dir / "summary.json", summary)
     dups = summary["duplicates"]
     log.info(
