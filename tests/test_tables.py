@@ -416,16 +416,25 @@ def test_dates_with_offsets_that_change_at_summer_time_are_their_time_as_written
     assert numeric[:, at].tolist() == day[[n - 2 for n in lines]].dt.day.tolist()
 
 
-def test_numbers_with_units_or_separators_are_named_when_read_as_categories(tmp_path, caplog):
+def test_columns_that_tell_the_model_little_are_named(tmp_path, caplog):
+    """Numbers with units or separators (read as categories), one value everywhere, a column
+    nearly always missing: kept, as dropping is the user's call, but each named."""
     frame = make_table(150)
     frame["weight"] = [f"{60 + i % 40}.5 kg" for i in range(150)]
     frame["price"] = [f"${1000 + 7 * i:,}" for i in range(150)]
+    frame["country"] = "DE"
+    frame["fax"] = [None] * 146 + ["555-1234"] * 4
     write_table(frame, tmp_path / "raw")
     with caplog.at_level(logging.WARNING, logger="torchstages.tables.schema"):
         split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
     said = [m for m in caplog.messages if "a unit, a currency sign" in m]
     assert [m.split("'")[1] for m in said] == ["weight", "price"]
     assert not [m for m in caplog.messages if "an id or free text" in m]  # said better above
+    assert any(
+        "column 'country' holds one value ('DE') in every train row" in m for m in caplog.messages
+    )
+    assert any("column 'fax' is missing in " in m for m in caplog.messages)
+    assert not any("'x1'" in m for m in caplog.messages)  # the good columns are not named
 
 
 def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp_path, caplog):

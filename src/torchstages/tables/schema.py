@@ -72,6 +72,7 @@ def fit_schema(
         if kind == "empty":
             log.warning("build-dataset: column %r has no value in the train split: dropped", name)
             continue
+        _name_uninformative(column, name)
         if kind == "datetime" and params.datetime == "drop":
             log.info(
                 "build-dataset: date/time column %r dropped (build_dataset.table.datetime)", name
@@ -92,6 +93,27 @@ def fit_schema(
     # predict reads the training file's cells as build-dataset did: "n/a" in a numeric column
     # that training took as missing is missing there too
     return {"numeric": numeric, "categorical": categorical, "non_numeric": params.non_numeric}
+
+
+def _name_uninformative(column: pd.Series, name: str) -> None:
+    """A column with one value, or nearly always missing, tells the model (next to) nothing:
+    kept, as dropping is the user's call, but named."""
+    present = column.dropna()
+    if present.nunique() == 1 and len(present) == len(column):
+        log.warning(
+            "build-dataset: column %r holds one value (%r) in every train row: it tells the "
+            "model nothing (split.table.drop leaves it out)",
+            name,
+            present.iloc[0],
+        )
+    elif len(present) < 0.05 * len(column):
+        log.warning(
+            "build-dataset: column %r is missing in %d of %d train rows (split.table.drop "
+            "leaves it out)",
+            name,
+            len(column) - len(present),
+            len(column),
+        )
 
 
 def encode(
