@@ -124,6 +124,10 @@ def test_a_space_after_every_delimiter_is_not_part_of_the_cells(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("a,b\n x, y\n")
     assert read_table(plain).to_dict("list") == {"a": [" x"], "b": [" y"]}
+    # the header's own commas inside quotes do not count; nor does a blank first line
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('\n"id", "a,b", "target"\n1, "x, y", yes\n')
+    assert read_table(quoted).to_dict("list") == {"id": ["1"], "a,b": ["x, y"], "target": ["yes"]}
 
 
 def test_decimal_commas_read_as_numbers_in_a_file_not_separated_by_commas(tmp_path):

@@ -122,6 +122,15 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
         assert (again / name).read_bytes() == (processed / name).read_bytes(), name
 
 
+def test_a_quoted_text_over_lines_that_end_like_a_label_is_read(tmp_path):
+    """'..., no' inside a properly quoted letter is text, not a row the quote swallowed."""
+    letter = '"Dear team,\nI would buy again, no\nthanks",yes\n'
+    others = "".join(f"fine {i},no\nok {i},yes\n" for i in range(3))
+    (tmp_path / "t.csv").write_text("text,label\n" + letter + others)
+    params = SplitParams.model_validate({"kind": "text"})
+    assert split_texts(tmp_path, tmp_path / "out", params)["totals"]["train"] > 0
+
+
 def test_labels_written_several_ways_are_named(tmp_path):
     rows = "".join(f"text number {i},{['spam', 'Spam', 'ham'][i % 3]}\n" for i in range(30))
     (tmp_path / "t.csv").write_text("text,label\n" + rows)

@@ -99,7 +99,7 @@ class _Dialect(NamedTuple):
     # the next cell, and a quote after it still opens a quoted cell
     skipinitialspace: bool
 
-    def reader(self, text: str):
+    def reader(self, text: str) -> Iterator[list[str]]:
         return csv.reader(
             io.StringIO(text),
             delimiter=self.delimiter,
@@ -157,8 +157,9 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
             f"{path}: line {line} is not valid {name} (save the file as UTF-8)"
         ) from None
     dialect = _sniff_dialect(text[:_SNIFF_BYTES], path, quoting)
-    # pandas renames a repeated header to "x.1" silently: check the header as written
-    header = next(dialect.reader(text.splitlines()[0]))
+    # pandas renames a repeated header to "x.1" silently: check the header as written (the
+    # first line that is not blank, as pandas takes it)
+    header = next(dialect.reader(_header_line(text)), [])
     if len(set(header)) != len(header):
         dupes = sorted({c for c in header if header.count(c) > 1})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
@@ -178,6 +179,8 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
     frame.index = _first_lines(text, dialect, frame)
+    # the text reader's check for rows swallowed by a quote splits lines as this dialect does
+    frame.attrs["skipinitialspace"] = dialect.skipinitialspace
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
     return frame if dialect.delimiter == "," else _decimal_commas(frame, path)
 
@@ -233,8 +236,13 @@ def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
+def _header_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
 def _sniff_dialect(head: str, path: Path, quoting: int) -> _Dialect:
     lines = head.splitlines()
+    header = _header_line(head)
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
     else:
@@ -242,12 +250,14 @@ def _sniff_dialect(head: str, path: Path, quoting: int) -> _Dialect:
             delimiter = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;\t|").delimiter
         except csv.Error:
             # one column, or a sniffer-defeating quote pattern: the most common candidate
-            counts = {d: lines[0].count(d) for d in ",;\t|"}
+            counts = {d: header.count(d) for d in ",;\t|"}
             best = max(counts, key=lambda d: counts[d])
             delimiter = best if counts[best] else ","
-    # as the csv sniffer decides it: every delimiter of the header has a space after it
-    between = lines[0].count(delimiter)
-    spaced = between > 0 and lines[0].count(delimiter + " ") == between
+    # as the csv sniffer decides it: every delimiter of the header (outside quoted names) has
+    # a space after it
+    unquoted = re.sub(r'"[^"]*"', '""', header) if quoting != csv.QUOTE_NONE else header
+    between = unquoted.count(delimiter)
+    spaced = between > 0 and unquoted.count(delimiter + " ") == between
     return _Dialect(delimiter, quoting, spaced)
 
 

@@ -44,12 +44,16 @@ def _refuse_swallowed_rows(frame: pd.DataFrame, label: str, path: Path) -> None:
     columns = list(frame.columns)
     labels = set(frame[label].dropna())
     at = columns.index(label)
+    # "text, label": the reader set aside the space after each comma, so the check does too
+    spaced = frame.attrs.get("skipinitialspace", False)
     for line, *cells in frame.itertuples(name=None):
         texts = [c for c in cells if isinstance(c, str)]
         for inner in (part for c in texts for part in c.split("\n")[1:]):
             for delimiter in "\t,;|":
                 fields = inner.split(delimiter)
-                if len(fields) == len(columns) and fields[at].lstrip(" ") in labels:
+                if len(fields) != len(columns):
+                    continue
+                if (fields[at].lstrip(" ") if spaced else fields[at]) in labels:
                     raise UserError(
                         f"{path}: line {line}: a quote opened here is never closed, and the "
                         f"lines after it were read as one text ({_QUOTES_IN_TEXTS})"
