@@ -60,3 +60,15 @@ def test_pretrained_weights_with_a_pickle_payload_are_refused(crafted, suffix):
     assert not marker.exists()
     # not torch's advice (in terminal colours) on how to load it the unsafe way
     assert "trust the source" not in str(info.value) and "\x1b" not in str(info.value)
+    if suffix != ".safetensors":
+        assert "it holds Python objects besides tensors" in str(info.value)
+
+
+def test_pretrained_weights_of_random_bytes_are_named_broken_not_pickled_objects(tmp_path):
+    path = tmp_path / "w.pt"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(
+        UserError, match=r"not a readable state dict \((?!it holds).*broken"
+    ) as info:
+        read_state_dict(str(path))
+    assert "weights_only" not in str(info.value)

@@ -189,13 +189,18 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], Path]:
             raw: Any = load_file(str(path))
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message advises weights_only=False, which would run the file's code
-        raise UserError(
-            f"{_KEY}: {path}: not a readable state dict (it holds Python objects besides "
-            "tensors, which are never unpickled here: save the model's state_dict() alone, or "
-            "use safetensors)"
-        ) from None
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, which would run the file's code: only its
+        # own finding is kept, "Unsupported global" (a pickled object) or why the bytes broke
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        reason = found[1].split(". ")[0] if found else "not a torch.save file"
+        advice = (
+            "it holds Python objects besides tensors, which are never unpickled here: save the "
+            "model's state_dict() alone, or use safetensors"
+            if reason.startswith("Unsupported global")
+            else f"{reason}: a broken or partial file?"
+        )
+        raise UserError(f"{_KEY}: {path}: not a readable state dict ({advice})") from None
     except Exception as exc:  # corrupt files: the user's file, not our bug
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(
