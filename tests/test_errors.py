@@ -34,3 +34,10 @@ def test_a_stage_ends_with_one_line_and_its_exit_status(capsys, exc, code, said)
 def test_a_bug_keeps_its_traceback():
     with pytest.raises(ZeroDivisionError):
         run_stage(_raise(ZeroDivisionError("a bug")))
+
+
+def test_under_torchrun_only_the_first_process_says_it_was_interrupted(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as ended:
+        run_stage(_raise(KeyboardInterrupt()))
+    assert ended.value.code == 130 and capsys.readouterr().err == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -25,10 +26,12 @@ def run_stage(main: Callable[[], object]) -> None:
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         # Ctrl-C is a user's choice, not a bug: no traceback. Outputs are renamed into place
-        # whole, so none is half-written; train keeps its checkpoint of the finished epochs
-        print(
-            "interrupted: nothing half-written is left; dvc repro runs the stage again "
-            "(train resumes after its last finished epoch)",
-            file=sys.stderr,
-        )
+        # whole, so none is half-written; train keeps its checkpoint of the finished epochs.
+        # Under torchrun every process gets it: the first says so for all
+        if os.environ.get("RANK", "0") == "0":
+            print(
+                "interrupted: nothing half-written is left; dvc repro runs the stage again "
+                "(train resumes after its last finished epoch)",
+                file=sys.stderr,
+            )
         raise SystemExit(130) from None
