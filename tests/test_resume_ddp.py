@@ -199,17 +199,28 @@ def test_a_sigkilled_ddp_run_leaves_no_worker_training(tmp_path):
     assert not (repo / "models/model.safetensors").exists()
 
 
-def test_what_would_stop_every_ddp_process_is_one_line_before_torchrun(tmp_path):
-    """Weights not found, or a model that does not fit the data, would stop each process: said
-    once, before torchrun starts them, not once per process above torchrun's traceback."""
-    missing = {"pretrained": "/nowhere/w.safetensors"}
-    overrides = {"model": {**TRAIN["model"], "transfer": missing}}
-    said = "error: train.model.transfer.pretrained: /nowhere/w.safetensors: file not found"
+@pytest.mark.parametrize(
+    ("overrides", "nodes", "said"),
+    [
+        (
+            {"model": {**TRAIN["model"], "transfer": {"pretrained": "/nowhere/w.safetensors"}}},
+            "1",
+            "error: train.model.transfer.pretrained: /nowhere/w.safetensors: file not found",
+        ),
+        ({"batch_size": 18}, "2", "error: train.batch_size: 18 is the batch of all 4 processes"),
+    ],
+)
+def test_what_would_stop_every_ddp_process_is_one_line_before_torchrun(
+    tmp_path, overrides, nodes, said
+):
+    """Weights not found, a model that does not fit the data, a batch the processes of all
+    nodes do not divide: each would stop every process; said once, before torchrun starts
+    them, not once per process above torchrun's traceback."""
     repo = _project(tmp_path, nproc_per_node=2, **overrides)
     out = subprocess.run(
         [sys.executable, "stages/train.py"],
         cwd=repo,
-        env=_env(repo),
+        env={**_env(repo), "PET_NNODES": nodes},
         capture_output=True,
         text=True,
         timeout=300,

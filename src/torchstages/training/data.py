@@ -42,6 +42,7 @@ __all__ = [
     "TABLE_LINEAR_WEIGHT",
     "TrainData",
     "build_network",
+    "check_network",
     "describe_network",
     "load_train_data",
     "params_for_kind",
@@ -294,6 +295,22 @@ def _check_schedule_fits(params: TrainParams, epochs: int, rows: int) -> None:
             "(a table's default 30 shrinks with its rows): set train.epochs, or "
             "train.scale_to_rows: false"
         )
+
+
+def check_network(processed_dir: Path, params: TrainParams) -> None:
+    """Build the network for the processed data as train will, reading of the data only what
+    that needs (the classes' counts, a text vocabulary), not the inputs themselves."""
+    meta = load_meta(processed_dir)
+    params = params_for_kind(params, meta)
+    labels = np.zeros(0, dtype=np.int64)
+    if meta.get("task", "classification") == "classification":
+        labels = np.load(processed_dir / "train_labels.npy")
+    vocab = None
+    if kind_of(meta) == "text":
+        from torchstages.text.store import load_vocab
+
+        vocab = load_vocab(processed_dir)
+    build_network(meta, params, build_task(params, meta, torch.from_numpy(labels)).outputs, vocab)
 
 
 def load_train_data(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,12 @@ from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
 from torchstages.training.checkpoint import fingerprint, load_resumable, save_checkpoint
-from torchstages.training.data import TrainData, load_train_data, params_for_kind
+from torchstages.training.data import (
+    TrainData,
+    check_network,
+    load_train_data,
+    params_for_kind,
+)
 from torchstages.training.optim import build_optimizer
 from torchstages.training.progress import EpochLog
 from torchstages.training.runtime import Runtime, configure, maybe_compile
@@ -72,15 +78,22 @@ def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> di
 
 def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
     """When this process is about to start torchrun: build the network once here, so that an
-    error every process would hit (weights not found, a model that does not fit the data) is
-    one line, not one per process above torchrun's traceback."""
+    error every process would hit (weights not found, a model that does not fit the data, a
+    batch the processes of all nodes do not divide) is one line, not one per process above
+    torchrun's traceback."""
     if not distributed.will_relaunch(params.nproc_per_node):
         return
-    from torchstages.data.store import load_meta
-
-    params = params_for_kind(params, load_meta(processed_dir))
-    data = load_train_data(processed_dir, torch.device("cpu"), params, distributed.Dist())
-    data.build(params)
+    nodes = os.environ.get("PET_NNODES", "1")
+    if nodes.isdigit():  # not an elastic range ("1:4"): the world size is known now
+        check_global_batch(params.batch_size, int(nodes) * params.nproc_per_node)
+    # what train logs as it resolves the kind's settings, rank 0 logs again
+    quiet = logging.getLogger("torchstages")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        check_network(processed_dir, params)
+    finally:
+        quiet.setLevel(level)
 
 
 def check_global_batch(batch_size: int, processes: int) -> None:
