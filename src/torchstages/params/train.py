@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
@@ -28,21 +28,30 @@ class ScheduleParams(Section):
     warmup_epochs: float = Field(0.0, ge=0, description="linear warmup from 0 over these epochs")
     step_size: int = Field(10, ge=1, description="step: epochs between lr drops")
     milestones: list[PositiveInt] = Field(
-        [20, 25], description="multistep: epochs at which lr drops"
+        [20, 25], description="multistep: epochs at which lr drops (increasing, below epochs)"
     )
     gamma: float = Field(0.1, gt=0, le=1, description="step, multistep: lr multiplier per drop")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of lr")
     plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val loss gain")
     plateau_factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier per drop")
 
-    @field_validator("milestones")
-    @classmethod
-    def _increasing(cls, milestones: list[int]) -> list[int]:
+    def unreached(self, epochs: int) -> str | None:
+        """What of this schedule ``epochs`` epochs would never reach (a multistep milestone, the
+        end of the warmup), as ``key value``; None when it fits."""
+        late = [m for m in self.milestones if m >= epochs] if self.name == "multistep" else []
+        if late:
+            return f"milestones {late}"
+        if self.warmup_epochs >= epochs:
+            return f"warmup_epochs {self.warmup_epochs:g}"
+        return None
+
+    @model_validator(mode="after")
+    def _milestones_increase(self) -> ScheduleParams:
         # the lr drops once per milestone passed, so [25, 20] works as [20, 25] and [20, 20]
-        # drops twice at 20: either is likelier a slip than meant
-        if milestones != sorted(set(milestones)):
-            raise ValueError("must be increasing epochs, each once")
-        return milestones
+        # drops twice at 20: either is likelier a slip than meant (other schedules ignore them)
+        if self.name == "multistep" and self.milestones != sorted(set(self.milestones)):
+            raise ValueError(f"milestones {self.milestones} must be increasing epochs, each once")
+        return self
 
     @model_validator(mode="after")
     def _onecycle_warms_up_by_itself(self) -> ScheduleParams:
@@ -172,23 +181,10 @@ class TrainParams(Section):
         # against epochs as the file writes them, not again when validated with derived values:
         # a table's default 30 epochs shrink with its train rows (scale_to_rows, to at least 5;
         # training.data.params_for_kind). Shrinking only lowers epochs, so what fails at the
-        # written count fails at any shrunk one; a milestone below 30 but past a table's shrunk
-        # count cannot be told here, before the rows are counted
+        # written count fails at any shrunk one; one that only the shrunk count misses is named
+        # where the rows are counted (training.data)
         if not (info.context or {}).get(AS_WRITTEN):
             return self
-        schedule = self.schedule
-        if (
-            schedule.name == "multistep"
-            and schedule.milestones
-            and schedule.milestones[-1] >= self.epochs
-        ):
-            raise ValueError(
-                f"schedule.milestones {schedule.milestones} must all be below epochs "
-                f"({self.epochs}), or their lr drops never come"
-            )
-        if schedule.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"schedule.warmup_epochs ({schedule.warmup_epochs:g}) must be below epochs "
-                f"({self.epochs}), or the lr never reaches its peak"
-            )
+        if unreached := self.schedule.unreached(self.epochs):
+            raise ValueError(f"schedule.{unreached} would never come: epochs is {self.epochs}")
         return self

@@ -286,13 +286,10 @@ def _table_defaults(
 def _check_schedule_fits(params: TrainParams, epochs: int, rows: int) -> None:
     """TrainParams checks the schedule against the epochs params.yaml writes; fewer epochs for
     a large table could leave a milestone or the end of the warmup beyond the last one."""
-    schedule = params.schedule
-    late = [m for m in schedule.milestones if m >= epochs] if schedule.name == "multistep" else []
-    what = f"milestones {late}" if late else f"warmup_epochs {schedule.warmup_epochs:g}"
-    if late or schedule.warmup_epochs >= epochs:
+    if unreached := params.schedule.unreached(epochs):
         raise UserError(
-            f"train.schedule: {what} would never come: {rows} train rows train {epochs} epochs "
-            "(a table's default 30 shrinks with its rows): set train.epochs, or "
+            f"train.schedule.{unreached} would never come: {rows} train rows train {epochs} "
+            "epochs (a table's default 30 shrinks with its rows): set train.epochs, or "
             "train.scale_to_rows: false"
         )
 
