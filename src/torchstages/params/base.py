@@ -194,8 +194,6 @@ def _describe(
     return "; ".join(messages)
 
 
-# pydantic's errors saying a value is not of a union member's kind at all (as opposed to out of
-# its range): a list for an int, a string that is no number, a tuple of the wrong length
 def _merge_plain_unions(
     errors: list[Any], model: type[BaseModel], raw: dict[str, Any]
 ) -> list[Any]:

@@ -22,13 +22,18 @@ __all__ = ["fingerprint", "save_checkpoint", "load_resumable"]
 log = logging.getLogger(__name__)
 
 
-def fingerprint(params_dump: dict[str, Any], processed_dir: Path, arrays: list[str]) -> str:
-    """Hash of everything a resumed run must share with the interrupted one.
+def fingerprint(params_dump: dict[str, Any], processed_dir: Path) -> str:
+    """Hash of everything a resumed run must share with the interrupted one: the params and
+    the data it trains and validates on (meta.json and every train_/val_ array, whatever the
+    kind names them; not test's, which training never reads).
 
     ``params_dump`` holds the params that differ from their defaults: a key added in a later
     version (with a default) leaves the fingerprint, and so the checkpoint's bytes, unchanged.
     """
     h = hashlib.sha256(json.dumps(params_dump, sort_keys=True).encode())
+    arrays = sorted(
+        p.name for p in processed_dir.glob("*.npy") if p.name.startswith(("train_", "val_"))
+    )
     for name in ("meta.json", *arrays):
         h.update(sha256_file(processed_dir / name).encode())
     return h.hexdigest()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class TrainData:
     train_y: torch.Tensor
     val_x: tuple[torch.Tensor, ...]
     val_y: torch.Tensor
-    arrays: list[str] = field(default_factory=list)  # the files a resumed run must share
     vocab: list[str] | None = None  # texts: the tokens in id order (for pretrained vectors)
     vectors_found: dict[str, int] | None = None  # texts: vocabulary words the vectors file had
 
@@ -320,25 +319,19 @@ def load_train_data(
 
         train = load_text_split(processed_dir, "train")
         val = load_text_split(processed_dir, "val")
-        names = ["tokens", "lengths", "labels"]
-        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
         normalize: Normalizer | OnDevice = OnDevice(device)
         vocab = load_vocab(processed_dir)
     elif kind_of(meta) == "table":
         train = load_table_split(processed_dir, "train")
         val = load_table_split(processed_dir, "val")
-        names = ["numeric", "categorical", "labels"]
-        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in names]
         normalize = OnDevice(device)
     elif kind_of(meta) == "series":
         train = load_series_split(processed_dir, "train")
         val = load_series_split(processed_dir, "val")
-        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in ("windows", "targets")]
         normalize = OnDevice(device)
     else:
         train = load_split(processed_dir, "train")
         val = load_split(processed_dir, "val")
-        arrays = [f"{s}_{n}.npy" for s in ("train", "val") for n in ("images", "labels")]
         prep = Preprocessing.from_dict(meta["preprocessing"])
         normalize = Normalizer(prep.mean, prep.std, device)
     train_x = tuple(to_device_tensor(a, device) for a in train[:-1])
@@ -348,4 +341,4 @@ def load_train_data(
     val_x = tuple(to_device_tensor(np.asarray(a[part]), device) for a in val[:-1])
     val_y = to_device_tensor(np.asarray(val[-1][part]), device)
     task = build_task(params, meta, train_y)
-    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, arrays, vocab)
+    return TrainData(meta, task, normalize, train_x, train_y, val_x, val_y, vocab)

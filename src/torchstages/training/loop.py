@@ -232,9 +232,7 @@ def _train(
             dist.world_size,
             torch.get_num_threads(),
         )
-    run_id = fingerprint(
-        params.model_dump(mode="json", exclude_defaults=True), processed_dir, data.arrays
-    )
+    run_id = fingerprint(params.model_dump(mode="json", exclude_defaults=True), processed_dir)
     start = 0
     state = load_resumable(outputs.checkpoint, run_id, params.epochs)
     if state is not None:
