@@ -388,6 +388,24 @@ def test_classes_written_several_ways_are_named(tmp_path, caplog):
     assert any(said in m for m in caplog.messages)
 
 
+def test_a_target_of_ids_extreme_targets_and_dates_in_several_formats_are_named(tmp_path, caplog):
+    frame = make_table(200, "regression")
+    day = pd.to_datetime(frame["day"])
+    frame["day"] = [d.strftime("%d.%m.%Y" if i % 2 else "%Y-%m-%d") for i, d in enumerate(day)]
+    frame.loc[[5, 50], "target"] = [1e9, 2e9]  # two typos among values around 10
+    frame["customer"] = 1000 + np.arange(200)
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id", "customer"]})
+        ids = SplitParams.model_validate({"table": {"target": "customer", "drop": ["id"]}})
+        split_table(tmp_path / "raw", tmp_path / "ids", ids)
+    said = "\n".join(caplog.messages)
+    assert "column 'day' holds dates in several formats (" in said
+    assert "train targets ('target'; line " in said and "check them, or train with" in said
+    assert "target 'customer' holds a different whole number in every row: an id?" in said
+    assert "target 'target' holds a different" not in said
+
+
 def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):
     frame = make_table(150)
     day = pd.to_datetime(frame["day"])

@@ -58,6 +58,28 @@ def load_table_rows(
     return summary, out
 
 
+def _name_extreme_targets(values: np.ndarray, lines: pd.Index, name: str) -> None:
+    """A few train targets far from the rest set the standard deviation every target is scaled
+    by, and a squared-error loss chases them: named when the farthest 1% of rows hold most of
+    the variance (about a tenth for normally spread values)."""
+    squared = (values - values.mean()) ** 2
+    farthest = np.argsort(squared)[::-1][: max(1, len(values) // 100)]
+    share = squared[farthest].sum() / squared.sum() if squared.sum() > 0 else 0.0
+    if share > 0.5:
+        shown = ", ".join(str(lines[i]) for i in sorted(farthest)[:3])
+        log.warning(
+            "build-dataset: %d of %d train targets (%r; line %s%s) hold %.0f%% of its variance: "
+            "the target's scale and a squared-error loss follow them; check them, or train with "
+            "train.loss: huber",
+            len(farthest),
+            len(values),
+            name,
+            shown,
+            ", ..." if len(farthest) > 3 else "",
+            100 * share,
+        )
+
+
 def build_table(
     params: BuildDatasetParams, raw_dir: Path, splits_dir: Path, out_dir: Path
 ) -> dict[str, int]:
@@ -83,6 +105,7 @@ def build_table(
     else:
         labels = {n: target[n].astype(np.float64).to_numpy().astype(np.float32) for n in target}
         train_y = labels["train"].astype(np.float64)
+        _name_extreme_targets(train_y, target["train"].index, summary["target"])
         std = float(train_y.std())
         meta["target_mean"] = float(f"{train_y.mean():.9g}")
         meta["target_std"] = float(f"{std:.9g}") if std > 1e-12 else 1.0

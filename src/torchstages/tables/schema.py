@@ -179,14 +179,24 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
         return "boolean"
     if pd.to_numeric(present, errors="coerce").notna().mean() >= _DETECT_SHARE:
         return "numeric"
-    if _dates(present).notna().mean() >= _DETECT_SHARE:
+    iso = _dates(present).notna()
+    if iso.mean() >= _DETECT_SHARE:
         return "datetime"
-    if present.str.strip().str.fullmatch(LOCAL_ORDER_DATE).mean() >= _DETECT_SHARE:
+    local = present.str.strip().str.fullmatch(LOCAL_ORDER_DATE)
+    if local.mean() >= _DETECT_SHARE:
         log.warning(
             "build-dataset: column %r holds dates not written as ISO 8601 (%r): read as "
             "categories; write them as YYYY-MM-DD to get year, month, day and weekday columns",
             name,
             present.iloc[0],
+        )
+    elif (iso | local).mean() >= _DETECT_SHARE:
+        log.warning(
+            "build-dataset: column %r holds dates in several formats (%r, %r): read as "
+            "categories; write them all as YYYY-MM-DD to get year, month, day and weekday columns",
+            name,
+            present[iso].iloc[0],
+            present[local].iloc[0],
         )
     return "categorical"
 

@@ -100,11 +100,15 @@ def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
         )
     if words.any():
         return "classification"
-    return (
-        "classification"
-        if not fractional and numbers.nunique() <= params.max_classes
-        else "regression"
-    )
+    if fractional or numbers.nunique() > params.max_classes:
+        if not fractional and len(numbers) > 20 and numbers.is_unique:
+            log.warning(
+                "split: target %r holds a different whole number in every row: an id? "
+                "(split.table.target names the column to predict)",
+                target.name,
+            )
+        return "regression"
+    return "classification"
 
 
 def first_of(counts: dict[str, int], shown: int = 10) -> str:
