@@ -449,6 +449,8 @@ def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path, capsys):
 
 
 def test_predict_says_what_it_filled_in_a_history(series, tmp_path, caplog):
+    import pandas as pd
+
     frame = read_table(series.parent / "raw/series.csv")
     times = frame["time"].astype(int)
     frame = frame[~((frame["id"] == "s0") & times.isin([40, 41]))].copy()
@@ -457,10 +459,26 @@ def test_predict_says_what_it_filled_in_a_history(series, tmp_path, caplog):
     frame.to_csv(history, index=False)
     with caplog.at_level("WARNING", logger="torchstages"):
         assert main(["predict", "--model", str(series / "model.onnx"), str(history)]) == 0
-    assert [r.getMessage() for r in caplog.records] == [
-        f"predict: {history}: 2 missing time steps and 1 empty cells filled (interpolate, as in "
-        "training)"
-    ]
+    said = "2 missing time steps and 1 empty cells filled (interpolate, as in training)"
+    assert [r.getMessage() for r in caplog.records] == [f"predict: {history}: {said}"]
+
+    # serve answers the same history (its last steps: a request holds at most 50) with the same
+    # words beside the forecasts, and a complete one without them
+    def recent(table: pd.DataFrame) -> list[dict]:
+        table = table[table["time"].astype(int) >= 36]
+        return [
+            {k: None if pd.isna(v) else v for k, v in r.items()} for r in table.to_dict("records")
+        ]
+
+    with client_for(series / "model.onnx") as c:
+        answer = c.post("/predict", json={"history": recent(frame)}).json()
+        whole = c.post(
+            "/predict", json={"history": recent(read_table(series.parent / "raw/series.csv"))}
+        )
+    assert answer.get("warnings") == [said], answer
+    assert "warnings" not in whole.json() and len(whole.json()["forecasts"]) == len(
+        answer["forecasts"]
+    )
 
 
 def test_bad_histories_are_4xx_naming_the_entry(series):

@@ -47,9 +47,13 @@ def series_columns(metadata: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Forecast]:
+def forecast_frame(
+    runner: Runner, frame: pd.DataFrame, where: str, notes: list[str] | None = None
+) -> list[Forecast]:
     """Each series' forecast from the end of its history in ``frame`` (cells as text or NaN, as
-    ``read_table`` gives them), in the order ``read_series`` sorts them (by id)."""
+    ``read_table`` gives them), in the order ``read_series`` sorts them (by id). Steps filled in
+    the history are logged as a warning and, when ``notes`` is given, added to it (serve
+    returns them with the answer)."""
     meta = runner.metadata
     lookback, horizon = json.loads(meta["lookback"]), json.loads(meta["horizon"])
     ids = json.loads(meta["series_ids"])
@@ -63,13 +67,13 @@ def forecast_frame(runner: Runner, frame: pd.DataFrame, where: str) -> list[Fore
     empty = sum(report["empty_cells"].values())
     if report["gaps"] or empty:
         # a filled step is the model's input as much as a real one: say it was made up
-        log.warning(
-            "predict: %s: %d missing time steps and %d empty cells filled (%s, as in training)",
-            where,
-            report["gaps"],
-            empty,
-            meta["fill"],
+        note = (
+            f"{report['gaps']} missing time steps and {empty} empty cells filled "
+            f"({meta['fill']}, as in training)"
         )
+        log.warning("predict: %s: %s", where, note)
+        if notes is not None:
+            notes.append(note)
     calendar = json.loads(meta["calendar"])
     log_target = meta.get("transform", "none") == "log"  # files from before it: none
     windows, numbers = [], []

@@ -108,8 +108,9 @@ class SeriesService:
                     f"series {frame[self.cols['id']].iloc[i]!r} was not in training "
                     "(GET /metadata lists series_ids)",
                 )
+        notes: list[str] = []
         try:
-            forecasts = forecast_frame(self.runner, frame, self.field)
+            forecasts = forecast_frame(self.runner, frame, self.field, notes)
         except UserError as exc:  # too short, duplicate or off-grid times, gaps the fill refuses
             message = _entries(str(exc).removeprefix(f"{self.field}: "))
             entry = re.match(r"(history\[\d+\]): (.*)", message)  # the entry it names
@@ -124,7 +125,9 @@ class SeriesService:
                     ],
                 }
                 for f in forecasts
-            ]
+            ],
+            # what predict warns about on stderr, a client sees beside the answer
+            **({"warnings": notes} if notes else {}),
         }
 
 
