@@ -74,6 +74,26 @@ def test_integer_date_and_datetime_times_and_their_frequency(tmp_path, times, ex
     assert future[0] > series.times[-1] or freq.unit == "int"
 
 
+def test_a_stray_day_among_monthly_dates_is_named_by_its_own_line(tmp_path):
+    months = pd.date_range("2001-01-01", periods=40, freq="MS").strftime("%Y-%m-%d").tolist()
+    months[25] = months[25][:-2] + "20"  # one reading typed on the 20th
+    frame = pd.DataFrame({"date": months, "sales": np.arange(40.0)})
+    with pytest.raises(UserError, match=r"line 27: time '2003-02-20' is not on day 1, as 98%"):
+        read(frame, tmp_path)
+
+
+def test_two_readings_on_one_step_of_a_models_grid_are_refused(tmp_path):
+    """A monthly model given two readings in one month, or daily readings: the later would
+    silently replace the earlier (and a negative count of filled steps was logged)."""
+    month_ends = pd.date_range("2001-01-31", periods=30, freq="ME").strftime("%Y-%m-%d")
+    (_,), freq, _ = read(pd.DataFrame({"date": month_ends, "sales": np.arange(30.0)}), tmp_path)
+    history = pd.DataFrame({"date": [*month_ends[-12:], "2003-06-15"], "sales": ["1"] * 13})
+    cols = {"time": "date", "target": "sales", "id": None, "covariates": []}
+    said = r"lines \[13, 14\]: times '2003-06-30' and '2003-06-15' fall on one step \(monthly\)"
+    with pytest.raises(UserError, match=said):
+        read_series(history, cols, "interpolate", "history.csv", freq)
+
+
 def test_local_times_across_a_summer_time_switch_become_one_utc_grid(tmp_path):
     # exported local time: the offset goes from +0100 to +0200 on 2021-03-28
     local = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/Berlin")

@@ -245,8 +245,11 @@ def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> tuple[pd.Series, 
     return parsed.dt.tz_convert("UTC").dt.tz_localize(None), True
 
 
-def detect_frequency(times: list[pd.Series], integer: bool, utc: bool = False) -> Frequency:
-    """The most common step between consecutive times of every series (each sorted)."""
+def detect_frequency(
+    times: list[pd.Series], integer: bool, utc: bool = False, where: str = "time series"
+) -> Frequency:
+    """The most common step between consecutive times of every series (each sorted; indexed
+    by the file's lines)."""
     if integer:
         unit, month_end, date_only = "int", False, True
     else:
@@ -254,6 +257,8 @@ def detect_frequency(times: list[pd.Series], integer: bool, utc: bool = False) -
         midnight = bool((every.dt.normalize() == every).all())
         month_end = bool(every.dt.is_month_end.all())
         same_day = every.dt.day.nunique() == 1
+        if midnight and not (same_day or month_end):
+            _refuse_a_stray_day(every, where)
         unit = "month" if midnight and (same_day or month_end) else "ns"
         date_only = midnight
         month_end = month_end and not same_day
@@ -266,6 +271,22 @@ def detect_frequency(times: list[pd.Series], integer: bool, utc: bool = False) -
         raise UserError("time series: every series needs at least two distinct times")
     step = max(positive, key=lambda d: (positive[d], -d))  # most common; ties: the smaller
     return Frequency(unit, int(step), month_end, date_only, utc and not date_only)
+
+
+def _refuse_a_stray_day(every: pd.Series, where: str) -> None:
+    """Dates nearly all on one day of the month (or its last) are monthly readings; the few
+    others are mistakes, and read as days they would make the step 'every 31 days' and blame
+    a good date (February's) for being off it."""
+    ends = every.dt.is_month_end
+    days = every.dt.day
+    common = days.mode().iloc[0]
+    for on_grid, what in ((ends, "the last day of its month"), (days == common, f"day {common}")):
+        if on_grid.mean() >= 0.9:
+            line = int(every.index[~on_grid.to_numpy()][0])
+            raise UserError(
+                f"{where}: line {line}: time {every[~on_grid].iloc[0].date().isoformat()!r} is "
+                f"not on {what}, as {on_grid.mean():.0%} of the times are (monthly readings?)"
+            )
 
 
 def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
@@ -345,7 +366,7 @@ def read_series(
                 f"{lines}: each time may appear once per series"
             )
     if freq is None:
-        freq = detect_frequency([g["__t"] for _, g in groups], parsed.integer, parsed.utc)
+        freq = detect_frequency([g["__t"] for _, g in groups], parsed.integer, parsed.utc, where)
     report: dict[str, Any] = {"unsorted_series": unsorted, "gaps": 0, "empty_cells": {}}
     out = []
     for key, g in groups:
@@ -372,6 +393,16 @@ def _regular(
             f"detected frequency ({freq.describe()})"
         )
     position = offset // freq.step
+    # two times on one step of the grid (two readings in one month of a monthly model, daily
+    # readings given to a monthly one): the later would silently replace the earlier
+    shared = pd.Series(position).duplicated(keep=False).to_numpy()
+    if shared.any():
+        first = g[cols["time"]][shared].iloc[:2].sort_index()  # the pair, in the file's order
+        lines, times = first.index.tolist(), first.tolist()
+        raise UserError(
+            f"{where}: {name}lines {lines}: times {times[0]!r} and {times[1]!r} fall on one step "
+            f"({freq.describe()}): each step may hold one reading"
+        )
     length = int(position[-1]) + 1
     gaps = length - len(g)
     if gaps and fill == "error":
