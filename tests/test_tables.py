@@ -247,6 +247,11 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
             r"class 'b' has no row in the val or test split: its 3 rows include identical rows or "
             r"near duplicates or rows of one 'who' value, which stay within one split",
         ),
+        (  # two rows of 'high ' beside 'high': named as perhaps one class
+            lambda f: f.assign(target=["high"] * 60 + ["low"] * 38 + ["high "] * 2),
+            {},
+            r"\{'high ': 2\} \('high' and 'high ': the same class, written two ways\?\)$",
+        ),
         (  # prices with a currency sign are no classes: said so
             lambda f: f.assign(target=[f"${1000 + 7 * v:,}" for v in range(100)]),
             {},

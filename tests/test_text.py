@@ -132,10 +132,12 @@ def test_a_quoted_text_over_lines_that_end_like_a_label_is_read(tmp_path):
 
 
 def test_labels_written_several_ways_are_named(tmp_path):
-    rows = "".join(f"text number {i},{['spam', 'Spam', 'ham'][i % 3]}\n" for i in range(30))
+    labels = ["spam", "Spam", "ham", "1", "1.0"]
+    rows = "".join(f"text number {i},{labels[i % 5]}\n" for i in range(50))
     (tmp_path / "t.csv").write_text("text,label\n" + rows)
     params = SplitParams.model_validate({"kind": "text"})
-    assert split_texts(tmp_path, tmp_path / "out", params)["similar_classes"] == [["Spam", "spam"]]
+    similar = split_texts(tmp_path, tmp_path / "out", params)["similar_classes"]
+    assert similar == [["1", "1.0"], ["Spam", "spam"]]
 
 
 @pytest.mark.parametrize(

@@ -121,20 +121,36 @@ def first_of(counts: dict[str, int], shown: int = 10) -> str:
 
 def similar_classes(classes: list[str], column: str) -> list[list[str]]:
     """Classes equal but for letter case, surrounding spaces or a final '.' ('Yes', 'yes ';
-    '>50K' and '>50K.', as adult.test writes it), each group sorted; a warning names them:
-    they train as different classes, which is rarely what the table means."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for name in classes:
-        groups[name.strip().rstrip(".").strip().casefold()].append(name)
-    similar = sorted(sorted(g) for g in groups.values() if len(g) > 1)
+    '>50K' and '>50K.', as adult.test writes it) or written as the same number ('1', '1.0'),
+    each group sorted; a warning names them: they train as different classes, which is rarely
+    what the table means."""
+    similar = _similar_groups(classes)
     if similar:
         log.warning(
-            "split: %r: classes %s differ only by letter case, spaces or a final '.': they are "
-            "trained as different classes; write each one way if they are one",
+            "split: %r: classes %s differ only by letter case, spaces, a final '.' or how a "
+            "number is written: they are trained as different classes; write each one way if "
+            "they are one",
             column,
             " and ".join(str(g) for g in similar[:5]) + (" ..." if len(similar) > 5 else ""),
         )
     return similar
+
+
+def _similar_groups(classes: list[str]) -> list[list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in classes:
+        key = name.strip().rstrip(".").strip().casefold()
+        number = pd.to_numeric(key, errors="coerce")
+        groups[repr(float(number)) if np.isfinite(number) else key].append(name)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def too_few(small: dict[str, int], classes: list[str]) -> str:
+    """``small`` (classes with too few rows) for a message, with the classes each is perhaps
+    the same as (``'spam '`` beside ``'spam'``): merged, they may have enough."""
+    alike = [g for g in _similar_groups(classes) if any(c in small for c in g)]
+    same = "; ".join(" and ".join(repr(c) for c in g) for g in alike[:3])
+    return first_of(small) + (f" ({same}: the same class, written two ways?)" if same else "")
 
 
 def class_order(values: list[str]) -> list[str]:
@@ -212,7 +228,7 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
             numbers = target.str.strip().str.fullmatch(DECORATED_NUMBER).mean() >= 0.9
             raise UserError(
                 f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "
-                f"split): {first_of(small)}"
+                f"split): {too_few(small, list(counts))}"
                 + (
                     " (numbers written with a unit, a currency sign, % or thousands separators "
                     "are classes to this reader: write plain numbers for a regression)"

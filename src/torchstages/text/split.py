@@ -30,8 +30,8 @@ from torchstages.tables.read import find_table, row_hashes
 from torchstages.tables.split import (
     MIN_PER_CLASS,
     class_order,
-    first_of,
     similar_classes,
+    too_few,
     write_table_splits,
 )
 from torchstages.text.read import read_texts
@@ -130,7 +130,7 @@ def _check_classes(counts: Counter, path: Path, label: str) -> None:
     if small:
         raise UserError(
             f"{path}: label {label!r}: classes with fewer than {MIN_PER_CLASS} texts (one per "
-            f"split): {first_of(small)}"
+            f"split): {too_few(small, list(counts))}"
         )
 
 
