@@ -80,6 +80,13 @@ def test_a_stray_day_among_monthly_dates_is_named_by_its_own_line(tmp_path):
     frame = pd.DataFrame({"date": months, "sales": np.arange(40.0)})
     with pytest.raises(UserError, match=r"line 27: time '2003-02-20' is not on day 1, as 98%"):
         read(frame, tmp_path)
+    # the 30th of each month, February on its last day: no date is blamed (this grid is not
+    # one the reader knows, so it stops at the frequency, as before)
+    starts = pd.date_range("2001-01-01", periods=24, freq="MS")
+    days = [t.replace(day=min(30, t.days_in_month)).strftime("%Y-%m-%d") for t in starts]
+    with pytest.raises(UserError) as refused:
+        read(pd.DataFrame({"date": days, "sales": np.arange(24.0)}), tmp_path)
+    assert "is not on day" not in str(refused.value)
 
 
 def test_two_readings_on_one_step_of_a_models_grid_are_refused(tmp_path):

@@ -176,6 +176,8 @@ def test_rows_are_indexed_by_the_line_they_start_on(tmp_path):
     path.write_text('a,target\n1,x\n\n2,"y\nz"\n  \n3,x\n')
     frame = read_table(path)
     assert list(frame.index) == [2, 4, 7] and frame["target"].tolist() == ["x", "y\nz", "x"]
+    path.write_text("\n\na,target\n1,x\n2,y\n")  # blank lines before the header too
+    assert list(read_table(path).index) == [4, 5]
     write_table(make_table(20), tmp_path / "pq", "t.parquet")
     assert list(read_table(tmp_path / "pq" / "t.parquet").index) == list(range(2, 22))
 
@@ -246,6 +248,11 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
             {"table": {"group": "who"}},
             r"class 'b' has no row in the val or test split: its 3 rows include identical rows or "
             r"near duplicates or rows of one 'who' value, which stay within one split",
+        ),
+        (  # integer classes too small: no hint of numbers written with units
+            lambda f: f.assign(target=["1"] * 60 + ["2"] * 38 + ["3"] * 2),
+            {"table": {"task": "classification"}},
+            r"\{'3': 2\}$",
         ),
         (  # two rows of 'high ' beside 'high': named as perhaps one class
             lambda f: f.assign(target=["high"] * 60 + ["low"] * 38 + ["high "] * 2),
@@ -407,8 +414,28 @@ def test_a_target_of_ids_extreme_targets_and_dates_in_several_formats_are_named(
     said = "\n".join(caplog.messages)
     assert "column 'day' holds dates in several formats (" in said
     assert "train targets ('target'; line " in said and "check them, or train with" in said
-    assert "target 'customer' holds a different whole number in every row: an id?" in said
+    assert "target 'customer' holds a different whole number in every row, nearly" in said
     assert "target 'target' holds a different" not in said
+
+
+def test_what_the_table_messages_take_for_numbers_dates_and_one_class():
+    """The patterns behind the warnings, on what they must take and must leave alone."""
+    from torchstages.tables.read import DECORATED_NUMBER
+    from torchstages.tables.schema import _dates
+    from torchstages.tables.split import _similar_groups
+
+    decorated = ["79.5 kg", "85%", "$51,255", "51.254,87", "1,200.50 EUR", "1 200"]
+    codes = ["12", "1.5", "12A", "1st", "4WD", "24h", "M", "A1", "Q3 2024"]
+    assert all(DECORATED_NUMBER.fullmatch(v) for v in decorated)
+    assert not any(DECORATED_NUMBER.fullmatch(v) for v in codes)
+    # every ISO form with an offset, mixed offsets and plain dates: the time as written
+    cells = ["20240115T100000+0100", "2024-07-15T10+02", "2024-01-15T00:00:00Z", "2024-01-15"]
+    assert [str(t) for t in _dates(pd.Series(cells))] == [
+        "2024-01-15 10:00:00", "2024-07-15 10:00:00", "2024-01-15 00:00:00", "2024-01-15 00:00:00"
+    ]  # fmt: skip
+    assert _similar_groups(
+        ["1", "1.0", "01", "123456789012345678901", "123456789012345678902"]
+    ) == [["01", "1", "1.0"]]
 
 
 def test_dates_in_a_local_order_are_named_not_guessed(tmp_path, caplog):

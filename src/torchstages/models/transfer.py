@@ -198,7 +198,8 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], Path]:
             "it holds Python objects besides tensors, which are never unpickled here: save the "
             "model's state_dict() alone, or use safetensors"
             if reason.startswith("Unsupported global")
-            else f"{reason}: a broken or partial file?"
+            else f"{reason}: not written by torch.save (a plain pickle.dump?), or a broken file; "
+            "save it with torch.save(model.state_dict()) or as safetensors"
         )
         raise UserError(f"{_KEY}: {path}: not a readable state dict ({advice})") from None
     except Exception as exc:  # corrupt files: the user's file, not our bug

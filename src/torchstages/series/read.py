@@ -258,7 +258,8 @@ def detect_frequency(
         month_end = bool(every.dt.is_month_end.all())
         same_day = every.dt.day.nunique() == 1
         if midnight and not (same_day or month_end):
-            _refuse_a_stray_day(every, where)
+            for series in times:  # a panel's series may each sit on a day of their own
+                _refuse_a_stray_day(series, where)
         unit = "month" if midnight and (same_day or month_end) else "ns"
         date_only = midnight
         month_end = month_end and not same_day
@@ -273,18 +274,22 @@ def detect_frequency(
     return Frequency(unit, int(step), month_end, date_only, utc and not date_only)
 
 
-def _refuse_a_stray_day(every: pd.Series, where: str) -> None:
-    """Dates nearly all on one day of the month (or its last) are monthly readings; the few
-    others are mistakes, and read as days they would make the step 'every 31 days' and blame
-    a good date (February's) for being off it."""
-    ends = every.dt.is_month_end
-    days = every.dt.day
+def _refuse_a_stray_day(times: pd.Series, where: str) -> None:
+    """One series' dates nearly all on one day of the month (or its last) are monthly readings;
+    the few others are mistakes, and read as days they would make the step 'every 31 days' and
+    blame a good date (February's) for being off it. A month too short for the day (February
+    for the 30th) takes its last day, and is no mistake."""
+    ends = times.dt.is_month_end
+    days = times.dt.day
     common = days.mode().iloc[0]
-    for on_grid, what in ((ends, "the last day of its month"), (days == common, f"day {common}")):
-        if on_grid.mean() >= 0.9:
-            line = int(every.index[~on_grid.to_numpy()][0])
+    for on_grid, what in (
+        (ends, "the last day of its month"),
+        ((days == common) | (ends & (days < common)), f"day {common}"),
+    ):
+        if 0.9 <= on_grid.mean() < 1:
+            line = int(times.index[~on_grid.to_numpy()][0])
             raise UserError(
-                f"{where}: line {line}: time {every[~on_grid].iloc[0].date().isoformat()!r} is "
+                f"{where}: line {line}: time {times[~on_grid].iloc[0].date().isoformat()!r} is "
                 f"not on {what}, as {on_grid.mean():.0%} of the times are (monthly readings?)"
             )
 

@@ -62,6 +62,8 @@ def _name_extreme_targets(values: np.ndarray, lines: pd.Index, name: str) -> Non
     """A few train targets far from the rest set the standard deviation every target is scaled
     by, and a squared-error loss chases them: named when the farthest 1% of rows hold most of
     the variance (about a tenth for normally spread values)."""
+    if len(values) < 50:  # one row of a few is often most of the variance, typo or not
+        return
     squared = (values - values.mean()) ** 2
     farthest = np.argsort(squared)[::-1][: max(1, len(values) // 100)]
     share = squared[farthest].sum() / squared.sum() if squared.sum() > 0 else 0.0

@@ -46,11 +46,14 @@ _DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named
 # day, month and year in some local order (28.11.2026, 11/28/2026, 28-11-26), maybe a time:
 # 03/04/2024 is March or April by country, so no reader here guesses which
 LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
-# a number written with a unit, a currency sign, '%' or thousands separators ("79.5 kg", "85%",
-# "$1,200", "1.254,87"): no reader here takes it as a number, so the messages say so
+# a number written with a currency sign, '%', thousands separators or a unit after a space
+# ("$1,200", "85%", "1.254,87", "79.5 kg"; not codes such as "12A", "1st" or "4WD"): no reader
+# here takes it as a number, so the messages say so
 DECORATED_NUMBER = re.compile(
-    r"[$€£¥]?\s*[+-]?\d{1,3}([,.' ]\d{3})*([.,]\d+)?\s*(%|[^\W\d_]{1,5}\.?)?"
-    r"|[$€£¥]?\s*[+-]?\d+([.,]\d+)?\s*(%|[^\W\d_]{1,5}\.?)"
+    r"[$€£¥]\s*[+-]?\d[\d,.' ]*"
+    r"|[+-]?\d[\d,.' ]*\s*%"
+    r"|[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?(\s*[^\W\d_]{1,5}\.?)?"
+    r"|[+-]?\d+([.,]\d+)?\s+[^\W\d_]{1,5}\.?"
 )
 
 
@@ -125,21 +128,22 @@ def _record_starts(text: str, dialect: _Dialect) -> Iterator[tuple[int, list[str
 
 def _first_lines(text: str, dialect: _Dialect, frame: pd.DataFrame) -> np.ndarray:
     """The line each of ``frame``'s rows starts on. pandas skips blank lines (and lines of
-    spaces only), so they start no row; a record the csv reader cannot take falls back to
-    counting the line breaks inside cells."""
+    spaces only), before the header too, so they start no row; a record the csv reader cannot
+    take falls back to counting the line breaks inside cells."""
     starts = []
-    for line, record in itertools.islice(_record_starts(text, dialect), 1, None):
+    for line, record in _record_starts(text, dialect):
         if record is None:
             starts = []
             break
         if len(record) > 1 or (record and record[0].strip()):
             starts.append(line)
-    if len(starts) == len(frame):
-        return np.asarray(starts, dtype=np.int64)
+    if len(starts) == len(frame) + 1:
+        return np.asarray(starts[1:], dtype=np.int64)  # the first is the header's
     breaks = np.zeros(len(frame), dtype=np.int64)
     for name in frame.columns:
         breaks += frame[name].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
-    return FIRST_DATA_LINE + np.concatenate([[0], np.cumsum(1 + breaks)[:-1]])
+    header = 1 + text.splitlines().index(_header_line(text))
+    return header + 1 + np.concatenate([[0], np.cumsum(1 + breaks)[:-1]])
 
 
 def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:

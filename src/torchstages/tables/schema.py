@@ -35,7 +35,9 @@ _DETECT_SHARE = 0.9  # this share of a column's train cells must parse for the t
 _DATE_PARTS = ("year", "month", "day", "day_of_week")
 # an ISO time with a UTC offset or Z after it: the date parts are the wall-clock time as written,
 # so a local midnight stays its own day, and offsets that change with summer time read alike
-_ZONED = re.compile(r"(.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)", re.IGNORECASE)
+_ZONED = re.compile(
+    r"(.*\d[T ]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)", re.IGNORECASE
+)
 
 
 class BadCell(UserError):
@@ -72,14 +74,18 @@ def fit_schema(
         if kind == "empty":
             log.warning("build-dataset: column %r has no value in the train split: dropped", name)
             continue
-        _name_uninformative(column, name)
         if kind == "datetime" and params.datetime == "drop":
             log.info(
                 "build-dataset: date/time column %r dropped (build_dataset.table.datetime)", name
             )
             continue
+        _name_uninformative(column, name)
         if kind == "categorical":
-            categorical.append(_fit_categorical(column, name, params.min_category_count))
+            categorical.append(
+                _fit_categorical(
+                    column, name, params.min_category_count, name in params.categorical
+                )
+            )
         elif kind == "datetime":
             parts = _datetime_parts(column, name, params, where, report=False)
             for part in _used_parts(parts):
@@ -286,13 +292,17 @@ def _looks_like_an_id(present: np.ndarray) -> bool:
     )
 
 
-def _fit_categorical(column: pd.Series, name: str, min_count: int) -> dict[str, Any]:
+def _fit_categorical(
+    column: pd.Series, name: str, min_count: int, forced: bool = False
+) -> dict[str, Any]:
+    """The vocabulary; ``forced``: the user listed the column as categorical, so numbers in it
+    are meant as categories."""
     counts = column.dropna().value_counts()
     kept = sorted(str(v) for v, n in counts.items() if n >= min_count)
     present = column.dropna().str.strip()
     numbers = present.str.fullmatch(DECORATED_NUMBER)
     decorated = present[numbers & pd.to_numeric(present, errors="coerce").isna()]
-    if numbers.mean() >= _DETECT_SHARE and len(decorated):
+    if not forced and numbers.mean() >= _DETECT_SHARE and len(decorated):
         log.warning(
             "build-dataset: column %r holds numbers written with a unit, a currency sign, %% or "
             "thousands separators (%r): read as categories; write plain numbers (79.5, not "
@@ -339,7 +349,15 @@ def _dates(cells: pd.Series) -> pd.Series:
     """ISO 8601 dates and times as written, a UTC offset after a time set aside; NaT where a
     cell is none."""
     written = cells.str.strip().str.replace(_ZONED, r"\1", regex=True)
-    return pd.to_datetime(written, errors="coerce", format="ISO8601")
+    try:
+        return pd.to_datetime(written, errors="coerce", format="ISO8601")
+    except ValueError:  # an offset in a form the pattern missed, mixed with others: per cell
+        return written.map(_one_date, na_action="ignore").astype("datetime64[ns]")
+
+
+def _one_date(cell: str) -> pd.Timestamp:
+    stamp = pd.to_datetime(cell, errors="coerce", format="ISO8601")
+    return stamp.tz_localize(None) if stamp is not pd.NaT and stamp.tzinfo else stamp
 
 
 def _used_parts(parts: dict[str, pd.Series]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,11 @@ def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
     if words.any():
         return "classification"
     if fractional or numbers.nunique() > params.max_classes:
-        if not fractional and len(numbers) > 20 and numbers.is_unique:
+        span = numbers.max() - numbers.min() + 1
+        if not fractional and len(numbers) > 20 and numbers.is_unique and span <= 2 * len(numbers):
             log.warning(
-                "split: target %r holds a different whole number in every row: an id? "
+                "split: target %r holds a different whole number in every row, nearly "
+                "consecutive: an id? "
                 "(split.table.target names the column to predict)",
                 target.name,
             )
@@ -140,8 +143,12 @@ def _similar_groups(classes: list[str]) -> list[list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for name in classes:
         key = name.strip().rstrip(".").strip().casefold()
-        number = pd.to_numeric(key, errors="coerce")
-        groups[repr(float(number)) if np.isfinite(number) else key].append(name)
+        try:  # '1' and '1.0' are one number; exactly, so two long ids stay two
+            number = Decimal(key)
+            key = str(number.normalize()) if number.is_finite() else key
+        except InvalidOperation:
+            pass
+        groups[key].append(name)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
@@ -225,6 +232,7 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
         counts = Counter(target)
         small = {c: n for c, n in sorted(counts.items()) if n < MIN_PER_CLASS}
         if small:
+            # plain numbers match no decoration: a too-small class of integer codes gets no hint
             numbers = target.str.strip().str.fullmatch(DECORATED_NUMBER).mean() >= 0.9
             raise UserError(
                 f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "

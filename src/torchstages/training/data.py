@@ -293,9 +293,10 @@ def _check_schedule_fits(params: TrainParams, epochs: int, rows: int) -> None:
         )
 
 
-def check_network(processed_dir: Path, params: TrainParams) -> None:
+def check_network(processed_dir: Path, params: TrainParams) -> TrainParams:
     """Build the network for the processed data as train will, reading of the data only what
-    that needs (the classes' counts, a text vocabulary), not the inputs themselves."""
+    that needs (the classes' counts, a text vocabulary), not the inputs themselves; the params
+    as train resolves them for the kind (a table's batch size from its rows)."""
     meta = load_meta(processed_dir)
     params = params_for_kind(params, meta)
     labels = np.zeros(0, dtype=np.int64)
@@ -307,6 +308,7 @@ def check_network(processed_dir: Path, params: TrainParams) -> None:
 
         vocab = load_vocab(processed_dir)
     build_network(meta, params, build_task(params, meta, torch.from_numpy(labels)).outputs, vocab)
+    return params
 
 
 def load_train_data(

@@ -83,17 +83,18 @@ def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
     torchrun's traceback."""
     if not distributed.will_relaunch(params.nproc_per_node):
         return
-    nodes = os.environ.get("PET_NNODES", "1")
-    if nodes.isdigit():  # not an elastic range ("1:4"): the world size is known now
-        check_global_batch(params.batch_size, int(nodes) * params.nproc_per_node)
     # what train logs as it resolves the kind's settings, rank 0 logs again
     quiet = logging.getLogger("torchstages")
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        check_network(processed_dir, params)
+        params = check_network(processed_dir, params)
     finally:
         quiet.setLevel(level)
+    # the world size is known now unless the nodes are an elastic range ("1:4")
+    low, _, high = os.environ.get("PET_NNODES", "1").partition(":")
+    if low.isdigit() and int(low) > 0 and high in ("", low):
+        check_global_batch(params.batch_size, int(low) * params.nproc_per_node)
 
 
 def check_global_batch(batch_size: int, processes: int) -> None:
