@@ -26,6 +26,8 @@ from torchstages.kinds import table_files
 __all__ = [
     "DECORATED_NUMBER",
     "FIRST_DATA_LINE",
+    "decode_text",
+    "decorated_numbers",
     "LOCAL_ORDER_DATE",
     "NotDecodable",
     "UnclosedQuote",
@@ -55,6 +57,18 @@ DECORATED_NUMBER = re.compile(
     r"|[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?(\s*[^\W\d_]{1,5}\.?)?"
     r"|[+-]?\d+([.,]\d+)?\s+[^\W\d_]{1,5}\.?"
 )
+_DECORATED_SHARE = 0.9  # of a column's cells, for the column to be such numbers
+
+
+def decorated_numbers(cells: pd.Series) -> pd.Series:
+    """The cells, of a column that is nearly all numbers written as ``DECORATED_NUMBER``
+    matches, that no reader takes as numbers (the messages name the first); empty for any
+    other column."""
+    written = cells.dropna().str.strip()
+    matched = written.str.fullmatch(DECORATED_NUMBER)
+    if written.empty or matched.mean() < _DECORATED_SHARE:
+        return written.iloc[:0]
+    return written[matched & pd.to_numeric(written, errors="coerce").isna()]
 
 
 def find_table(raw_dir: Path) -> Path:
@@ -146,20 +160,23 @@ def _first_lines(text: str, dialect: _Dialect, frame: pd.DataFrame) -> np.ndarra
     return header + 1 + np.concatenate([[0], np.cumsum(1 + breaks)[:-1]])
 
 
-def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
+def decode_text(path: Path, encoding: str, advice: str) -> str:
+    """The file's text in ``encoding`` (UTF-8: a byte-order mark is not part of it); bytes it
+    cannot read are a ``NotDecodable`` naming their line, with ``advice``."""
     raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError(f"{path}: the file is empty (expected a header line and rows)")
-    # a UTF-8 byte-order mark, if any, is not part of the header
-    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    utf8 = codecs.lookup(encoding).name == "utf-8"
     try:
-        text = raw.decode(codec)
+        return raw.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        name = "UTF-8" if codec == "utf-8-sig" else encoding
-        raise NotDecodable(
-            f"{path}: line {line} is not valid {name} (save the file as UTF-8)"
-        ) from None
+        name = "UTF-8" if utf8 else encoding
+        raise NotDecodable(f"{path}: line {line} is not valid {name} ({advice})") from None
+
+
+def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
+    text = decode_text(path, encoding, "save the file as UTF-8")
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty (expected a header line and rows)")
     dialect = _sniff_dialect(text[:_SNIFF_BYTES], path, quoting)
     # pandas renames a repeated header to "x.1" silently: check the header as written (the
     # first line that is not blank, as pandas takes it)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
-from torchstages.tables.read import DECORATED_NUMBER, LOCAL_ORDER_DATE
+from torchstages.tables.read import LOCAL_ORDER_DATE, decorated_numbers
 from torchstages.wording import counted
 
 __all__ = ["MISSING", "OTHER", "BadCell", "fit_schema", "encode"]
@@ -299,10 +299,8 @@ def _fit_categorical(
     are meant as categories."""
     counts = column.dropna().value_counts()
     kept = sorted(str(v) for v, n in counts.items() if n >= min_count)
-    present = column.dropna().str.strip()
-    numbers = present.str.fullmatch(DECORATED_NUMBER)
-    decorated = present[numbers & pd.to_numeric(present, errors="coerce").isna()]
-    if not forced and numbers.mean() >= _DETECT_SHARE and len(decorated):
+    decorated = decorated_numbers(column)
+    if not forced and len(decorated):
         log.warning(
             "build-dataset: column %r holds numbers written with a unit, a currency sign, %% or "
             "thousands separators (%r): read as categories; write plain numbers (79.5, not "

@@ -28,7 +28,7 @@ from torchstages.io import write_csv, write_json
 from torchstages.params.split import SplitParams, TableSplitParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import (
-    DECORATED_NUMBER,
+    decorated_numbers,
     find_table,
     read_table,
     rounded_row_hashes,
@@ -232,8 +232,7 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
         counts = Counter(target)
         small = {c: n for c, n in sorted(counts.items()) if n < MIN_PER_CLASS}
         if small:
-            # plain numbers match no decoration: a too-small class of integer codes gets no hint
-            numbers = target.str.strip().str.fullmatch(DECORATED_NUMBER).mean() >= 0.9
+            numbers = len(decorated_numbers(target)) > 0
             raise UserError(
                 f"{path}: target {name!r}: classes with fewer than {MIN_PER_CLASS} rows (one per "
                 f"split): {too_few(small, list(counts))}"

@@ -6,7 +6,6 @@ here on the ONNX path."""
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ import numpy as np
 
 from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
 from torchstages.errors import UserError
-from torchstages.tables.read import read_table
+from torchstages.tables.read import decode_text, read_table
 from torchstages.text.tokenize import encode_texts
 from torchstages.wording import counted
 
@@ -61,16 +60,8 @@ def read_inputs(
             frame = read_table(path, encoding, quoting)
             out += _table_column(frame, path, column or meta["text_column"], keep)
             continue
-        raw = path.read_bytes()
-        utf8 = codecs.lookup(encoding).name == "utf-8"
-        try:
-            lines = raw.decode("utf-8-sig" if utf8 else encoding).splitlines()
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise UserError(
-                f"{path}: line {line} is not valid {'UTF-8' if utf8 else encoding} (one text a "
-                "line, encoded as the model's training file was)"
-            ) from None
+        advice = "one text a line, encoded as the model's training file was"
+        lines = decode_text(path, encoding, advice).splitlines()
         out += [(f"{path}:{n}", t, []) for n, t in enumerate(lines, start=1) if t.strip()]
     if not out:
         raise UserError("predict: no texts (give --text, a .txt file or a table file)")
