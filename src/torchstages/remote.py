@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstages.errors import UserError
+from torchstages.wording import listed
 
 __all__ = ["RemoteCheck", "check_remote"]
 
@@ -32,7 +33,7 @@ class RemoteCheck:
     def summary(self) -> str:
         if not self.missing:
             return f"remote {self.remote}: holds all {self.objects} objects"
-        shown = ", ".join(self.missing[:3]) + (", ..." if len(self.missing) > 3 else "")
+        shown = listed(self.missing, 3)
         if self.uploaded:
             return (
                 f"remote {self.remote}: lacked {len(self.missing)} of {self.objects} objects "

@@ -23,6 +23,7 @@ from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
 from torchstages.io import write_csv
 from torchstages.series.split import SplitSeries, read_series_splits
+from torchstages.wording import listed
 
 __all__ = [
     "baselines",
@@ -132,7 +133,7 @@ def evaluate_series(
     scale = mase_scales(trains, season)[index[:, 0]]
     metrics = forecast_metrics(arrays["forecast"], arrays["actual"], scale)
     if unscaled := [ids[i] for i in unscaled_series(trains, season)]:
-        named = ", ".join(map(repr, unscaled[:5])) + (", ..." if len(unscaled) > 5 else "")
+        named = listed([repr(i) for i in unscaled])
         log.warning(
             "%s: %s repeat%s exactly each season in the train range, so the seasonal naive "
             "forecast has no error there and MASE no scale: MASE is the MAE there",

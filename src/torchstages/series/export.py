@@ -22,6 +22,7 @@ from torchstages.deploy.exportable import Exportable, KindExport
 from torchstages.deploy.parity import ValueParity
 from torchstages.evaluation.inference import predict_logits
 from torchstages.series.evaluate import unscale
+from torchstages.wording import listed
 
 __all__ = ["SeriesModel", "raw_windows", "series_export", "series_exportable"]
 
@@ -174,9 +175,8 @@ def _card_text(card: dict[str, Any], exp: Exportable) -> CardText:
             f"{lookback} steps",
             f"- frequency: steps of {freq['step']} {freq['unit']}; season {card['season']} steps",
             (
-                f"- series ({len(ids)}): {', '.join(f'`{i}`' for i in ids[:20])}"
-                + (", ..." if len(ids) > 20 else "")
-                + f" (column `{card['id']}`)"
+                f"- series ({len(ids)}): {listed([f'`{i}`' for i in ids], 20)}"
+                f" (column `{card['id']}`)"
                 if card["id"]
                 else "- one series (no id column)"
             ),

@@ -21,6 +21,7 @@ from torchstages.errors import UserError
 from torchstages.series.build import calendar_features
 from torchstages.series.read import Frequency, read_series
 from torchstages.tables.read import read_table
+from torchstages.wording import listed
 
 __all__ = ["Forecast", "forecast_frame", "predict_series", "series_columns"]
 
@@ -79,7 +80,7 @@ def forecast_frame(
     windows, numbers = [], []
     for s in series:
         if s.id not in ids:
-            known = ", ".join(map(repr, ids[:5])) + (", ..." if len(ids) > 5 else "")
+            known = listed([repr(i) for i in ids])
             raise UserError(f"{where}: series {s.id!r} was not in training (known: {known})")
         if len(s.times) < lookback:
             name = f"series {s.id!r}" if s.id else "the history"

@@ -20,7 +20,7 @@ from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import encode
-from torchstages.wording import counted
+from torchstages.wording import counted, listed
 
 __all__ = [
     "Prediction",
@@ -81,7 +81,7 @@ def unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> list[s
         new = cells[~cells.isin(col["categories"])]
         if len(new):
             values = list(dict.fromkeys(new.tolist()))
-            shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+            shown = listed([repr(v) for v in values])
             unseen.append(f"{col['name']!r} in {counted(len(new), 'row')} ({shown})")
     if unseen:
         notes.append(f"categories not seen in training, treated as 'other': {'; '.join(unseen)}")

@@ -19,7 +19,7 @@ from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_h
 from torchstages.errors import UserError
 from torchstages.tables.read import decode_text, read_table
 from torchstages.text.tokenize import encode_texts
-from torchstages.wording import counted
+from torchstages.wording import counted, listed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,9 +124,10 @@ def predict_texts(
     made up."""
     empty = [where for where, text, _ in inputs if not text.strip()]
     if empty:
-        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
         log.warning(
-            "predict: %s, left without a prediction: %s", counted(len(empty), "empty text"), shown
+            "predict: %s, left without a prediction: %s",
+            counted(len(empty), "empty text"),
+            listed(empty),
         )
     given = [t for _, t, _ in inputs if t.strip()]
     tops = iter(classify_texts(runner, given, k) if given else [])
