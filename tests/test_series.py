@@ -50,7 +50,7 @@ def read(frame: pd.DataFrame, tmp_path: Path, **params):
     ("times", "expected"),
     [
         (["3", "8", "13", "18"], ("int", 5, "13")),
-        (["2001-01", "2001-02", "2001-03", "2001-04"], ("month", 1, "2001-03-01")),
+        (["2001-01", "2001-02", "2001-03", "2001-04"], ("month", 1, "2001-03")),
         (["2001-01-31", "2001-02-28", "2001-03-31", "2001-04-30"], ("month", 1, "2001-03-31")),
         (["2001-01-01", "2001-04-01", "2001-07-01", "2001-10-01"], ("month", 3, "2001-07-01")),
         (
@@ -80,13 +80,52 @@ def test_a_stray_day_among_monthly_dates_is_named_by_its_own_line(tmp_path):
     frame = pd.DataFrame({"date": months, "sales": np.arange(40.0)})
     with pytest.raises(UserError, match=r"line 27: time '2003-02-20' is not on day 1, as 98%"):
         read(frame, tmp_path)
-    # the 30th of each month, February on its last day: no date is blamed (this grid is not
-    # one the reader knows, so it stops at the frequency, as before)
+
+
+@pytest.mark.parametrize(
+    ("day", "written"),
+    [(30, ["2001-01-30", "2001-02-28", "2001-03-30"]), (15, ["2001-01-15", "2001-02-15"])],
+)
+def test_monthly_readings_on_any_day_stay_on_it(tmp_path, day, written):
+    """Readings on the 30th (February on its last day) are monthly, not 'every 30 days' with
+    February off the grid; on the 15th, their times and forecasts stay on the 15th (they were
+    written as the 1st)."""
     starts = pd.date_range("2001-01-01", periods=24, freq="MS")
-    days = [t.replace(day=min(30, t.days_in_month)).strftime("%Y-%m-%d") for t in starts]
-    with pytest.raises(UserError) as refused:
-        read(pd.DataFrame({"date": days, "sales": np.arange(24.0)}), tmp_path)
-    assert "is not on day" not in str(refused.value)
+    days = [t.replace(day=min(day, t.days_in_month)).strftime("%Y-%m-%d") for t in starts]
+    (series,), freq, report = read(pd.DataFrame({"date": days, "sales": np.arange(24.0)}), tmp_path)
+    assert (freq.describe(), report["gaps"]) == ("monthly", 0)
+    assert series.times == days and series.times[: len(written)] == written
+    assert freq.future(series.times[-1], 2, series.day) == [
+        f"2003-01-{day}",
+        "2003-02-28" if day == 30 else "2003-02-15",
+    ]
+    assert Frequency.from_dict(freq.to_dict()) == freq
+
+
+def test_a_panels_series_each_keep_their_own_day_of_the_month(tmp_path):
+    starts = pd.date_range("2001-01-01", periods=24, freq="MS")
+    on = {
+        key: [t.replace(day=day).strftime("%Y-%m-%d") for t in starts]
+        for key, day in (("a", 1), ("b", 10), ("c", 10))
+    }
+    frame = pd.concat(
+        pd.DataFrame({"store": key, "date": days, "sales": np.arange(24.0)})
+        for key, days in on.items()
+    )
+    series, freq, _ = read(frame, tmp_path, id="store")
+    assert freq.describe() == "monthly" and freq.day == 10  # the most common day
+    assert [s.times for s in series] == list(on.values())
+    assert [s.day for s in series] == [1, 10, 10]
+
+
+def test_months_written_without_a_day_are_written_so(tmp_path):
+    """airline_passengers.csv writes 1949-01: its forecasts read 1961-01, not 1961-01-01."""
+    months = pd.date_range("1949-01-01", periods=30, freq="MS").strftime("%Y-%m").tolist()
+    (series,), freq, _ = read(
+        pd.DataFrame({"month": months, "passengers": np.arange(30.0)}), tmp_path
+    )
+    assert series.times == months and freq.future(months[-1], 2) == ["1951-07", "1951-08"]
+    assert Frequency.from_dict(freq.to_dict()) == freq
 
 
 def test_two_readings_on_one_step_of_a_models_grid_are_refused(tmp_path):
@@ -499,11 +538,11 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
     header, rows = predict_series(load_runner(export / "model.onnx"), history)
     assert header == ["series", "time", "step", "predicted_value"]
     assert [r[:3] for r in rows[:5]] == [
-        ["s0", "90", 1],
-        ["s0", "91", 2],
-        ["s0", "92", 3],
-        ["s0", "93", 4],
-        ["s1", "90", 1],
+        ["s0", 90, 1],
+        ["s0", 91, 2],
+        ["s0", 92, 3],
+        ["s0", 93, 4],
+        ["s1", 90, 1],
     ]
     # each series' forecast sits at its own level (s2 is around 100 units above s1)
     level = {r[0]: r[3] for r in rows if r[2] == 1}

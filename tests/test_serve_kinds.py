@@ -409,10 +409,12 @@ def test_series_metadata_and_forecasts_equal_predict(series, tmp_path):
         assert meta["frequency"]["unit"] == "int" and (meta["time"], meta["id"]) == ("time", "id")
         assert meta["limits"] == {"max_request_bytes": 200_000, "max_rows": 50}
         flat = [
-            [f["series"], s["time"], str(s["step"]), s["value"]]
+            [f["series"], str(s["time"]), str(s["step"]), s["value"]]
             for f in got["forecasts"]
             for s in f["forecast"]
         ]
+        # integer times stay numbers, as the history gave them
+        assert {type(s["time"]) for f in got["forecasts"] for s in f["forecast"]} == {int}
         assert [r[:3] for r in flat] == [r[:3] for r in want[1:]]
         assert [r[3] for r in flat] == pytest.approx([float(r[3]) for r in want[1:]], abs=2e-6)
 
@@ -438,7 +440,9 @@ def test_one_series_forecasts_without_an_id(tmp_path_factory, tmp_path, capsys):
         got = c.post("/predict", json={"history": history}).json()["forecasts"]
         short = c.post("/predict", json={"history": history[:3]}).json()
     assert [f["series"] for f in got] == [None]
-    assert [[s["time"], str(s["step"])] for s in got[0]["forecast"]] == [r[:2] for r in want[1:]]
+    assert [[str(s["time"]), str(s["step"])] for s in got[0]["forecast"]] == [
+        r[:2] for r in want[1:]
+    ]
     assert [s["value"] for s in got[0]["forecast"]] == pytest.approx(
         [float(r[2]) for r in want[1:]], abs=2e-6
     )

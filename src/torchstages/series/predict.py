@@ -33,8 +33,18 @@ class Forecast:
     """The next steps of one series: ``series`` is its id ("" for a single series)."""
 
     series: str
-    times: list[str]
+    times: list[str] | list[int]
     values: list[float]
+
+
+def _typed(freq: Frequency, times: list[str]) -> list[str] | list[int]:
+    """Integer times as numbers, as the history gave them (JSON Lines and serve's JSON wrote
+    "13" for 13), dates as text."""
+    return [int(t) for t in times] if freq.unit == "int" else times
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in values]
 
 
 def series_columns(metadata: dict[str, str]) -> dict[str, Any]:
@@ -102,7 +112,7 @@ def forecast_frame(
         numbers.append(ids.index(s.id))
     out = runner.run({"window": np.asarray(windows), "series": np.asarray(numbers)})
     return [
-        Forecast(s.id, freq.future(s.times[-1], horizon), [round(float(v), 6) for v in forecast])
+        Forecast(s.id, _typed(freq, freq.future(s.times[-1], horizon, s.day)), _rounded(forecast))
         for s, forecast in zip(series, out, strict=True)
     ]
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "month", "ds", "t")
 _TARGET_NAMES = ("target", "y", "value")
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+_MONTH_ONLY = r"\d{4}-\d{2}"
+_LAST_DAY = 31  # a monthly day that every month clips to its last
 # a zone after a time of day (T10:00, 10:00:00.5, T100000): Z, UTC, GMT, +HH, +HHMM, +HH:MM
 _ZONE = r"\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 # "UTC+01:00": pandas reads it with the POSIX sign, as one hour *behind* UTC; not guessed
@@ -42,7 +44,9 @@ class Frequency:
     """The step between two observations: ``step`` integers, calendar months, or nanoseconds.
 
     Months are calendar units (28 to 31 days), so monthly data is recognised whatever the days;
-    ``month_end`` says the dates sit on the last day of their month. ``date_only``: no times of
+    ``month_end`` says the dates sit on the last day of their month, else on ``day`` (a month
+    too short for it on its last day: the 30th, February's 28th). ``month_only``: the file wrote
+    months without a day (``1949-01``), and so are they written. ``date_only``: no times of
     day, so times are written as dates. ``utc``: the file's times carried UTC offsets and were
     converted to UTC, so times are written with a ``Z``.
     """
@@ -52,6 +56,8 @@ class Frequency:
     month_end: bool = False
     date_only: bool = True
     utc: bool = False
+    day: int = 1
+    month_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -60,7 +66,13 @@ class Frequency:
             "month_end": self.month_end,
             "date_only": self.date_only,
         }
-        return {**out, "utc": True} if self.utc else out  # times without zones: as before
+        # written only when set, so the meta.json of data without them is as before
+        optional = {
+            "utc": self.utc,
+            "day": self.day != 1 and self.day,
+            "month_only": self.month_only,
+        }
+        return {**out, **{k: v for k, v in optional.items() if v}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Frequency:
@@ -70,6 +82,8 @@ class Frequency:
             bool(d["month_end"]),
             bool(d["date_only"]),
             bool(d.get("utc", False)),
+            int(d.get("day", 1)),
+            bool(d.get("month_only", False)),
         )
 
     def describe(self) -> str:
@@ -97,22 +111,31 @@ class Frequency:
             return (times.dt.year * 12 + times.dt.month - 1).to_numpy(dtype=np.int64)
         return times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
 
-    def from_ordinals(self, ordinals: np.ndarray) -> list[str]:
-        """Formatted times of int64 ordinals (the inverse of :meth:`ordinals`)."""
+    def from_ordinals(self, ordinals: np.ndarray, day: int | None = None) -> list[str]:
+        """Formatted times of int64 ordinals (the inverse of :meth:`ordinals`); monthly ones on
+        ``day`` (a series' own, in a panel whose series sit on different days) or this
+        frequency's."""
         if self.unit == "int":
             return [str(int(v)) for v in ordinals]
         if self.unit == "month":
-            starts = pd.to_datetime({"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1})
-            stamps = starts + pd.offsets.MonthEnd(0) if self.month_end else starts
+            starts = pd.DatetimeIndex(
+                pd.to_datetime({"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1})
+            )
+            anchor = _LAST_DAY if self.month_end else day or self.day
+            stamps = starts + pd.to_timedelta(np.minimum(anchor, starts.days_in_month) - 1, "D")
         else:
             stamps = pd.to_datetime(ordinals.astype("datetime64[ns]"))
         fmt = "%Y-%m-%d" if self.date_only else "%Y-%m-%dT%H:%M:%S" + ("Z" if self.utc else "")
+        if self.month_only:
+            fmt = "%Y-%m"
         return [s.strftime(fmt) for s in pd.DatetimeIndex(stamps)]
 
-    def future(self, last: str, steps: int) -> list[str]:
-        """The ``steps`` times after ``last`` (a formatted time of this frequency)."""
+    def future(self, last: str, steps: int, day: int | None = None) -> list[str]:
+        """The ``steps`` times after ``last`` (a formatted time of this frequency), monthly ones
+        on ``day`` as in :meth:`from_ordinals`."""
         ordinal = self.ordinals(_parse_times(pd.Series([last]), "predict").times)[0]
-        return self.from_ordinals(ordinal + self.step * np.arange(1, steps + 1, dtype=np.int64))
+        following = ordinal + self.step * np.arange(1, steps + 1, dtype=np.int64)
+        return self.from_ordinals(following, day)
 
 
 @dataclass
@@ -124,6 +147,7 @@ class Series:
     times: list[str]
     values: np.ndarray
     filled: np.ndarray
+    day: int | None = None  # monthly: the day of the month its readings sit on
 
 
 def resolve_series_columns(
@@ -168,6 +192,7 @@ class _Times:
     times: pd.Series  # int64, or naive datetimes
     integer: bool
     utc: bool = False  # converted to UTC from the offsets the file gave
+    month_only: bool = False  # every time a month without a day: 1949-01
 
 
 def _parse_times(column: pd.Series, where: str) -> _Times:
@@ -218,7 +243,7 @@ def _parse_times(column: pd.Series, where: str) -> _Times:
             f"{where}: line {first + FIRST_DATA_LINE}: time {text.iloc[first]!r} is neither an "
             "integer nor a date/datetime"
         )
-    return _Times(parsed, False, utc)
+    return _Times(parsed, False, utc, bool(text.str.fullmatch(_MONTH_ONLY).all()))
 
 
 def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> tuple[pd.Series, bool]:
@@ -246,23 +271,29 @@ def _to_datetimes(text: pd.Series, zoned: bool, where: str) -> tuple[pd.Series, 
 
 
 def detect_frequency(
-    times: list[pd.Series], integer: bool, utc: bool = False, where: str = "time series"
+    times: list[pd.Series],
+    integer: bool,
+    utc: bool = False,
+    where: str = "time series",
+    month_only: bool = False,
 ) -> Frequency:
     """The most common step between consecutive times of every series (each sorted; indexed
     by the file's lines)."""
-    if integer:
-        unit, month_end, date_only = "int", False, True
-    else:
+    unit, month_end, date_only, day = "int", False, True, 1
+    if not integer:
         every = pd.concat(times)
-        midnight = bool((every.dt.normalize() == every).all())
-        month_end = bool(every.dt.is_month_end.all())
-        same_day = every.dt.day.nunique() == 1
-        if midnight and not (same_day or month_end):
-            for series in times:  # a panel's series may each sit on a day of their own
-                _refuse_a_stray_day(series, where)
-        unit = "month" if midnight and (same_day or month_end) else "ns"
-        date_only = midnight
-        month_end = month_end and not same_day
+        date_only = bool((every.dt.normalize() == every).all())
+        # a panel's series may each sit on a day of their own
+        days = [monthly_day(series) for series in times] if date_only else [None]
+        if None not in days:
+            unit, month_end = "month", all(d == _LAST_DAY for d in days)
+            if not month_end:  # the most common day, for times of no series (serve's example)
+                day = max(Counter(days).items(), key=lambda item: (item[1], -item[0]))[0]
+        else:
+            unit = "ns"
+            if date_only:
+                for series in times:
+                    _refuse_a_stray_day(series, where)
     probe = Frequency(unit, 1, month_end, date_only)
     diffs = Counter()
     for t in times:
@@ -271,7 +302,24 @@ def detect_frequency(
     if not positive:
         raise UserError("time series: every series needs at least two distinct times")
     step = max(positive, key=lambda d: (positive[d], -d))  # most common; ties: the smaller
-    return Frequency(unit, int(step), month_end, date_only, utc and not date_only)
+    utc = utc and not date_only
+    return Frequency(
+        unit, int(step), month_end, date_only, utc, day, month_only and unit == "month"
+    )
+
+
+def monthly_day(times: pd.Series) -> int | None:
+    """The day of the month every one of these dates sits on, a month too short for it on its
+    last day (the 30th: February's 28th or 29th; 31: every month's last day); None when they do
+    not share one (daily readings, a stray day)."""
+    days = times.dt.day.to_numpy()
+    anchor = int(days.max())
+    on_it = days == np.minimum(anchor, times.dt.days_in_month.to_numpy())
+    if not on_it.all():
+        return None
+    # every date a month's last day, but not one day of each (the 30th of 30-day months only):
+    # the month ends
+    return _LAST_DAY if times.dt.is_month_end.all() and len(set(days)) > 1 else anchor
 
 
 def _refuse_a_stray_day(times: pd.Series, where: str) -> None:
@@ -371,7 +419,8 @@ def read_series(
                 f"{lines}: each time may appear once per series"
             )
     if freq is None:
-        freq = detect_frequency([g["__t"] for _, g in groups], parsed.integer, parsed.utc, where)
+        every = [g["__t"] for _, g in groups]
+        freq = detect_frequency(every, parsed.integer, parsed.utc, where, parsed.month_only)
     report: dict[str, Any] = {"unsorted_series": unsorted, "gaps": 0, "empty_cells": {}}
     out = []
     for key, g in groups:
@@ -389,6 +438,7 @@ def _regular(
     """One series on the full grid from its first to its last time, gaps and empty cells filled."""
     name = f"series {key!r}: " if key else ""
     ordinals = freq.ordinals(g["__t"])
+    day = monthly_day(g["__t"]) if freq.unit == "month" else None
     offset = ordinals - ordinals[0]
     off_grid = offset % freq.step != 0
     if off_grid.any():
@@ -412,7 +462,8 @@ def _regular(
     gaps = length - len(g)
     if gaps and fill == "error":
         missing = sorted(set(range(length)) - set(position.tolist()))[:3]
-        first = freq.from_ordinals(ordinals[0] + freq.step * np.asarray(missing, dtype=np.int64))
+        missed = ordinals[0] + freq.step * np.asarray(missing, dtype=np.int64)
+        first = freq.from_ordinals(missed, day)
         raise UserError(
             f"{where}: {name}{gaps} missing time steps ({freq.describe()}), first {first} "
             "(set split.series.fill to interpolate or ffill to fill them)"
@@ -429,5 +480,5 @@ def _regular(
         values[:, j] = _fill(
             values[:, j], fill, where, f"{name}column {column!r} has empty cells or missing steps"
         )
-    times = freq.from_ordinals(ordinals[0] + freq.step * np.arange(length, dtype=np.int64))
-    return Series(key, times, values, filled), gaps, {c: n for c, n in empty.items() if n}
+    times = freq.from_ordinals(ordinals[0] + freq.step * np.arange(length, dtype=np.int64), day)
+    return Series(key, times, values, filled, day), gaps, {c: n for c, n in empty.items() if n}
