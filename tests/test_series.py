@@ -231,6 +231,10 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
             r"column 'value', line 6: '-inf' is not a finite number",
         ),
         (
+            lambda f: f.assign(value=f["value"].astype(str).where(f.index != 4, "1e39")),
+            r"column 'value', line 6: '1e39' is not a number a model holds \(float32",
+        ),
+        (
             lambda f: f.assign(time=f["time"].where(f.index != 3, "soon")),
             r"line 5: time 'soon' is not an integer like the other times",
         ),
@@ -253,6 +257,12 @@ def test_unsorted_rows_are_sorted_and_reported(tmp_path):
 def test_bad_series_input_is_one_line_naming_where(tmp_path, edit, message):
     with pytest.raises(UserError, match=message):
         read(edit(make_series(60)), tmp_path)
+
+
+def test_a_mistyped_time_column_is_named_not_blamed_on_the_target(tmp_path):
+    frame = pd.DataFrame({"Month": ["1949-01", "1949-02", "1949-03"], "Passengers": [1, 2, 3]})
+    with pytest.raises(UserError, match=r"split.series.time: no column 'Mnth' \(columns: \["):
+        read(frame, tmp_path, time="Mnth")
 
 
 def test_gaps_and_empty_cells_are_filled_by_the_rule_or_refused(tmp_path):

@@ -274,6 +274,11 @@ def test_missing_target_rows_are_dropped_and_counted(tmp_path):
             {"table": {"task": "regression"}},
             r"regression target 'target', line 101: 'inf' is not a finite number",
         ),
+        (
+            lambda f: f.assign(target=[str(v) for v in range(99)] + ["-2e39"]),
+            {"table": {"task": "regression"}},
+            r"line 101: '-2e39' is not a number a model holds \(float32: at most ±3.4e38\)",
+        ),
     ],
 )
 def test_split_refuses_bad_targets(tmp_path, change, params, message):
@@ -518,6 +523,11 @@ def test_non_numeric_cell_in_a_numeric_column_is_named_or_treated_as_missing(tmp
     refused_unless_lenient("column 'x1', line 22: '1e400' is not a finite number")
     stored = [np.load(tmp_path / "p" / f"{n}_numeric.npy") for n in ("train", "val", "test")]
     assert not any(np.isinf(a).any() for a in stored)  # the cell became missing
+    # 1e39 is finite in float64 but inf in the float32 arrays a model reads
+    frame.loc[20, "x1"] = "1e39"
+    refused_unless_lenient(r"'1e39' is not a number a model holds \(float32: at most ±3.4e38\)")
+    stored = [np.load(tmp_path / "p" / f"{n}_numeric.npy") for n in ("train", "val", "test")]
+    assert not any(np.isinf(a).any() for a in stored)
     # a date column's cell that is no date follows the same rule
     frame.loc[20, "x1"], frame.loc[30, "day"] = 2.5, "2024-02-30"
     refused_unless_lenient("column 'day', line 32: '2024-02-30' is not a date")
@@ -830,6 +840,37 @@ def test_kind_defaults_fill_only_what_the_user_left_unset():
     assert params_for_kind(by_accuracy, classes).monitor == "val_accuracy"
     with pytest.raises(UserError, match="train.monitor: val_accuracy needs classes"):
         params_for_kind(by_accuracy, table)
+    # settings for classes were silently ignored by a regression (and a forecast)
+    for setting, said in (
+        ({"label_smoothing": 0.1}, "train.label_smoothing: smooths class labels; a regression"),
+        ({"class_weights": "balanced"}, "train.class_weights: weights classes; a regression"),
+    ):
+        with pytest.raises(UserError, match=said):
+            params_for_kind(TrainParams.model_validate(setting), table)
+        params_for_kind(TrainParams.model_validate(setting), classes)
+    forecast = {"kind": "series", "task": "forecast"}
+    with pytest.raises(UserError, match="smooths class labels; a forecast has none"):
+        params_for_kind(TrainParams.model_validate({"label_smoothing": 0.1}), forecast)
+
+
+def test_embedding_dims_must_name_a_categorical_column(tmp_path):
+    """A typo, or a numeric column, trained at the default sizes without a word; elsewhere
+    than a table the key is refused like the other table-only keys."""
+    from torchstages.models import build_table_model, parse_spec
+    from torchstages.models.mlp import MLP, MLPSpec
+
+    schema = {
+        "numeric": [
+            {"name": "x1", "median": 0.0, "mean": 0.0, "std": 1.0, "indicator": False},
+        ],
+        "categorical": [{"name": "colour", "categories": ["red", "blue"]}],
+    }
+    build_table_model(parse_spec({"name": "mlp", "embedding_dims": {"colour": 3}}), schema, 2)
+    for name in ("color", "x1"):
+        with pytest.raises(UserError, match=rf"embedding_dims: '{name}' is not a categorical col"):
+            build_table_model(parse_spec({"name": "mlp", "embedding_dims": {name: 3}}), schema, 2)
+    with pytest.raises(UserError, match="embedding_dims: sizes of a table's category embeddings"):
+        MLP(MLPSpec(embedding_dims={"colour": 3}), 1, (8, 8), 10)
 
 
 def test_ensemble_members_differ_and_evaluation_averages_them():

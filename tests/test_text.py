@@ -204,7 +204,8 @@ def test_text_params_are_typed_and_unknown_keys_rejected(tmp_path):
     with pytest.raises(UserError, match="did you mean 'min_freq'"):
         load_section(BuildDatasetParams, "build_dataset", path)
     path.write_text("split:\n  text:\n    encoding: klingon\n")
-    with pytest.raises(UserError, match="unknown text encoding"):
+    said = r"split.text.encoding: unknown text encoding \(known: e.g. utf-8, latin-1, cp1252\) "
+    with pytest.raises(UserError, match=said + r"\(got 'klingon'\)$"):  # the value said once
         load_section(SplitParams, "split", path)
     path.write_text("build_dataset:\n  text:\n    max_len: 0\n")
     with pytest.raises(UserError, match="max_len"):
@@ -317,6 +318,9 @@ def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):
     lines.write_bytes(b"fine\ncaf\xe9\n")
     with pytest.raises(UserError, match=r"texts.txt: line 2 is not valid UTF-8"):
         read_inputs([], [str(lines)], None, {"text_column": "text"})
+    lines.write_text("\n  \n")  # named, not "no texts (give --text, a .txt file ...)"
+    with pytest.raises(UserError, match=r"texts.txt: no text in it \(every line is blank\)"):
+        read_inputs(["given"], [str(lines)], None, {"text_column": "text"})
 
 
 def test_predict_reads_files_as_the_training_file_was_read(tmp_path):

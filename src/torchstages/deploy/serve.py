@@ -125,13 +125,26 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
         return JSONResponse({"error": exc.message, "part": exc.part}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own errors (a malformed multipart body, an unknown path) in the same shape
-        return JSONResponse({"error": exc.detail, "part": None}, status_code=exc.status_code)
+        detail = exc.detail
+        if exc.status_code == 400 and _is_json(request):
+            # FastAPI's "There was an error parsing the body": bytes that are not UTF-8
+            try:
+                (await request.body()).decode("utf-8")
+            except UnicodeDecodeError as bad:
+                detail = f"the body is not UTF-8 (byte {bad.object[bad.start]:#04x} at "
+                detail += f"position {bad.start}): send JSON as UTF-8"
+        return JSONResponse({"error": detail, "part": None}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            # its loc is ("body", character offset), which would read as a list index
+            reason = first.get("ctx", {}).get("error", first["msg"])
+            message = f"the body is not valid JSON: {reason} (at character {first['loc'][-1]})"
+            return JSONResponse({"error": message, "part": None}, status_code=400)
         where = ".".join(str(p) for p in first["loc"])
         part = _part_of(first["loc"])
         return JSONResponse({"error": f"{where}: {first['msg']}", "part": part}, status_code=422)
@@ -199,7 +212,7 @@ def _add_json_route(
         if len(items) > limits.max_rows:
             raise RequestError(
                 413,
-                f"{len(items)} {service.field} in one request; at most {limits.max_rows}",
+                f"{len(items)} entries in {service.field}; at most {limits.max_rows} a request",
                 service.field,
             )
         answer = await run_in_threadpool(_answer, service, body, k or limits.top_k)
@@ -220,6 +233,10 @@ def _answer(service: JsonService, body: BaseModel, k: int) -> dict[str, Any]:
     except Exception as exc:  # input the readers fail on in a way they do not name: still a 400
         log.warning("%s: unexpected failure", service.field, exc_info=True)
         raise RequestError(400, f"{service.field}: cannot use ({exc!r})", service.field) from None
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().endswith("json")
 
 
 def _part_of(loc: tuple) -> str | None:

@@ -51,10 +51,16 @@ TABLE_ONLY = ("embedding_dims", "ensemble", "linear_weight")
 
 
 def check_single(spec: MLPSpec, kind: str) -> None:
-    """An ensemble of MLPs, or one averaged with a linear model, is a table model: elsewhere
-    ``ensemble`` must stay 0 (auto) or 1 and ``linear_weight`` auto or 0."""
+    """An ensemble of MLPs, one averaged with a linear model or with category embeddings is a
+    table model: elsewhere ``ensemble`` must stay 0 (auto) or 1, ``linear_weight`` auto or 0
+    and ``embedding_dims`` empty."""
     if spec.ensemble > 1:
         raise UserError(f"train.model.ensemble: {spec.ensemble} is for tables; {kind} take 0 or 1")
+    if spec.embedding_dims:
+        raise UserError(
+            f"train.model.embedding_dims: sizes of a table's category embeddings; {kind} have no "
+            "categorical columns"
+        )
     if spec.linear_weight not in ("auto", 0):
         raise UserError(
             f"train.model.linear_weight: {spec.linear_weight} is for tables; {kind} take auto or 0"

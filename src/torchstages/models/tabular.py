@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from torchstages.errors import UserError
 from torchstages.models.mlp import MLPSpec, hidden_layers
 from torchstages.models.transfer import SpecWithTransfer
 
@@ -146,6 +147,12 @@ class TableMLP(nn.Module):
         super().__init__()
         self.inputs = TableInput(schema)
         names = [c["name"] for c in schema["categorical"]]
+        unknown = sorted(set(spec.embedding_dims) - set(names))
+        if unknown:  # a typo, or a numeric column, would silently keep the default size
+            raise UserError(
+                f"train.model.embedding_dims: {unknown[0]!r} is not a categorical column of this "
+                f"table (categorical: {names or 'none'})"
+            )
         cardinalities = _cardinalities(schema)
         self.embeddings = nn.ModuleList(
             nn.Embedding(n, spec.embedding_dims.get(name, embedding_size(n)))

@@ -78,7 +78,7 @@ class TextSplitParams(Section):
         try:
             codecs.lookup(value)
         except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}") from None
+            raise ValueError("unknown text encoding (known: e.g. utf-8, latin-1, cp1252)") from None
         return value
 
 

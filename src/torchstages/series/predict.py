@@ -21,7 +21,7 @@ from torchstages.errors import UserError
 from torchstages.series.build import calendar_features
 from torchstages.series.read import Frequency, read_series
 from torchstages.tables.read import read_table
-from torchstages.wording import listed
+from torchstages.wording import counted, listed
 
 __all__ = ["Forecast", "forecast_frame", "predict_series", "series_columns"]
 
@@ -45,6 +45,10 @@ def _typed(freq: Frequency, times: list[str]) -> list[str] | list[int]:
 
 def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in values]
+
+
+# the share of the steps a forecast reads that may be filled, not read
+_MOST_FILLED = 0.5
 
 
 def series_columns(metadata: dict[str, str]) -> dict[str, Any]:
@@ -92,11 +96,20 @@ def forecast_frame(
         if s.id not in ids:
             known = listed([repr(i) for i in ids])
             raise UserError(f"{where}: series {s.id!r} was not in training (known: {known})")
+        name = f"series {s.id!r}" if s.id else "the history"
         if len(s.times) < lookback:
-            name = f"series {s.id!r}" if s.id else "the history"
             raise UserError(
-                f"{where}: {name} has {len(s.times)} time steps; the model reads the last "
-                f"{lookback}"
+                f"{where}: {name} has {counted(len(s.times), 'time step')}; the model reads "
+                f"the last {lookback}"
+            )
+        made_up = int(s.filled[-lookback:].sum())
+        if made_up > lookback * _MOST_FILLED:
+            # a quarterly history given to a monthly model, or a long gap before the end: a
+            # forecast from mostly interpolated steps would look as sure as any other
+            raise UserError(
+                f"{where}: {name}: {made_up} of the last {lookback} time steps the model reads "
+                f"are missing on its grid ({freq.describe()}); filled by {meta['fill']} they "
+                "would be made up: give a history with at least half of them"
             )
         recent = s.values[-lookback:]
         if log_target and not (recent[:, 0] > 0).all():

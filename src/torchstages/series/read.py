@@ -20,7 +20,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import SeriesSplitParams
-from torchstages.tables.read import LOCAL_ORDER_DATE
+from torchstages.tables.read import LOCAL_ORDER_DATE, not_a_number_of, out_of_range
 
 __all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
 
@@ -155,6 +155,13 @@ def resolve_series_columns(
 ) -> dict[str, Any]:
     """Time, target, id and covariate columns, checked against the file's header."""
     columns = list(frame.columns)
+    given = [("split.series.time", params.time), ("split.series.id", params.id)]
+    given += [("split.series.covariates", c) for c in params.covariates]
+    for key, column in given:
+        # before guessing the target from the other columns: a mistyped name would be blamed
+        # on the target
+        if column is not None and column not in columns:
+            raise UserError(f"{path}: {key}: no column {column!r} (columns: {columns})")
     time = params.time or next((c for c in columns if c.lower() in _TIME_NAMES), None)
     if time is None:
         raise UserError(
@@ -346,11 +353,11 @@ def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """float64 values of ``column``; empty cells are NaN, any other non-number is an error."""
     cells = frame[column]
     values = pd.to_numeric(cells, errors="coerce")
-    infinite = np.isinf(values)  # 'inf' parses, but no scaling or forecast can hold it
-    bad = (values.isna() & cells.notna()) | infinite
+    # 'inf' or 1e39 parse, but no scaling, float32 window or forecast holds them
+    bad = (values.isna() & cells.notna()) | out_of_range(values)
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        what = "finite number" if infinite.iloc[first] else "number"
+        what = not_a_number_of(values.iloc[first])
         raise UserError(
             f"{where}: column {column!r}, line {int(frame.index[first])}: "
             f"{cells.iloc[first]!r} is not a {what}"

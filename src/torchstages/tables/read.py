@@ -60,6 +60,25 @@ DECORATED_NUMBER = re.compile(
 _DECORATED_SHARE = 0.9  # of a column's cells, for the column to be such numbers
 
 
+# the largest magnitude a model input holds: models read float32, where 1e39 is inf
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def out_of_range(values: pd.Series) -> pd.Series:
+    """Numbers no model input can hold: inf ('inf' and 1e400 parse) and beyond float32's range
+    (1e39 is finite in float64, inf once a model reads it); NaN is not."""
+    return values.abs() > FLOAT32_MAX
+
+
+def not_a_number_of(value: float) -> str:
+    """What an out-of-range (or NaN: unparsed) value is not, for 'x is not a ...'."""
+    if np.isinf(value):
+        return "finite number"
+    if np.isnan(value):
+        return "number"
+    return "number a model holds (float32: at most ±3.4e38)"
+
+
 def decorated_numbers(cells: pd.Series) -> pd.Series:
     """The cells, of a column that is nearly all numbers written as ``DECORATED_NUMBER``
     matches, that no reader takes as numbers (the messages name the first); empty for any

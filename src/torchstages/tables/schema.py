@@ -18,7 +18,12 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
-from torchstages.tables.read import LOCAL_ORDER_DATE, decorated_numbers
+from torchstages.tables.read import (
+    LOCAL_ORDER_DATE,
+    decorated_numbers,
+    not_a_number_of,
+    out_of_range,
+)
 from torchstages.wording import counted
 
 __all__ = ["MISSING", "OTHER", "BadCell", "fit_schema", "encode"]
@@ -224,14 +229,13 @@ def _to_numbers(
         values[lowered.isin(_TRUE)] = 1.0
         values[lowered.isin(_FALSE)] = 0.0
     else:
-        values = pd.to_numeric(column, errors="coerce").astype(np.float64)
-        # 'inf' or 1e400 parse, but no statistic, JSON file or model input can hold them
-        infinite = np.isinf(values)
-        values[infinite] = np.nan
+        parsed = pd.to_numeric(column, errors="coerce").astype(np.float64)
+        # 'inf', 1e400 or 1e39 parse, but no statistic, JSON file or float32 input holds them
+        values = parsed.mask(out_of_range(parsed))
     bad = column.notna() & values.isna()
     if bad.any() and params.non_numeric == "error":
         row = bad.idxmax()
-        what = "boolean" if kind == "boolean" else "finite number" if infinite[row] else "number"
+        what = "boolean" if kind == "boolean" else not_a_number_of(parsed[row])
         raise BadCell(where, name, row, f"{column[row]!r} is not a {what}", advise)
     if report:
         _count_as_missing(column, bad, name, "boolean" if kind == "boolean" else "number", where)

@@ -23,6 +23,7 @@ from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.tables.predict import predict_frame, source_columns
+from torchstages.tables.read import not_a_number_of, out_of_range
 from torchstages.tables.schema import BadCell
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
@@ -156,13 +157,13 @@ def _cell(value: Any, part: str) -> Any:
 
 def check_numbers(frame: pd.DataFrame, columns: list[str], field: str) -> None:
     """A cell of a numeric column that is not a number is a 400 naming it (``rows[3].x1``), as
-    the pipeline's readers refuse it in a file; so is an infinite one (1e999), which would
-    answer NaN."""
+    the pipeline's readers refuse it in a file; so is an infinite one (1e999) or one beyond
+    float32 (1e39), which would answer NaN."""
     for c in columns:
         cells = frame[c]
         numbers = pd.to_numeric(cells, errors="coerce")
-        bad = (numbers.isna() & cells.notna()) | np.isinf(numbers)
+        bad = (numbers.isna() & cells.notna()) | out_of_range(numbers)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            what = "a finite number" if np.isinf(numbers.iloc[i]) else "a number"
-            raise InvalidPart(f"{field}[{i}].{c}", f"{cells.iloc[i]!r} is not {what}")
+            what = not_a_number_of(numbers.iloc[i])
+            raise InvalidPart(f"{field}[{i}].{c}", f"{cells.iloc[i]!r} is not a {what}")

@@ -30,6 +30,8 @@ from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import (
     decorated_numbers,
     find_table,
+    not_a_number_of,
+    out_of_range,
     read_table,
     rounded_row_hashes,
     row_hashes,
@@ -247,12 +249,16 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
             raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
         return target.tolist()
     values = pd.to_numeric(target, errors="coerce")
-    bad = values.isna() | np.isinf(values)  # 'inf' parses, but no mean or loss can hold it
+    # 'inf' or 1e39 parse, but no mean, loss or float32 array holds them
+    bad = values.isna() | out_of_range(values)
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
+        what = (
+            "finite number" if np.isnan(values.iloc[first]) else not_a_number_of(values.iloc[first])
+        )
         raise UserError(
             f"{path}: regression target {name!r}, line {target.index[first]}: "
-            f"{target.iloc[first]!r} is not a finite number"
+            f"{target.iloc[first]!r} is not a {what}"
         )
     # quantile bins on the rank, so heavy ties cannot collapse the bins
     ranks = values.rank(method="first").to_numpy()

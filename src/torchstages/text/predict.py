@@ -62,7 +62,10 @@ def read_inputs(
             continue
         advice = "one text a line, encoded as the model's training file was"
         lines = decode_text(path, encoding, advice).splitlines()
-        out += [(f"{path}:{n}", t, []) for n, t in enumerate(lines, start=1) if t.strip()]
+        read = [(f"{path}:{n}", t, []) for n, t in enumerate(lines, start=1) if t.strip()]
+        if not read:
+            raise UserError(f"{path}: no text in it (every line is blank); {advice}")
+        out += read
     if not out:
         raise UserError("predict: no texts (give --text, a .txt file or a table file)")
     return out

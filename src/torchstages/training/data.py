@@ -229,6 +229,12 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
         # "Tables": the holdout search)
         update["monitor"] = "val_loss" if values or kind == "table" else "val_accuracy"
     if values:
+        what = "a forecast" if meta.get("task") == "forecast" else "a regression"
+        # as a model key of another kind is refused: set, it would be silently ignored
+        if params.label_smoothing:
+            raise UserError(f"train.label_smoothing: smooths class labels; {what} has none (0)")
+        if params.class_weights != "none":
+            raise UserError(f"train.class_weights: weights classes; {what} has none (none)")
         if params.monitor == "val_accuracy":
             raise UserError("train.monitor: val_accuracy needs classes; a regression uses val_loss")
         if params.early_stopping.patience and params.early_stopping.monitor == "val_accuracy":
