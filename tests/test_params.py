@@ -397,3 +397,21 @@ def test_committed_params_yaml_names_every_key():
 def test_readme_params_tables_are_generated_from_the_models():
     readme = (ROOT / "README.md").read_text()
     assert params_reference() in readme, "README params tables are stale: run `torchstages params`"
+
+
+def test_near_duplicates_off_unquoted_is_off(tmp_path):
+    """YAML reads an unquoted off as false, and dvc exp run -S writes it unquoted: it was
+    refused as "Input should be 'group', 'report' or 'off' (got False)"."""
+    assert (
+        _load(tmp_path, "split:\n  near_duplicates: off\n", SplitParams, "split").near_duplicates
+        == "off"
+    )
+
+
+def test_an_opset_below_18_is_refused(tmp_path):
+    """torch's exporter writes opset 18; converted down to 17 a table model's graph did not
+    load (ReduceLogSumExp), after a whole export stage."""
+    from torchstages.params.export import ExportParams
+
+    said = _refused(tmp_path, "export:\n  opset: 17\n", ExportParams, "export")
+    assert "export.opset: Input should be greater than or equal to 18" in said

@@ -176,9 +176,12 @@ def test_params_table_lists_what_the_kind_and_task_read():
     assert "build_dataset.text.min_freq" in listed["text"] and "test.top_k" in listed["text"]
     assert image_only | classes_only <= listed["images"]
     assert not {"train.huber_delta", "train.scale_to_rows"} & listed["images"]
-    # the split's params change results too: the seed and fractions everywhere, each kind's own
-    split = {"split.seed", "split.train", "split.val", "split.test"}
+    # the split's params change results too: the fractions everywhere, the seed where the split
+    # is drawn (a series' is chronological), each kind's own
+    split = {"split.train", "split.val", "split.test"}
     assert all(split <= keys for keys in listed.values())
+    assert all("split.seed" in listed[name] for name in ("table", "text", "images"))
+    assert "split.seed" not in listed["series"]
     assert "split.table.target" in listed["table"] and "split.series.fill" in listed["series"]
     assert "split.near_duplicate_threshold" in listed["images"]
     assert not {k for k in listed["images"] if k.startswith(("split.table", "split.text"))}

@@ -120,6 +120,11 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
     again = split_and_build(raw, tmp_path / "again", min_freq=1)
     for name in sorted(p.name for p in processed.iterdir()):
         assert (again / name).read_bytes() == (processed / name).read_bytes(), name
+    # a vocabulary limit the train split never reaches builds the same files: train, validate,
+    # test and export do not rerun for it (meta.json held the params, not what they made)
+    roomier = split_and_build(raw, tmp_path / "roomier", min_freq=1, max_size=10 * len(vocab))
+    for name in sorted(p.name for p in processed.iterdir()):
+        assert (roomier / name).read_bytes() == (processed / name).read_bytes(), name
 
 
 def test_a_quoted_text_over_lines_that_end_like_a_label_is_read(tmp_path):

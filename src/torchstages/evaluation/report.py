@@ -57,6 +57,7 @@ NO_EFFECT = {"device", "threads", "workers", "split.kind", "test.batch_size", "t
 # keys that only some data kinds or tasks read: another's report leaves them out
 _CLASSES, _VALUES = ("classification",), ("regression", "forecast")
 READ_ONLY_BY = {
+    "split.seed": ("images", "table", "text"),  # a series' split is chronological
     "split.table": ("table",),
     "split.text": ("text",),
     "split.series": ("series",),

@@ -145,6 +145,12 @@ class SplitParams(Section):
         "bands of at least 4 bits each (fewer would compare almost every pair)",
     )
 
+    @field_validator("near_duplicates", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted off as false, and dvc exp run -S writes it unquoted
+        return "off" if value is False else value
+
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitParams:
         total = self.train + self.val + self.test

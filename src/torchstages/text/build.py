@@ -67,8 +67,9 @@ def build_texts(
         "classes": summary["classes"],
         "tokenizer": rule,
         "vocab_size": len(vocab),
+        # what the params made, not the params (min_freq, max_size): a setting that leaves
+        # the vocabulary as it was leaves this file, and so train, as they were
         "max_len": max_len,
-        "text": params.text.model_dump(mode="json"),
         "counts": {name: len(texts[name]) for name in SPLIT_NAMES},
         "unknown_rate": {},
         "truncated": {},
