@@ -675,3 +675,71 @@ def test_the_card_records_the_sizes_trained_and_only_the_keys_a_forecaster_reads
         assert other not in arch, other  # text or table keys
     model, _ = load_model(outputs.weights, outputs.card)  # the card still builds the model
     assert sum(p.numel() for p in model.parameters()) == card["parameters"]
+
+
+class _NaiveRunner:
+    """What forecast_frame reads of an exported forecaster: its metadata, and a run that
+    repeats the window's last value (the naive forecast)."""
+
+    def __init__(self, freq: Frequency, lookback: int = 4, horizon: int = 2) -> None:
+        self.horizon = horizon
+        self.metadata = {
+            "lookback": json.dumps(lookback),
+            "horizon": json.dumps(horizon),
+            "series_ids": json.dumps([""]),
+            "time": "date",
+            "target": "sales",
+            "id": "",
+            "covariates": "[]",
+            "frequency": json.dumps(freq.to_dict()),
+            "fill": "interpolate",
+            "calendar": "[]",
+            "transform": "none",
+        }
+
+    def run(self, feeds: dict) -> np.ndarray:
+        return np.repeat(feeds["window"][:, -1, :1], self.horizon, axis=1)
+
+
+def _history(times: list[str], values: list | None = None) -> pd.DataFrame:
+    values = values or [str(float(v)) for v in range(len(times))]
+    return pd.DataFrame({"date": times, "sales": values})
+
+
+def test_forecasts_of_a_monthly_history_stay_on_its_day(tmp_path):
+    from torchstages.series.predict import forecast_frame
+
+    months = pd.date_range("2001-01-01", periods=24, freq="MS")
+    on_15th = [t.replace(day=15).strftime("%Y-%m-%d") for t in months]
+    (_,), freq, _ = read(pd.DataFrame({"date": on_15th, "sales": np.arange(24.0)}), tmp_path)
+    runner = _NaiveRunner(freq)
+    (forecast,) = forecast_frame(runner, _history(on_15th[-6:]), "history.csv")
+    assert (forecast.times, forecast.values) == (["2003-01-15", "2003-02-15"], [5.0, 5.0])
+    # a history on another day keeps its own (the model's day would re-date it silently)
+    on_20th = [t.replace(day=20).strftime("%Y-%m-%d") for t in months[-6:]]
+    (forecast,) = forecast_frame(runner, _history(on_20th), "history.csv")
+    assert forecast.times == ["2003-01-20", "2003-02-20"]
+    mixed = [*on_15th[-6:], "2003-01-20"]
+    with pytest.raises(UserError, match=r"line 8: time '2003-01-20' is not on day 15 of its mon"):
+        forecast_frame(runner, _history(mixed), "history.csv")
+    # months written without a day: forecasts too
+    (_,), freq, _ = read(
+        pd.DataFrame({"date": months.strftime("%Y-%m"), "sales": np.arange(24.0)}), tmp_path
+    )
+    (forecast,) = forecast_frame(
+        _NaiveRunner(freq), _history(list(months[-6:].strftime("%Y-%m"))), "history.csv"
+    )
+    assert forecast.times == ["2003-01", "2003-02"]
+
+
+def test_a_history_half_filled_is_forecast_and_more_is_refused(tmp_path):
+    from torchstages.series.predict import forecast_frame
+
+    runner = _NaiveRunner(Frequency("int", 1), lookback=4)
+    times = [str(t) for t in range(10)]
+    half = _history(times, ["1", "2", "3", "4", "5", "6", None, "8", None, "10"])
+    (forecast,) = forecast_frame(runner, half, "history.csv")  # 7 and 9 empty: 2 of 4
+    assert forecast.times == [10, 11] and forecast.values == [10.0, 10.0]
+    more = _history([t for t in times if t not in ("6", "7", "8")])
+    with pytest.raises(UserError, match="3 of the last 4 time steps the model reads are missing"):
+        forecast_frame(runner, more, "history.csv")

@@ -277,6 +277,8 @@ def test_bad_table_requests_are_4xx_naming_the_row_and_field(table):
         ([{**good, "x2": 10**400}], 400, "rows[0].x2", "is not a finite number"),
         # finite in float64, inf in the model's float32 input: it answered null
         ([{**good, "x1": 1e39}], 400, "rows[0].x1", "is not a number a model holds (float32"),
+        # within float32, but so far out that a layer overflows: it answered null too
+        ([good, {**good, "x1": -3e38}], 400, "rows[1].x1", "the model's output overflows"),
         ([good] * 51, 413, "rows", "51 entries in rows; at most 50 a request"),
     ]
     with client_for(table / "model.onnx") as c:
@@ -507,6 +509,10 @@ def test_a_body_that_is_not_json_is_a_400_saying_so(table):
     assert latin1.json()["error"] == (
         "the body is not UTF-8 (byte 0xe9 at position 25): send JSON as UTF-8"
     )
+    with client_for(table / "model.onnx") as c:  # deeper than Python's parser goes
+        deep = c.post("/predict", content=b"[" * 50_000 + b"]" * 50_000, headers=headers)
+    assert (deep.status_code, deep.json()["part"]) == (400, None)
+    assert deep.json()["error"] == "the body is not JSON this server can read (nested too deeply?)"
 
 
 def test_bad_histories_are_4xx_naming_the_entry(series):
@@ -532,7 +538,7 @@ def test_bad_histories_are_4xx_naming_the_entry(series):
             [*steps[:3], steps[5], steps[9]],
             "history",
             "series 's0': 5 of the last 8 time steps the model reads are missing on its grid "
-            "(every 1 (integer times)); filled by interpolate they would be made up",
+            "(every 1 (integer times)) or empty; filled by interpolate they would be made up",
         ),
     ]
     with client_for(series / "model.onnx") as c:

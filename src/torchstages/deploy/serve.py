@@ -129,9 +129,11 @@ def create_app(runner: Runner, limits: Limits = Limits()) -> FastAPI:
         # FastAPI's own errors (a malformed multipart body, an unknown path) in the same shape
         detail = exc.detail
         if exc.status_code == 400 and _is_json(request):
-            # FastAPI's "There was an error parsing the body": bytes that are not UTF-8
+            # FastAPI's "There was an error parsing the body": bytes that are not UTF-8, or
+            # JSON nested deeper than Python's parser goes
             try:
                 (await request.body()).decode("utf-8")
+                detail = "the body is not JSON this server can read (nested too deeply?)"
             except UnicodeDecodeError as bad:
                 detail = f"the body is not UTF-8 (byte {bad.object[bad.start]:#04x} at "
                 detail += f"position {bad.start}): send JSON as UTF-8"

@@ -38,8 +38,8 @@ class Forecast:
 
 
 def _typed(freq: Frequency, times: list[str]) -> list[str] | list[int]:
-    """Integer times as numbers, as the history gave them (JSON Lines and serve's JSON wrote
-    "13" for 13), dates as text."""
+    """Integer times as numbers (JSON Lines and serve's JSON wrote "13" for 13), dates as
+    text."""
     return [int(t) for t in times] if freq.unit == "int" else times
 
 
@@ -108,8 +108,8 @@ def forecast_frame(
             # forecast from mostly interpolated steps would look as sure as any other
             raise UserError(
                 f"{where}: {name}: {made_up} of the last {lookback} time steps the model reads "
-                f"are missing on its grid ({freq.describe()}); filled by {meta['fill']} they "
-                "would be made up: give a history with at least half of them"
+                f"are missing on its grid ({freq.describe()}) or empty; filled by {meta['fill']} "
+                "they would be made up: give a history with at least half of them"
             )
         recent = s.values[-lookback:]
         if log_target and not (recent[:, 0] > 0).all():
@@ -124,6 +124,15 @@ def forecast_frame(
         )
         numbers.append(ids.index(s.id))
     out = runner.run({"window": np.asarray(windows), "series": np.asarray(numbers)})
+    for s, forecast in zip(series, out, strict=True):
+        if not np.isfinite(forecast).all():
+            # a reading within float32 but so far from the train range that a layer overflows
+            name = f"series {s.id!r}" if s.id else "the history"
+            largest = float(np.abs(s.values[-lookback:]).max())
+            raise UserError(
+                f"{where}: {name}: the forecast overflows: its last {lookback} readings reach "
+                f"{largest:.3g}, far outside the train range"
+            )
     return [
         Forecast(s.id, _typed(freq, freq.future(s.times[-1], horizon, s.day)), _rounded(forecast))
         for s, forecast in zip(series, out, strict=True)

@@ -113,15 +113,15 @@ class Frequency:
 
     def from_ordinals(self, ordinals: np.ndarray, day: int | None = None) -> list[str]:
         """Formatted times of int64 ordinals (the inverse of :meth:`ordinals`); monthly ones on
-        ``day`` (a series' own, in a panel whose series sit on different days) or this
-        frequency's."""
+        ``day`` (a series' own: a panel's series may each sit on a day of their own, and a
+        history given to predict keeps its day), else on this frequency's."""
         if self.unit == "int":
             return [str(int(v)) for v in ordinals]
         if self.unit == "month":
             starts = pd.DatetimeIndex(
                 pd.to_datetime({"year": ordinals // 12, "month": ordinals % 12 + 1, "day": 1})
             )
-            anchor = _LAST_DAY if self.month_end else day or self.day
+            anchor = day or (_LAST_DAY if self.month_end else self.day)
             stamps = starts + pd.to_timedelta(np.minimum(anchor, starts.days_in_month) - 1, "D")
         else:
             stamps = pd.to_datetime(ordinals.astype("datetime64[ns]"))
@@ -181,12 +181,8 @@ def resolve_series_columns(
                 f"split.series.target{panel}"
             )
         target = rest[0] if len(rest) == 1 else named[0]
-    wanted = [("split.series.time", time), ("split.series.target", target)]
-    wanted += [("split.series.id", params.id)] if params.id else []
-    wanted += [("split.series.covariates", c) for c in params.covariates]
-    for key, column in wanted:
-        if column not in columns:
-            raise UserError(f"{path}: {key}: no column {column!r} (columns: {columns})")
+    if target not in columns:  # the others were checked above
+        raise UserError(f"{path}: split.series.target: no column {target!r} (columns: {columns})")
     if target == time or target in params.covariates or target == params.id:
         raise UserError(
             f"{path}: split.series.target {target!r} is also the time, id or a covariate"
@@ -294,7 +290,7 @@ def detect_frequency(
         days = [monthly_day(series) for series in times] if date_only else [None]
         if None not in days:
             unit, month_end = "month", all(d == _LAST_DAY for d in days)
-            if not month_end:  # the most common day, for times of no series (serve's example)
+            if not month_end:  # the most common day: serve's example, a panel's new series
                 day = max(Counter(days).items(), key=lambda item: (item[1], -item[0]))[0]
         else:
             unit = "ns"
@@ -347,6 +343,30 @@ def _refuse_a_stray_day(times: pd.Series, where: str) -> None:
                 f"{where}: line {line}: time {times[~on_grid].iloc[0].date().isoformat()!r} is "
                 f"not on {what}, as {on_grid.mean():.0%} of the times are (monthly readings?)"
             )
+
+
+def _series_day(
+    g: pd.DataFrame, cols: dict[str, Any], freq: Frequency, where: str, name: str
+) -> int | None:
+    """A monthly series' day of the month (None for other frequencies). Detection reads a file
+    as monthly only when each series has one; a history given to a monthly model must too, or
+    its readings would be re-dated to some day without a word."""
+    if freq.unit != "month":
+        return None
+    times = g["__t"]
+    day = monthly_day(times)
+    if day is None:
+        # the day most readings sit on (a tie: the later day), and the first reading off it
+        last = times.dt.days_in_month.to_numpy()
+        on = {d: times.dt.day.to_numpy() == np.minimum(d, last) for d in set(times.dt.day)}
+        common = max(on, key=lambda d: (on[d].sum(), d))
+        line = int(g.index[~on[common]][0])
+        raise UserError(
+            f"{where}: {name}line {line}: time {g[cols['time']].loc[line]!r} is not on day "
+            f"{common} of its month, as the other times are: a monthly model reads one reading "
+            "a month, each on the same day (a shorter month on its last)"
+        )
+    return day
 
 
 def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
@@ -445,7 +465,6 @@ def _regular(
     """One series on the full grid from its first to its last time, gaps and empty cells filled."""
     name = f"series {key!r}: " if key else ""
     ordinals = freq.ordinals(g["__t"])
-    day = monthly_day(g["__t"]) if freq.unit == "month" else None
     offset = ordinals - ordinals[0]
     off_grid = offset % freq.step != 0
     if off_grid.any():
@@ -465,6 +484,7 @@ def _regular(
             f"{where}: {name}lines {lines}: times {times[0]!r} and {times[1]!r} fall on one step "
             f"({freq.describe()}): each step may hold one reading"
         )
+    day = _series_day(g, cols, freq, where, name)
     length = int(position[-1]) + 1
     gaps = length - len(g)
     if gaps and fill == "error":

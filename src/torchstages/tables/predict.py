@@ -19,7 +19,7 @@ from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_h
 from torchstages.errors import UserError
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
-from torchstages.tables.schema import encode
+from torchstages.tables.schema import BadCell, encode
 from torchstages.wording import counted, listed
 
 __all__ = [
@@ -65,9 +65,35 @@ def predict_frame(
             notes.append(note)
     feeds = {"numeric": numeric, "categorical": categorical}
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
+    _refuse_overflow(out, numeric, schema, frame, where)
     if runner.metadata["task"] == "regression":
         return [(round(float(v), 6), []) for v in out[:, 0]]
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
+
+
+def _refuse_overflow(
+    out: np.ndarray, numeric: np.ndarray, schema: dict, frame: pd.DataFrame, where: str
+) -> None:
+    """A row whose outputs are not finite (a value within float32's range but so far from the
+    train mean that a layer overflows: -3e38) would answer NaN or null: refused, naming its
+    cell farthest from the train mean in standard deviations."""
+    bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    cols = schema["numeric"]
+    mean = np.array([c["mean"] for c in cols], dtype=np.float64)
+    std = np.array([c["std"] for c in cols], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        distance = np.nan_to_num(np.abs((numeric[i].astype(np.float64) - mean) / std), nan=0.0)
+    j = int(np.argmax(distance))
+    raise BadCell(
+        where,
+        cols[j]["source"],
+        frame.index[i],
+        f"{frame[cols[j]['source']].iloc[i]!r} is {distance[j]:.3g} standard deviations from "
+        "the train mean: the model's output overflows",
+    )
 
 
 def unfamiliar(frame: pd.DataFrame, numeric: np.ndarray, schema: dict) -> list[str]:

@@ -60,14 +60,12 @@ DECORATED_NUMBER = re.compile(
 _DECORATED_SHARE = 0.9  # of a column's cells, for the column to be such numbers
 
 
-# the largest magnitude a model input holds: models read float32, where 1e39 is inf
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
 def out_of_range(values: pd.Series) -> pd.Series:
     """Numbers no model input can hold: inf ('inf' and 1e400 parse) and beyond float32's range
     (1e39 is finite in float64, inf once a model reads it); NaN is not."""
-    return values.abs() > FLOAT32_MAX
+    with np.errstate(over="ignore"):  # the overflow to inf is what is asked
+        as_read = values.to_numpy(dtype=np.float64).astype(np.float32)
+    return pd.Series(np.isinf(as_read), index=values.index)
 
 
 def not_a_number_of(value: float) -> str:

@@ -253,12 +253,9 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
     bad = values.isna() | out_of_range(values)
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        what = (
-            "finite number" if np.isnan(values.iloc[first]) else not_a_number_of(values.iloc[first])
-        )
         raise UserError(
             f"{path}: regression target {name!r}, line {target.index[first]}: "
-            f"{target.iloc[first]!r} is not a {what}"
+            f"{target.iloc[first]!r} is not a {not_a_number_of(values.iloc[first])}"
         )
     # quantile bins on the rank, so heavy ties cannot collapse the bins
     ranks = values.rank(method="first").to_numpy()
