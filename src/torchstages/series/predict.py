@@ -19,7 +19,7 @@ import pandas as pd
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.series.build import calendar_features
-from torchstages.series.read import Frequency, read_series
+from torchstages.series.read import Frequency, Series, read_series
 from torchstages.tables.read import read_table
 from torchstages.wording import counted, listed
 
@@ -41,6 +41,11 @@ def _typed(freq: Frequency, times: list[str]) -> list[str] | list[int]:
     """Integer times as numbers (JSON Lines and serve's JSON wrote "13" for 13), dates as
     text."""
     return [int(t) for t in times] if freq.unit == "int" else times
+
+
+def _named(series: Series) -> str:
+    """A series as messages name it: by its id, or "the history" when there is one series."""
+    return f"series {series.id!r}" if series.id else "the history"
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -96,7 +101,7 @@ def forecast_frame(
         if s.id not in ids:
             known = listed([repr(i) for i in ids])
             raise UserError(f"{where}: series {s.id!r} was not in training (known: {known})")
-        name = f"series {s.id!r}" if s.id else "the history"
+        name = _named(s)
         if len(s.times) < lookback:
             raise UserError(
                 f"{where}: {name} has {counted(len(s.times), 'time step')}; the model reads "
@@ -113,7 +118,6 @@ def forecast_frame(
             )
         recent = s.values[-lookback:]
         if log_target and not (recent[:, 0] > 0).all():
-            name = f"series {s.id!r}" if s.id else "the history"
             raise UserError(
                 f"{where}: {name} has a value <= 0 ({recent[:, 0].min():g}) in its last "
                 f"{lookback} steps; the model forecasts the log of {cols['target']} "
@@ -127,10 +131,9 @@ def forecast_frame(
     for s, forecast in zip(series, out, strict=True):
         if not np.isfinite(forecast).all():
             # a reading within float32 but so far from the train range that a layer overflows
-            name = f"series {s.id!r}" if s.id else "the history"
             largest = float(np.abs(s.values[-lookback:]).max())
             raise UserError(
-                f"{where}: {name}: the forecast overflows: its last {lookback} readings reach "
+                f"{where}: {_named(s)}: the forecast overflows: its last {lookback} readings reach "
                 f"{largest:.3g}, far outside the train range"
             )
     return [
