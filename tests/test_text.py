@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -125,6 +126,15 @@ def test_vocabulary_and_max_len_come_from_the_train_split_only(tmp_path):
     roomier = split_and_build(raw, tmp_path / "roomier", min_freq=1, max_size=10 * len(vocab))
     for name in sorted(p.name for p in processed.iterdir()):
         assert (roomier / name).read_bytes() == (processed / name).read_bytes(), name
+
+
+def test_build_refuses_texts_appended_since_the_split(tmp_path):
+    frame = make_texts(150)
+    raw = write_texts(frame, tmp_path / "raw").parent
+    split_texts(raw, tmp_path / "splits", SplitParams.model_validate({"kind": "text"}))
+    write_texts(pd.concat([frame, frame.tail(1)]), raw)
+    with pytest.raises(UserError, match="texts.csv: has 151 rows, the split stage read 150"):
+        build_texts(BuildDatasetParams(), raw, tmp_path / "splits", tmp_path / "processed")
 
 
 def test_a_quoted_text_over_lines_that_end_like_a_label_is_read(tmp_path):

@@ -38,16 +38,17 @@ def load_table_rows(
         raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
     # a text table records how it was read (split.text.encoding, quoting); a table reads as UTF-8
     frame = read_table(path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"))
+    if len(frame) != summary["rows_read"]:
+        # rows added since would be left out of every split without a word
+        raise UserError(
+            f"{path}: has {len(frame)} rows, the split stage read {summary['rows_read']} "
+            "(rerun dvc repro)"
+        )
     columns = [*summary["features"], summary["target"]]
     out = {}
     for name in SPLIT_NAMES:
         rows = read_table_split(splits_dir / f"{name}.csv")
-        index = [r for r, _, _, _ in rows]
-        if index and max(index) >= len(frame):
-            raise UserError(
-                f"{path}: has fewer rows than data/splits/{name}.csv names: rerun split"
-            )
-        part = frame.iloc[index]
+        part = frame.iloc[[r for r, _, _, _ in rows]]
         hashes = zip(part.index, rows, row_hashes(part, columns), strict=True)
         for line, (_, _, expected, _), actual in hashes:
             if actual != expected:

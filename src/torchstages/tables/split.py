@@ -205,6 +205,7 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
         check_every_class_in_every_split(splits, str(path), "row", copies)
     write_table_splits(out_dir, splits, kept, content, frame.index)
     summary = _summary(path, cols, task, splits, content, groups, missing_target, strata)
+    summary["rows_read"] = len(target)  # build-dataset refuses a file that since gained rows
     if near is not None:
         summary["near_duplicates"] = _near_summary(near, content, kept, splits, params, frame.index)
     write_json(out_dir / "summary.json", summary)

@@ -85,6 +85,7 @@ def split_texts(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
             name: dict(sorted(Counter(r.label for r in splits[name]).items()))
             for name in SPLIT_NAMES
         },
+        "rows_read": len(labelled),  # build-dataset refuses a file that since gained rows
         "rows_without_label_dropped": int((~labelled).sum()),
         "empty_texts_dropped": int((blank & labelled).sum()),
         "duplicates": _duplicates(keys, labels, frame.index.tolist()),
