@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from torchstages.data.images import Preprocessing, load_image
+from torchstages.data.images import Preprocessing, decode_image
 from torchstages.errors import UserError
+
+
+def load_image(path, prep):
+    return decode_image(path.read_bytes(), path, prep)
 
 
 def _prep(**kw):

@@ -12,7 +12,7 @@ from torchstages.errors import UserError
 from torchstages.io import write_bytes
 from torchstages.kinds import table_files, visible_entries
 
-__all__ = ["DEMO_TABLES", "write_demo_digits", "write_demo_table"]
+__all__ = ["write_demo_digits", "write_demo_table"]
 
 
 def write_demo_digits(out_dir: Path) -> int:
@@ -37,9 +37,6 @@ def write_demo_digits(out_dir: Path) -> int:
             write_bytes(target, buffer.getvalue())
             written += 1
     return written
-
-
-DEMO_TABLES = ("breast_cancer", "wine", "iris", "diabetes")
 
 
 def write_demo_table(name: str, out_dir: Path) -> Path:

@@ -95,7 +95,8 @@ def _write_with(
 ) -> None:
     with (
         atomic_path(target) as tmp,
-        open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f,
+        # text: UTF-8 whatever the locale, and newlines as written
+        open(tmp, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as f,
     ):
         writer(f)
 

@@ -20,6 +20,7 @@ __all__ = [
     "detect_kind",
     "is_table_file",
     "kind_of",
+    "sample_noun",
     "table_files",
     "visible_entries",
 ]
@@ -102,3 +103,12 @@ def _refuse_loose_files(raw_dir: Path, files: list[str]) -> None:
 def kind_of(record: dict[str, Any]) -> Kind:
     """The kind recorded in a meta.json, split summary or model card (none recorded: images)."""
     return record.get("kind", "images")
+
+
+# what one sample of each kind is called in logs, reports and pictures
+_SAMPLE_NOUNS = {"images": "image", "table": "row", "text": "text", "series": "window"}
+
+
+def sample_noun(kind: str, count: int = 1) -> str:
+    """``image``, ``row``, ``text`` or ``window``; plural unless ``count`` is 1."""
+    return _SAMPLE_NOUNS[kind] + ("" if count == 1 else "s")

@@ -1,7 +1,7 @@
 """The one preprocessing: an image file becomes the uint8 (C, H, W) array the model was trained on.
 
-build-dataset, predict and the export check all call :func:`load_image` with the settings stored
-in ``meta.json`` / the model card, so training and serving cannot drift apart.
+build-dataset, predict and serve all call :func:`decode_image` with the settings
+stored in ``meta.json`` / the model card, so training and serving cannot drift apart.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ __all__ = [
     "Preprocessing",
     "BadImageError",
     "ImageTooLarge",
-    "load_image",
     "decode_image",
     "resize_image",
     "to_8bit_opaque",
@@ -82,17 +81,6 @@ class Preprocessing:
         )
 
 
-def load_image(path: str | Path, prep: Preprocessing, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode, apply the orientation, flatten transparency and high bit depths, convert colour mode
-    and resize: uint8 array (C, H, W)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read image ({exc})") from None
-    return decode_image(data, path, prep, max_pixels)
-
-
 class BadImageError(UserError):
     """A file that looks like an image but cannot be used; ``reason`` says why, without the name."""
 
@@ -118,7 +106,9 @@ class ImageTooLarge(BadImageError):
 def decode_image(
     data: bytes, name: str | Path, prep: Preprocessing, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
-    """:func:`load_image` on bytes already read (``name`` is only for the error message).
+    """An image file's bytes, decoded, its orientation applied, transparency and high bit depths
+    flattened, converted to the colour mode and resized: uint8 array (C, H, W). ``name`` is only
+    for the error message.
 
     Animated files give their first frame. ``max_pixels`` bounds the pixels actually decoded (a
     JPEG decodes at 1/2, 1/4 or 1/8 scale first), checked from the header before any pixel is

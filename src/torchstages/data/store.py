@@ -60,44 +60,29 @@ def load_meta(out_dir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
-def load_split(out_dir: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) uint8 and labels (N,) int64 of one split; memory-mapped by default."""
-    mode = "r" if mmap else None
-    try:
-        images = np.load(out_dir / f"{split}_images.npy", mmap_mode=mode)
-        labels = np.load(out_dir / f"{split}_labels.npy", mmap_mode=mode)
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
-    if len(images) != len(labels):
-        raise UserError(f"{out_dir}: {split} has {len(images)} images but {len(labels)} labels")
-    return images, labels
+def load_split(out_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, C, H, W) uint8 and labels (N,) int64 of one split, memory-mapped."""
+    return load_arrays(out_dir, split, ("images", "labels"))  # type: ignore[return-value]
 
 
-def load_table_split(
-    out_dir: Path, split: str, mmap: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_table_split(out_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A table split: numeric (N, F) float32 with NaN, categorical (N, C) int64, labels (N,)
     (int64 classes or float32 regression targets)."""
-    return load_arrays(out_dir, split, ("numeric", "categorical", "labels"), mmap)  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("numeric", "categorical", "labels"))  # type: ignore[return-value]
 
 
-def load_series_split(
-    out_dir: Path, split: str, mmap: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+def load_series_split(out_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """A series split: windows (N, lookback, F) and targets (N, horizon), float32 and scaled."""
-    return load_arrays(out_dir, split, ("windows", "targets"), mmap)  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("windows", "targets"))  # type: ignore[return-value]
 
 
-def load_arrays(
-    out_dir: Path, split: str, names: tuple[str, ...], mmap: bool = True
-) -> tuple[np.ndarray, ...]:
-    """``{split}_{name}.npy`` for each name (memory-mapped by default), checked to have one
-    row count."""
-    mode = "r" if mmap else None
+def load_arrays(out_dir: Path, split: str, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """``{split}_{name}.npy`` for each name, memory-mapped, checked to have one row count."""
     try:
-        arrays = tuple(np.load(out_dir / f"{split}_{name}.npy", mmap_mode=mode) for name in names)
+        arrays = tuple(np.load(out_dir / f"{split}_{name}.npy", mmap_mode="r") for name in names)
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename}: not found (run the build-dataset stage first)") from None
     if len({len(a) for a in arrays}) != 1:
-        raise UserError(f"{out_dir}: {split} arrays have different row counts")
+        counts = ", ".join(f"{len(a)} {name}" for a, name in zip(arrays, names, strict=True))
+        raise UserError(f"{out_dir}: {split} holds {counts}: rerun build-dataset")
     return arrays

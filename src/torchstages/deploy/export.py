@@ -116,10 +116,11 @@ def export_formats(
     (static int8 needs ``calibration``: named inputs of train samples). A format this model
     cannot take (an op the exporter or the quantiser lacks) is a one-line ``UserError``."""
     fmt = "onnx"  # the int8 file starts as the fp32 graph
+    metadata = _metadata(exp, card, "onnx")  # our own code: its errors keep their traceback
     try:
         proto = None
         if {"onnx", "onnx-int8"} & set(params.formats):
-            proto = onnx_proto(exp, _metadata(exp, card, "onnx"), params.opset)
+            proto = onnx_proto(exp, metadata, params.opset)
         for fmt in params.formats:
             target = out / paths.EXPORT_FILES[fmt]
             write_bytes(target, _format_bytes(fmt, exp, card, params, proto, calibration))

@@ -17,6 +17,7 @@ from PIL import Image
 from torchstages.data.discover import is_image_bytes, not_image_reason
 from torchstages.data.images import BadImageError, ImageTooLarge, Preprocessing, decode_image
 from torchstages.errors import UserError
+from torchstages.kinds import kind_of
 
 __all__ = [
     "Reader",
@@ -87,7 +88,7 @@ class ImageReader:
 
 def reader_for(metadata: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Reader:
     """The reader for the data kind named in an exported model's metadata."""
-    kind = metadata.get("kind", "images")
+    kind = kind_of(metadata)
     if kind == "images":
         return ImageReader(json.loads(metadata["preprocessing"]), max_pixels)
     raise UserError(f"model: data kind {kind!r} has no reader for predict/serve (known: images)")

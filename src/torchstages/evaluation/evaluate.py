@@ -21,7 +21,7 @@ from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.plot_data import mistake_order
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
-from torchstages.kinds import kind_of
+from torchstages.kinds import kind_of, sample_noun
 from torchstages.models.saved import load_model
 from torchstages.params.evaluate import EvaluateParams
 
@@ -67,7 +67,12 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     device = resolve_device(params.device)
     model, card = load_model(paths.weights, paths.card)
     meta = load_meta(paths.processed)
-    if meta.get("classes") != card.get("classes") or kind_of(meta) != kind_of(card):
+    if kind_of(meta) != kind_of(card):
+        raise UserError(
+            f"{paths.card}: the model's kind is {kind_of(card)!r}, {paths.processed}/meta.json's "
+            f"is {kind_of(meta)!r} (rerun train)"
+        )
+    if meta.get("classes") != card.get("classes"):
         raise UserError(
             f"{paths.card}: classes differ from {paths.processed}/meta.json (rerun train)"
         )
@@ -144,7 +149,9 @@ def _evaluate_table(
         classes, labels = card["classes"], truth
         matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
         np.add.at(matrix, (labels, outputs.argmax(1)), 1)
-        title = f"Confusion matrix ({split}, {len(labels)} rows)"
+        title = (
+            f"Confusion matrix ({split}, {len(labels)} {sample_noun(kind_of(card), len(labels))})"
+        )
         save_png(confusion_figure(matrix, classes, title), paths.plots_dir / "confusion.png")
         summary = f"accuracy {metrics['accuracy']:.4f}  f1_macro {metrics['f1_macro']:.4f}"
     else:
@@ -157,11 +164,12 @@ def _evaluate_table(
         )
     _write_report(paths)
     log.info(
-        "%s: loss %.4f  %s on %d rows -> %s, %s",
+        "%s: loss %.4f  %s on %d %s -> %s, %s",
         split,
         metrics["loss"],
         summary,
         metrics["samples"],
+        sample_noun(kind_of(card), metrics["samples"]),
         paths.metrics,
         paths.plots_dir,
     )

@@ -19,7 +19,7 @@ from typing import Any
 from torchstages import paths
 from torchstages.errors import UserError
 from torchstages.io import read_json, write_text
-from torchstages.kinds import kind_of
+from torchstages.kinds import kind_of, sample_noun
 from torchstages.params.base import load_yaml, show_value
 
 __all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
@@ -146,7 +146,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
             f"{card['lookback']}, {metrics['samples']} test windows"
         )
     else:
-        unit = {"table": "rows", "text": "texts"}.get(kind_of(card), "images")
+        unit = sample_noun(kind_of(card), metrics["samples"])
         what = f"{len(card['classes'])} classes, {metrics['samples']} test {unit}"
         if "target" in card:  # a table's or text's label column (images: their folders)
             what = f"classification of `{card['target']}`, {what}"
@@ -316,8 +316,7 @@ def _mistakes(folder: Path, worst: int, kind: str) -> list[str]:
         rows = list(csv.DictReader(f))
     lines = [f"## Most confidently wrong ({min(worst, len(rows))} of {len(rows)} shown)", ""]
     if not rows:
-        unit = {"table": "row", "text": "text"}.get(kind, "image")
-        return [*lines, f"None: every test {unit} was classified correctly.", ""]
+        return [*lines, f"None: every test {sample_noun(kind)} was classified correctly.", ""]
     if path == texts:
         lines += ["| line | true | predicted | probability | text |", "|---|---|---|---|---|"]
     else:

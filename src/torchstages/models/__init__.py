@@ -14,7 +14,9 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError
 from torch import nn
 
+from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
+from torchstages.kinds import kind_of
 from torchstages.models.cnn import CNN, CNNSpec
 from torchstages.models.mlp import MLP, TABLE_ONLY, MLPSpec
 from torchstages.models.recurrent import TEXT_ONLY, RecurrentSpec
@@ -28,6 +30,8 @@ __all__ = [
     "ModelSpec",
     "AnySpec",
     "build_model",
+    "build_network",
+    "describe_network",
     "build_table_model",
     "build_series_model",
     "build_text_model",
@@ -92,6 +96,48 @@ def parse_spec(raw: dict[str, Any]) -> AnySpec:
         return TypeAdapter(ModelSpec).validate_python(raw)
     except ValidationError as exc:
         raise UserError(f"model spec {raw!r}: {exc.errors()[0]['msg']}") from None
+
+
+def build_network(
+    record: dict[str, Any],
+    spec: AnySpec,
+    outputs: int,
+    *,
+    pretrained: bool = True,
+    vocab: list[str] | None = None,
+) -> nn.Module:
+    """``spec`` built for the data ``record`` describes: a processed dataset's ``meta.json`` (train)
+    or a model card (evaluation, export, predict), which both carry what each kind's input shapes
+    come from. ``outputs``: logits, or 1 for a regression (a forecaster's come from its horizon);
+    ``vocab``: texts with pretrained vectors. An image network's output shape is checked on a
+    dummy batch."""
+    kind = kind_of(record)
+    if kind == "table":
+        return build_table_model(spec, record["schema"], outputs, pretrained=pretrained)
+    if kind == "series":
+        shape = (len(record["features"]), record["lookback"], record["horizon"])
+        relative = record["level"] == "relative"
+        return build_series_model(spec, *shape, relative, pretrained=pretrained)
+    if kind == "text":
+        return build_text_model(spec, record, outputs, vocab=vocab, pretrained=pretrained)
+    prep = Preprocessing.from_dict(record["preprocessing"])
+    model = build_model(spec, prep.channels, prep.image_size, outputs, pretrained=pretrained)
+    check_output_shape(model, prep.channels, prep.image_size, outputs)
+    return model
+
+
+def describe_network(record: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Parameter counts and input/output shapes of one sample of the data ``record`` describes
+    (for the train log and ``summary``)."""
+    kind = kind_of(record)
+    if kind == "table":
+        return describe_table_model(model, record["schema"])
+    if kind == "series":
+        return describe_series_model(model, record["lookback"], len(record["features"]))
+    if kind == "text":
+        return describe_text_model(model, record["max_len"])
+    prep = Preprocessing.from_dict(record["preprocessing"])
+    return describe_model(model, prep.channels, prep.image_size)
 
 
 def build_model(

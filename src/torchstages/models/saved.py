@@ -8,17 +8,9 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import atomic_path, read_json, write_json
-from torchstages.kinds import kind_of
-from torchstages.models import (
-    build_model,
-    build_series_model,
-    build_table_model,
-    build_text_model,
-    parse_spec,
-)
+from torchstages.models import build_network, parse_spec
 
 __all__ = ["save_model", "load_model", "load_card"]
 
@@ -43,20 +35,8 @@ def load_model(weights: Path, card_path: Path) -> tuple[nn.Module, dict[str, Any
     spec = parse_spec(card["architecture"])
     # pretrained=False: the trained weights below replace everything, and the pretrained
     # file named in the card need not exist where the model is evaluated or exported
-    if kind_of(card) == "table":
-        outputs = len(card["classes"]) if card["task"] == "classification" else 1
-        model = build_table_model(spec, card["schema"], outputs, pretrained=False)
-    elif kind_of(card) == "series":
-        shape = (len(card["features"]), card["lookback"], card["horizon"])
-        relative = card["level"] == "relative"
-        model = build_series_model(spec, *shape, relative, pretrained=False)
-    elif kind_of(card) == "text":
-        model = build_text_model(spec, card, len(card["classes"]), pretrained=False)
-    else:
-        prep = Preprocessing.from_dict(card["preprocessing"])
-        model = build_model(
-            spec, prep.channels, prep.image_size, len(card["classes"]), pretrained=False
-        )
+    outputs = len(card["classes"]) if "classes" in card else 1
+    model = build_network(card, spec, outputs, pretrained=False)
     if not weights.exists():
         raise UserError(f"{weights}: not found (run the train stage first)")
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)

@@ -13,7 +13,14 @@ from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import read_json
 from torchstages.kinds import kind_of
-from torchstages.models import build_model, check_output_shape, describe_model, freeze_backbone
+from torchstages.models import (
+    build_model,
+    build_network,
+    check_output_shape,
+    describe_model,
+    describe_network,
+    freeze_backbone,
+)
 from torchstages.models.transfer import load_pretrained
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
@@ -74,7 +81,7 @@ def summarize(
 def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
     """A table, text or series model: built from the processed dataset's ``meta.json`` with the
     kind's defaults filled in, as train builds it (no transfer learning for these kinds)."""
-    from torchstages.training.data import build_network, describe_network, params_for_kind
+    from torchstages.training.data import params_for_kind
 
     meta = read_json(meta_path)
     params = params_for_kind(load_section(TrainParams, "train", params_path), meta)
@@ -85,7 +92,7 @@ def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
         outputs, output = meta["horizon"], f"the next {meta['horizon']} values of {meta['target']}"
     else:
         outputs, output = 1, f"{meta['target']}, standardised with the train split's mean and std"
-    model = build_network(meta, params, outputs)
+    model = build_network(meta, params.model, outputs)
     return {
         **describe_network(meta, model),
         "model": params.model.model_dump(mode="json", exclude={"transfer"}),

@@ -275,9 +275,7 @@ def read_vectors(path: Path, vocab: list[str], dim: int) -> tuple[torch.Tensor, 
     return vectors, found
 
 
-def load_vectors(
-    model: nn.Module, spec: _TextSpecBase | RecurrentSpec, vocab: list[str]
-) -> dict[str, int]:
+def load_vectors(model: nn.Module, spec: TextSpec, vocab: list[str]) -> dict[str, int]:
     """Copy the vectors file's rows into the embedding; returns the words found and looked for."""
     assert spec.vectors is not None
     vectors, found = read_vectors(Path(spec.vectors), vocab, spec.embedding_dim)

@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_METRICS = ("mae", "rmse", "smape", "mase")
 
 
 def unscale(scaled: np.ndarray, series: np.ndarray, card: dict[str, Any]) -> np.ndarray:

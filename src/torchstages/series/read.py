@@ -20,7 +20,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import SeriesSplitParams
-from torchstages.tables.read import LOCAL_ORDER_DATE, not_a_number_of, out_of_range
+from torchstages.tables.read import LOCAL_ORDER_DATE, first_non_number
 
 __all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
 
@@ -372,17 +372,13 @@ def _series_day(
 def _numbers(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """float64 values of ``column``; empty cells are NaN, any other non-number is an error."""
     cells = frame[column]
-    values = pd.to_numeric(cells, errors="coerce")
-    # 'inf' or 1e39 parse, but no scaling, float32 window or forecast holds them
-    bad = (values.isna() & cells.notna()) | out_of_range(values)
-    if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0])
-        what = not_a_number_of(values.iloc[first])
+    if found := first_non_number(cells):
+        first, what = found
         raise UserError(
             f"{where}: column {column!r}, line {int(frame.index[first])}: "
             f"{cells.iloc[first]!r} is not a {what}"
         )
-    return values.to_numpy(dtype=np.float64)
+    return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _fill(values: np.ndarray, rule: str, where: str, what: str) -> np.ndarray:

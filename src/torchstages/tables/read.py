@@ -77,6 +77,18 @@ def not_a_number_of(value: float) -> str:
     return "number a model holds (float32: at most ±3.4e38)"
 
 
+def first_non_number(cells: pd.Series) -> tuple[int, str] | None:
+    """The position of the first cell that is neither empty nor a number a model holds, and
+    what it is not (for "'abc' is not a number"); None when every cell is one or empty."""
+    values = pd.to_numeric(cells, errors="coerce")
+    # 'inf' or 1e39 parse, but no statistic, loss or float32 input holds them
+    bad = (values.isna() & cells.notna()) | out_of_range(values)
+    if not bad.any():
+        return None
+    first = int(np.flatnonzero(bad.to_numpy())[0])
+    return first, not_a_number_of(values.iloc[first])
+
+
 def decorated_numbers(cells: pd.Series) -> pd.Series:
     """The cells, of a column that is nearly all numbers written as ``DECORATED_NUMBER``
     matches, that no reader takes as numbers (the messages name the first); empty for any

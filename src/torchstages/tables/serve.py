@@ -23,7 +23,7 @@ from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.tables.predict import predict_frame, source_columns
-from torchstages.tables.read import not_a_number_of, out_of_range
+from torchstages.tables.read import first_non_number
 from torchstages.tables.schema import BadCell
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
@@ -160,10 +160,6 @@ def check_numbers(frame: pd.DataFrame, columns: list[str], field: str) -> None:
     the pipeline's readers refuse it in a file; so is an infinite one (1e999) or one beyond
     float32 (1e39), which would answer NaN."""
     for c in columns:
-        cells = frame[c]
-        numbers = pd.to_numeric(cells, errors="coerce")
-        bad = (numbers.isna() & cells.notna()) | out_of_range(numbers)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            what = not_a_number_of(numbers.iloc[i])
-            raise InvalidPart(f"{field}[{i}].{c}", f"{cells.iloc[i]!r} is not a {what}")
+        if found := first_non_number(frame[c]):
+            i, what = found
+            raise InvalidPart(f"{field}[{i}].{c}", f"{frame[c].iloc[i]!r} is not a {what}")

@@ -30,8 +30,7 @@ from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import (
     decorated_numbers,
     find_table,
-    not_a_number_of,
-    out_of_range,
+    first_non_number,
     read_table,
     rounded_row_hashes,
     row_hashes,
@@ -249,15 +248,14 @@ def _strata(target: pd.Series, task: str, bins: int, path: Path, name: str) -> l
         if len(counts) < 2:
             raise UserError(f"{path}: target {name!r} has only one class {sorted(counts)}")
         return target.tolist()
-    values = pd.to_numeric(target, errors="coerce")
-    # 'inf' or 1e39 parse, but no mean, loss or float32 array holds them
-    bad = values.isna() | out_of_range(values)
-    if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0])
+    # rows without a target are dropped before: every cell here is written
+    if found := first_non_number(target):
+        first, what = found
         raise UserError(
             f"{path}: regression target {name!r}, line {target.index[first]}: "
-            f"{target.iloc[first]!r} is not a {not_a_number_of(values.iloc[first])}"
+            f"{target.iloc[first]!r} is not a {what}"
         )
+    values = pd.to_numeric(target, errors="coerce")
     # quantile bins on the rank, so heavy ties cannot collapse the bins
     ranks = values.rank(method="first").to_numpy()
     which = np.minimum((ranks - 1) * bins // len(values), bins - 1).astype(int)

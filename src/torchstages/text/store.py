@@ -17,11 +17,9 @@ VOCAB_FILE = "vocab.json"
 TEXTS_FILE = "texts.json"  # the val and test texts as read, for the evaluation's wrong-texts list
 
 
-def load_text_split(
-    out_dir: Path, split: str, mmap: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_text_split(out_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids (N, max_len) int64, lengths (N,) int64 and labels (N,) int64 of one split."""
-    return load_arrays(out_dir, split, ("tokens", "lengths", "labels"), mmap)  # type: ignore[return-value]
+    return load_arrays(out_dir, split, ("tokens", "lengths", "labels"))  # type: ignore[return-value]
 
 
 def load_vocab(out_dir: Path) -> list[str]:

@@ -21,17 +21,7 @@ from torchstages.data.loader import Normalizer, OnDevice, to_device_tensor
 from torchstages.data.store import load_meta, load_series_split, load_split, load_table_split
 from torchstages.errors import UserError
 from torchstages.kinds import kind_of
-from torchstages.models import (
-    build_model,
-    build_series_model,
-    build_table_model,
-    build_text_model,
-    check_output_shape,
-    describe_model,
-    describe_series_model,
-    describe_table_model,
-    describe_text_model,
-)
+from torchstages.models import build_network
 from torchstages.models.recurrent import RecurrentSpec
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -41,9 +31,7 @@ __all__ = [
     "TABLE_ENSEMBLE",
     "TABLE_LINEAR_WEIGHT",
     "TrainData",
-    "build_network",
     "check_network",
-    "describe_network",
     "load_train_data",
     "params_for_kind",
     "table_batch_size",
@@ -75,7 +63,7 @@ class TrainData:
 
     def build(self, params: TrainParams) -> nn.Module:
         """The network for these inputs, its output shape checked on a dummy batch."""
-        model = build_network(self.meta, params, self.task.outputs, self.vocab)
+        model = build_network(self.meta, params.model, self.task.outputs, vocab=self.vocab)
         if self.kind == "text":
             self.vectors_found = getattr(model, "vectors_found", None)
         return model
@@ -91,9 +79,6 @@ class TrainData:
 
         mean, std = self.meta.get("target_mean", 0.0), self.meta.get("target_std", 1.0)
         fit_linear_member(model, *self.train_x, self.train_y, mean, std)
-
-    def describe(self, model: nn.Module) -> dict[str, Any]:
-        return describe_network(self.meta, model)
 
     def augmenter(self, params: TrainParams, generator: torch.Generator):
         if self.kind != "images":
@@ -129,38 +114,6 @@ class TrainData:
     @property
     def prep(self) -> Preprocessing:
         return Preprocessing.from_dict(self.meta["preprocessing"])
-
-
-def build_network(
-    meta: dict[str, Any], params: TrainParams, outputs: int, vocab: list[str] | None = None
-) -> nn.Module:
-    """``params.model`` built for the data ``meta`` describes (``vocab``: texts with pretrained
-    vectors); an image network's output shape is checked on a dummy batch."""
-    kind = kind_of(meta)
-    if kind == "table":
-        return build_table_model(params.model, meta["schema"], outputs)
-    if kind == "series":
-        shape = (len(meta["features"]), meta["lookback"], meta["horizon"])
-        return build_series_model(params.model, *shape, meta["level"] == "relative")
-    if kind == "text":
-        return build_text_model(params.model, meta, outputs, vocab=vocab)
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    model = build_model(params.model, prep.channels, prep.image_size, outputs)
-    check_output_shape(model, prep.channels, prep.image_size, outputs)
-    return model
-
-
-def describe_network(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
-    """Parameter counts and input/output shapes of one sample (for the train log, ``summary``)."""
-    kind = kind_of(meta)
-    if kind == "table":
-        return describe_table_model(model, meta["schema"])
-    if kind == "series":
-        return describe_series_model(model, meta["lookback"], len(meta["features"]))
-    if kind == "text":
-        return describe_text_model(model, meta["max_len"])
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    return describe_model(model, prep.channels, prep.image_size)
 
 
 # a table mlp's members when train.model.ensemble is 0 (auto): picked on val across the five
@@ -236,10 +189,10 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
         if params.class_weights != "none":
             raise UserError(f"train.class_weights: weights classes; {what} has none (none)")
         if params.monitor == "val_accuracy":
-            raise UserError("train.monitor: val_accuracy needs classes; a regression uses val_loss")
+            raise UserError(f"train.monitor: val_accuracy needs classes; {what} uses val_loss")
         if params.early_stopping.patience and params.early_stopping.monitor == "val_accuracy":
             raise UserError(
-                "train.early_stopping.monitor: val_accuracy needs classes; a regression uses val_loss"
+                f"train.early_stopping.monitor: val_accuracy needs classes; {what} uses val_loss"
             )
     if not update:
         return params
@@ -313,7 +266,8 @@ def check_network(processed_dir: Path, params: TrainParams) -> TrainParams:
         from torchstages.text.store import load_vocab
 
         vocab = load_vocab(processed_dir)
-    build_network(meta, params, build_task(params, meta, torch.from_numpy(labels)).outputs, vocab)
+    outputs = build_task(params, meta, torch.from_numpy(labels)).outputs
+    build_network(meta, params.model, outputs, vocab=vocab)
     return params
 
 

@@ -22,7 +22,7 @@ from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
-from torchstages.models import recorded_spec
+from torchstages.models import describe_network, recorded_spec
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
 from torchstages.training import distributed
@@ -218,7 +218,7 @@ def _train(
     data = load_train_data(processed_dir, runtime.device, params, dist)
     run = _build_run(params, data, runtime, dist)
     run.transfer.at_epoch(0)  # so the log counts what the first epoch trains
-    info = data.describe(run.model)
+    info = describe_network(data.meta, run.model)
     n_params = info["parameters"]
     if dist.is_main:
         log.info(

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from torchstages.io import write_text
+
 __all__ = ["EpochLog"]
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,6 @@ class EpochLog:
 def _truncate_plots(live_dir: Path, steps: int) -> None:
     """Drop rows logged after the checkpoint being resumed from, so no epoch appears twice."""
     for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
-        lines = tsv.read_text().splitlines(keepends=True)
+        lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [lines[0]] + [line for line in lines[1:] if int(line.split("\t")[0]) < steps]
-        tsv.write_text("".join(kept))
+        write_text(tsv, "".join(kept))
