@@ -577,7 +577,7 @@ def test_models_train_beat_the_baseline_and_export_with_parity(tmp_path, one_thr
     from torchstages.models.saved import load_model
     from torchstages.params.export import ExportParams
     from torchstages.tables.evaluate import table_outputs
-    from torchstages.training.data import TABLE_ENSEMBLE
+    from torchstages.tables.training import TABLE_ENSEMBLE
 
     processed, outputs, card = _train_table(tmp_path, task, epochs=15, model=model)
     assert card["kind"] == "table" and card["task"] == task
@@ -641,7 +641,7 @@ def test_linear_member_is_scikit_learns_linear_model(tmp_path, one_thread, task,
 
     from torchstages.data.store import load_meta, load_table_split
     from torchstages.models.saved import load_model
-    from torchstages.training.data import TABLE_LINEAR_WEIGHT
+    from torchstages.tables.training import TABLE_LINEAR_WEIGHT
 
     processed, outputs, card = _train_table(tmp_path, task, classes)
     assert card["architecture"]["linear_weight"] == TABLE_LINEAR_WEIGHT > 0
@@ -925,12 +925,8 @@ def test_ensemble_is_for_tables_only():
 
 def test_table_batch_size_grows_with_the_train_rows_only_from_the_default():
     from torchstages.params.train import TrainParams
-    from torchstages.training.data import (
-        TABLE_ENSEMBLE,
-        params_for_kind,
-        table_batch_size,
-        table_epochs,
-    )
+    from torchstages.tables.training import TABLE_ENSEMBLE, table_batch_size, table_epochs
+    from torchstages.training.data import params_for_kind
 
     assert [table_batch_size(n) for n in (100, 16_383, 16_384, 35_000, 70_000, 10**7)] == [
         64, 64, 128, 256, 512, 1024

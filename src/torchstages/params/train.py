@@ -180,9 +180,9 @@ class TrainParams(Section):
     def _schedule_within_epochs(self, info: ValidationInfo) -> TrainParams:
         # against epochs as the file writes them, not again when validated with derived values:
         # a table's default 30 epochs shrink with its train rows (scale_to_rows, to at least 5;
-        # training.data.params_for_kind). Shrinking only lowers epochs, so what fails at the
+        # tables.training.TableTraining.defaults). Shrinking only lowers epochs, so what fails at the
         # written count fails at any shrunk one; one that only the shrunk count misses is named
-        # where the rows are counted (training.data)
+        # where the rows are counted (tables.training)
         if not (info.context or {}).get(AS_WRITTEN):
             return self
         if unreached := self.schedule.unreached(self.epochs):
