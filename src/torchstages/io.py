@@ -118,6 +118,18 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, stable_json(obj))
 
 
+def six_decimals(value: float) -> float:
+    """A reported number (a metric, a plot point, a parity gap, a forecast) as tracked outputs
+    hold it: readable diffs, and float noise below the sixth decimal never changes a file."""
+    return round(float(value), 6)
+
+
+def nine_digits(value: float) -> float:
+    """A fitted statistic as ``meta.json`` holds it: 9 significant digits, a stable text form
+    that gives a float32 back exactly."""
+    return float(f"{value:.9g}")
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

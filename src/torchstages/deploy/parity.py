@@ -20,6 +20,7 @@ import numpy as np
 
 from torchstages import paths
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 from torchstages.params.export import ExportParams
 
 __all__ = ["FP32", "ClassParity", "ValueParity", "check"]
@@ -50,9 +51,11 @@ class ClassParity:
             # the exact difference varies in the last bits between kernels; round so the file
             # is stable
             "max_abs_logit_diff": float(f"{diff:.1e}"),
-            "prediction_agreement": _round(float((out.argmax(1) == reference.argmax(1)).mean())),
+            "prediction_agreement": six_decimals(
+                float((out.argmax(1) == reference.argmax(1)).mean())
+            ),
             "accuracy": _accuracy(out, truth),
-            "accuracy_change": _round(_accuracy(out, truth) - _accuracy(reference, truth)),
+            "accuracy_change": six_decimals(_accuracy(out, truth) - _accuracy(reference, truth)),
         }
 
     def int8_failure(self, m: dict[str, Any], params: ExportParams, samples: int) -> str | None:
@@ -95,13 +98,13 @@ class ValueParity:
         measured = {
             "max_abs_diff": float(f"{float(relative.max()):.1e}"),
             "scaled_rmse": rmse,
-            "error_increase": _round(rmse / before - 1 if before > 0 else 0.0),
+            "error_increase": six_decimals(rmse / before - 1 if before > 0 else 0.0),
         }
         if fp32:
             # the share of rows within fp32's limit; int8 values are never that close, by
             # design, and are held to their RMSE instead: a 0.0 there would only alarm
             within = (relative <= params.max_abs_diff).all(1).mean()
-            measured["prediction_agreement"] = _round(float(within))
+            measured["prediction_agreement"] = six_decimals(float(within))
         return measured
 
     def int8_failure(self, m: dict[str, Any], params: ExportParams, samples: int) -> str | None:
@@ -120,7 +123,7 @@ class ValueParity:
         # in units of each row's target scale, so every series of a panel counts alike; the
         # values are already in the compared space when measure calls it
         error = (values - truth) / self.scale[:, None]
-        return _round(float(np.sqrt((error**2).mean())))
+        return six_decimals(float(np.sqrt((error**2).mean())))
 
 
 def check(
@@ -148,8 +151,4 @@ def check(
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return _round(float((logits.argmax(1) == labels).mean()))
-
-
-def _round(value: float) -> float:
-    return round(value, 6)
+    return six_decimals(float((logits.argmax(1) == labels).mean()))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from torchstages.evaluation.intervals import classification_intervals
+from torchstages.io import six_decimals
 
 __all__ = ["classification_metrics", "expected_calibration_error", "softmax"]
 
@@ -43,26 +44,26 @@ def classification_metrics(
     predicted = probs.argmax(1)
     label_ids = list(range(len(classes)))
     out: dict[str, Any] = {
-        "loss": _r(skm.log_loss(y, probs, labels=label_ids)),
-        "accuracy": _r(skm.accuracy_score(y, predicted)),
-        "balanced_accuracy": _r(_balanced_accuracy(y, predicted)),
-        "f1_macro": _r(
+        "loss": six_decimals(skm.log_loss(y, probs, labels=label_ids)),
+        "accuracy": six_decimals(skm.accuracy_score(y, predicted)),
+        "balanced_accuracy": six_decimals(_balanced_accuracy(y, predicted)),
+        "f1_macro": six_decimals(
             skm.f1_score(y, predicted, labels=label_ids, average="macro", zero_division=0)
         ),
-        "f1_weighted": _r(
+        "f1_weighted": six_decimals(
             skm.f1_score(y, predicted, labels=label_ids, average="weighted", zero_division=0)
         ),
-        "ece": _r(expected_calibration_error(probs, y, calibration_bins)),
+        "ece": six_decimals(expected_calibration_error(probs, y, calibration_bins)),
         "samples": len(y),
         "per_class": _per_class(y, predicted, classes),
     }
     if len(classes) > top_k:
-        out[f"top{top_k}_accuracy"] = _r(
+        out[f"top{top_k}_accuracy"] = six_decimals(
             skm.top_k_accuracy_score(y, probs, k=top_k, labels=label_ids)
         )
     if len(classes) == 2 and len(np.unique(y)) == 2:
-        out["roc_auc"] = _r(skm.roc_auc_score(y, probs[:, 1]))
-        out["average_precision"] = _r(skm.average_precision_score(y, probs[:, 1]))
+        out["roc_auc"] = six_decimals(skm.roc_auc_score(y, probs[:, 1]))
+        out["average_precision"] = six_decimals(skm.average_precision_score(y, probs[:, 1]))
     if resamples > 0:
         bounds = classification_intervals(
             probs, y, classes, top_k, calibration_bins, resamples, seed
@@ -103,15 +104,10 @@ def _per_class(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict
     )
     return {
         name: {
-            "precision": _r(precision[i]),
-            "recall": _r(recall[i]),
-            "f1": _r(f1[i]),
+            "precision": six_decimals(precision[i]),
+            "recall": six_decimals(recall[i]),
+            "f1": six_decimals(f1[i]),
             "support": int(support[i]),
         }
         for i, name in enumerate(classes)
     }
-
-
-def _r(value: float) -> float:
-    """Six decimals: readable diffs, and float noise below that never changes a tracked file."""
-    return round(float(value), 6)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from torchstages.data.discover import Row
-from torchstages.io import write_csv
+from torchstages.io import six_decimals, write_csv
 
 __all__ = ["curve_rows", "mistake_order", "write_plot_data"]
 
@@ -54,7 +54,7 @@ def write_plot_data(
                 rows[i].path,
                 classes[labels[i]],
                 classes[predicted[i]],
-                round(float(confidence[i]), 6),
+                six_decimals(confidence[i]),
             ]
             for i in mistake_order(probs, labels)
         ],
@@ -89,10 +89,9 @@ def curve_rows(
     fpr, tpr, _ = roc_curve(truth, score)
     precision, recall, _ = precision_recall_curve(truth, score, drop_intermediate=True)
     # sklearn lists PR points by decreasing threshold from recall 1 to 0; plot them left to right
-    roc = [[_r(f), _r(t)] for f, t in zip(fpr, tpr, strict=True)]
-    pr = [[_r(r), _r(p)] for r, p in zip(recall[::-1], precision[::-1], strict=True)]
+    roc = [[six_decimals(f), six_decimals(t)] for f, t in zip(fpr, tpr, strict=True)]
+    pr = [
+        [six_decimals(r), six_decimals(p)]
+        for r, p in zip(recall[::-1], precision[::-1], strict=True)
+    ]
     return roc, pr
-
-
-def _r(value: float) -> float:
-    return round(float(value), 6)

@@ -18,7 +18,7 @@ import numpy as np
 
 from torchstages.data.discover import Row
 from torchstages.errors import UserError
-from torchstages.io import write_csv
+from torchstages.io import six_decimals, write_csv
 
 __all__ = [
     "HEADERS",
@@ -57,7 +57,7 @@ def write_predictions(
         path,
         HEADERS["classification"],
         [
-            [row.path, row.sha256, classes[y], classes[p], round(float(q), 6)]
+            [row.path, row.sha256, classes[y], classes[p], six_decimals(q)]
             for row, y, p, q in zip(rows, labels, probs.argmax(1), p_label, strict=True)
         ],
     )
@@ -71,7 +71,7 @@ def write_regression_predictions(
         path,
         HEADERS["regression"],
         [
-            [row.path, row.sha256, round(float(a), 6), round(float(p), 6)]
+            [row.path, row.sha256, six_decimals(a), six_decimals(p)]
             for row, a, p in zip(rows, actual, predicted, strict=True)
         ],
     )

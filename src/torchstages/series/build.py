@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.errors import UserError
-from torchstages.io import atomic_dir, write_json, write_npy
+from torchstages.io import atomic_dir, nine_digits, write_json, write_npy
 from torchstages.params.build_dataset import SeriesBuildParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.series.read import Frequency
@@ -105,7 +105,7 @@ def fit_scaler(train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         shift, scale = train.min(0), train.max(0) - train.min(0)
     scale = np.where(scale > 1e-12, scale, 1.0)
-    return np.array([_r(v) for v in shift]), np.array([_r(v) for v in scale])
+    return np.array([nine_digits(v) for v in shift]), np.array([nine_digits(v) for v in scale])
 
 
 def detect_season(freq: Frequency, train_ranges: list[np.ndarray]) -> int:
@@ -245,7 +245,3 @@ def _check_season(season: int, split: Any) -> None:
             f"build_dataset.series.season {season} is not shorter than the train range "
             f"({shortest} steps)"
         )
-
-
-def _r(value: float) -> float:
-    return float(f"{value:.9g}")

@@ -21,7 +21,7 @@ from torchstages.data.loader import OnDevice
 from torchstages.data.store import load_series_split
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
-from torchstages.io import write_csv
+from torchstages.io import six_decimals, write_csv
 from torchstages.series.split import SplitSeries, read_series_splits
 from torchstages.wording import listed
 
@@ -99,8 +99,8 @@ def forecast_metrics(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray
         overall = values.mean()
         if name == "rmse":
             by_step, overall = np.sqrt(by_step), np.sqrt(overall)
-        out[name] = _r(overall)
-        out.setdefault("per_step", {})[name] = [_r(v) for v in by_step]
+        out[name] = six_decimals(overall)
+        out.setdefault("per_step", {})[name] = [six_decimals(v) for v in by_step]
     return out
 
 
@@ -141,7 +141,7 @@ def evaluate_series(
             "s" if ids == [""] else "",
         )
         metrics["mase_is_mae_for_series"] = len(unscaled)
-    metrics["loss"] = _r(float(((out.numpy() - np.asarray(targets)) ** 2).mean()))
+    metrics["loss"] = six_decimals(float(((out.numpy() - np.asarray(targets)) ** 2).mean()))
     metrics["baselines"] = {
         name: forecast_metrics(arrays[name], arrays["actual"], scale)
         for name in ("naive", "seasonal_naive")
@@ -204,7 +204,7 @@ def _forecast_rows(
     for r, s in zip(rows[::horizon], starts[::horizon], strict=True):
         full.update({int(s) + h: arrays["forecast"][r, h] for h in range(horizon)})
     return [
-        [t - first + 1, times[t], _r(actual[t]), _opt(one_step.get(t)), _opt(full.get(t))]
+        [t - first + 1, times[t], six_decimals(actual[t]), _opt(one_step.get(t)), _opt(full.get(t))]
         for t in range(first, last)
     ]
 
@@ -226,8 +226,8 @@ def _write_predictions(
                 times[start - 1],
                 times[start + h],
                 h + 1,
-                _r(arrays["actual"][r, h]),
-                _r(arrays["forecast"][r, h]),
+                six_decimals(arrays["actual"][r, h]),
+                six_decimals(arrays["forecast"][r, h]),
             ]
             for h in range(horizon)
         ]
@@ -293,8 +293,4 @@ def draw_series(plots_dir: Path, split: str, metrics: dict[str, Any], target: st
 
 
 def _opt(value: float | None) -> float | str:
-    return "" if value is None else _r(value)
-
-
-def _r(value: float) -> float:
-    return round(float(value), 6)
+    return "" if value is None else six_decimals(value)

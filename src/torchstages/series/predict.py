@@ -18,6 +18,7 @@ import pandas as pd
 
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 from torchstages.series.build import calendar_features
 from torchstages.series.read import Frequency, Series, read_series
 from torchstages.tables.read import read_table
@@ -46,10 +47,6 @@ def _typed(freq: Frequency, times: list[str]) -> list[str] | list[int]:
 def _named(series: Series) -> str:
     """A series as messages name it: by its id, or "the history" when there is one series."""
     return f"series {series.id!r}" if series.id else "the history"
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 6) for v in values]
 
 
 # the share of the steps a forecast reads that may be filled, not read
@@ -137,7 +134,11 @@ def forecast_frame(
                 f"{largest:.3g}, far outside the train range"
             )
     return [
-        Forecast(s.id, _typed(freq, freq.future(s.times[-1], horizon, s.day)), _rounded(forecast))
+        Forecast(
+            s.id,
+            _typed(freq, freq.future(s.times[-1], horizon, s.day)),
+            [six_decimals(v) for v in forecast],
+        )
         for s, forecast in zip(series, out, strict=True)
     ]
 

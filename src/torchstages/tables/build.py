@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.errors import UserError
-from torchstages.io import atomic_dir, read_json, write_json, write_npy
+from torchstages.io import atomic_dir, nine_digits, read_json, write_json, write_npy
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import read_table, row_hashes
@@ -110,8 +110,8 @@ def build_table(
         train_y = labels["train"].astype(np.float64)
         _name_extreme_targets(train_y, target["train"].index, summary["target"])
         std = float(train_y.std())
-        meta["target_mean"] = float(f"{train_y.mean():.9g}")
-        meta["target_std"] = float(f"{std:.9g}") if std > 1e-12 else 1.0
+        meta["target_mean"] = nine_digits(train_y.mean())
+        meta["target_std"] = nine_digits(std) if std > 1e-12 else 1.0
     with atomic_dir(out_dir) as staging:
         for name in SPLIT_NAMES:
             numeric, categorical, other = encode(

@@ -16,7 +16,7 @@ from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.intervals import regression_intervals
 from torchstages.evaluation.predictions import write_regression_predictions
-from torchstages.io import write_csv
+from torchstages.io import six_decimals, write_csv
 from torchstages.tables.split import read_table_split
 
 __all__ = [
@@ -49,16 +49,16 @@ def regression_metrics(
     ss_res = float((error**2).sum())
     ss_tot = float(((actual - actual.mean()) ** 2).sum())
     out: dict[str, Any] = {
-        "loss": _r(float(((error / std) ** 2).mean())),
-        "rmse": _r(float(np.sqrt((error**2).mean()))),
-        "mae": _r(float(np.abs(error).mean())),
-        "r2": _r(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0,
+        "loss": six_decimals(float(((error / std) ** 2).mean())),
+        "rmse": six_decimals(float(np.sqrt((error**2).mean()))),
+        "mae": six_decimals(float(np.abs(error).mean())),
+        "r2": six_decimals(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0,
         # the honest baseline: always predicting the train split's mean target
-        "baseline_rmse": _r(float(np.sqrt(((actual - train_mean) ** 2).mean()))),
+        "baseline_rmse": six_decimals(float(np.sqrt(((actual - train_mean) ** 2).mean()))),
         "samples": len(actual),
     }
     if not np.any(actual == 0):
-        out["mape"] = _r(float(np.abs(error / actual).mean()))
+        out["mape"] = six_decimals(float(np.abs(error / actual).mean()))
     return out
 
 
@@ -103,7 +103,7 @@ def evaluate_table(
         plots_dir / "predictions.csv",
         ["line", "actual", "predicted", "residual"],
         [
-            [n, _r(a), _r(p), _r(a - p)]
+            [n, six_decimals(a), six_decimals(p), six_decimals(a - p)]
             for n, a, p in zip(lines, actual.tolist(), predicted.tolist(), strict=True)
         ],
     )
@@ -117,7 +117,3 @@ def draw_regression(plots_dir: Path, split: str, predicted: np.ndarray, actual: 
     scatter, residuals = regression_figures(predicted, actual, split)
     save_png(scatter, plots_dir / "predicted_vs_actual.png")
     save_png(residuals, plots_dir / "residuals.png")
-
-
-def _r(value: float) -> float:
-    return round(float(value), 6)

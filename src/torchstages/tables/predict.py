@@ -17,6 +17,7 @@ import pandas as pd
 
 from torchstages.deploy.runtime import Runner, run_batched, top_k_cells, top_k_header, top_k_rows
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import read_table
 from torchstages.tables.schema import BadCell, encode
@@ -67,7 +68,7 @@ def predict_frame(
     out = run_batched(runner, {i["name"]: feeds[i["name"]] for i in runner.inputs}, _BATCH)
     _refuse_overflow(out, numeric, schema, frame, where)
     if runner.metadata["task"] == "regression":
-        return [(round(float(v), 6), []) for v in out[:, 0]]
+        return [(six_decimals(v), []) for v in out[:, 0]]
     return [(top[0][0], top) for top in top_k_rows(out, runner.classes, k)]
 
 

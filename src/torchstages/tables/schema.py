@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from torchstages.errors import UserError
+from torchstages.io import nine_digits
 from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import (
     LOCAL_ORDER_DATE,
@@ -280,9 +281,9 @@ def _fit_numeric(
         "source": source,
         "type": kind,
         "part": part,
-        "median": _r(median),
-        "mean": _r(float(filled.mean())),
-        "std": _r(std) if std > 1e-12 else 1.0,  # a constant column: leave it unscaled
+        "median": nine_digits(median),
+        "mean": nine_digits(float(filled.mean())),
+        "std": nine_digits(std) if std > 1e-12 else 1.0,  # a constant column: leave it unscaled
         "indicator": bool(np.isnan(array).any()),
     }
 
@@ -386,8 +387,3 @@ def _refuse_missing(
                 "train split)"
             )
             raise BadCell(where, cols[j].get("source", cols[j]["name"]), frame.index[i], reason)
-
-
-def _r(value: float) -> float:
-    """Rounded to 9 significant digits: a stable text form, float32-exact enough for inputs."""
-    return float(f"{value:.9g}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from torchstages.io import atomic_dir, write_json, write_npy
+from torchstages.io import atomic_dir, six_decimals, write_json, write_npy
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.build import load_table_rows
@@ -82,7 +82,7 @@ def build_texts(
             write_npy(staging / f"{name}_lengths.npy", lengths)
             write_npy(staging / f"{name}_labels.npy", np.array(labels, dtype=np.int64))
             rate = counts["unknown"] / max(counts["tokens"], 1)
-            meta["unknown_rate"][name] = round(rate, 6)
+            meta["unknown_rate"][name] = six_decimals(rate)
             meta["truncated"][name] = counts["truncated"]
             log.info(
                 "build-dataset: %s %d texts, %d tokens, %.2f%% unknown, %d cut at %d tokens",

@@ -14,7 +14,7 @@ from torchstages.data.loader import OnDevice
 from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.plot_data import mistake_order
-from torchstages.io import read_json, write_csv
+from torchstages.io import read_json, six_decimals, write_csv
 from torchstages.tables.split import read_table_split
 from torchstages.text.store import TEXTS_FILE, load_text_split
 
@@ -77,6 +77,6 @@ def _write_wrong_texts(
             text = text[: SHOWN_CHARS - 1] + "…"
         p = probs[i]
         out.append(
-            [rows[i].path, classes[labels[i]], classes[p.argmax()], round(float(p.max()), 6), text]
+            [rows[i].path, classes[labels[i]], classes[p.argmax()], six_decimals(p.max()), text]
         )
     write_csv(path, ["id", "actual", "predicted", "probability", "text"], out)
