@@ -975,3 +975,26 @@ def test_shipped_params_need_only_the_model_for_a_table(task, loss, monitor):
     )
     filled = params_for_kind(params, {"kind": "table", "task": task, "counts": {"train": 400}})
     assert (filled.model.name, filled.loss, filled.monitor) == ("mlp", loss, monitor)
+
+
+def test_a_few_far_out_train_targets_are_named_by_line(tmp_path, caplog):
+    """Two typo-sized targets among 300 set the scale every target is divided by: named, with
+    the lines to check; a table without them says nothing."""
+    frame = make_table(300, task="regression")
+    write_table(frame, tmp_path / "plain")
+    with caplog.at_level("WARNING", logger="torchstages"):
+        split_and_build(tmp_path / "plain", tmp_path / "p1", seed=1)
+    assert "of its variance" not in caplog.text
+    frame.loc[[10, 20, 30], "target"] = [9_000.0, -8_000.0, 7_000.0]
+    write_table(frame, tmp_path / "typos")
+    with caplog.at_level("WARNING", logger="torchstages"):
+        processed = split_and_build(tmp_path / "typos", tmp_path / "p2", seed=1)
+    split_of = {
+        int(line.split(",")[0]): name
+        for name in ("train", "val", "test")
+        for line in (tmp_path / f"p2/splits/{name}.csv").read_text().splitlines()[1:]
+    }
+    in_train = [row + 2 for row in (10, 20, 30) if split_of[row] == "train"]  # lines: header 1
+    assert in_train and (processed / "meta.json").exists()
+    warned = next(r.getMessage() for r in caplog.records if "of its variance" in r.getMessage())
+    assert f"line {', '.join(map(str, in_train))})" in warned and "train.loss: huber" in warned

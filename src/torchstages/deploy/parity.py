@@ -33,6 +33,7 @@ class ClassParity:
     """Logits (N, classes) against labels (N,)."""
 
     diff_key = "max_abs_logit_diff"
+    diff_name = "logit diff"  # what the message calls it
 
     def summary(self, reference: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         return {"pytorch_accuracy": _accuracy(reference, truth)}
@@ -80,6 +81,7 @@ class ValueParity:
     scale: np.ndarray
     log: bool = False
     diff_key = "max_abs_diff"
+    diff_name = "diff / scale"
 
     def summary(self, reference: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         return {"pytorch_scaled_rmse": self._rmse(self._space(reference), self._space(truth))}
@@ -139,9 +141,8 @@ def check(
         if fmt in FP32 and (
             diff > params.max_abs_diff or m["prediction_agreement"] < params.min_agreement
         ):
-            what = "logit diff" if parity.diff_key == "max_abs_logit_diff" else "diff / scale"
             raise UserError(
-                f"{where} disagrees with PyTorch (max |{what}| {diff:.1e}, "
+                f"{where} disagrees with PyTorch (max |{parity.diff_name}| {diff:.1e}, "
                 f"export.max_abs_diff {params.max_abs_diff}; agreement "
                 f"{m['prediction_agreement']:.4f}, export.min_agreement {params.min_agreement})"
             )

@@ -22,6 +22,7 @@ from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import read_table, row_hashes
 from torchstages.tables.schema import encode, fit_schema
 from torchstages.tables.split import read_table_split
+from torchstages.wording import listed
 
 __all__ = ["build_table", "load_table_rows"]
 
@@ -69,16 +70,15 @@ def _name_extreme_targets(values: np.ndarray, lines: pd.Index, name: str) -> Non
     farthest = np.argsort(squared)[::-1][: max(1, len(values) // 100)]
     share = squared[farthest].sum() / squared.sum() if squared.sum() > 0 else 0.0
     if share > 0.5:
-        shown = ", ".join(str(lines[i]) for i in sorted(farthest)[:3])
+        shown = listed([str(lines[i]) for i in sorted(farthest)], 3)
         log.warning(
-            "build-dataset: %d of %d train targets (%r; line %s%s) hold %.0f%% of its variance: "
+            "build-dataset: %d of %d train targets (%r; line %s) hold %.0f%% of its variance: "
             "the target's scale and a squared-error loss follow them; check them, or train with "
             "train.loss: huber",
             len(farthest),
             len(values),
             name,
             shown,
-            ", ..." if len(farthest) > 3 else "",
             100 * share,
         )
 
