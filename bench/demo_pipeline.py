@@ -3,7 +3,7 @@
 Copies the project into a temp git + DVC repo, writes the demo data, and measures:
 - the first `dvc repro` (all six stages, run cache off) and a no-op `dvc repro`;
 - test accuracy of the default params.yaml, and (with --split-seeds) across other splits
-  to show how much of the number is the particular 268-image test split.
+  to show how much of the number is the particular 270-image test split.
 
     python bench/demo_pipeline.py [--split-seeds 42 7 3]
 """

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from torchstages.data.store import load_arrays
+from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_text
 
 
@@ -35,3 +45,24 @@ def test_written_files_and_folders_get_the_permissions_of_a_plain_open_and_mkdir
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "export").stat().st_mode) == 0o755  # readable by a server
+
+
+def test_text_is_written_as_utf8_whatever_the_locale(tmp_path):
+    """A report or card holding a class name such as 'Gekündigt' is the same file on a machine
+    whose locale is ASCII (LC_ALL=C without UTF-8 coercion) as on any other."""
+    target = tmp_path / "card.md"
+    # the text as an escape: under LC_ALL=C, argv itself cannot carry it
+    code = (
+        f"from torchstages.io import write_text; write_text({str(target)!r}, 'Gek\\u00fcndigt\\n')"
+    )
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert target.read_bytes() == "Gekündigt\n".encode()
+
+
+def test_arrays_of_one_split_with_different_row_counts_are_named(tmp_path):
+    np.save(tmp_path / "train_numeric.npy", np.zeros((3, 2), dtype=np.float32))
+    np.save(tmp_path / "train_labels.npy", np.zeros(4, dtype=np.int64))
+    with pytest.raises(UserError, match="train holds 3 numeric, 4 labels: rerun build-dataset"):
+        load_arrays(tmp_path, "train", ("numeric", "labels"))

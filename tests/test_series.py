@@ -491,6 +491,8 @@ def test_series_defaults_and_losses():
         TrainParams.model_validate({"loss": "mae", "model": {"name": "tcn"}}), meta
     )
     assert (chosen.loss, chosen.model.name) == ("mae", "tcn")
+    with pytest.raises(UserError, match="val_accuracy needs classes; a forecast uses val_loss"):
+        params_for_kind(TrainParams(monitor="val_accuracy"), meta)
     with pytest.raises(UserError, match="cnn does not take series; for series use lstm"):
         build_series_model(parse_spec({"name": "cnn"}), 1, 10, 3, relative=False)
     # texts and series share the lstm spec; what only a text model has is refused here

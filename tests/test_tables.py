@@ -352,13 +352,20 @@ def test_build_refuses_a_table_changed_under_the_split(tmp_path):
 @pytest.mark.parametrize("rows", [99, 101])
 def test_build_refuses_a_table_that_gained_or_lost_rows_since_the_split(tmp_path, rows):
     """A row appended after the split is in no split file: build-dataset alone (dvc repro -s)
-    would leave it out of every array without a word."""
-    write_table(make_table(100), tmp_path / "raw")
+    would leave it out of every array without a word. So would an older split summary."""
+    frame = make_table(100)
+    write_table(frame, tmp_path / "raw")
     split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
-    write_table(make_table(rows), tmp_path / "raw")
-    with pytest.raises(UserError, match=f"has {rows} rows, the split stage read 100"):
+    write_table(pd.concat([frame, frame.tail(1)]).head(rows), tmp_path / "raw")
+    with pytest.raises(UserError, match=f"has {rows} rows, the split stage read 100 "):
         build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
     assert not (tmp_path / "p").exists()
+    write_table(frame, tmp_path / "raw")
+    summary = json.loads((tmp_path / "s/summary.json").read_text())
+    del summary["rows_read"]
+    (tmp_path / "s/summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match="the split stage read an unrecorded number of rows"):
+        build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
 
 
 def test_column_types_missing_values_and_encoding(tmp_path):

@@ -4,7 +4,9 @@ ONNX export and predict."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -378,7 +380,7 @@ def test_rows_after_a_text_with_line_breaks_are_named_by_the_line_they_start_on(
     assert [w for w, _, _ in found] == [f"{path}:{named[r]}" for r in range(60)]
 
 
-def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
+def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path, caplog):
     """Two classes through the library functions the stages call: an lstm trains (packed
     sequences) and the test evaluation writes metrics, the 2-class curves and the wrong texts."""
     from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
@@ -407,11 +409,22 @@ def test_two_classes_train_an_lstm_and_evaluate_in_process(tmp_path):
         processed, tmp_path / "splits", outputs.weights, outputs.card,
         tmp_path / "test.json", tmp_path / "plots", predictions=tmp_path / "pred.csv",
     )  # fmt: skip
-    metrics = evaluate_split("test", EvaluateParams(bootstrap_resamples=0), paths)
+    with caplog.at_level("INFO", logger="torchstages"):
+        metrics = evaluate_split("test", EvaluateParams(bootstrap_resamples=0), paths)
     assert metrics["accuracy"] > 0.8 and metrics["samples"] == 18
+    assert " on 18 texts -> " in caplog.text
     assert (tmp_path / "plots/roc.csv").read_text().count("\n") > 2
     header = (tmp_path / "plots/wrong_texts.csv").read_text().splitlines()[0]
     assert header == "id,actual,predicted,probability,text"
     mistakes = (tmp_path / "plots/mistakes.csv").read_text().splitlines()
     assert mistakes[0] == "id,actual,predicted,probability"  # named as in predictions.csv
     assert all(m.startswith("line ") for m in mistakes[1:])
+    # a model evaluated on data of another kind is named as such, not as differing classes
+    other = tmp_path / "other"
+    shutil.copytree(processed, other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "kind": "table"}))
+    with pytest.raises(
+        UserError, match=r"m.json: the model's kind is 'text', .*other/meta.json's is 'table'"
+    ):
+        evaluate_split("test", EvaluateParams(), dataclasses.replace(paths, processed=other))

@@ -23,6 +23,8 @@ __all__ = [
     "read_json",
     "sha256_file",
     "stable_json",
+    "six_decimals",
+    "nine_digits",
 ]
 
 

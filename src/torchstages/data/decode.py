@@ -26,6 +26,7 @@ from torchstages.data.images import (
 )
 from torchstages.data.png import PlainPng, decode_batch, parse_plain_png, worth_batching
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 
 __all__ = ["decode_rows", "check_inside", "decode_pool", "resize_batch", "channel_stats"]
 
@@ -211,4 +212,4 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     # a constant channel would divide by zero when normalising
     std = np.where(std < 1e-6, 1.0, std)
-    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+    return tuple(six_decimals(m) for m in mean), tuple(six_decimals(s) for s in std)

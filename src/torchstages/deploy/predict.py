@@ -21,6 +21,7 @@ from torchstages.data.discover import is_skipped_name
 from torchstages.deploy.readers import Reader
 from torchstages.deploy.runtime import Runner, top_k_rows
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 
 __all__ = [
     "Result",
@@ -181,7 +182,7 @@ def write_results(results: Iterable[Result], fmt: str, out: IO[str], k: int, wid
     for r in results:
         failed += r.error is not None
         if fmt == "jsonl":
-            top = [{"class": c, "probability": round(p, 6)} for c, p in r.top]
+            top = [{"class": c, "probability": six_decimals(p)} for c, p in r.top]
             out.write(json.dumps({"path": r.source, "top": top, "error": r.error}) + "\n")
         elif writer is not None:
             cells = [x for c, p in r.top for x in (c, f"{p:.6f}")]

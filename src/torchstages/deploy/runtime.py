@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from torchstages.errors import UserError
-from torchstages.io import sha256_file
+from torchstages.io import sha256_file, six_decimals
 
 __all__ = [
     "REQUIRED_METADATA",
@@ -163,4 +163,4 @@ def top_k_header(column: str, k: int) -> list[str]:
 
 def top_k_cells(top: list[tuple[str, float]]) -> list:
     """One input's cells under :func:`top_k_header`: each class and its probability."""
-    return [cell for label, p in top for cell in (label, round(p, 6))]
+    return [cell for label, p in top for cell in (label, six_decimals(p))]

@@ -36,6 +36,7 @@ from torchstages.deploy.readers import (
 )
 from torchstages.deploy.runtime import Runner, load_runner, top_k_rows
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 from torchstages.kinds import Kind
 
 __all__ = ["Limits", "create_app", "serve"]
@@ -272,7 +273,7 @@ def _infer(
     batch = {key: np.stack([d[key] for d in decoded]) for key in decoded[0]}
     tops = top_k_rows(runner.run(batch), runner.classes, k)
     return [
-        {"part": name, "top": [{"class": c, "probability": round(p, 6)} for c, p in top]}
+        {"part": name, "top": [{"class": c, "probability": six_decimals(p)} for c, p in top]}
         for (name, _), top in zip(parts, tops, strict=True)
     ]
 

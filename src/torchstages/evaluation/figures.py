@@ -27,6 +27,7 @@ __all__ = [
     "image_grid_figure",
     "save_png",
     "show_image",
+    "DPI",
 ]
 
 DPI = 100

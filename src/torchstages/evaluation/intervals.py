@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from torchstages.io import six_decimals
+
 __all__ = [
     "regression_intervals",
     "LEVEL",
@@ -203,7 +205,7 @@ def _ranking_scores(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> dict[s
 
 
 def _bounds(key: str, low: float, high: float) -> dict[str, float]:
-    return {f"{key}_ci_low": round(float(low), 6), f"{key}_ci_high": round(float(high), 6)}
+    return {f"{key}_ci_low": six_decimals(low), f"{key}_ci_high": six_decimals(high)}
 
 
 def regression_intervals(

@@ -106,11 +106,11 @@ def build_network(
     pretrained: bool = True,
     vocab: list[str] | None = None,
 ) -> nn.Module:
-    """``spec`` built for the data ``record`` describes: a processed dataset's ``meta.json`` (train)
-    or a model card (evaluation, export, predict), which both carry what each kind's input shapes
-    come from. ``outputs``: logits, or 1 for a regression (a forecaster's come from its horizon);
-    ``vocab``: texts with pretrained vectors. An image network's output shape is checked on a
-    dummy batch."""
+    """``spec`` built for the data ``record`` describes: a processed dataset's ``meta.json`` (train,
+    ``summary``) or a model card (``load_model``: evaluation and export), which both carry what
+    each kind's input shapes come from. ``outputs``: logits, or 1 for a regression (a
+    forecaster's come from its horizon); ``vocab``: texts with pretrained vectors. An image
+    network's output shape is checked on a dummy batch."""
     kind = kind_of(record)
     if kind == "table":
         return build_table_model(spec, record["schema"], outputs, pretrained=pretrained)

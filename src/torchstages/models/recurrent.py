@@ -15,7 +15,10 @@ from pydantic import Field
 from torchstages.errors import UserError
 from torchstages.models.transfer import SpecWithTransfer
 
-__all__ = ["RecurrentSpec"]
+__all__ = [
+    "RecurrentSpec",
+    "TEXT_ONLY",
+]
 
 TEXT_ONLY = ("bidirectional", "pooling", "embedding_dim", "vectors")
 

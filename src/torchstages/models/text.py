@@ -37,6 +37,7 @@ __all__ = [
     "TextTransformer",
     "read_vectors",
     "TEXT_BUILDERS",
+    "load_vectors",
 ]
 
 log = logging.getLogger(__name__)

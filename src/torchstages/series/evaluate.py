@@ -32,6 +32,7 @@ __all__ = [
     "forecast_metrics",
     "mase_scales",
     "unscaled_series",
+    "unscale",
 ]
 
 log = logging.getLogger(__name__)

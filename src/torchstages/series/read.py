@@ -20,7 +20,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import SeriesSplitParams
-from torchstages.tables.read import LOCAL_ORDER_DATE, first_non_number
+from torchstages.tables.read import FIRST_DATA_LINE, LOCAL_ORDER_DATE, first_non_number
 
 __all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
 
@@ -36,7 +36,6 @@ _ZONE = r"\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 # "UTC+01:00": pandas reads it with the POSIX sign, as one hour *behind* UTC; not guessed
 _NAMED_OFFSET = r"(?:UTC|GMT)\s*[+-]\d"
 _ZONED = r"[T ]\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?" + _ZONE
-FIRST_DATA_LINE = 2  # line numbers in messages count the header as line 1
 
 
 @dataclass(frozen=True)

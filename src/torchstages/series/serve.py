@@ -15,7 +15,8 @@ from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.series.predict import forecast_frame, series_columns
-from torchstages.series.read import FIRST_DATA_LINE, Frequency
+from torchstages.series.read import Frequency
+from torchstages.tables.read import FIRST_DATA_LINE
 from torchstages.tables.serve import check_numbers, records_frame
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind

@@ -39,11 +39,12 @@ def load_table_rows(
         raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
     # a text table records how it was read (split.text.encoding, quoting); a table reads as UTF-8
     frame = read_table(path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"))
-    if len(frame) != summary["rows_read"]:
-        # rows added since would be left out of every split without a word
+    # rows added since would be left out of every split without a word (a summary that
+    # predates the count, written by an older torchstages, is rerun the same way)
+    if len(frame) != summary.get("rows_read"):
+        read = summary.get("rows_read", "an unrecorded number of")
         raise UserError(
-            f"{path}: has {len(frame)} rows, the split stage read {summary['rows_read']} "
-            "(rerun dvc repro)"
+            f"{path}: has {len(frame)} rows, the split stage read {read} rows (rerun dvc repro)"
         )
     columns = [*summary["features"], summary["target"]]
     out = {}

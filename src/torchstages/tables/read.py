@@ -35,6 +35,9 @@ __all__ = [
     "read_table",
     "row_hashes",
     "rounded_row_hashes",
+    "first_non_number",
+    "not_a_number_of",
+    "out_of_range",
 ]
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
+from torchstages.io import six_decimals
 from torchstages.tables.predict import predict_frame, source_columns
 from torchstages.tables.read import first_non_number
 from torchstages.tables.schema import BadCell
@@ -113,7 +114,7 @@ class TableService:
                 {
                     "row": i,
                     "prediction": label,
-                    "top": [{"class": c, "probability": round(p, 6)} for c, p in top],
+                    "top": [{"class": c, "probability": six_decimals(p)} for c, p in top],
                 }
                 for i, (label, top) in enumerate(predictions)
             ],

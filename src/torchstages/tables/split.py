@@ -46,6 +46,9 @@ __all__ = [
     "resolve_columns",
     "split_table",
     "write_table_splits",
+    "MIN_PER_CLASS",
+    "similar_classes",
+    "too_few",
 ]
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from torchstages.deploy.readers import InvalidPart
 from torchstages.deploy.runtime import Runner
+from torchstages.io import six_decimals
 from torchstages.text.predict import TextEncoder, classify_texts
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
@@ -69,7 +70,7 @@ class TextService:
                 {
                     "text": i,
                     "prediction": top[0][0],
-                    "top": [{"class": c, "probability": round(p, 6)} for c, p in top],
+                    "top": [{"class": c, "probability": six_decimals(p)} for c, p in top],
                 }
                 for i, top in enumerate(tops)
             ]

@@ -22,6 +22,7 @@ from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
 from torchstages.evaluation.inference import predict_logits
+from torchstages.io import six_decimals
 from torchstages.models import describe_network, recorded_spec
 from torchstages.models.saved import save_model
 from torchstages.params.train import TrainParams
@@ -266,7 +267,7 @@ def _train(
         "best": {
             "epoch": run.best.epoch + 1,  # epochs count from 1 wherever a person reads them
             "monitor": params.monitor,
-            "value": round(run.best.value, 6),
+            "value": six_decimals(run.best.value),
         },
         "epochs_run": stopped + 1 if stopped is not None else params.epochs,
         "ema": bool(params.ema_decay),
@@ -311,7 +312,7 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
     stopped = run.early.stopped_epoch
     best = {
         "epoch": run.best.epoch + 1,
-        params.monitor: round(run.best.value, 6),
+        params.monitor: six_decimals(run.best.value),
         "stopped_early_at_epoch": None if stopped is None else stopped + 1,
     }
     epoch_log.epoch_end(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from torchstages.io import write_text
+from torchstages.io import six_decimals, write_text
 
 __all__ = ["EpochLog"]
 
@@ -69,7 +69,7 @@ class EpochLog:
         if not self.enabled:
             return
         for name, value in metrics.items():
-            self.live.log_metric(name, round(value, 6))
+            self.live.log_metric(name, six_decimals(value))
         self.live.summary["best"] = best
         self.live.next_step()
         line = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
