@@ -119,6 +119,7 @@ def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind):
     for path in [
         "models/model.safetensors",
         "models/model.json",
+        "models/checkpoint.pt",  # tracked by DVC too: the lock must not differ
         "dvclive/train/metrics.json",
         "dvclive/train/plots/metrics/val/loss.tsv",
         "dvclive/train/plots/metrics/lr.tsv",

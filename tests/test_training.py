@@ -108,6 +108,28 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
     assert (tmp_path / "a/checkpoint.pt").read_bytes() == (tmp_path / "b/other.pt").read_bytes()
 
 
+def test_checkpoint_bytes_do_not_depend_on_which_objects_hold_equal_keys(tmp_path):
+    """pickle writes a string once per object and refers back to it after. A resumed run's best
+    weights come back from the checkpoint with keys of their own, where an uninterrupted run's
+    share the live model's (a top-level parameter's name is one interned string): without
+    canonical keys the resumed run's checkpoint differed in bytes, not in content."""
+    from torchstages.training.checkpoint import load_resumable, save_checkpoint
+
+    model = torch.nn.Linear(2, 1)
+    model.register_parameter("adapter", torch.nn.Parameter(torch.ones(2)))
+    live = model.state_dict()
+    copied = {k: v.clone() for k, v in live.items()}  # the same key objects, as a live run's
+    fresh = {"".join(list(k)): v.clone() for k, v in live.items()}  # as read back
+    assert not any(a is b for a, b in zip(copied, fresh, strict=True))
+    for name, best in (("live", copied), ("resumed", fresh)):
+        state = {"fingerprint": "f", "epochs_done": 1, "model": live, "best": {"state": best}}
+        save_checkpoint(tmp_path / f"{name}.pt", state)
+    assert (tmp_path / "live.pt").read_bytes() == (tmp_path / "resumed.pt").read_bytes()
+    loaded = load_resumable(tmp_path / "live.pt", "f", 2)
+    assert loaded["model"]._metadata == live._metadata  # load_state_dict reads the versions
+    assert torch.equal(loaded["best"]["state"]["adapter"], live["adapter"])
+
+
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber", "smooth_l1"])
 def test_val_loss_of_values_is_squared_error_whatever_the_training_loss(loss):
     """As val cross-entropy is plain whatever the classification loss: a regression's val loss

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import logging
+import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,27 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     # torch.save names the zip's root folder after the file it writes to: saving to a buffer keeps
     # the random temp-file name out, so an unchanged checkpoint hashes the same
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(_canonical(state), buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every string interned. pickle writes a string once per object and refers
+    back to it after, so the bytes followed which objects a run happened to hold: a resumed
+    run's best weights, read back from the checkpoint, have keys of their own where an
+    uninterrupted run's share the live model's. Interned, equal strings are one object in both."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if type(value) in (dict, OrderedDict):
+        out = type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+        if hasattr(
+            value, "_metadata"
+        ):  # a state_dict's module versions (load_state_dict reads them)
+            out._metadata = _canonical(value._metadata)  # type: ignore[attr-defined]
+        return out
+    if type(value) in (list, tuple):
+        return type(value)(_canonical(v) for v in value)
+    return value
 
 
 def load_resumable(path: Path, expected_fingerprint: str, epochs: int) -> dict[str, Any] | None:
