@@ -169,7 +169,12 @@ def resolve_series_columns(
         )
     target = params.target
     if target is None:
-        rest = [c for c in columns if c not in {time, params.id, *params.covariates}]
+        # a column with no value at all (a trailing delimiter on every line) is no candidate
+        rest = [
+            c
+            for c in columns
+            if c not in {time, params.id, *params.covariates} and frame[c].notna().any()
+        ]
         named = [c for c in rest if c.lower() in _TARGET_NAMES]
         if len(rest) != 1 and not named:
             # a text column beside the numbers is most likely the series' name (a panel)
@@ -426,6 +431,7 @@ def read_series(
         if frame[cols["id"]].isna().any():
             line = int(frame.index[frame[cols["id"]].isna().to_numpy()][0])
             raise UserError(f"{where}: line {line}: the series id {cols['id']!r} is empty")
+        _refuse_similar_ids(frame[cols["id"]], cols["id"], where)
         groups = [(str(k), g) for k, g in frame.groupby(cols["id"], sort=True)]
     else:
         groups = [("", frame)]
@@ -434,7 +440,9 @@ def read_series(
     for key, g in groups:
         dup = g["__t"].duplicated(keep=False).to_numpy()
         if dup.any():
-            lines = g.index[dup].tolist()[:4]
+            # the first repeated time, with every line that holds it
+            first = g["__t"].to_numpy()[dup][0]
+            lines = sorted(g.index[g["__t"].to_numpy() == first].tolist())[:4]
             name = f" (series {key!r})" if key else ""
             raise UserError(
                 f"{where}: duplicate time {g[cols['time']][dup].iloc[0]!r}{name} on lines "
@@ -452,6 +460,21 @@ def read_series(
             report["empty_cells"][c] = report["empty_cells"].get(c, 0) + n
         out.append(series)
     return out, freq, report
+
+
+def _refuse_similar_ids(ids: pd.Series, column: str, where: str) -> None:
+    """Ids that differ only in spaces or case ('A' and 'A '), which would split one series in
+    two and fill each one's gaps with made-up values."""
+    spellings: dict[str, set[str]] = {}
+    for value in ids.unique():
+        spellings.setdefault(" ".join(str(value).split()).casefold(), set()).add(str(value))
+    for found in spellings.values():
+        if len(found) > 1:
+            shown = sorted(found)
+            raise UserError(
+                f"{where}: series ids {shown} in {column!r} differ only in spaces or case: "
+                "write each series' id one way"
+            )
 
 
 def _regular(

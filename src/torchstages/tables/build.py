@@ -22,7 +22,7 @@ from torchstages.paths import SPLIT_NAMES
 from torchstages.tables.read import read_table, row_hashes
 from torchstages.tables.schema import encode, fit_schema
 from torchstages.tables.split import read_table_split
-from torchstages.wording import listed
+from torchstages.wording import counted, listed
 
 __all__ = ["build_table", "load_table_rows"]
 
@@ -30,15 +30,18 @@ log = logging.getLogger(__name__)
 
 
 def load_table_rows(
-    raw_dir: Path, splits_dir: Path
+    raw_dir: Path, splits_dir: Path, words: bool = True
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The split summary and each split's rows, checked against the hashes the split recorded."""
+    """The split summary and each split's rows, checked against the hashes the split recorded
+    (``words``: as the split read them, see :func:`~torchstages.tables.read.read_table`)."""
     summary = read_json(splits_dir / "summary.json")
     path = raw_dir / summary["file"]
     if not path.exists():
         raise UserError(f"{path}: not found (the split stage read it; rerun dvc repro)")
     # a text table records how it was read (split.text.encoding, quoting); a table reads as UTF-8
-    frame = read_table(path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"))
+    frame = read_table(
+        path, summary.get("encoding", "utf-8"), summary.get("quoting", "csv"), words=words
+    )
     # rows added since would be left out of every split without a word (a summary that
     # predates the count, written by an older torchstages, is rerun the same way)
     if len(frame) != summary.get("rows_read"):
@@ -59,6 +62,32 @@ def load_table_rows(
                 )
         out[name] = part
     return summary, out
+
+
+def _name_missing_words(words: dict[str, dict[str, int]], features: list[str]) -> None:
+    """Words the file's feature columns hold that read as missing ('NA' for North America)."""
+    for name in features:
+        if found := words.get(name):
+            log.info(
+                "build-dataset: column %r: %s in the file read as missing",
+                name,
+                ", ".join(f"{counted(n, 'cell')} {w!r}" for w, n in found.items()),
+            )
+
+
+def _column_types(schema: dict[str, Any]) -> str:
+    """Each column and what it was read as, for the log ("when datetime (year, month)")."""
+    described: dict[str, str] = {}
+    parts: dict[str, list[str]] = {}
+    for column in schema["numeric"]:
+        if column["type"] == "datetime":
+            parts.setdefault(column["source"], []).append(column["part"])
+            described[column["source"]] = f"datetime ({', '.join(parts[column['source']])})"
+        else:
+            described[column["source"]] = column["type"]
+    for column in schema["categorical"]:
+        described[column["name"]] = f"categorical ({counted(len(column['categories']), 'level')})"
+    return ", ".join(f"{name} {kind}" for name, kind in described.items())
 
 
 def _name_extreme_targets(values: np.ndarray, lines: pd.Index, name: str) -> None:
@@ -89,7 +118,9 @@ def build_table(
 ) -> dict[str, int]:
     summary, frames = load_table_rows(raw_dir, splits_dir)
     where = str(raw_dir / summary["file"])
+    _name_missing_words(frames["train"].attrs.get("missing_words", {}), summary["features"])
     schema = fit_schema(frames["train"], summary["features"], params.table, where)
+    log.info("build-dataset: columns read as: %s", _column_types(schema))
     meta: dict[str, Any] = {
         "kind": "table",
         "task": summary["task"],

@@ -13,7 +13,7 @@ import io
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,8 @@ from torchstages.kinds import table_files
 __all__ = [
     "DECORATED_NUMBER",
     "FIRST_DATA_LINE",
+    "MISSING_WORDS",
+    "is_missing_text",
     "decode_text",
     "decorated_numbers",
     "LOCAL_ORDER_DATE",
@@ -48,6 +50,35 @@ _SNIFF_BYTES = 64 * 1024
 # much of Europe: digits, at most one comma, more digits, an optional exponent
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)?([eE][+-]?\d+)?")
 _DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named as not a number
+# what a cell can be without being a number: a placeholder such as '-' or '?' has no digit, and
+# neither decides whether a column is written with decimal commas or is numbers
+_DIGIT = re.compile(r"\d")
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+# cells read as missing: empty, spaces only, or one of these words (pandas' list, written out
+# here so that it does not change with pandas; 'NA' and 'None' are among them, so a class or
+# category of that name is missing too, and the split and build-dataset logs say so)
+MISSING_WORDS = frozenset(
+    {
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 # day, month and year in some local order (28.11.2026, 11/28/2026, 28-11-26), maybe a time:
 # 03/04/2024 is March or April by country, so no reader here guesses which
 LOCAL_ORDER_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
@@ -61,6 +92,12 @@ DECORATED_NUMBER = re.compile(
     r"|[+-]?\d+([.,]\d+)?\s+[^\W\d_]{1,5}\.?"
 )
 _DECORATED_SHARE = 0.9  # of a column's cells, for the column to be such numbers
+
+
+def is_missing_text(cell: str) -> bool:
+    """Whether a cell's text reads as a missing value: empty, spaces only, or a
+    ``MISSING_WORDS`` word."""
+    return not cell.strip() or cell in MISSING_WORDS
 
 
 def out_of_range(values: pd.Series) -> pd.Series:
@@ -97,10 +134,12 @@ def decorated_numbers(cells: pd.Series) -> pd.Series:
     matches, that no reader takes as numbers (the messages name the first); empty for any
     other column."""
     written = cells.dropna().str.strip()
-    matched = written.str.fullmatch(DECORATED_NUMBER)
-    if written.empty or matched.mean() < _DECORATED_SHARE:
+    plain = pd.to_numeric(written, errors="coerce").notna()
+    decorated = written.str.fullmatch(DECORATED_NUMBER) & ~plain
+    # "812" beside "1,254" is a number of the same column, written without a separator
+    if written.empty or not decorated.any() or (decorated | plain).mean() < _DECORATED_SHARE:
         return written.iloc[:0]
-    return written[matched & pd.to_numeric(written, errors="coerce").isna()]
+    return written[decorated]
 
 
 def find_table(raw_dir: Path) -> Path:
@@ -116,19 +155,29 @@ def find_table(raw_dir: Path) -> Path:
     return files[0]
 
 
-def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.DataFrame:
-    """All cells as ``str`` or NaN (missing), columns in file order, each row indexed by the line
-    of the file it starts on (the header is line 1; a Parquet file's rows count as lines); one-line
-    errors for bad files.
+def read_table(
+    path: Path,
+    encoding: str = "utf-8",
+    quoting: str = "csv",
+    numbers: Collection[str] = (),
+    words: bool = True,
+) -> pd.DataFrame:
+    """All cells as ``str`` or NaN (missing: see :func:`is_missing_text`), columns in file order,
+    each row indexed by the line of the file it starts on (the header is line 1; a Parquet
+    file's rows count as lines); one-line errors for bad files. ``attrs["missing_words"]``
+    counts the cells of each column read as missing for a ``MISSING_WORDS`` word.
 
     ``encoding`` and ``quoting`` (``csv``: quoted fields; ``none``: quotes are plain characters)
-    apply to CSV files.
+    apply to CSV files. ``numbers``: columns known to hold numbers (a trained model's), whose
+    cells written with a decimal comma are read as numbers however few they are. ``words``:
+    whether ``MISSING_WORDS`` are missing (texts: a message may say "NA", a label be "None").
     """
     parquet = path.suffix.lower() in (".parquet", ".pq")
     if parquet:
         frame = _read_parquet(path)
     else:
-        frame = _read_csv(path, encoding, csv.QUOTE_MINIMAL if quoting == "csv" else csv.QUOTE_NONE)
+        quote = csv.QUOTE_MINIMAL if quoting == "csv" else csv.QUOTE_NONE
+        frame = _read_csv(path, encoding, quote, numbers, words)
     if frame.columns.duplicated().any():
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
@@ -136,6 +185,38 @@ def read_table(path: Path, encoding: str = "utf-8", quoting: str = "csv") -> pd.
         raise UserError(f"{path}: has a header but no rows")
     if parquet:
         frame.index = FIRST_DATA_LINE + np.arange(len(frame))
+    else:
+        _refuse_repeated_header(frame, path)
+    return frame
+
+
+def _refuse_repeated_header(frame: pd.DataFrame, path: Path) -> None:
+    """A line that repeats the header (files exported in parts and joined) would be a row of
+    words: a class named after the target, a non-number in every numeric column."""
+    repeats = np.ones(len(frame), dtype=bool)
+    for name in frame.columns:
+        if name.startswith("Unnamed: "):  # pandas' name for an empty header cell
+            continue
+        repeats &= (frame[name].str.strip() == name.strip()).fillna(False).to_numpy(dtype=bool)
+    if len(frame.columns) > 1 and repeats.any():
+        line = frame.index[int(np.flatnonzero(repeats)[0])]
+        raise UserError(f"{path}: line {line} repeats the header: remove it (a joined file?)")
+
+
+def _missing_cells(frame: pd.DataFrame, words: bool = True) -> pd.DataFrame:
+    """Cells of spaces only and (``words``) ``MISSING_WORDS`` words as NaN; counts the words per
+    column in ``attrs["missing_words"]`` (a class or category named 'NA' or 'None' is read as
+    missing, and the logs say so)."""
+    found: dict[str, dict[str, int]] = {}
+    for name in frame.columns:
+        cells = frame[name]
+        worded = cells.isin(MISSING_WORDS) if words else pd.Series(False, index=cells.index)
+        blank = cells.str.strip() == ""
+        if worded.any():
+            found[name] = {str(w): int(n) for w, n in sorted(cells[worded].value_counts().items())}
+        if (worded | blank).any():
+            frame[name] = cells.mask(worded | blank)
+    frame.attrs["missing_words"] = found
     return frame
 
 
@@ -196,16 +277,37 @@ def decode_text(path: Path, encoding: str, advice: str) -> str:
     """The file's text in ``encoding`` (UTF-8: a byte-order mark is not part of it); bytes it
     cannot read are a ``NotDecodable`` naming their line, with ``advice``."""
     raw = path.read_bytes()
-    utf8 = codecs.lookup(encoding).name == "utf-8"
+    codec = codecs.lookup(encoding).name
+    utf8 = codec == "utf-8"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not codec.startswith(
+        "utf-16"
+    ):
+        # spreadsheets' "Unicode text" export
+        raise NotDecodable(f"{path}: is UTF-16 (its first bytes say so) ({advice})")
     try:
-        return raw.decode("utf-8-sig" if utf8 else encoding)
+        text = raw.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         name = "UTF-8" if utf8 else encoding
         raise NotDecodable(f"{path}: line {line} is not valid {name} ({advice})") from None
+    if codec == "iso8859-1" and (control := _C1_CONTROL.search(text)):
+        # Latin-1 reads every byte, but 0x80-0x9F are control codes there: in a Windows file
+        # they are quotes, dashes and the euro sign
+        line = text.count("\n", 0, control.start()) + 1
+        log.warning(
+            "%s: line %d holds the control character %r, which Windows files use for quotes, "
+            "dashes or €: the file is likely cp1252, not %s",
+            path,
+            line,
+            control.group(),
+            encoding,
+        )
+    return text
 
 
-def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
+def _read_csv(
+    path: Path, encoding: str, quoting: int, numbers: Collection[str], words: bool
+) -> pd.DataFrame:
     text = decode_text(path, encoding, "save the file as UTF-8")
     if not text.strip():
         raise UserError(f"{path}: the file is empty (expected a header line and rows)")
@@ -213,15 +315,16 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
     # pandas renames a repeated header to "x.1" silently: check the header as written (the
     # first line that is not blank, as pandas takes it)
     header = next(dialect.reader(_header_line(text)), [])
-    if len(set(header)) != len(header):
-        dupes = sorted({c for c in header if header.count(c) > 1})
+    named = [c for c in header if c.strip()]  # pandas names empty ones "Unnamed: 3"
+    if len(set(named)) != len(named):
+        dupes = sorted({c for c in named if named.count(c) > 1})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
     try:
         frame = pd.read_csv(
             io.StringIO(text),
             sep=dialect.delimiter,
             dtype=str,
-            keep_default_na=True,
+            keep_default_na=False,  # _missing_cells reads missing values, counting the words
             na_values=[""],
             quoting=dialect.quoting,
             skipinitialspace=dialect.skipinitialspace,
@@ -232,10 +335,11 @@ def _read_csv(path: Path, encoding: str, quoting: int) -> pd.DataFrame:
         raise UserError(f"{path}: the file is empty (expected a header line and rows)") from None
     frame.columns = [str(c) for c in frame.columns]
     frame.index = _first_lines(text, dialect, frame)
+    frame = _missing_cells(frame, words)
     # the text reader's check for rows swallowed by a quote splits lines as this dialect does
     frame.attrs["skipinitialspace"] = dialect.skipinitialspace
     # a comma between fields cannot also be a decimal comma (unquoted), so only other files
-    return frame if dialect.delimiter == "," else _decimal_commas(frame, path)
+    return frame if dialect.delimiter == "," else _decimal_commas(frame, path, numbers)
 
 
 class NotDecodable(UserError):
@@ -272,17 +376,22 @@ def _record_line(text: str, dialect: _Dialect, record: int) -> int:
     return starts[-1][0]
 
 
-def _decimal_commas(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Columns written with decimal commas (nearly every cell a number, some with a comma) read
-    with points, so that ``3,14`` is a number as ``3.14`` is; other cells stay as they are.
-    Thousands separators (``1.234,5``) are not read: such a column stays text."""
+def _decimal_commas(frame: pd.DataFrame, path: Path, numbers: Collection[str]) -> pd.DataFrame:
+    """Numbers written with a decimal comma read with a point, so that ``3,14`` is a number as
+    ``3.14`` is, in the columns of ``numbers`` and in those whose cells with a digit are nearly
+    all such numbers (placeholders such as '-' or '?' stay, for the messages to name); other
+    cells stay as they are. Thousands separators (``1.234,5``) are not read: such cells stay
+    text."""
     converted = []
     for name in frame.columns:
-        cells = frame[name].dropna().str.strip()
-        if cells.empty or not cells.str.contains(",", regex=False).any():
+        cells = frame[name].str.strip()
+        written = cells.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)
+        if not (written & cells.str.contains(",", regex=False)).any():
             continue
-        if cells.str.fullmatch(_DECIMAL_COMMA).mean() >= _DECIMAL_SHARE:
-            frame[name] = frame[name].str.replace(",", ".", regex=False)
+        digits = cells.dropna().str.contains(_DIGIT)
+        mostly = digits.mean() >= 0.5 and written[digits.index[digits]].mean() >= _DECIMAL_SHARE
+        if name in numbers or mostly:
+            frame[name] = frame[name].mask(written, cells.str.replace(",", ".", regex=False))
             converted.append(name)
     if converted:
         log.info("%s: numbers with a decimal comma read as such in %s", path.name, converted)
@@ -319,12 +428,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a broken file
         raise UserError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from None
-    out = pd.DataFrame(index=frame.index)
+    out = {}
     for name in frame.columns:
         column = frame[name]
         text = column.map(_cell_text, na_action="ignore").astype(object)
         out[str(name)] = text.where(column.notna(), np.nan)
-    return out.reset_index(drop=True)
+    # a typed file's nulls are its missing values, its words are text; spaces only are
+    # missing as in a CSV file
+    return _missing_cells(pd.DataFrame(out, index=frame.index).reset_index(drop=True), False)
 
 
 def _cell_text(value: object) -> str:
@@ -346,7 +457,7 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 def rounded_row_hashes(frame: pd.DataFrame, columns: list[str], digits: int) -> list[str]:
     """sha256 of each row after rounding every number to ``digits`` significant digits and
     folding text (case, runs of spaces): rows equal after that are near duplicates."""
-    rounded = pd.DataFrame(index=frame.index)
+    rounded = {}
     for name in columns:
         cells = frame[name]
         numbers = pd.to_numeric(cells, errors="coerce")
@@ -355,4 +466,4 @@ def rounded_row_hashes(frame: pd.DataFrame, columns: list[str], digits: int) -> 
         )
         as_number = numbers.map(lambda x: f"{x:.{digits}g}", na_action="ignore")
         rounded[name] = as_number.where(numbers.notna(), text).astype(object)
-    return row_hashes(rounded, columns)
+    return row_hashes(pd.DataFrame(rounded, index=frame.index), columns)

@@ -99,6 +99,16 @@ def fit_schema(
         else:
             # the train rows are encoded (and their cells counted) after the fit
             values = _to_numbers(column, kind, name, params, where, report=False)
+            if values.isna().all() and column.notna().any():  # non_numeric: missing, every cell
+                line = column.first_valid_index()
+                raise BadCell(
+                    where,
+                    name,
+                    line,
+                    f"no train cell is a {'boolean' if kind == 'boolean' else 'number'} (the "
+                    f"first: {column[line]!r}); list the column in build_dataset.table."
+                    "categorical, or fix its cells",
+                )
             numeric.append(_fit_numeric(values, name, name, kind, None))
     if not numeric and not categorical:
         raise UserError(f"{where}: no usable feature column (all empty in the train split)")
@@ -189,7 +199,7 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
     lowered = set(present.str.strip().str.lower())
     if lowered <= _TRUE | _FALSE:
         return "boolean"
-    if pd.to_numeric(present, errors="coerce").notna().mean() >= _DETECT_SHARE:
+    if _mostly_numbers(present):
         return "numeric"
     iso = _dates(present).notna()
     if iso.mean() >= _DETECT_SHARE:
@@ -211,6 +221,17 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
             present[local].iloc[0],
         )
     return "categorical"
+
+
+def _mostly_numbers(present: pd.Series) -> bool:
+    """Numbers in nearly every cell that has a digit, and in most cells: a placeholder ('?',
+    '-', 'unknown') has no digit, so a few of them leave a numeric column numeric, and its
+    messages name the first (``non_numeric: missing`` reads them as missing)."""
+    numbers = pd.to_numeric(present, errors="coerce").notna()
+    if numbers.mean() >= _DETECT_SHARE:
+        return True
+    digits = present.str.contains(r"\d")
+    return numbers.mean() >= 0.5 and numbers[digits].mean() >= _DETECT_SHARE
 
 
 def _to_numbers(

@@ -16,7 +16,6 @@ import pandas as pd
 
 # the strings pandas reads as a missing cell in a CSV file (read_table's rule): the same text
 # sent as JSON must be missing too, or serve and predict would disagree on it
-from pandas._libs.parsers import STR_NA_VALUES
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from torchstages.deploy.readers import InvalidPart
@@ -24,7 +23,7 @@ from torchstages.deploy.runtime import Runner
 from torchstages.errors import UserError
 from torchstages.io import six_decimals
 from torchstages.tables.predict import predict_frame, source_columns
-from torchstages.tables.read import first_non_number
+from torchstages.tables.read import first_non_number, is_missing_text
 from torchstages.tables.schema import BadCell
 
 if TYPE_CHECKING:  # deploy/serve.py imports this module when it serves the kind
@@ -153,7 +152,7 @@ def _cell(value: Any, part: str) -> Any:
             part, f"a JSON {type(value).__name__} is not a cell (give a string, number, "
             "boolean or null)"
         )  # fmt: skip
-    return np.nan if value in STR_NA_VALUES else value
+    return np.nan if is_missing_text(value) else value
 
 
 def check_numbers(frame: pd.DataFrame, columns: list[str], field: str) -> None:

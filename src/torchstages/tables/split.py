@@ -182,6 +182,14 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
     missing_target = int(target.isna().sum())
     if missing_target == len(frame):
         raise UserError(f"{path}: target column {cols['target']!r} is empty in every row")
+    if words := frame.attrs.get("missing_words", {}).get(cols["target"]):
+        # 'None' or 'NA' may be a class; its rows go with those of an empty target
+        log.warning(
+            "split: target %r: %s read as missing, so those rows are dropped (rename a class "
+            "that is written so)",
+            cols["target"],
+            ", ".join(f"{counted(n, 'cell')} {w!r}" for w, n in words.items()),
+        )
     kept = np.flatnonzero(target.notna().to_numpy())
     frame = frame.iloc[kept]
     task = decide_task(frame[cols["target"]], params.table, path)

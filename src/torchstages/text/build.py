@@ -43,7 +43,7 @@ def build_vocab(texts: list[list[str]], min_freq: int, max_size: int) -> list[st
 def build_texts(
     params: BuildDatasetParams, raw_dir: Path, splits_dir: Path, out_dir: Path
 ) -> dict[str, int]:
-    summary, frames = load_table_rows(raw_dir, splits_dir)
+    summary, frames = load_table_rows(raw_dir, splits_dir, words=False)
     column = summary["features"][0]
     texts = {name: frames[name][column].tolist() for name in SPLIT_NAMES}
     rule = tokenizer_rule(params.text.level, params.text.lowercase)

@@ -57,7 +57,7 @@ def read_inputs(
         if not path.is_file():
             raise UserError(f"{path}: file not found")
         if path.suffix.lower() in _TABLES:
-            frame = read_table(path, encoding, quoting)
+            frame = read_table(path, encoding, quoting, words=False)
             out += _table_column(frame, path, column or meta["text_column"], keep)
             continue
         advice = "one text a line, encoded as the model's training file was"

@@ -27,7 +27,7 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
     labels) is reported as such a broken quote.
     """
     try:
-        frame = read_table(path, params.encoding, params.quoting)
+        frame = read_table(path, params.encoding, params.quoting, words=False)
     except UnclosedQuote as exc:
         raise UserError(f"{exc} ({_QUOTES_IN_TEXTS})") from None
     except NotDecodable as exc:  # texts exported by older tools may be in a legacy encoding

@@ -1,0 +1,216 @@
+"""Files as spreadsheets and databases export them: placeholders, blank cells, missing-value words,
+empty trailing columns, a repeated header, legacy encodings. Each is read as meant, or named."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from series_data import make_panel, make_series, write_series
+from tables_data import make_table, write_table
+from text_data import make_texts, write_texts
+from torchstages.errors import UserError
+from torchstages.params.build_dataset import BuildDatasetParams, TableBuildParams
+from torchstages.params.split import SplitParams
+from torchstages.series.split import split_series
+from torchstages.tables.build import build_table
+from torchstages.tables.read import read_table
+from torchstages.tables.split import split_table
+from torchstages.text.split import split_texts
+
+LENIENT = BuildDatasetParams(table=TableBuildParams(non_numeric="missing"))
+
+
+def split_and_build(raw: Path, root: Path, build=None, **split) -> dict:
+    split_table(raw, root / "s", SplitParams.model_validate(split))
+    build_table(build or BuildDatasetParams(), raw, root / "s", root / "p")
+    return json.loads((root / "p" / "meta.json").read_text())
+
+
+def numeric_names(meta: dict) -> set[str]:
+    return {c["name"] for c in meta["schema"]["numeric"]}
+
+
+def test_placeholders_do_not_hide_decimal_commas(tmp_path):
+    """'-' in every seventh cell of a decimal-comma column (as a spreadsheet writes "no value"):
+    the column is still numbers, and the '-' is named, not the column read as 170 categories."""
+    frame = make_table(300)
+    cells = frame["x1"].map(lambda v: f"{v:.2f}".replace(".", ",")).astype(object)
+    cells[::7] = "-"
+    frame["x1"] = cells
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "t.csv").write_text(frame.to_csv(index=False, sep=";", decimal=","), encoding="utf-8")
+    assert read_table(raw / "t.csv")["x1"].iloc[1] == frame["x1"].iloc[1].replace(",", ".")
+    with pytest.raises(UserError, match=r"column 'x1', line \d+: '-' is not a number"):
+        split_and_build(raw, tmp_path, table={"drop": ["id"]})
+    meta = split_and_build(raw, tmp_path, LENIENT, table={"drop": ["id"]})
+    assert "x1" in numeric_names(meta)
+    x1 = next(c for c in meta["schema"]["numeric"] if c["name"] == "x1")
+    assert x1["indicator"]  # the '-' cells are missing, and flagged as such
+
+
+def test_a_numeric_column_with_many_placeholders_is_numeric_and_names_them(tmp_path, caplog):
+    frame = make_table(300)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[::5, "x1"] = "?"  # 20%: too many for the share of numbers alone
+    write_table(frame, tmp_path / "raw")
+    with pytest.raises(UserError, match=r"column 'x1', line \d+: '\?' is not a number"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    with caplog.at_level(logging.INFO, logger="torchstages"):
+        meta = split_and_build(tmp_path / "raw", tmp_path, LENIENT, table={"drop": ["id"]})
+    assert "x1" in numeric_names(meta)
+    assert not [m for m in caplog.messages if "an id or free text" in m]
+    # codes that hold digits but are not numbers stay categories
+    frame["x1"] = [f"A{i % 7}" for i in range(300)]
+    write_table(frame, tmp_path / "raw")
+    meta = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    assert "x1" in {c["name"] for c in meta["schema"]["categorical"]}
+
+
+def test_a_forced_numeric_column_without_a_number_is_refused(tmp_path):
+    frame = make_table(100)
+    frame["x1"] = "-"
+    write_table(frame, tmp_path / "raw")
+    forced = BuildDatasetParams(table=TableBuildParams(numeric=["x1"], non_numeric="missing"))
+    with pytest.raises(UserError, match=r"column 'x1', line \d+: no train cell is a number"):
+        split_and_build(tmp_path / "raw", tmp_path, forced)
+
+
+def test_blank_cells_are_missing_and_missing_words_are_named(tmp_path, caplog):
+    frame = make_table(300)
+    frame.loc[::25, "target"] = " "  # a space, as a cell cleared in some spreadsheets
+    frame["colour"] = frame["colour"].astype(object)
+    frame.loc[1::30, "colour"] = "  "
+    frame.loc[2::10, "colour"] = "NA"  # North America, to the user; missing, to the reader
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.INFO, logger="torchstages"):
+        meta = split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["classes"] == ["high", "low"]  # no class ' '
+    assert summary["rows_without_target_dropped"] == 12
+    colour = next(c for c in meta["schema"]["categorical"] if c["name"] == "colour")
+    assert "  " not in colour["categories"] and "NA" not in colour["categories"]
+    assert any(
+        "column 'colour': 30 cells 'NA' in the file read as missing" in m for m in caplog.messages
+    )
+    # a class written as a missing-value word is dropped with its rows, and said so
+    frame = make_table(300)
+    frame.loc[::3, "target"] = "None"
+    write_table(frame, tmp_path / "raw")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    assert any("target 'target': 100 cells 'None' read as missing" in m for m in caplog.messages)
+
+
+def test_empty_trailing_columns_and_a_repeated_header(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x1,x2,target,,\n1,2,a,,\n3,4,b,,\n")  # as spreadsheets save a used range
+    frame = read_table(path)
+    assert (
+        list(frame.columns[:3]) == ["x1", "x2", "target"] and frame.iloc[:, 3:].isna().all().all()
+    )
+    path.write_text("x1,x2,target\n1,2,a\n3,4,b\nx1,x2,target\n5,6,a\n")
+    with pytest.raises(UserError, match=r"t.csv: line 4 repeats the header"):
+        read_table(path)
+    path.write_text("x1,x2,target,,\n1,2,a,,\nx1,x2,target,,\n")
+    with pytest.raises(UserError, match="line 3 repeats the header"):
+        read_table(path)
+
+
+def test_a_wide_table_splits_without_warnings(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"c{i}": rng.normal(size=200).round(3) for i in range(150)})
+    frame["target"] = np.where(frame["c0"] > 0, "a", "b")
+    write_table(frame, tmp_path / "raw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' PerformanceWarning, once per column
+        split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+
+
+def test_thousands_separators_are_named_when_many_values_are_small(tmp_path, caplog):
+    frame = make_table(300)
+    income = np.random.default_rng(0).normal(1000, 300, 300)
+    frame["income"] = [f"{v:,.0f}" for v in income]  # "812" beside "1,254"
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    named = [m for m in caplog.messages if "'income'" in m]
+    assert named and "thousands separators" in named[0]
+
+
+def test_the_log_says_what_each_column_was_read_as(tmp_path, caplog):
+    write_table(make_table(100), tmp_path / "raw")
+    with caplog.at_level(logging.INFO, logger="torchstages"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    said = next(m for m in caplog.messages if "columns read as" in m)
+    assert said.endswith(
+        "x1 numeric, x2 numeric, flag boolean, day datetime (year, month, day, day_of_week), "
+        "colour categorical (3 levels)"
+    )
+
+
+def test_a_model_reads_decimal_commas_in_its_numeric_columns_however_few(tmp_path):
+    """predict knows which columns are numbers: '0,3' beside 'abc' is a number, 'abc' is named."""
+    path = tmp_path / "new.csv"
+    path.write_text("a;b;colour\n12,5;0,3;red\n8,1;abc;blue\n9,2;-;red\n", encoding="utf-8")
+    assert read_table(path)["b"].tolist() == ["0,3", "abc", "-"]  # alone, the file cannot tell
+    assert read_table(path, numbers=["b"])["b"].tolist() == ["0.3", "abc", "-"]
+
+
+def test_utf16_and_windows_text_read_as_latin1_are_named(tmp_path, caplog):
+    path = tmp_path / "t.csv"
+    path.write_bytes("a,target\n1,x\n2,y\n".encode("utf-16"))
+    with pytest.raises(UserError, match=r"t.csv: is UTF-16 \(its first bytes say so\)"):
+        read_table(path)
+    path.write_bytes("a,target\n1,“x”\n2,y\n".encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        read_table(path, encoding="latin-1")
+    assert any("line 2 holds the control character" in m and "cp1252" in m for m in caplog.messages)
+
+
+def test_texts_keep_missing_value_words_and_drop_blank_labels(tmp_path):
+    frame = make_texts(150)
+    frame.loc[5, "text"] = "NA"  # a reply, not a missing text
+    frame.loc[[7, 8, 9], "label"] = " "
+    write_texts(frame, tmp_path / "raw")
+    params = SplitParams.model_validate({"kind": "text", "seed": 1})
+    summary = split_texts(tmp_path / "raw", tmp_path / "s", params)
+    assert " " not in summary["classes"]
+    rows = pd.concat(pd.read_csv(tmp_path / "s" / f"{n}.csv") for n in ("train", "val", "test"))
+    assert len(rows) == 147  # the three without a label dropped, the 'NA' text kept
+
+
+def test_series_ids_that_differ_only_in_spaces_or_case_are_refused(tmp_path):
+    frame = make_panel(2, 120)
+    frame.loc[1:119:2, "id"] = "s0 "
+    write_series(frame, tmp_path / "raw")
+    params = SplitParams.model_validate({"kind": "series", "series": {"id": "id"}})
+    with pytest.raises(UserError, match=r"series ids \['s0', 's0 '\] in 'id' differ only"):
+        split_series(tmp_path / "raw", tmp_path / "s", params)
+
+
+def test_a_duplicate_time_names_its_own_lines(tmp_path):
+    frame = make_series(120)
+    frame = pd.concat([frame, frame.iloc[[50, 51]]], ignore_index=True)
+    write_series(frame, tmp_path / "raw")
+    params = SplitParams.model_validate({"kind": "series"})
+    with pytest.raises(UserError, match=r"duplicate time '50' on lines \[52, 122\]"):
+        split_series(tmp_path / "raw", tmp_path / "s", params)
+
+
+def test_an_empty_trailing_column_is_not_a_series_candidate(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    frame = make_series(120).rename(columns={"value": "sales"})  # not a name taken as the target
+    (raw / "s.csv").write_text(frame.to_csv(index=False, sep=";").replace("\n", ";\n"))
+    params = SplitParams.model_validate({"kind": "series"})
+    summary = split_series(raw, tmp_path / "s", params)
+    assert summary["target"] == "sales"
