@@ -214,3 +214,53 @@ def test_an_empty_trailing_column_is_not_a_series_candidate(tmp_path):
     params = SplitParams.model_validate({"kind": "series"})
     summary = split_series(raw, tmp_path / "s", params)
     assert summary["target"] == "sales"
+
+
+def test_a_mostly_filled_series_is_named_with_its_longest_gap(tmp_path, caplog):
+    frame = make_series(240, times="month")
+    frame["value"] = frame["value"].astype(object)
+    frame.loc[frame.index % 3 != 0, "value"] = ""  # two thirds of the months empty
+    frame = frame.drop(index=range(100, 124))  # and two years missing
+    write_series(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_series(
+            tmp_path / "raw", tmp_path / "s", SplitParams.model_validate({"kind": "series"})
+        )
+    said = next(m for m in caplog.messages if "made-up values" in m)
+    assert "of 240 steps of 'value' were missing or empty" in said
+    assert "the longest gap: 26 steps from 2008-05-01" in said
+
+
+def test_times_with_a_zone_name_are_named(tmp_path, caplog):
+    frame = make_table(100)
+    frame["day"] = [f"2024-01-{1 + i % 28:02d} 13:{i % 60:02d}:00 CET" for i in range(100)]
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    assert any("'day' holds times with a zone name" in m for m in caplog.messages)
+
+
+def test_a_boolean_column_reads_one_and_zero():
+    from torchstages.tables.schema import encode, fit_schema
+
+    train = pd.DataFrame({"flag": ["true", "false", "yes", "no"] * 5})
+    schema = fit_schema(train, ["flag"], TableBuildParams(), "train.csv")
+    assert schema["numeric"][0]["type"] == "boolean"
+    new = pd.DataFrame({"flag": ["1", "0", "True"]}, index=[2, 3, 4])
+    numeric, _, _ = encode(new, schema, TableBuildParams(), "new.csv")
+    assert numeric[:, 0].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_texts_without_spaces_get_a_hint_for_characters(tmp_path, caplog):
+    from torchstages.text.build import build_texts
+
+    frame = make_texts(150)
+    phrases = {"sport": "这场比赛很精彩", "food": "这个菜很好吃", "weather": "今天下雨很冷"}
+    frame["text"] = [
+        phrases.get(label, "很好") + str(i % 5) for i, label in enumerate(frame["label"])
+    ]
+    write_texts(frame, tmp_path / "raw")
+    split_texts(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate({"kind": "text"}))
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        build_texts(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    assert any("build_dataset.text.level: char" in m for m in caplog.messages)

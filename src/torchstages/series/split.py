@@ -28,6 +28,8 @@ __all__ = ["SplitSeries", "check_chronological", "cut_points", "read_series_spli
 log = logging.getLogger(__name__)
 
 FIXED = ["id", "time", "step"]
+# a series whose target is filled at more than this share of its steps is named in a warning
+_MADE_UP_SHARE = 0.2
 
 
 def cut_points(length: int, fractions: dict[str, float], where: str) -> tuple[int, int]:
@@ -78,6 +80,8 @@ def split_series(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str,
         write_csv(out_dir / f"{name}.csv", header, rows[name])
     summary = _summary(path, cols, freq, series, ranges, report, params)
     write_json(out_dir / "summary.json", summary)
+    for s in series:
+        _name_made_up_steps(s, cols["target"], params.series.fill, path)
     if report["unsorted_series"]:
         log.warning(
             "split: %s: rows of %d series were not in time order: sorted by %r",
@@ -99,6 +103,29 @@ def split_series(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str,
         out_dir,
     )
     return summary
+
+
+def _name_made_up_steps(s: Series, target: str, fill: str, path: Path) -> None:
+    """A series whose target is mostly filled teaches the model values ``fill`` made up; the
+    count alone in the log said nothing of where."""
+    if s.filled.mean() <= _MADE_UP_SHARE:
+        return
+    edges = np.diff(np.concatenate([[0], s.filled.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    longest = int(np.argmax(ends - starts))
+    log.warning(
+        "split: %s%s: %d of %d steps of %r were missing or empty and are filled (%s; the "
+        "longest gap: %d steps from %s): the model learns from made-up values; check the file, "
+        "or set split.series.fill: error to stop on them",
+        path.name,
+        f" series {s.id!r}" if s.id else "",
+        int(s.filled.sum()),
+        len(s.filled),
+        target,
+        fill,
+        int(ends[longest] - starts[longest]),
+        s.times[int(starts[longest])],
+    )
 
 
 def _number(value: float) -> float | int:

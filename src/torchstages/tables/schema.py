@@ -46,6 +46,12 @@ _ZONED = re.compile(
 )
 
 
+# an ISO date and time followed by a zone's name or abbreviation: 2024-01-10 13:24:22 CET
+_NAMED_ZONE = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?\s+[A-Za-z][A-Za-z/_+-]{1,31}"
+)
+
+
 class BadCell(UserError):
     """A cell the model cannot read, named by file (or request), column and line (or row):
     ``serve`` names it as ``rows[i].column`` from ``column`` and ``row``."""
@@ -205,7 +211,16 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
     if iso.mean() >= _DETECT_SHARE:
         return "datetime"
     local = present.str.strip().str.fullmatch(LOCAL_ORDER_DATE)
-    if local.mean() >= _DETECT_SHARE:
+    named = present.str.strip().str.fullmatch(_NAMED_ZONE)
+    if named.mean() >= _DETECT_SHARE:
+        log.warning(
+            "build-dataset: column %r holds times with a zone name (%r): read as categories, as "
+            "a zone name does not say its offset (CET is +01:00 or, in summer, CEST); write the "
+            "offset (+01:00, Z) or nothing to get year, month, day and weekday columns",
+            name,
+            present.iloc[0],
+        )
+    elif local.mean() >= _DETECT_SHARE:
         log.warning(
             "build-dataset: column %r holds dates not written as ISO 8601 (%r): read as "
             "categories; write them as YYYY-MM-DD to get year, month, day and weekday columns",
@@ -248,8 +263,10 @@ def _to_numbers(
     if kind == "boolean":
         lowered = column.str.strip().str.lower()
         values = pd.Series(np.nan, index=column.index)
-        values[lowered.isin(_TRUE)] = 1.0
-        values[lowered.isin(_FALSE)] = 0.0
+        # 1 and 0 never make a column boolean (they are numbers), but read as true and false
+        # in one (a database's export of the column a model was trained on)
+        values[lowered.isin(_TRUE | {"1"})] = 1.0
+        values[lowered.isin(_FALSE | {"0"})] = 0.0
     else:
         parsed = pd.to_numeric(column, errors="coerce").astype(np.float64)
         # 'inf', 1e400 or 1e39 parse, but no statistic, JSON file or float32 input holds them

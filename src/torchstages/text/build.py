@@ -13,6 +13,7 @@ will be for new texts.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,22 @@ def build_vocab(texts: list[list[str]], min_freq: int, max_size: int) -> list[st
     return [*RESERVED, *kept[:max_size]]
 
 
+# Chinese and Japanese: written without spaces between words, so a word token is a whole phrase
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def _name_unspaced_scripts(texts: list[str]) -> None:
+    written = sum(bool(_UNSPACED.search(t)) for t in texts)
+    if written > len(texts) / 2:
+        log.warning(
+            "build-dataset: %d of %d train texts are in a script written without spaces "
+            "(Chinese, Japanese): word tokens would be whole phrases; set "
+            "build_dataset.text.level: char",
+            written,
+            len(texts),
+        )
+
+
 def build_texts(
     params: BuildDatasetParams, raw_dir: Path, splits_dir: Path, out_dir: Path
 ) -> dict[str, int]:
@@ -48,6 +65,8 @@ def build_texts(
     texts = {name: frames[name][column].tolist() for name in SPLIT_NAMES}
     rule = tokenizer_rule(params.text.level, params.text.lowercase)
     train_tokens = [tokenize(t, rule) for t in texts["train"]]
+    if params.text.level == "word":
+        _name_unspaced_scripts(texts["train"])
     vocab = build_vocab(train_tokens, params.text.min_freq, params.text.max_size)
     max_len = params.text.max_len
     if max_len == "auto":
