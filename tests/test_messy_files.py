@@ -264,3 +264,17 @@ def test_texts_without_spaces_get_a_hint_for_characters(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="torchstages"):
         build_texts(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
     assert any("build_dataset.text.level: char" in m for m in caplog.messages)
+
+
+def test_excels_delimiter_note_and_a_price_with_a_dash_are_named(tmp_path):
+    path = tmp_path / "raw" / "t.csv"
+    path.parent.mkdir()
+    path.write_text("sep=;\nx1;target\n1;a\n2;b\n")
+    with pytest.raises(UserError, match=r"line 1 is 'sep=;', Excel's note of its delimiter"):
+        read_table(path)
+    frame = make_table(300, "regression")
+    frame["target"] = frame["target"].astype(object)
+    frame.loc[7, "target"] = "-"
+    write_table(frame, tmp_path / "raw", "t.csv")
+    with pytest.raises(UserError, match=r"line 9 holds '-': empty such cells .*dropped\)$"):
+        split_table(tmp_path / "raw", tmp_path / "s", SplitParams())

@@ -489,7 +489,8 @@ def _regular(
         line = int(g.index[off_grid][0])
         raise UserError(
             f"{where}: {name}line {line}: time {g[cols['time']].loc[line]!r} is off the "
-            f"detected frequency ({freq.describe()})"
+            f"detected frequency ({freq.describe()}; times that jitter around a step, as a "
+            "logger's do, need rounding to it first)"
         )
     position = offset // freq.step
     # two times on one step of the grid (two readings in one month of a monthly model, daily

@@ -311,6 +311,12 @@ def _read_csv(
     text = decode_text(path, encoding, "save the file as UTF-8")
     if not text.strip():
         raise UserError(f"{path}: the file is empty (expected a header line and rows)")
+    if re.fullmatch(r"sep=.", _header_line(text).strip()):
+        # Excel writes it for itself when asked to; no other reader takes it
+        raise UserError(
+            f"{path}: line 1 is {_header_line(text).strip()!r}, Excel's note of its "
+            "delimiter, not a header: delete that line"
+        )
     dialect = _sniff_dialect(text[:_SNIFF_BYTES], path, quoting)
     # pandas renames a repeated header to "x.1" silently: check the header as written (the
     # first line that is not blank, as pandas takes it)

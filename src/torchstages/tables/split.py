@@ -98,10 +98,13 @@ def decide_task(target: pd.Series, params: TableSplitParams, path: Path) -> str:
         # numbers with a few words (codes such as 250 and V45) may well be classes
         first = int(np.flatnonzero(words)[0])
         more = f" and {counted(int(words.sum()) - 1, 'more cell')}" if words.sum() > 1 else ""
+        # classes only when the values are few: hundreds of one-row classes cannot be split
+        classes = target.nunique() <= params.max_classes
         raise UserError(
             f"{path}: target {target.name!r} holds measurements but line "
             f"{target.index[first]} holds {target.iloc[first]!r}{more}: empty such cells (rows "
-            "without a target are dropped), or set split.table.task: classification"
+            "without a target are dropped)"
+            + (", or set split.table.task: classification" if classes else "")
         )
     if words.any():
         return "classification"
