@@ -391,8 +391,11 @@ def _decimal_commas(frame: pd.DataFrame, path: Path, numbers: Collection[str]) -
     converted = []
     for name in frame.columns:
         cells = frame[name].str.strip()
+        comma = cells.str.contains(",", regex=False).fillna(False).astype(bool)
+        if not comma.any():
+            continue
         written = cells.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)
-        if not (written & cells.str.contains(",", regex=False)).any():
+        if not (written & comma).any():
             continue
         digits = cells.dropna().str.contains(_DIGIT)
         mostly = digits.mean() >= 0.5 and written[digits.index[digits]].mean() >= _DECIMAL_SHARE
