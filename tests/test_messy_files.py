@@ -79,7 +79,7 @@ def test_a_forced_numeric_column_without_a_number_is_refused(tmp_path):
     frame["x1"] = "-"
     write_table(frame, tmp_path / "raw")
     forced = BuildDatasetParams(table=TableBuildParams(numeric=["x1"], non_numeric="missing"))
-    with pytest.raises(UserError, match=r"column 'x1', line \d+: no train cell is a number"):
+    with pytest.raises(UserError, match=r"column 'x1', line \d+: no train cell is a usable number"):
         split_and_build(tmp_path / "raw", tmp_path, forced)
 
 
@@ -123,6 +123,12 @@ def test_empty_trailing_columns_and_a_repeated_header(tmp_path):
     path.write_text("x1,x2,target,,\n1,2,a,,\nx1,x2,target,,\n")
     with pytest.raises(UserError, match="line 3 repeats the header"):
         read_table(path)
+    # a cell equal to its column's name is no repeated header unless two named columns are
+    for text in ("a,\na,1\n", "yes,x\nno,1\nyes,2\n", "id,NA\nid,1\n1,2\n"):
+        path.write_text(text)
+        read_table(path)
+    path.write_text(",\n1,2\n")  # every header cell empty: pandas' names would be duplicates
+    read_table(path)
 
 
 def test_a_wide_table_splits_without_warnings(tmp_path):
@@ -157,18 +163,44 @@ def test_the_log_says_what_each_column_was_read_as(tmp_path, caplog):
     )
 
 
-def test_a_model_reads_decimal_commas_in_its_numeric_columns_however_few(tmp_path):
-    """predict knows which columns are numbers: '0,3' beside 'abc' is a number, 'abc' is named."""
-    path = tmp_path / "new.csv"
-    path.write_text("a;b;colour\n12,5;0,3;red\n8,1;abc;blue\n9,2;-;red\n", encoding="utf-8")
-    assert read_table(path)["b"].tolist() == ["0,3", "abc", "-"]  # alone, the file cannot tell
-    assert read_table(path, numbers=["b"])["b"].tolist() == ["0.3", "abc", "-"]
+def test_placeholders_are_punctuation_and_words_make_categories(tmp_path):
+    """'-' and '?' stand for no value; a word ('S', 'unknown') beside numbers is a category."""
+    from torchstages.tables.schema import fit_schema
+
+    columns = {
+        "placeholders": ["1.5", "2", "-", "?", "3", "4"] * 5,
+        "sizes": ["8", "10", "12", "14", "S", "M", "L", "10", "12", "8"] * 3,
+        "floors": ["1", "2", "3", "G", "B", "1"] * 5,
+    }
+    schema = fit_schema(
+        pd.DataFrame({k: v[:30] for k, v in columns.items()}),
+        list(columns),
+        TableBuildParams(non_numeric="missing"),
+        "t.csv",
+    )
+    assert [c["name"] for c in schema["numeric"]] == ["placeholders"]
+    assert [c["name"] for c in schema["categorical"]] == ["sizes", "floors"]
+    # the same rule decides a decimal-comma column: a word keeps it text, '-' does not
+    path = tmp_path / "t.csv"
+    path.write_text("x;y;z\nunknown;-;a\nunknown;-;b\n3,5;2,5;c\n4,5;1,5;d\n")
+    frame = read_table(path)
+    assert frame["x"].tolist()[2:] == ["3,5", "4,5"] and frame["y"].tolist()[2:] == ["2.5", "1.5"]
+    # new rows for a model that reads 'b' as numbers: '0,3' beside the typo 'abc' is a number
+    # there, so 'abc' is the cell named; a point-style column with one stray comma stays as is
+    path.write_text("a;b;colour\n12,5;0,3;red\n8,1;abc;blue\n", encoding="utf-8")
+    assert read_table(path)["b"].tolist() == ["0,3", "abc"]
+    assert read_table(path, numbers=["b"])["b"].tolist() == ["0.3", "abc"]
+    path.write_text("a;b\n1;1.5\n2;2.5\n3;4,5\n4;x\n", encoding="utf-8")
+    assert read_table(path, numbers=["b"])["b"].tolist() == ["1.5", "2.5", "4,5", "x"]
 
 
 def test_utf16_and_windows_text_read_as_latin1_are_named(tmp_path, caplog):
     path = tmp_path / "t.csv"
     path.write_bytes("a,target\n1,x\n2,y\n".encode("utf-16"))
     with pytest.raises(UserError, match=r"t.csv: is UTF-16 \(its first bytes say so\)"):
+        read_table(path)
+    path.write_bytes("a,target\n1,x\n2,y\n".encode("utf-32"))
+    with pytest.raises(UserError, match=r"t.csv: is UTF-32"):
         read_table(path)
     path.write_bytes("a,target\n1,“x”\n2,y\n".encode("cp1252"))
     with caplog.at_level(logging.WARNING, logger="torchstages"):
@@ -237,7 +269,7 @@ def test_times_with_a_zone_name_are_named(tmp_path, caplog):
     write_table(frame, tmp_path / "raw")
     with caplog.at_level(logging.WARNING, logger="torchstages"):
         split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
-    assert any("'day' holds times with a zone name" in m for m in caplog.messages)
+    assert any("'day' holds times with a zone's name" in m for m in caplog.messages)
 
 
 def test_a_boolean_column_reads_one_and_zero():
@@ -269,12 +301,41 @@ def test_texts_without_spaces_get_a_hint_for_characters(tmp_path, caplog):
 def test_excels_delimiter_note_and_a_price_with_a_dash_are_named(tmp_path):
     path = tmp_path / "raw" / "t.csv"
     path.parent.mkdir()
-    path.write_text("sep=;\nx1;target\n1;a\n2;b\n")
-    with pytest.raises(UserError, match=r"line 1 is 'sep=;', Excel's note of its delimiter"):
-        read_table(path)
+    for note in ("sep=;", "sep=\t", '"sep=,"'):
+        path.write_text(f"{note}\nx1;target\n1;a\n2;b\n")
+        with pytest.raises(UserError, match=r"line 1 is .*sep=.*, Excel's note of its delimiter"):
+            read_table(path)
     frame = make_table(300, "regression")
     frame["target"] = frame["target"].astype(object)
     frame.loc[7, "target"] = "-"
     write_table(frame, tmp_path / "raw", "t.csv")
     with pytest.raises(UserError, match=r"line 9 holds '-': empty such cells .*dropped\)$"):
         split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+
+
+def test_thousands_points_negatives_in_parentheses_and_utf16_without_a_mark(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    price = rng.integers(300, 5000, 300)
+    frame = pd.DataFrame(
+        {
+            "price": [f"{p:,}".replace(",", ".") for p in price],  # 2.351 and 850
+            "x": [f"{v:.2f}".replace(".", ",") for v in rng.normal(size=300)],
+            "profit": [f"({-v:.1f})" if v < 0 else f"{v:.1f}" for v in rng.normal(size=300) * 30],
+            "total": [
+                f"{p:,}.00".replace(",", "#").replace(".", ",").replace("#", ".") for p in price
+            ],
+            "target": np.where(price > 2000, "ja", "nein"),
+        }
+    )
+    (raw / "t.csv").write_text(frame.to_csv(index=False, sep=";"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_and_build(raw, tmp_path)
+    said = " | ".join(caplog.messages)
+    assert "column 'price' holds" in said and "in a file that writes decimals with a comma" in said
+    assert "column 'profit' holds numbers written with" in said and "parentheses" in said
+    assert "column 'total' holds numbers written with" in said  # 2.351,00 beside 850,00
+    (raw / "t.csv").write_bytes("x,target\n1,a\n2,b\n".encode("utf-16-le"))
+    with pytest.raises(UserError, match="holds NUL bytes: UTF-16 without a byte-order mark"):
+        read_table(raw / "t.csv")

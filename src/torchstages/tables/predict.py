@@ -143,9 +143,11 @@ def predict_table(
     """(header, rows): the file's line number, the cells of the ``keep`` columns as the file
     has them (an id to join the predictions back on; a missing cell stays empty) and the
     prediction; for classes its probability, and ``k`` > 1 adds the next classes and theirs."""
+    # the model's numeric columns: '0,3' beside a typo is a number there, and the typo is named
     schema = json.loads(runner.metadata["schema"])
-    numbers = [c["name"] for c in schema["numeric"] if c["type"] == "numeric"]
-    frame = read_table(table, numbers=numbers)  # '3,5' in a numeric column, as training read it
+    frame = read_table(
+        table, numbers=[c["name"] for c in schema["numeric"] if c["type"] == "numeric"]
+    )
     absent = [c for c in keep if c not in frame.columns]
     if absent:
         raise UserError(f"{table}: --keep names column(s) {absent} that it does not have")

@@ -29,6 +29,7 @@ __all__ = [
     "MISSING_WORDS",
     "is_missing_text",
     "decode_text",
+    "nearly_all",
     "decorated_numbers",
     "LOCAL_ORDER_DATE",
     "NotDecodable",
@@ -50,10 +51,17 @@ _SNIFF_BYTES = 64 * 1024
 # much of Europe: digits, at most one comma, more digits, an optional exponent
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)?([eE][+-]?\d+)?")
 _DECIMAL_SHARE = 0.9  # as column types are detected: a stray cell is then named as not a number
-# what a cell can be without being a number: a placeholder such as '-' or '?' has no digit, and
-# neither decides whether a column is written with decimal commas or is numbers
-_DIGIT = re.compile(r"\d")
+# a cell of punctuation alone ('-', '?', '--') stands for "no value": it neither makes nor
+# unmakes a column of numbers (a word does: 'S', 'M', 'L' beside '10' and '12' are sizes)
+_PLACEHOLDER = re.compile(r"[^\w\s]+")
 _C1_CONTROL = re.compile("[\x80-\x9f]")
+_THOUSANDS_POINTS = re.compile(r"[+-]?\d{1,3}(\.\d{3})+")
+_UNICODE_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 # cells read as missing: empty, spaces only, or one of these words (pandas' list, written out
 # here so that it does not change with pandas; 'NA' and 'None' are among them, so a class or
 # category of that name is missing too, and the split and build-dataset logs say so)
@@ -90,8 +98,19 @@ DECORATED_NUMBER = re.compile(
     r"|[+-]?\d[\d,.' ]*\s*%"
     r"|[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?(\s*[^\W\d_]{1,5}\.?)?"
     r"|[+-]?\d+([.,]\d+)?\s+[^\W\d_]{1,5}\.?"
+    r"|\([$€£¥]?\s*\d[\d,.' ]*\)"  # accounting's negative: (22.10)
 )
 _DECORATED_SHARE = 0.9  # of a column's cells, for the column to be such numbers
+
+
+def nearly_all(matched: pd.Series, cells: pd.Series, share: float) -> bool:
+    """Whether ``matched`` holds for at least ``share`` of the written ``cells``, or of them but
+    placeholders (punctuation alone, as '-' or '?') while still for at least half of all; the
+    placeholders are then named as what they are not."""
+    if matched.mean() >= share:
+        return True
+    kept = ~cells.str.fullmatch(_PLACEHOLDER).astype(bool)
+    return bool(matched.mean() >= 0.5 and matched[kept].mean() >= share)
 
 
 def is_missing_text(cell: str) -> bool:
@@ -134,8 +153,11 @@ def decorated_numbers(cells: pd.Series) -> pd.Series:
     matches, that no reader takes as numbers (the messages name the first); empty for any
     other column."""
     written = cells.dropna().str.strip()
-    plain = pd.to_numeric(written, errors="coerce").notna()
-    decorated = written.str.fullmatch(DECORATED_NUMBER) & ~plain
+    matched = written.str.fullmatch(DECORATED_NUMBER)
+    # a decimal comma (850,00 beside 2.351,00) is a plain number of its file; 1,254 is not
+    comma = written.str.fullmatch(_DECIMAL_COMMA) & ~matched
+    plain = pd.to_numeric(written, errors="coerce").notna() | comma
+    decorated = matched & ~plain
     # "812" beside "1,254" is a number of the same column, written without a separator
     if written.empty or not decorated.any() or (decorated | plain).mean() < _DECORATED_SHARE:
         return written.iloc[:0]
@@ -159,8 +181,8 @@ def read_table(
     path: Path,
     encoding: str = "utf-8",
     quoting: str = "csv",
-    numbers: Collection[str] = (),
     words: bool = True,
+    numbers: Collection[str] = (),
 ) -> pd.DataFrame:
     """All cells as ``str`` or NaN (missing: see :func:`is_missing_text`), columns in file order,
     each row indexed by the line of the file it starts on (the header is line 1; a Parquet
@@ -168,8 +190,10 @@ def read_table(
     counts the cells of each column read as missing for a ``MISSING_WORDS`` word.
 
     ``encoding`` and ``quoting`` (``csv``: quoted fields; ``none``: quotes are plain characters)
-    apply to CSV files. ``numbers``: columns known to hold numbers (a trained model's), whose
-    cells written with a decimal comma are read as numbers however few they are. ``words``:
+    apply to CSV files. ``numbers``: columns a model reads as numbers (predict): a decimal comma
+    is read there when the cells that are numbers in either notation nearly all use it, however
+    many other cells there are (the one typo in a file of two rows is then the cell named).
+    ``words``:
     whether ``MISSING_WORDS`` are missing (texts: a message may say "NA", a label be "None").
     """
     parquet = path.suffix.lower() in (".parquet", ".pq")
@@ -177,7 +201,7 @@ def read_table(
         frame = _read_parquet(path)
     else:
         quote = csv.QUOTE_MINIMAL if quoting == "csv" else csv.QUOTE_NONE
-        frame = _read_csv(path, encoding, quote, numbers, words)
+        frame = _read_csv(path, encoding, quote, words, numbers)
     if frame.columns.duplicated().any():
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
@@ -193,12 +217,13 @@ def read_table(
 def _refuse_repeated_header(frame: pd.DataFrame, path: Path) -> None:
     """A line that repeats the header (files exported in parts and joined) would be a row of
     words: a class named after the target, a non-number in every numeric column."""
+    # pandas names an empty header cell "Unnamed: 3"; a name that reads as missing ('NA') is
+    # missing in the repeated line too
+    named = [c for c in frame.columns if not c.startswith("Unnamed: ") and c not in MISSING_WORDS]
     repeats = np.ones(len(frame), dtype=bool)
-    for name in frame.columns:
-        if name.startswith("Unnamed: "):  # pandas' name for an empty header cell
-            continue
+    for name in named:
         repeats &= (frame[name].str.strip() == name.strip()).fillna(False).to_numpy(dtype=bool)
-    if len(frame.columns) > 1 and repeats.any():
+    if len(named) > 1 and repeats.any():
         line = frame.index[int(np.flatnonzero(repeats)[0])]
         raise UserError(f"{path}: line {line} repeats the header: remove it (a joined file?)")
 
@@ -279,11 +304,20 @@ def decode_text(path: Path, encoding: str, advice: str) -> str:
     raw = path.read_bytes()
     codec = codecs.lookup(encoding).name
     utf8 = codec == "utf-8"
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not codec.startswith(
-        "utf-16"
+    # spreadsheets' "Unicode text" export is UTF-16; its byte-order mark says which (UTF-32's
+    # starts with UTF-16's, so it is asked first)
+    unicode = next((name for mark, name in _UNICODE_MARKS if raw.startswith(mark)), None)
+    if unicode and not codec.startswith(unicode.lower()):
+        raise NotDecodable(f"{path}: is {unicode} (its first bytes say so) ({advice})", unicode)
+    if (
+        unicode is None
+        and b"\x00" in raw[:_SNIFF_BYTES]
+        and not codec.startswith(("utf-16", "utf-32"))
     ):
-        # spreadsheets' "Unicode text" export
-        raise NotDecodable(f"{path}: is UTF-16 (its first bytes say so) ({advice})")
+        # no text file holds NUL bytes; UTF-16 without its mark holds one in every other byte
+        raise NotDecodable(
+            f"{path}: holds NUL bytes: UTF-16 without a byte-order mark? ({advice})", "utf-16"
+        )
     try:
         text = raw.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as exc:
@@ -306,12 +340,12 @@ def decode_text(path: Path, encoding: str, advice: str) -> str:
 
 
 def _read_csv(
-    path: Path, encoding: str, quoting: int, numbers: Collection[str], words: bool
+    path: Path, encoding: str, quoting: int, words: bool, numbers: Collection[str]
 ) -> pd.DataFrame:
     text = decode_text(path, encoding, "save the file as UTF-8")
     if not text.strip():
         raise UserError(f"{path}: the file is empty (expected a header line and rows)")
-    if re.fullmatch(r"sep=.", _header_line(text).strip()):
+    if re.fullmatch(r'"?sep=.?"?', _header_line(text).strip(" \r")):
         # Excel writes it for itself when asked to; no other reader takes it
         raise UserError(
             f"{path}: line 1 is {_header_line(text).strip()!r}, Excel's note of its "
@@ -321,7 +355,7 @@ def _read_csv(
     # pandas renames a repeated header to "x.1" silently: check the header as written (the
     # first line that is not blank, as pandas takes it)
     header = next(dialect.reader(_header_line(text)), [])
-    named = [c for c in header if c.strip()]  # pandas names empty ones "Unnamed: 3"
+    named = [c for c in header if c]  # pandas names empty ones "Unnamed: 3"
     if len(set(named)) != len(named):
         dupes = sorted({c for c in named if named.count(c) > 1})
         raise UserError(f"{path}: duplicate column names {dupes}: every column needs its own name")
@@ -349,7 +383,12 @@ def _read_csv(
 
 
 class NotDecodable(UserError):
-    """Bytes that the file's encoding cannot read."""
+    """Bytes that the file's encoding cannot read; ``encoding``: the one the file is in, when
+    known."""
+
+    def __init__(self, message: str, encoding: str | None = None) -> None:
+        super().__init__(message)
+        self.encoding = encoding
 
 
 class UnclosedQuote(UserError):
@@ -384,10 +423,10 @@ def _record_line(text: str, dialect: _Dialect, record: int) -> int:
 
 def _decimal_commas(frame: pd.DataFrame, path: Path, numbers: Collection[str]) -> pd.DataFrame:
     """Numbers written with a decimal comma read with a point, so that ``3,14`` is a number as
-    ``3.14`` is, in the columns of ``numbers`` and in those whose cells with a digit are nearly
-    all such numbers (placeholders such as '-' or '?' stay, for the messages to name); other
-    cells stay as they are. Thousands separators (``1.234,5``) are not read: such cells stay
-    text."""
+    ``3.14`` is, in the columns whose cells are nearly all such numbers, placeholders aside
+    (:func:`nearly_all`; '-' or '?' stay, for the messages to name), and in the ``numbers``
+    columns whose numbers nearly all use it; other cells stay as they are. Thousands separators
+    (``1.234,5``) are not read: such cells stay text."""
     converted = []
     for name in frame.columns:
         cells = frame[name].str.strip()
@@ -395,16 +434,34 @@ def _decimal_commas(frame: pd.DataFrame, path: Path, numbers: Collection[str]) -
         if not comma.any():
             continue
         written = cells.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)
-        if not (written & comma).any():
-            continue
-        digits = cells.dropna().str.contains(_DIGIT)
-        mostly = digits.mean() >= 0.5 and written[digits.index[digits]].mean() >= _DECIMAL_SHARE
-        if name in numbers or mostly:
+        present = cells.notna()
+        if name in numbers:  # words there are mistakes: only the numbers decide the notation
+            present &= written | pd.to_numeric(cells, errors="coerce").notna()
+        if (written & comma).any() and nearly_all(written[present], cells[present], _DECIMAL_SHARE):
             frame[name] = frame[name].mask(written, cells.str.replace(",", ".", regex=False))
             converted.append(name)
     if converted:
         log.info("%s: numbers with a decimal comma read as such in %s", path.name, converted)
+        _name_thousands_points(frame, converted, path)
     return frame
+
+
+def _name_thousands_points(frame: pd.DataFrame, converted: list[str], path: Path) -> None:
+    """In a file that writes decimals with a comma, a point is a thousands separator: 2.351 is
+    two thousand, but reads as two. Named (not reread: 2.351 kg is two in other files)."""
+    for name in frame.columns:
+        if name in converted:
+            continue
+        dotted = frame[name].dropna().str.strip()
+        dotted = dotted[dotted.str.contains(".", regex=False)]
+        if len(dotted) and dotted.str.fullmatch(_THOUSANDS_POINTS).all():
+            log.warning(
+                "%s: column %r holds %r in a file that writes decimals with a comma: read as a "
+                "decimal point; if it is a thousands separator, write the number without it",
+                path.name,
+                name,
+                dotted.iloc[0],
+            )
 
 
 def _header_line(text: str) -> str:

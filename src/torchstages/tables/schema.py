@@ -22,6 +22,7 @@ from torchstages.params.build_dataset import TableBuildParams
 from torchstages.tables.read import (
     LOCAL_ORDER_DATE,
     decorated_numbers,
+    nearly_all,
     not_a_number_of,
     out_of_range,
 )
@@ -111,9 +112,9 @@ def fit_schema(
                     where,
                     name,
                     line,
-                    f"no train cell is a {'boolean' if kind == 'boolean' else 'number'} (the "
-                    f"first: {column[line]!r}); list the column in build_dataset.table."
-                    "categorical, or fix its cells",
+                    f"no train cell is a {'boolean' if kind == 'boolean' else 'usable number'} "
+                    f"(the first: {column[line]!r}); fix its cells, or move the column from "
+                    "build_dataset.table.numeric to categorical",
                 )
             numeric.append(_fit_numeric(values, name, name, kind, None))
     if not numeric and not categorical:
@@ -205,7 +206,8 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
     lowered = set(present.str.strip().str.lower())
     if lowered <= _TRUE | _FALSE:
         return "boolean"
-    if _mostly_numbers(present):
+    # a few placeholders ('?', '-') leave a numeric column numeric, and its messages name them
+    if nearly_all(pd.to_numeric(present, errors="coerce").notna(), present, _DETECT_SHARE):
         return "numeric"
     iso = _dates(present).notna()
     if iso.mean() >= _DETECT_SHARE:
@@ -214,9 +216,9 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
     named = present.str.strip().str.fullmatch(_NAMED_ZONE)
     if named.mean() >= _DETECT_SHARE:
         log.warning(
-            "build-dataset: column %r holds times with a zone name (%r): read as categories, as "
-            "a zone name does not say its offset (CET is +01:00 or, in summer, CEST); write the "
-            "offset (+01:00, Z) or nothing to get year, month, day and weekday columns",
+            "build-dataset: column %r holds times with a zone's name (%r): read as categories, "
+            "as only an offset is read; write the offset in place of the name (+01:00, or Z for "
+            "UTC) to get year, month, day and weekday columns",
             name,
             present.iloc[0],
         )
@@ -236,17 +238,6 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
             present[local].iloc[0],
         )
     return "categorical"
-
-
-def _mostly_numbers(present: pd.Series) -> bool:
-    """Numbers in nearly every cell that has a digit, and in most cells: a placeholder ('?',
-    '-', 'unknown') has no digit, so a few of them leave a numeric column numeric, and its
-    messages name the first (``non_numeric: missing`` reads them as missing)."""
-    numbers = pd.to_numeric(present, errors="coerce").notna()
-    if numbers.mean() >= _DETECT_SHARE:
-        return True
-    digits = present.str.contains(r"\d")
-    return numbers.mean() >= 0.5 and numbers[digits].mean() >= _DETECT_SHARE
 
 
 def _to_numbers(
@@ -345,7 +336,8 @@ def _fit_categorical(
     decorated = decorated_numbers(column)
     if not forced and len(decorated):
         log.warning(
-            "build-dataset: column %r holds numbers written with a unit, a currency sign, %% or "
+            "build-dataset: column %r holds numbers written with a unit, a currency sign, %%, "
+            "parentheses for negatives or "
             "thousands separators (%r): read as categories; write plain numbers (79.5, not "
             "79.5 kg) for the model to read them as numbers",
             name,

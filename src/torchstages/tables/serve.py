@@ -13,9 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-
-# the strings pandas reads as a missing cell in a CSV file (read_table's rule): the same text
-# sent as JSON must be missing too, or serve and predict would disagree on it
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from torchstages.deploy.readers import InvalidPart
@@ -152,6 +149,8 @@ def _cell(value: Any, part: str) -> Any:
             part, f"a JSON {type(value).__name__} is not a cell (give a string, number, "
             "boolean or null)"
         )  # fmt: skip
+    # the text a CSV file would hold as missing is missing here too, or serve and predict
+    # would disagree on it
     return np.nan if is_missing_text(value) else value
 
 

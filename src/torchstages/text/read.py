@@ -33,7 +33,9 @@ def read_texts(path: Path, params: TextSplitParams) -> tuple[pd.DataFrame, str, 
     except NotDecodable as exc:  # texts exported by older tools may be in a legacy encoding
         if codecs.lookup(params.encoding).name != "utf-8":
             raise
-        raise UserError(f"{exc}, or set split.text.encoding (e.g. cp1252)") from None
+        raise UserError(
+            f"{exc}, or set split.text.encoding (e.g. {(exc.encoding or 'cp1252').lower()})"
+        ) from None
     text, label = resolve_text_columns(frame, params, path)
     if params.quoting == "csv" and path.suffix.lower() not in (".parquet", ".pq"):
         _refuse_swallowed_rows(frame, label, path)
