@@ -339,3 +339,14 @@ def test_thousands_points_negatives_in_parentheses_and_utf16_without_a_mark(tmp_
     (raw / "t.csv").write_bytes("x,target\n1,a\n2,b\n".encode("utf-16-le"))
     with pytest.raises(UserError, match="holds NUL bytes: UTF-16 without a byte-order mark"):
         read_table(raw / "t.csv")
+
+
+def test_zero_padded_codes_are_named(tmp_path, caplog):
+    frame = make_table(100)
+    frame["code"] = [f"{i % 40:05d}" for i in range(100)]
+    write_table(frame, tmp_path / "raw")
+    with caplog.at_level(logging.WARNING, logger="torchstages"):
+        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
+    assert any(
+        "'code' holds whole numbers written with leading zeros" in m for m in caplog.messages
+    )

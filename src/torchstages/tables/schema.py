@@ -208,6 +208,15 @@ def _column_type(column: pd.Series, name: str, params: TableBuildParams) -> str:
         return "boolean"
     # a few placeholders ('?', '-') leave a numeric column numeric, and its messages name them
     if nearly_all(pd.to_numeric(present, errors="coerce").notna(), present, _DETECT_SHARE):
+        padded = present.str.strip().str.fullmatch(r"0\d+")
+        if padded.mean() >= 0.5:
+            # 00123 is a code (a postcode, an account), and as a number it loses its zeros
+            log.warning(
+                "build-dataset: column %r holds whole numbers written with leading zeros "
+                "(%r): read as numbers; codes? list it in build_dataset.table.categorical",
+                name,
+                present[padded].iloc[0],
+            )
         return "numeric"
     iso = _dates(present).notna()
     if iso.mean() >= _DETECT_SHARE:
