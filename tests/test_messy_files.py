@@ -263,13 +263,24 @@ def test_a_mostly_filled_series_is_named_with_its_longest_gap(tmp_path, caplog):
     assert "the longest gap: 26 steps from 2008-05-01" in said
 
 
-def test_times_with_a_zone_name_are_named(tmp_path, caplog):
+@pytest.mark.parametrize(
+    ("cells", "named"),
+    [  # times with a zone's name: only an offset is read
+        (
+            lambda i: f"2024-01-{1 + i % 28:02d} 13:{i % 60:02d}:00 CET",
+            "holds times with a zone's name",
+        ),
+        # zero-padded codes: as numbers they lose their zeros
+        (lambda i: f"{i % 40:05d}", "holds whole numbers written with leading zeros"),
+    ],
+)
+def test_columns_read_otherwise_than_meant_are_named(tmp_path, caplog, cells, named):
     frame = make_table(100)
-    frame["day"] = [f"2024-01-{1 + i % 28:02d} 13:{i % 60:02d}:00 CET" for i in range(100)]
+    frame["extra"] = [cells(i) for i in range(100)]
     write_table(frame, tmp_path / "raw")
     with caplog.at_level(logging.WARNING, logger="torchstages"):
         split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
-    assert any("'day' holds times with a zone's name" in m for m in caplog.messages)
+    assert any(f"'extra' {named}" in m for m in caplog.messages)
 
 
 def test_a_boolean_column_reads_one_and_zero():
@@ -339,14 +350,3 @@ def test_thousands_points_negatives_in_parentheses_and_utf16_without_a_mark(tmp_
     (raw / "t.csv").write_bytes("x,target\n1,a\n2,b\n".encode("utf-16-le"))
     with pytest.raises(UserError, match="holds NUL bytes: UTF-16 without a byte-order mark"):
         read_table(raw / "t.csv")
-
-
-def test_zero_padded_codes_are_named(tmp_path, caplog):
-    frame = make_table(100)
-    frame["code"] = [f"{i % 40:05d}" for i in range(100)]
-    write_table(frame, tmp_path / "raw")
-    with caplog.at_level(logging.WARNING, logger="torchstages"):
-        split_and_build(tmp_path / "raw", tmp_path, table={"drop": ["id"]})
-    assert any(
-        "'code' holds whole numbers written with leading zeros" in m for m in caplog.messages
-    )
