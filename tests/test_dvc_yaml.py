@@ -83,3 +83,23 @@ def test_the_pull_request_workflow_is_the_one_readme_shows_and_runs_what_exists(
                 assert command.split()[1] in targets, command
             elif command.startswith(".ci/"):
                 assert os.access(ROOT / command.split()[0], os.X_OK), command
+
+
+def test_the_committed_lock_records_this_code_and_these_params():
+    """A fresh clone's `make run` reproduces the committed reference and leaves dvc.lock as it
+    is only when the lock was made by the code and params beside it: a source file changed
+    without a `dvc repro` would rerun its stages there and dirty the clone."""
+    import hashlib
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for stage, entry in lock.items():
+        for dep in entry["deps"]:
+            path = ROOT / dep["path"]
+            if path.is_file() and dep["path"].startswith(("src/", "stages/")):
+                assert hashlib.md5(path.read_bytes()).hexdigest() == dep["md5"], (
+                    f"dvc.lock: {stage} records another version of {dep['path']}: run dvc repro "
+                    "and commit dvc.lock"
+                )
+        recorded = entry["params"]["params.yaml"]
+        assert recorded == {k: params[k] for k in recorded}, f"dvc.lock: {stage}'s params differ"
