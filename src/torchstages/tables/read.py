@@ -190,11 +190,11 @@ def read_table(
     counts the cells of each column read as missing for a ``MISSING_WORDS`` word.
 
     ``encoding`` and ``quoting`` (``csv``: quoted fields; ``none``: quotes are plain characters)
-    apply to CSV files. ``numbers``: columns a model reads as numbers (predict): a decimal comma
-    is read there when the cells that are numbers in either notation nearly all use it, however
-    many other cells there are (the one typo in a file of two rows is then the cell named).
-    ``words``:
-    whether ``MISSING_WORDS`` are missing (texts: a message may say "NA", a label be "None").
+    apply to CSV files. ``words``: whether ``MISSING_WORDS`` are missing (not for texts: a
+    message may say "NA", a label be "None"). ``numbers``: columns a model reads as numbers
+    (predict): a decimal comma is read there when the cells that are numbers in either notation
+    nearly all use it, however many other cells there are (the one typo in a file of two rows
+    is then the cell named).
     """
     parquet = path.suffix.lower() in (".parquet", ".pq")
     if parquet:
