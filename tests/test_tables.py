@@ -444,9 +444,8 @@ def test_a_target_of_ids_extreme_targets_and_dates_in_several_formats_are_named(
 
 def test_what_the_table_messages_take_for_numbers_dates_and_one_class():
     """The patterns behind the warnings, on what they must take and must leave alone."""
-    from torchstages.tables.read import DECORATED_NUMBER
+    from torchstages.tables.read import DECORATED_NUMBER, similar_spellings
     from torchstages.tables.schema import _dates
-    from torchstages.tables.split import _similar_groups
 
     decorated = ["79.5 kg", "85%", "$51,255", "51.254,87", "1,200.50 EUR", "1 200"]
     codes = ["12", "1.5", "12A", "1st", "4WD", "24h", "M", "A1", "Q3 2024"]
@@ -457,7 +456,7 @@ def test_what_the_table_messages_take_for_numbers_dates_and_one_class():
     assert [str(t) for t in _dates(pd.Series(cells))] == [
         "2024-01-15 10:00:00", "2024-07-15 10:00:00", "2024-01-15 00:00:00", "2024-01-15 00:00:00"
     ]  # fmt: skip
-    assert _similar_groups(
+    assert similar_spellings(
         ["1", "1.0", "01", "123456789012345678901", "123456789012345678902"]
     ) == [["01", "1", "1.0"]]
 

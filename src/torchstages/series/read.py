@@ -20,7 +20,12 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.params.split import SeriesSplitParams
-from torchstages.tables.read import FIRST_DATA_LINE, LOCAL_ORDER_DATE, first_non_number
+from torchstages.tables.read import (
+    FIRST_DATA_LINE,
+    LOCAL_ORDER_DATE,
+    first_non_number,
+    similar_spellings,
+)
 
 __all__ = ["Frequency", "Series", "detect_frequency", "read_series", "resolve_series_columns"]
 
@@ -465,16 +470,11 @@ def read_series(
 def _refuse_similar_ids(ids: pd.Series, column: str, where: str) -> None:
     """Ids that differ only in spaces or case ('A' and 'A '), which would split one series in
     two and fill each one's gaps with made-up values."""
-    spellings: dict[str, set[str]] = {}
-    for value in ids.unique():
-        spellings.setdefault(" ".join(str(value).split()).casefold(), set()).add(str(value))
-    for found in spellings.values():
-        if len(found) > 1:
-            shown = sorted(found)
-            raise UserError(
-                f"{where}: series ids {shown} in {column!r} differ only in spaces or case: "
-                "write each series' id one way"
-            )
+    if similar := similar_spellings([str(v) for v in ids.unique()]):
+        raise UserError(
+            f"{where}: series ids {similar[0]} in {column!r} differ only by letter case, spaces, "
+            "a final '.' or how a number is written: write each series' id one way"
+        )
 
 
 def _regular(

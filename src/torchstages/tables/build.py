@@ -19,7 +19,7 @@ from torchstages.errors import UserError
 from torchstages.io import atomic_dir, nine_digits, read_json, write_json, write_npy
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.paths import SPLIT_NAMES
-from torchstages.tables.read import read_table, row_hashes
+from torchstages.tables.read import missing_words_text, read_table, row_hashes
 from torchstages.tables.schema import encode, fit_schema
 from torchstages.tables.split import read_table_split
 from torchstages.wording import counted, listed
@@ -71,7 +71,7 @@ def _name_missing_words(words: dict[str, dict[str, int]], features: list[str]) -
             log.info(
                 "build-dataset: column %r: %s in the file read as missing",
                 name,
-                ", ".join(f"{counted(n, 'cell')} {w!r}" for w, n in found.items()),
+                missing_words_text(found),
             )
 
 

@@ -13,7 +13,9 @@ import io
 import itertools
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Collection, Iterator
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +24,7 @@ import pandas as pd
 
 from torchstages.errors import UserError
 from torchstages.kinds import table_files
+from torchstages.wording import counted
 
 __all__ = [
     "DECORATED_NUMBER",
@@ -29,7 +32,9 @@ __all__ = [
     "MISSING_WORDS",
     "is_missing_text",
     "decode_text",
+    "missing_words_text",
     "nearly_all",
+    "similar_spellings",
     "decorated_numbers",
     "LOCAL_ORDER_DATE",
     "NotDecodable",
@@ -111,6 +116,27 @@ def nearly_all(matched: pd.Series, cells: pd.Series, share: float) -> bool:
         return True
     kept = ~cells.str.fullmatch(_PLACEHOLDER).astype(bool)
     return bool(matched.mean() >= 0.5 and matched[kept].mean() >= share)
+
+
+def missing_words_text(found: dict[str, int]) -> str:
+    """``attrs["missing_words"]`` of one column for a log line: "3 cells 'NA', 1 cell 'None'"."""
+    return ", ".join(f"{counted(n, 'cell')} {w!r}" for w, n in found.items())
+
+
+def similar_spellings(values: list[str]) -> list[list[str]]:
+    """Groups of ``values`` equal but for letter case, spaces, a final '.' or how a number is
+    written ('Yes' and 'yes '; '>50K' and '>50K.'; '1' and '1.0'), each sorted: classes, or
+    series ids, that are most likely one written two ways."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in values:
+        key = " ".join(name.split()).rstrip(".").strip().casefold()
+        try:  # '1' and '1.0' are one number; exactly, so two long ids stay two
+            number = Decimal(key)
+            key = str(number.normalize()) if number.is_finite() else key
+        except InvalidOperation:
+            pass
+        groups[key].append(name)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 def is_missing_text(cell: str) -> bool:

@@ -8,8 +8,7 @@ stratum, sha256 = group key), so tables get the very split rule and leakage chec
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from decimal import Decimal, InvalidOperation
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,11 @@ from torchstages.tables.read import (
     decorated_numbers,
     find_table,
     first_non_number,
+    missing_words_text,
     read_table,
     rounded_row_hashes,
     row_hashes,
+    similar_spellings,
 )
 from torchstages.wording import counted
 
@@ -134,7 +135,7 @@ def similar_classes(classes: list[str], column: str) -> list[list[str]]:
     '>50K' and '>50K.', as adult.test writes it) or written as the same number ('1', '1.0'),
     each group sorted; a warning names them: they train as different classes, which is rarely
     what the table means."""
-    similar = _similar_groups(classes)
+    similar = similar_spellings(classes)
     if similar:
         log.warning(
             "split: %r: classes %s differ only by letter case, spaces, a final '.' or how a "
@@ -146,23 +147,10 @@ def similar_classes(classes: list[str], column: str) -> list[list[str]]:
     return similar
 
 
-def _similar_groups(classes: list[str]) -> list[list[str]]:
-    groups: dict[str, list[str]] = defaultdict(list)
-    for name in classes:
-        key = name.strip().rstrip(".").strip().casefold()
-        try:  # '1' and '1.0' are one number; exactly, so two long ids stay two
-            number = Decimal(key)
-            key = str(number.normalize()) if number.is_finite() else key
-        except InvalidOperation:
-            pass
-        groups[key].append(name)
-    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
-
-
 def too_few(small: dict[str, int], classes: list[str]) -> str:
     """``small`` (classes with too few rows) for a message, with the classes each is perhaps
     the same as (``'spam '`` beside ``'spam'``): merged, they may have enough."""
-    alike = [g for g in _similar_groups(classes) if any(c in small for c in g)]
+    alike = [g for g in similar_spellings(classes) if any(c in small for c in g)]
     same = "; ".join(" and ".join(repr(c) for c in g) for g in alike[:3])
     return first_of(small) + (f" ({same}: the same class, written two ways?)" if same else "")
 
@@ -191,7 +179,7 @@ def split_table(raw_dir: Path, out_dir: Path, params: SplitParams) -> dict[str, 
             "split: target %r: %s read as missing, so those rows are dropped (rename a class "
             "that is written so)",
             cols["target"],
-            ", ".join(f"{counted(n, 'cell')} {w!r}" for w, n in words.items()),
+            missing_words_text(words),
         )
     kept = np.flatnonzero(target.notna().to_numpy())
     frame = frame.iloc[kept]
