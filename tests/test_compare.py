@@ -12,7 +12,12 @@ from scipy.stats import binomtest
 
 from torchstages.cli import main
 from torchstages.errors import UserError
-from torchstages.evaluation.compare import compare_predictions, comparison_markdown, mcnemar_exact
+from torchstages.evaluation.compare import (
+    compare_predictions,
+    comparison_markdown,
+    mcnemar_exact,
+    paired_accuracy_interval,
+)
 from torchstages.evaluation.intervals import block_resample_batches
 from torchstages.evaluation.predictions import Predictions, parse_predictions
 from torchstages.io import write_csv
@@ -69,6 +74,73 @@ def test_one_image_is_not_a_real_difference():
     assert result.p_value == 1.0 and not result.significant
     assert acc.ci_low <= 0 <= acc.ci_high
     assert result.verdict("a", "b", "test").endswith("McNemar exact p = 1: not significant at 5%")
+
+
+@pytest.mark.parametrize(
+    "both, worse, better, neither",
+    [(895, 0, 5, 100), (186, 82, 0, 2), (930, 12, 40, 18), (0, 3, 2, 0)],
+)
+def test_accuracy_interval_is_newcombes_square_and_add(both, worse, better, neither):
+    """Method 10 of Newcombe (1998), rebuilt from independent parts: scipy's Wilson intervals of
+    both accuracies and numpy's correlation of the two runs' right/wrong vectors."""
+    right_a = np.repeat([1, 1, 0, 0], [both, worse, better, neither])
+    right_b = np.repeat([1, 0, 1, 0], [both, worse, better, neither])
+    n = len(right_a)
+    acc_a, acc_b = right_a.mean(), right_b.mean()
+    ci_a = binomtest(int(right_a.sum()), n).proportion_ci(method="wilson")
+    ci_b = binomtest(int(right_b.sum()), n).proportion_ci(method="wilson")
+    phi = np.corrcoef(right_a, right_b)[0, 1] if right_a.std() * right_b.std() else 0
+    low = (
+        acc_b
+        - acc_a
+        - np.sqrt(
+            (acc_b - ci_b.low) ** 2
+            - 2 * phi * (acc_b - ci_b.low) * (ci_a.high - acc_a)
+            + (ci_a.high - acc_a) ** 2
+        )
+    )
+    high = (
+        acc_b
+        - acc_a
+        + np.sqrt(
+            (ci_b.high - acc_b) ** 2
+            - 2 * phi * (ci_b.high - acc_b) * (acc_a - ci_a.low)
+            + (acc_a - ci_a.low) ** 2
+        )
+    )
+    assert paired_accuracy_interval(both, worse, better, neither) == pytest.approx(
+        (low, high), abs=1e-9
+    )
+    assert low <= acc_b - acc_a <= high
+
+
+def test_few_changed_samples_give_no_interval_that_contradicts_the_test():
+    """5 became right and none wrong, of 1,000: McNemar's p is 0.0625. The bootstrap interval of
+    the accuracy difference excluded 0 there (+0.0010 to +0.0090) beside "not significant";
+    Newcombe's includes it."""
+    a, b = _pair(1000, fixed=5, broken=0, wrong_in_both=95)
+    result = compare_predictions(a, b)
+    acc = result.statistics[0]
+    assert result.p_value == 0.0625 and not result.significant
+    assert acc.ci_low < 0 < acc.ci_high
+
+
+def test_macro_f1_is_the_one_metrics_json_holds():
+    """compare's macro F1 of a run is the f1_macro its metrics file holds, when a class is in
+    neither the split nor either run's predictions."""
+    import torch
+
+    from torchstages.evaluation.metrics import classification_metrics
+
+    a, b = _pair(200, fixed=20, broken=6, wrong_in_both=10, seed=4)
+    result = compare_predictions(a, b)
+    code = {name: k for k, name in enumerate(CLASSES)}
+    for run, value in ((a, result.statistics[1].a), (b, result.statistics[1].b)):
+        truth = np.array([code[x] for x in run.truth])
+        predicted = torch.tensor([code[x] for x in run.predicted])
+        logits = torch.nn.functional.one_hot(predicted, 4).double()  # "owl": in no run, no label
+        f1 = classification_metrics(logits, truth, [*CLASSES, "owl"], resamples=0)["f1_macro"]
+        assert value == pytest.approx(f1, abs=1e-6)
 
 
 def test_samples_are_paired_by_id_not_by_row_order():

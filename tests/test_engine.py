@@ -82,9 +82,22 @@ def test_losses_take_logits_and_bce_needs_two_classes():
     ce = build_loss(tiny_train_params(), y, 2)(logits, y)
     assert ce == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
     bce = build_loss(tiny_train_params(loss="bce"), y, 2)(logits, y)
-    target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-    assert bce.item() == pytest.approx(expected.item() / 2)
+    margin = logits[:, 1] - logits[:, 0]  # the one logit of the binary recipe
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(margin, y.float())
+    assert bce.item() == pytest.approx(expected.item())
+    # so its probabilities are the softmax that evaluation and predict report: the same loss as
+    # cross_entropy on two logits, smoothed or weighted as it is
+    many, labels = (
+        torch.randn(64, 2, generator=torch.Generator().manual_seed(0)),
+        torch.arange(64) % 2,
+    )
+    labels[:40] = 0
+    for options in ({"label_smoothing": 0.1}, {"class_weights": "balanced"}):
+        same = [
+            build_loss(tiny_train_params(loss=loss, **options), labels, 2)(many, labels)
+            for loss in ("bce", "cross_entropy")
+        ]
+        assert same[0].item() == pytest.approx(same[1].item(), rel=1e-6), options
     with pytest.raises(UserError, match="train.loss: bce needs exactly 2 classes, the data has 3"):
         build_loss(tiny_train_params(loss="bce"), torch.tensor([0, 1, 2]), 3)
 

@@ -63,8 +63,63 @@ def test_statistics_from_confusion_match_sklearn_with_a_class_missing():
         skm.recall_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
     )
     p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    assert np.allclose(scores["precision"], p) and np.allclose(scores["recall"], r)
-    assert np.allclose(scores["f1"], f)
+    assert np.allclose(scores["precision"], p) and np.allclose(scores["f1"], f)
+    # the recall of a class with no true sample is undefined: NaN, so an interval skips it
+    assert np.allclose(scores["recall"][:3], r[:3]) and np.isnan(scores["recall"][3])
+
+
+def test_a_class_a_resample_leaves_out_is_skipped_not_scored_zero():
+    """A perfect classifier with one sample of a rare class: a resample without that sample
+    says nothing about the class, so every interval is 1 to 1 (it used to score the missing
+    class 0 and put the macro F1 at 0.67 to 1, the class's own scores at 0 to 1)."""
+    y = np.array([0] * 15 + [1] * 14 + [2])
+    logits = torch.nn.functional.one_hot(torch.tensor(y), 3).double() * 5
+    m = classification_metrics(logits, y, ["a", "b", "c"], resamples=1000)
+    for key in ("f1_macro", "f1_weighted", "balanced_accuracy"):
+        assert (m[f"{key}_ci_low"], m[key], m[f"{key}_ci_high"]) == (1.0, 1.0, 1.0), key
+    for key in ("precision", "recall", "f1"):
+        bounds = m["per_class"]["c"]
+        assert (bounds[f"{key}_ci_low"], bounds[key], bounds[f"{key}_ci_high"]) == (1, 1, 1), key
+
+
+def test_macro_f1_leaves_out_a_class_absent_from_labels_and_predictions():
+    """scikit-learn's rule: a class in the card that neither the split nor the model names has
+    no F1; averaging it in as 0 made metrics/*.json disagree with `torchstages compare`."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 40)
+    logits = torch.tensor(rng.normal(size=(40, 4)))
+    logits[:, 3] = -10.0  # class 3: never predicted, never true
+    m = classification_metrics(logits, y, list("abcd"), resamples=200)
+    pred = logits.argmax(1).numpy()
+    assert m["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"), abs=1e-6)
+    assert "f1_ci_low" not in m["per_class"]["d"] and m["per_class"]["d"]["support"] == 0
+
+
+def test_top_k_interval_and_score_count_the_same_hits_with_ties():
+    """Tied probabilities (an untrained network, underflowed logits) rank in class order, as
+    predict lists them; the score and its interval count the same hits (the interval used to
+    count every tie as a hit: 0.84 to 1 around a score of 0.30)."""
+    from torchstages.deploy.runtime import top_k
+
+    y = np.arange(20) % 6
+    m = classification_metrics(torch.zeros(20, 6), y, list("abcdef"), top_k=2)
+    assert m["top2_accuracy"] == pytest.approx(8 / 20)  # classes a and b, listed first
+    assert m["top2_accuracy_ci_low"] <= m["top2_accuracy"] <= m["top2_accuracy_ci_high"] < 0.7
+    probs = np.full(6, 1 / 6)
+    assert [c for c, _ in top_k(probs, list("abcdef"), 2)] == ["a", "b"]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # no ties: scikit-learn's score
+        logits, labels = torch.tensor(rng.normal(size=(30, 7))), rng.integers(0, 7, 30)
+        score = classification_metrics(logits, labels, list("abcdefg"), top_k=3, resamples=0)
+        expected = skm.top_k_accuracy_score(labels, logits.numpy(), k=3, labels=range(7))
+        assert score["top3_accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_baseline_accuracy_answers_the_given_class():
+    y = np.array([0, 0, 1, 2, 2, 2])
+    m = classification_metrics(torch.zeros(6, 3), y, list("abc"), majority=2, resamples=0)
+    assert m["baseline_accuracy"] == 0.5
+    assert "baseline_accuracy" not in classification_metrics(torch.zeros(6, 3), y, list("abc"))
 
 
 def test_resamples_do_not_depend_on_the_batch_size(monkeypatch):
@@ -146,3 +201,22 @@ def test_vectorised_ranking_scores_equal_scikit_learn_with_ties():
         assert np.isnan(got["roc_auc"][0]) and np.isnan(got["average_precision"][0])
         np.testing.assert_allclose(got["roc_auc"][1:], auc, atol=1e-12)
         np.testing.assert_allclose(got["average_precision"][1:], ap, atol=1e-12)
+
+
+def test_r2_of_one_repeated_target_follows_scikit_learn_and_its_resamples_are_skipped():
+    """A resample whose targets are all equal defines no R² (0/0): it is skipped. It used to
+    count as R² 1, putting the top of a poor model's interval at 1 on a zero-inflated target."""
+    from sklearn.metrics import r2_score
+
+    from torchstages.evaluation.intervals import regression_intervals
+    from torchstages.tables.evaluate import regression_metrics
+
+    actual = np.array([0.0] * 27 + [3.0, 5.0, 9.0])
+    predicted = actual + np.random.default_rng(0).normal(0, 1.2, 30)
+    point = regression_metrics(predicted, actual, 1.0, 2.0)
+    assert point["r2"] == pytest.approx(r2_score(actual, predicted), abs=1e-6)
+    bounds = regression_intervals(predicted, actual, 2.0, 1000, 0)
+    assert bounds["r2_ci_low"] <= point["r2"] <= bounds["r2_ci_high"] < 0.99
+    for a, p in (([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]), ([1.0, 1.0, 1.0], [3.0, 1.0, 1.0])):
+        a, p = np.array(a), np.array(p)
+        assert regression_metrics(p, a, 1.0, 1.0)["r2"] == r2_score(a, p)

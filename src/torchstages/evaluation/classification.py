@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from torchstages.data.discover import Row
+from torchstages.data.store import load_arrays
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import write_plot_data
 from torchstages.evaluation.predictions import write_predictions
@@ -24,14 +25,18 @@ def classify_rows(
     classes: list[str],
     params: Any,
     rows: list[Row],
+    processed: Path,
     plots_dir: Path,
     predictions: Path | None,
     named_by: str = "file",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Classification metrics, plot data and (to ``predictions``) per-sample predictions of
     one split, ``rows`` naming its samples (image files, a table's rows, texts); returns
-    (metrics, probabilities). ``named_by`` heads the column of mistakes.csv that names them:
-    ``file`` for images, ``id`` (as in predictions.csv: ``line 159``) for a table's or text's."""
+    (metrics, probabilities). The baseline beside the accuracy answers the most frequent class
+    of the train split in ``processed`` (every kind stores ``train_labels.npy``). ``named_by``
+    heads the column of mistakes.csv that names them: ``file`` for images, ``id`` (as in
+    predictions.csv: ``line 159``) for a table's or text's."""
+    (train_labels,) = load_arrays(processed, "train", ("labels",))
     metrics = classification_metrics(
         logits,
         labels,
@@ -40,6 +45,7 @@ def classify_rows(
         params.calibration_bins,
         params.bootstrap_resamples,
         params.bootstrap_seed,
+        majority=int(np.bincount(train_labels, minlength=len(classes)).argmax()),
     )
     probs = softmax(logits)
     write_plot_data(plots_dir, probs, labels, classes, metrics, rows, named_by)

@@ -91,22 +91,28 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     dropped = {s["path"] for s in meta.get("skipped", ()) if s["split"] == split}
     rows = [row for row in read_split(paths.splits / f"{split}.csv") if row.path not in dropped]
     metrics, probs = classify_rows(
-        logits, labels, classes, params, rows, paths.plots_dir, paths.predictions
+        logits, labels, classes, params, rows, paths.processed, paths.plots_dir, paths.predictions
     )
     write_json(paths.metrics, metrics)
     _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
     _write_report(paths)
     log.info(
-        "%s: loss %.4f  accuracy %.4f  f1_macro %.4f on %d samples -> %s, %s",
+        "%s: loss %.4f  %s on %d samples -> %s, %s",
         split,
         metrics["loss"],
-        metrics["accuracy"],
-        metrics["f1_macro"],
+        _classes_summary(metrics),
         metrics["samples"],
         paths.metrics,
         paths.plots_dir,
     )
     return metrics
+
+
+def _classes_summary(metrics: dict[str, Any]) -> str:
+    return (
+        f"accuracy {metrics['accuracy']:.4f} (always the most frequent train class: "
+        f"{metrics['baseline_accuracy']:.4f})  f1_macro {metrics['f1_macro']:.4f}"
+    )
 
 
 def _write_report(paths: EvalPaths) -> None:
@@ -153,7 +159,7 @@ def _evaluate_table(
             f"Confusion matrix ({split}, {len(labels)} {sample_noun(kind_of(card), len(labels))})"
         )
         save_png(confusion_figure(matrix, classes, title), paths.plots_dir / "confusion.png")
-        summary = f"accuracy {metrics['accuracy']:.4f}  f1_macro {metrics['f1_macro']:.4f}"
+        summary = _classes_summary(metrics)
     else:
         from torchstages.tables.evaluate import draw_regression
 

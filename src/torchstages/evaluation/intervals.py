@@ -9,6 +9,7 @@ same bounds, and the files that hold them the same bytes.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "resample_batches",
     "block_resample_batches",
     "scores_from_confusion",
+    "top_k_hits",
     "wilson_interval",
 ]
 
@@ -74,9 +76,12 @@ def block_resample_batches(n: int, block: int, resamples: int, seed: int) -> Ite
 
 
 def percentile_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 2.5th and 97.5th percentiles over the first axis (resamples), NaN rows skipped."""
+    """The 2.5th and 97.5th percentiles over the first axis (resamples), NaN rows skipped; NaN
+    where every resample is NaN (a score no resample defines)."""
     tail = 100 * (1 - LEVEL) / 2
-    low, high = np.nanpercentile(values, [tail, 100 - tail], axis=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        low, high = np.nanpercentile(values, [tail, 100 - tail], axis=0)
     return low, high
 
 
@@ -91,25 +96,35 @@ def confusion_stack(
 
 def scores_from_confusion(conf: np.ndarray) -> dict[str, np.ndarray]:
     """Accuracy, balanced accuracy, macro and weighted F1 (batch,) and per-class precision, recall
-    and F1 (batch, classes) of confusion matrices (batch, n, n), with scikit-learn's conventions:
-    a score with a zero denominator is 0, balanced accuracy averages the classes present."""
+    and F1 (batch, classes) of confusion matrices (batch, n, n), as scikit-learn scores each
+    matrix: balanced accuracy averages the classes in the truth, macro F1 those in the truth or
+    the predictions (a class in both with no hit scores 0). A per-class score whose denominator
+    is 0 in a matrix (recall of a class a resample left out, precision of a class it never
+    predicted) is NaN there, so that the intervals skip it instead of counting it as 0."""
     tp = np.diagonal(conf, axis1=1, axis2=2).astype(np.float64)
     support = conf.sum(2).astype(np.float64)
     predicted = conf.sum(1).astype(np.float64)
     total = support.sum(1)
-    precision = _ratio(tp, predicted)
+    present = support > 0
+    seen = present | (predicted > 0)
     recall = _ratio(tp, support)
     f1 = _ratio(2 * tp, support + predicted)
-    present = support > 0
     return {
         "accuracy": tp.sum(1) / total,
         "balanced_accuracy": (recall * present).sum(1) / present.sum(1),
-        "f1_macro": f1.mean(1),
+        "f1_macro": (f1 * seen).sum(1) / seen.sum(1),
         "f1_weighted": (f1 * support).sum(1) / total,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        "precision": np.where(predicted > 0, _ratio(tp, predicted), np.nan),
+        "recall": np.where(present, recall, np.nan),
+        "f1": np.where(seen, f1, np.nan),
     }
+
+
+def top_k_hits(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the true class is among the ``k`` most probable, ties in class order, as
+    ``predict`` lists them (scikit-learn's ``top_k_accuracy_score`` breaks ties the other way)."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return (top == np.asarray(labels)[:, None]).any(1)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -159,14 +174,14 @@ def classification_intervals(
         low, high = percentile_interval(np.concatenate(parts))
         if key in ("precision", "recall", "f1"):
             for k, name in enumerate(classes):
-                per_class[name].update(_bounds(key, low[k], high[k]))
+                if not np.isnan(low[k]):  # NaN: no resample defines it (a class never predicted)
+                    per_class[name].update(_bounds(key, low[k], high[k]))
         elif key not in ("roc_auc", "average_precision") or len(np.unique(y)) == 2:
             out.update(_bounds(key, low, high))
     out.update(_bounds("accuracy", *wilson_interval(int((predicted == y).sum()), n_samples)))
     if n_classes > top_k:
-        # the true class among the k most probable (ties: sklearn counts a tie as a hit)
-        in_top = (probs > probs[np.arange(n_samples), y][:, None]).sum(1) < top_k
-        out.update(_bounds(f"top{top_k}_accuracy", *wilson_interval(int(in_top.sum()), n_samples)))
+        hits = int(top_k_hits(probs, y, top_k).sum())
+        out.update(_bounds(f"top{top_k}_accuracy", *wilson_interval(hits, n_samples)))
     out["per_class"] = per_class
     return out
 
@@ -184,7 +199,8 @@ def _ranking_scores(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> dict[s
     negatives = labels.shape[1] - positives
     valid = (positives > 0) & (negatives > 0)
     ranks = rankdata(scores, axis=1)  # average ranks of ties
-    auc = ((ranks * labels).sum(1) - positives * (positives + 1) / 2) / (positives * negatives)
+    pairs = np.where(valid, positives * negatives, 1)  # one class only: NaN below, no warning
+    auc = ((ranks * labels).sum(1) - positives * (positives + 1) / 2) / pairs
     order = np.argsort(-scores, axis=1, kind="stable")
     sorted_scores = np.take_along_axis(scores, order, 1)
     sorted_labels = np.take_along_axis(labels, order, 1)
@@ -196,12 +212,11 @@ def _ranking_scores(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> dict[s
     end_index = np.where(ends, np.arange(n), n)[:, ::-1]
     end_index = np.minimum.accumulate(end_index, axis=1)[:, ::-1]
     at_end = np.take_along_axis(precision, end_index, 1)
-    ap = (sorted_labels * at_end).sum(1) / positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "roc_auc": np.where(valid, auc, np.nan),
-            "average_precision": np.where(valid, ap, np.nan),
-        }
+    ap = (sorted_labels * at_end).sum(1) / np.maximum(positives, 1)
+    return {
+        "roc_auc": np.where(valid, auc, np.nan),
+        "average_precision": np.where(valid, ap, np.nan),
+    }
 
 
 def _bounds(key: str, low: float, high: float) -> dict[str, float]:
@@ -221,7 +236,8 @@ def regression_intervals(
         scores = {
             "rmse": np.sqrt((e**2).mean(1)),
             "mae": np.abs(e).mean(1),
-            "r2": 1 - _ratio((e**2).sum(1), ss_tot),
+            # a resample of one repeated target defines no R² (0/0): skipped, not 1
+            "r2": np.where(ss_tot > 0, 1 - _ratio((e**2).sum(1), ss_tot), np.nan),
             "loss": ((e / std) ** 2).mean(1),
         }
         if not np.any(actual == 0):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchstages.evaluation.intervals import classification_intervals
+from torchstages.evaluation.intervals import classification_intervals, top_k_hits
 from torchstages.io import six_decimals
 
 __all__ = ["classification_metrics", "expected_calibration_error", "softmax"]
@@ -26,16 +26,20 @@ def classification_metrics(
     calibration_bins: int = 15,
     resamples: int = 1000,
     seed: int = 0,
+    majority: int | None = None,
 ) -> dict[str, Any]:
     """Headline metrics at the top level, per-class ones nested under ``per_class``.
 
-    Each metric but ``samples`` has a 95% interval beside it (``accuracy_ci_low``,
-    ``accuracy_ci_high``; see :mod:`~torchstages.evaluation.intervals`); ``resamples=0`` leaves
-    them out.
+    Each metric but ``samples`` and ``baseline_accuracy`` has a 95% interval beside it
+    (``accuracy_ci_low``, ``accuracy_ci_high``; see :mod:`~torchstages.evaluation.intervals`);
+    ``resamples=0`` leaves them out.
 
-    ``loss`` is the log loss (mean cross-entropy of the softmax, natural log). ``top{k}_accuracy``
-    only when there are more than k classes (it is 1.0 otherwise); ``roc_auc`` and
-    ``average_precision`` of ``classes[1]`` only for two classes.
+    ``loss`` is the log loss (mean cross-entropy of the softmax, natural log). ``f1_macro``
+    averages the classes present in the labels or the predictions (scikit-learn's rule: a class
+    absent from both has no F1). ``top{k}_accuracy`` only when there are more than k classes (it
+    is 1.0 otherwise); ``roc_auc`` and ``average_precision`` of ``classes[1]`` only for two
+    classes. ``baseline_accuracy``: the accuracy of always answering class ``majority`` (the
+    train split's most frequent), when given.
     """
     from sklearn import metrics as skm
 
@@ -43,12 +47,13 @@ def classification_metrics(
     probs = softmax(logits)
     predicted = probs.argmax(1)
     label_ids = list(range(len(classes)))
+    present = sorted(set(y.tolist()) | set(predicted.tolist()))
     out: dict[str, Any] = {
         "loss": six_decimals(skm.log_loss(y, probs, labels=label_ids)),
         "accuracy": six_decimals(skm.accuracy_score(y, predicted)),
         "balanced_accuracy": six_decimals(_balanced_accuracy(y, predicted)),
         "f1_macro": six_decimals(
-            skm.f1_score(y, predicted, labels=label_ids, average="macro", zero_division=0)
+            skm.f1_score(y, predicted, labels=present, average="macro", zero_division=0)
         ),
         "f1_weighted": six_decimals(
             skm.f1_score(y, predicted, labels=label_ids, average="weighted", zero_division=0)
@@ -57,10 +62,10 @@ def classification_metrics(
         "samples": len(y),
         "per_class": _per_class(y, predicted, classes),
     }
+    if majority is not None:
+        out["baseline_accuracy"] = six_decimals(float((y == majority).mean()))
     if len(classes) > top_k:
-        out[f"top{top_k}_accuracy"] = six_decimals(
-            skm.top_k_accuracy_score(y, probs, k=top_k, labels=label_ids)
-        )
+        out[f"top{top_k}_accuracy"] = six_decimals(float(top_k_hits(probs, y, top_k).mean()))
     if len(classes) == 2 and len(np.unique(y)) == 2:
         out["roc_auc"] = six_decimals(skm.roc_auc_score(y, probs[:, 1]))
         out["average_precision"] = six_decimals(skm.average_precision_score(y, probs[:, 1]))

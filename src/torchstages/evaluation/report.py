@@ -26,6 +26,7 @@ __all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
 
 HEADLINE = [
     ("accuracy", "accuracy"),
+    ("baseline_accuracy", "accuracy of always answering the most frequent train class"),
     ("balanced_accuracy", "balanced accuracy"),
     ("f1_macro", "macro F1"),
     ("f1_weighted", "weighted F1"),
@@ -40,7 +41,7 @@ REGRESSION_HEADLINE = [
     ("baseline_rmse", "RMSE of always predicting the train mean"),
     ("mae", "MAE"),
     ("r2", "R²"),
-    ("mape", "MAPE"),
+    ("mape", "MAPE (a fraction: 0.05 is 5%)"),
     ("loss", "loss (MSE of standardised values)"),
 ]
 FORECAST_HEADLINE = [
@@ -272,7 +273,9 @@ def _headline_table(metrics: dict[str, Any]) -> list[str]:
             *(f"| {label} | {metrics[key]:.4f} |" for key, label in rows),
         ]
     counted_right = [
-        label for key, label in rows if key.endswith("accuracy") and "balanced" not in key
+        label
+        for key, label in rows
+        if key.endswith("accuracy") and "balanced" not in key and f"{key}_ci_low" in metrics
     ]
     how = (
         f"Intervals: Wilson score for {' and '.join(counted_right)} (counts of right answers); "

@@ -134,7 +134,8 @@ class TrainParams(Section):
     loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber", "smooth_l1"] = Field(
         "auto",
         description="auto: cross_entropy for classes, mse for regression and forecasts; classes: "
-        "cross_entropy, or bce (BCE-with-logits, two classes only); regression and forecasts: "
+        "cross_entropy, or bce (BCE-with-logits of the two logits' margin, the one-sigmoid binary "
+        "recipe: the same loss as cross_entropy, two classes only); regression and forecasts: "
         "mse, mae, huber, smooth_l1",
     )
     huber_delta: float = Field(

@@ -52,7 +52,8 @@ def regression_metrics(
         "loss": six_decimals(float(((error / std) ** 2).mean())),
         "rmse": six_decimals(float(np.sqrt((error**2).mean()))),
         "mae": six_decimals(float(np.abs(error).mean())),
-        "r2": six_decimals(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0,
+        # one repeated target: scikit-learn's 1 for a perfect fit, else 0 (no variance to explain)
+        "r2": six_decimals(1 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0),
         # the honest baseline: always predicting the train split's mean target
         "baseline_rmse": six_decimals(float(np.sqrt(((actual - train_mean) ** 2).mean()))),
         "samples": len(actual),
@@ -84,7 +85,15 @@ def evaluate_table(
     if card["task"] == "classification":
         labels = np.asarray(labels)
         metrics, probs = classify_rows(
-            out, labels, card["classes"], params, rows, plots_dir, predictions, named_by="id"
+            out,
+            labels,
+            card["classes"],
+            params,
+            rows,
+            processed,
+            plots_dir,
+            predictions,
+            named_by="id",
         )
         return metrics, probs, labels
     mean, std = card["target_mean"], card["target_std"]

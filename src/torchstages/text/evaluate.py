@@ -52,7 +52,7 @@ def evaluate_text(
     rows = [Row(f"line {line}", "", sha) for _, _, sha, line in split_rows]
     classes = card["classes"]
     metrics, probs = classify_rows(
-        logits, labels, classes, params, rows, plots_dir, predictions, named_by="id"
+        logits, labels, classes, params, rows, processed, plots_dir, predictions, named_by="id"
     )
     texts = read_json(processed / TEXTS_FILE)[split]
     _write_wrong_texts(plots_dir / WRONG_TEXTS, texts, rows, probs, labels, classes)

@@ -35,10 +35,14 @@ def build_loss(params: TrainParams, train_labels: torch.Tensor, num_classes: int
 
 
 def _bce(logits: torch.Tensor, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None):
-    """BCE-with-logits on one-hot targets (one sigmoid per class), optionally smoothed and weighted."""
-    target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
-    target = target * (1 - smoothing) + smoothing / 2
-    per_sample = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
+    """BCE-with-logits of one logit, the margin between the two classes' logits: the binary
+    recipe (one sigmoid output) on a two-logit network. The sigmoid of the margin is the softmax
+    of the two logits, so the probabilities that validate, test, predict and serve report are
+    the ones this loss trains (a sigmoid per logit would train each logit alone, and their
+    softmax would be over-confident). Smoothed as cross_entropy smooths two classes."""
+    margin = logits[:, 1] - logits[:, 0]
+    target = y.to(logits.dtype) * (1 - smoothing) + smoothing / 2
+    per_sample = F.binary_cross_entropy_with_logits(margin, target, reduction="none")
     if weight is not None:
         return (per_sample * weight[y]).sum() / weight[y].sum()
     return per_sample.mean()
