@@ -112,6 +112,18 @@ def test_cpu_precision_auto_is_bf16_only_where_native(monkeypatch, native):
     assert torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("bf16", True)])
+def test_tf32_matmuls_only_when_precision_is_not_fp32(precision, tf32):
+    """TF32 keeps 10 bits of an fp32 matmul's inputs: `precision: fp32` must mean fp32 on CUDA."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        configure(tiny_train_params(precision=precision), torch.device("cuda"))
+        assert torch.backends.cuda.matmul.allow_tf32 is tf32
+        assert torch.backends.cudnn.allow_tf32 is tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_again():
     configure(tiny_train_params(), torch.device("cpu"))
     assert not torch.utils.deterministic.fill_uninitialized_memory

@@ -113,7 +113,8 @@ class TrainParams(Section):
     batch_size: int = Field(
         64,
         ge=1,
-        description="samples per optimizer step, over all processes (tables: see scale_to_rows)",
+        description="samples per forward pass, over all processes; an optimizer step sees "
+        "accumulate of them (tables: see scale_to_rows)",
     )
     scale_to_rows: bool = Field(
         True,

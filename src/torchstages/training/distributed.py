@@ -42,6 +42,13 @@ class Dist:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Give every process rank 0's buffers of ``module`` (BatchNorm statistics, which DDP
+        only syncs at the start of a training forward pass)."""
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, 0)
+
 
 def will_relaunch(nproc_per_node: int) -> bool:
     """Whether :func:`relaunch_under_torchrun` will start torchrun (not yet under it)."""

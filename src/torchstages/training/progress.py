@@ -6,6 +6,7 @@ file): one summary line per epoch. Only the main process logs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,7 @@ class EpochLog:
 
         if self.start:
             _truncate_plots(self.live_dir, self.start)
+            _drop_torn_summary(self.live_dir / "metrics.json")
         # dvcyaml=None: dvc.yaml declares metrics and plots; dvclive must not rewrite it
         self.live = Live(
             str(self.live_dir), resume=self.start > 0, save_dvc_exp=False, dvcyaml=None, report=None
@@ -97,8 +99,23 @@ class EpochLog:
 
 
 def _truncate_plots(live_dir: Path, steps: int) -> None:
-    """Drop rows logged after the checkpoint being resumed from, so no epoch appears twice."""
+    """Drop rows logged after the checkpoint being resumed from, so no epoch appears twice, and
+    a row that the kill cut off (no line end)."""
     for tsv in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
         lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [lines[0]] + [line for line in lines[1:] if int(line.split("\t")[0]) < steps]
+        rows = [line for line in lines[1:] if line.endswith("\n")]
+        kept = [lines[0]] + [line for line in rows if int(line.split("\t")[0]) < steps]
         write_text(tsv, "".join(kept))
+
+
+def _drop_torn_summary(path: Path) -> None:
+    """dvclive rewrites metrics.json in place: a kill inside that write leaves it empty or cut,
+    and resuming would fail on it every time. The file holds only the last epoch's values,
+    which the next epoch writes again, so a torn one is removed."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except ValueError:
+        log.info("train: %s was cut off by the kill; the next epoch writes it again", path)
+        path.unlink()

@@ -74,8 +74,11 @@ def configure(params: TrainParams, device: torch.device) -> Runtime:
         _keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not params.deterministic
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        # TF32 rounds fp32 matmul inputs to 10 bits of mantissa: fine beside bf16 or fp16
+        # autocast, not when precision: fp32 asks for fp32
+        tf32 = params.precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     amp_dtype = _amp_dtype(params.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     return Runtime(device, amp_dtype, scaler, params.channels_last)
