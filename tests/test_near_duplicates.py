@@ -111,6 +111,23 @@ def test_each_kind_of_copy_is_within_the_default_threshold(raw_with_copies):
     assert min(int((u != original).sum()) for u in unrelated) > 3 * THRESHOLD
 
 
+def test_16_bit_pictures_are_hashed_as_build_dataset_reads_them(tmp_path):
+    """A 16-bit scan whose values pass 255: PIL's grey conversion clipped it to white, so every
+    such picture hashed alike (false copies) and none matched its 8-bit twin (a missed one)."""
+    folder = tmp_path / "c"
+    folder.mkdir()
+    grey = [np.asarray(_picture(seed).convert("L")) for seed in (1, 2)]
+    for k, pixels in enumerate(grey):
+        Image.fromarray(pixels).save(folder / f"eight{k}.png")
+        Image.fromarray(pixels.astype(np.uint16) * 257).save(folder / f"sixteen{k}.png")
+    assert Image.open(folder / "sixteen0.png").mode.startswith("I")
+    paths = sorted(folder.glob("*.png"))
+    bits, ok = phash_files(paths, workers=1)
+    assert ok.all()
+    pairs = {tuple(sorted((paths[i].stem, paths[j].stem))) for i, j in near_pairs(bits, THRESHOLD)}
+    assert pairs == {("eight0", "sixteen0"), ("eight1", "sixteen1")}
+
+
 @pytest.mark.parametrize("threshold", [0, 3, 16, 40])
 def test_band_index_finds_exactly_the_brute_force_pairs(threshold):
     rng = np.random.default_rng(threshold)
@@ -131,6 +148,22 @@ def test_groups_are_connected_components():
     assert group_ids(9, pairs).tolist() == [0, 1, 1, 0, 4, 0, 0, 0, 8]
 
 
+def test_a_near_copy_under_another_class_is_named(raw_with_copies, tmp_path, caplog):
+    """An exact copy in two classes was named as a label conflict; a re-encoded one was grouped
+    without a word, though it is the more common way one picture gets two labels."""
+    moved = raw_with_copies / "class0" / "p0_jpeg60.jpg"
+    moved.rename(raw_with_copies / "class1" / "from_class0.jpg")
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    with caplog.at_level("WARNING", logger="torchstages"):
+        summary = split_dataset(
+            raw_with_copies, tmp_path / "s", fractions, 1, NearDuplicates("group", THRESHOLD)
+        )
+    conflicts = summary["near_duplicates"]["label_conflicts"]
+    assert len(conflicts) == 1 and "class1/from_class0.jpg" in conflicts[0]
+    assert "class0/p0_original.jpg" in conflicts[0]
+    assert "1 group of near-duplicate pictures under different classes" in caplog.text
+
+
 def test_split_keeps_groups_together_and_report_mode_only_counts(raw_with_copies, tmp_path):
     fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
     grouped = split_dataset(
@@ -138,6 +171,7 @@ def test_split_keeps_groups_together_and_report_mode_only_counts(raw_with_copies
     )
     near = grouped["near_duplicates"]
     assert (near["groups"], near["files"], near["groups_across_splits"]) == (9, 54, 0)
+    assert "label_conflicts" not in near  # every group within one class
     assert near["largest_group"] == 6
     first = near["examples"][0]
     splits = {p.split(" (")[1].rstrip(")") for p in first}

@@ -122,6 +122,50 @@ def test_output_formats_and_error_rows():
     ]
 
 
+def test_a_bad_output_or_model_path_is_one_line_before_any_work(deployed, tmp_path, capsys):
+    """They were tracebacks (IsADirectoryError, FileExistsError from mkstemp, ONNX Runtime's
+    INVALID_PROTOBUF for training weights), or a JSON Lines file named .parquet."""
+    image = str(sorted((deployed / "raw/class0").glob("*.png"))[0])
+    model = str(deployed / "export/model.onnx")
+    (tmp_path / "a_file").write_text("x")
+    cases = {
+        str(tmp_path): "is a folder; give a file name",
+        str(tmp_path / "a_file" / "out.csv"): "cannot write there",
+        str(tmp_path / "out.parquet"): "predict writes .csv, .jsonl or .json files",
+    }
+    for output, said in cases.items():
+        assert main(["predict", "--model", model, image, "--output", output]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --output {output}: {said}") and "\n" not in err
+    assert not (tmp_path / "out.parquet").exists()
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                model,
+                image,
+                "--format",
+                "jsonl",
+                "--output",
+                str(tmp_path / "o.txt"),
+            ]
+        )
+        == 0
+    )
+    weights = deployed / "weights.safetensors"
+    weights.write_bytes(b"not read")
+    for path, said in (
+        (deployed / "export", "is a folder; give an exported model"),
+        (weights, "training weights"),
+    ):
+        assert main(["predict", "--model", str(path), image]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {path}: {said}")
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--port", "99999"])
+    assert exc.value.code == 2 and "a port is 1 to 65535, got 99999" in capsys.readouterr().err
+
+
 def test_cli_error_rows_and_exit_codes(deployed, tmp_path):
     good = sorted(str(p) for p in (deployed / "raw/class0").glob("*.png"))[:2]
     bad = tmp_path / "bad.png"

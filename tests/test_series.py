@@ -405,6 +405,42 @@ def test_metrics_and_naive_baselines_on_a_known_case():
     assert unscaled_series([y[:21]], season=1) == [] and mase_scales([y[:21]], 4)[0] == 1.0
 
 
+def test_filled_targets_are_inputs_but_never_scored(tmp_path):
+    """Values the split interpolated into a gap are easy to forecast: scoring them flattered the
+    model and both baselines. Metrics, predictions.csv and compare score read values only."""
+    from torchstages.evaluation.compare import compare_predictions, load_predictions
+    from torchstages.models.saved import load_model
+    from torchstages.series.evaluate import evaluate_series
+    from torchstages.training.loop import TrainOutputs, train
+
+    frame = make_series(120)
+    gap = [104, 105, 106]  # inside the test range (steps 102-119)
+    write_series(frame.drop(index=gap).reset_index(drop=True), tmp_path / "raw")
+    processed = split_and_build(tmp_path / "raw", tmp_path)
+    outputs = TrainOutputs(*(tmp_path / "m" / n for n in ("w.safetensors", "m.json", "c.pt", "l")))
+    train(TrainParams.model_validate({"epochs": 1, "threads": 1}), processed, outputs)
+    model, card = load_model(outputs.weights, outputs.card)
+    predictions = tmp_path / "predictions.csv"
+    metrics, arrays = evaluate_series(
+        "test", model, card, processed, tmp_path / "splits", tmp_path / "plots", 64,
+        torch.device("cpu"), predictions,
+    )  # fmt: skip
+    index = np.load(processed / "test_index.npy")
+    steps = index[:, 1:2] + np.arange(card["horizon"])
+    made_up = np.isin(steps, gap)
+    assert made_up.any() and metrics["filled_targets_not_scored"] == int(made_up.sum())
+    read = frame["value"].to_numpy()[steps]  # the file's own values, never the filled ones
+    error = np.abs(arrays["forecast"] - read)[~made_up]
+    assert metrics["mae"] == pytest.approx(error.mean(), abs=1e-5)
+    naive = np.abs(arrays["naive"] - read)[~made_up]
+    assert metrics["baselines"]["naive"]["mae"] == pytest.approx(naive.mean(), abs=1e-5)
+    rows = predictions.read_text().splitlines()[1:]
+    assert sum(r.split(",")[4] == "" for r in rows) == int(made_up.sum())
+    run = load_predictions(None, predictions)
+    mae = compare_predictions(run, run).statistics[0]
+    assert mae.name == "MAE" and mae.a == pytest.approx(metrics["mae"], abs=1e-5)
+
+
 def test_a_series_that_repeats_each_season_is_named_and_its_mase_counted(tmp_path, caplog):
     from torchstages.models.saved import load_model
     from torchstages.series.evaluate import evaluate_series

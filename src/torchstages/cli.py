@@ -126,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -208,7 +215,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
     )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--top-k", type=_positive, default=5, help="classes per input (default 5)")
     p.add_argument("--max-request-bytes", type=_positive, default=32 << 20)
     p.add_argument("--max-images", type=_positive, default=64, help="images per request")
@@ -238,6 +245,8 @@ def _predict(args: argparse.Namespace) -> int:
     if named_first and (len(args.inputs) > 1 or args.text):
         # `predict model.onnx inputs...`: the model named first, as --model
         args.model, args.inputs = Path(args.inputs[0]), args.inputs[1:]
+    if args.output is not None:
+        _check_output(args.output, args.format)
     runner = load_runner(args.model)
     # rows for a table model, texts for a text model, a history for a series model; for an
     # image model, image files and lists of them
@@ -285,6 +294,29 @@ def _predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"predict: {failed} of {len(sources)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_output(path: Path, fmt: str | None) -> None:
+    """Before any work: ``--output`` names a file predict can write, in a format it writes."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        raise UserError(
+            f"--output {path}: is a folder; give a file name, e.g. {path / 'predictions.csv'}"
+        )
+    if fmt is None and path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+        raise UserError(
+            f"--output {path}: predict writes .csv, .jsonl or .json files; name one of those, "
+            "or say --format"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--output {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:

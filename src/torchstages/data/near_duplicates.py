@@ -39,6 +39,7 @@ __all__ = [
 _SIDE = 32  # the hash sees the picture at 32x32 ...
 _KEEP = 16  # ... and keeps the lowest 16x16 frequencies: one bit each
 HASH_BITS = _KEEP * _KEEP
+WHITE = (255, 255, 255)  # what transparent pixels count as
 # 64 bits (8x8, the textbook pHash) cannot tell MNIST digits apart: half of them have another
 # digit within 6 bits, closer than a JPEG re-encode moves a copy. With 256 bits the nearest
 # other digit is 22+ bits away and re-encoded, resized or brightened copies stay within ~20.
@@ -82,15 +83,16 @@ def _grey(path: str) -> np.ndarray | None:
     decides what a broken file means: the near-duplicate check only leaves it out)."""
     from PIL import Image, ImageOps
 
+    from torchstages.data.images import to_8bit_opaque
+
     try:
         with Image.open(path) as img:
             if "exif" in img.info:
                 img = ImageOps.exif_transpose(img)  # as build-dataset decodes it
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                # transparent pixels count as white, not as whatever colour hides under them
-                background = Image.new("RGBA", img.size, "white")
-                img = Image.alpha_composite(background, img.convert("RGBA"))
-            return np.asarray(img.convert("L"))
+            # as build-dataset reads them: 16-bit values by their top 8 bits (PIL's own "L"
+            # clips them at 255, which made every bright 16-bit picture one white square) and
+            # transparent pixels as white, not as whatever colour hides under them
+            return np.asarray(to_8bit_opaque(img, WHITE).convert("L"))
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
@@ -216,9 +218,11 @@ class NearDuplicates:
         self, groups: list[list[Row]], splits: dict[str, list[Row]], shown: int = 20
     ) -> dict[str, Any]:
         """How many groups and files, how many groups ended up in more than one split (0 when
-        grouped), and the first ``shown`` groups as "path (split)" lists."""
+        grouped), and the first ``shown`` groups as "path (split)" lists; when any group holds
+        files of several classes (a re-encoded copy filed under another class: a wrong label,
+        most likely), every such group under ``label_conflicts``."""
         split_of = {row.path: name for name, members in splits.items() for row in members}
-        return {
+        out: dict[str, Any] = {
             "mode": self.mode,
             "threshold": self.threshold,
             "groups": len(groups),
@@ -227,6 +231,9 @@ class NearDuplicates:
             "groups_across_splits": sum(len({split_of[r.path] for r in g}) > 1 for g in groups),
             "examples": [[f"{r.path} ({split_of[r.path]})" for r in g] for g in groups[:shown]],
         }
+        if conflicts := [[r.path for r in g] for g in groups if len({r.label for r in g}) > 1]:
+            out["label_conflicts"] = conflicts
+        return out
 
 
 def draw_groups(raw_dir: Path, groups: list[list[Row]], out: Path, shown: int = 8) -> None:

@@ -81,8 +81,13 @@ class Runner:
 def load_runner(path: Path, threads: int = 0) -> Runner:
     """Open an exported file; a missing or foreign file is a one-line ``UserError``."""
     path = Path(path)
+    exported = "an exported model: model.onnx, model.int8.onnx or model.pt2 in models/export"
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give {exported}")
     if not path.is_file():
         raise UserError(f"{path}: model not found (run dvc repro to export it)")
+    if path.suffix in (".safetensors", ".pt", ".pth"):
+        raise UserError(f"{path}: training weights; predict and serve take {exported}")
     if path.suffix == ".pt2":
         session, metadata = _load_pt2(path, threads)
     else:

@@ -185,17 +185,19 @@ def _regression(a: Predictions, b: Predictions) -> _Paired:
 
 def _forecast(a: Predictions, b: Predictions) -> _Paired:
     """Per window, the errors of all its horizon steps; a window got closer when its mean
-    absolute error shrank."""
-    err_a, err_b = np.abs(a.predicted - a.truth), np.abs(b.predicted - b.truth)
-    mae_a, mae_b = err_a.mean(1), err_b.mean(1)
+    absolute error shrank. Steps whose actual value the split filled (NaN) are not scored."""
+    real = ~np.isnan(a.truth)
+    err_a = np.abs(np.where(real, a.predicted - a.truth, 0.0))
+    err_b = np.abs(np.where(real, b.predicted - b.truth, 0.0))
+    mae_a, mae_b = err_a.sum(1), err_b.sum(1)  # compared window by window: sums suffice
+
+    def mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return values[idx].sum((1, 2)) / np.maximum(real[idx].sum((1, 2)), 1)
 
     def statistics(idx: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {
-            "MAE": (err_a[idx].mean((1, 2)), err_b[idx].mean((1, 2))),
-            "RMSE": (
-                np.sqrt((err_a[idx] ** 2).mean((1, 2))),
-                np.sqrt((err_b[idx] ** 2).mean((1, 2))),
-            ),
+            "MAE": (mean(err_a, idx), mean(err_b, idx)),
+            "RMSE": (np.sqrt(mean(err_a**2, idx)), np.sqrt(mean(err_b**2, idx))),
         }
 
     return _Paired(
@@ -273,7 +275,10 @@ def _aligned(a: Predictions, b: Predictions) -> Predictions:
         )
     order = np.array([where[key] for key in a.ids], dtype=np.int64)
     truth = b.truth[order]
-    relabelled = int((truth != a.truth).sum())
+    same = truth == a.truth
+    if a.task == "forecast":  # NaN: a value the split filled, in both runs
+        same |= np.isnan(truth) & np.isnan(a.truth)
+    relabelled = int((~same).sum())
     if relabelled:
         raise UserError(f"the runs' splits differ: {relabelled} samples have another label")
     return Predictions(b.task, a.ids, truth, b.predicted[order])

@@ -114,7 +114,9 @@ def _forecasts(rows: list[list[str]], source: str) -> Predictions:
     ):
         raise UserError(f"{source}: every window needs steps 1..{horizon} in order")
     try:
-        values = np.array([[float(r[4]), float(r[5])] for r in rows]).reshape(-1, horizon, 2)
+        # an empty actual: a value the split filled, which is not scored
+        values = np.array([[float(r[4] or "nan"), float(r[5])] for r in rows])
+        values = values.reshape(-1, horizon, 2)
     except ValueError as exc:
         raise UserError(f"{source}: {exc}") from None
     ids = [(rows[i][0], rows[i][1]) for i in range(0, len(rows), horizon)]

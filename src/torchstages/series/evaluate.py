@@ -83,9 +83,13 @@ def unscaled_series(train_ranges: list[np.ndarray], season: int) -> list[int]:
     return [i for i, r in enumerate(train_ranges) if not np.any(r[season:] != r[:-season])]
 
 
-def forecast_metrics(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray) -> dict[str, Any]:
+def forecast_metrics(
+    forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray, real: np.ndarray | None = None
+) -> dict[str, Any]:
     """Averaged and per-step (lists of H) errors of (N, H) forecasts; ``scale`` (N,) is each
-    window's MASE scale. sMAPE is in percent (0 to 200); 0/0 counts as 0."""
+    window's MASE scale. sMAPE is in percent (0 to 200); 0/0 counts as 0. ``real`` (N, H) marks
+    the targets that were read, not filled: only those are scored (a step with none is null)."""
+    real = np.ones(actual.shape, dtype=bool) if real is None else real
     error = forecast - actual
     denom = np.abs(actual) + np.abs(forecast)
     per = {
@@ -94,14 +98,18 @@ def forecast_metrics(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarray
         "smape": np.divide(200 * np.abs(error), denom, out=np.zeros_like(denom), where=denom > 0),
         "mase": np.abs(error) / scale[:, None],
     }
+    counts = real.sum(0)
     out: dict[str, Any] = {}
     for name, values in per.items():
-        by_step = values.mean(0)
-        overall = values.mean()
+        kept = np.where(real, values, 0.0)
+        by_step = kept.sum(0) / np.maximum(counts, 1)
+        overall = kept.sum() / max(int(counts.sum()), 1)
         if name == "rmse":
             by_step, overall = np.sqrt(by_step), np.sqrt(overall)
         out[name] = six_decimals(overall)
-        out.setdefault("per_step", {})[name] = [six_decimals(v) for v in by_step]
+        out.setdefault("per_step", {})[name] = [
+            six_decimals(v) if n else None for v, n in zip(by_step, counts, strict=True)
+        ]
     return out
 
 
@@ -131,7 +139,12 @@ def evaluate_series(
     arrays["forecast"] = unscale(out.numpy(), index[:, 0], card)
     trains = [v[: series.bounds[sid]["train"][1]] for v, sid in zip(values, ids, strict=True)]
     scale = mase_scales(trains, season)[index[:, 0]]
-    metrics = forecast_metrics(arrays["forecast"], arrays["actual"], scale)
+    steps = np.arange(horizon)
+    made_up = np.asarray(
+        [series.filled[ids[number]][start + steps] for number, start in index.tolist()], dtype=bool
+    ).reshape(-1, horizon)
+    real = ~made_up
+    metrics = forecast_metrics(arrays["forecast"], arrays["actual"], scale, real)
     if unscaled := [ids[i] for i in unscaled_series(trains, season)]:
         named = listed([repr(i) for i in unscaled])
         log.warning(
@@ -144,9 +157,19 @@ def evaluate_series(
         metrics["mase_is_mae_for_series"] = len(unscaled)
     metrics["loss"] = six_decimals(float(((out.numpy() - np.asarray(targets)) ** 2).mean()))
     metrics["baselines"] = {
-        name: forecast_metrics(arrays[name], arrays["actual"], scale)
+        name: forecast_metrics(arrays[name], arrays["actual"], scale, real)
         for name in ("naive", "seasonal_naive")
     }
+    if made_up.any():
+        # interpolated or carried values are easy to forecast: scoring them flatters every model
+        metrics["filled_targets_not_scored"] = int(made_up.sum())
+        log.info(
+            "%s: %d of %d target values were filled (split.series.fill), not read: not scored",
+            split,
+            int(made_up.sum()),
+            made_up.size,
+        )
+    arrays["actual"] = np.where(real, arrays["actual"], np.nan)
     metrics["beats_naive"] = metrics["mase"] < metrics["baselines"]["naive"]["mase"]
     metrics["beats_seasonal_naive"] = (
         metrics["mase"] < metrics["baselines"]["seasonal_naive"]["mase"]
@@ -205,7 +228,7 @@ def _forecast_rows(
     for r, s in zip(rows[::horizon], starts[::horizon], strict=True):
         full.update({int(s) + h: arrays["forecast"][r, h] for h in range(horizon)})
     return [
-        [t - first + 1, times[t], six_decimals(actual[t]), _opt(one_step.get(t)), _opt(full.get(t))]
+        [t - first + 1, times[t], _opt(_read(actual[t])), _opt(one_step.get(t)), _opt(full.get(t))]
         for t in range(first, last)
     ]
 
@@ -227,7 +250,7 @@ def _write_predictions(
                 times[start - 1],
                 times[start + h],
                 h + 1,
-                six_decimals(arrays["actual"][r, h]),
+                _opt(_read(arrays["actual"][r, h])),
                 six_decimals(arrays["forecast"][r, h]),
             ]
             for h in range(horizon)
@@ -291,6 +314,11 @@ def draw_series(plots_dir: Path, split: str, metrics: dict[str, Any], target: st
     ax.legend(fontsize=8)
     ax.set_title(f"{split}: error by horizon step ({metrics['samples']} windows)")
     save_png(fig, plots_dir / "horizon.png")
+
+
+def _read(value: float) -> float | None:
+    """An actual value, or None where the split filled it (NaN here): left empty in the CSVs."""
+    return None if np.isnan(value) else value
 
 
 def _opt(value: float | None) -> float | str:

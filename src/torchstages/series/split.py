@@ -174,6 +174,7 @@ class SplitSeries:
         self.ids: list[str] = []
         times: dict[str, list[str]] = {}
         values: dict[str, list[list[float]]] = {}
+        filled: dict[str, list[bool]] = {}
         self.bounds: dict[str, dict[str, tuple[int, int]]] = {}
         for name in SPLIT_NAMES:
             path = splits_dir / f"{name}.csv"
@@ -182,16 +183,19 @@ class SplitSeries:
                     sid = row[0]
                     if sid not in times:
                         self.ids.append(sid)
-                        times[sid], values[sid], self.bounds[sid] = [], [], {}
+                        times[sid], values[sid], filled[sid], self.bounds[sid] = [], [], [], {}
                     step = int(row[2])
                     first = self.bounds[sid].get(name, (step, step))[0]
                     self.bounds[sid][name] = (first, step + 1)  # [first, end) of this split
                     times[sid].append(row[1])
                     values[sid].append([float(v) for v in row[3 : 3 + len(columns)]])
+                    filled[sid].append(row[-1] == "1")
             except ValueError:
                 raise UserError(f"{path}: not a series split written by the split stage") from None
         self.times = times
         self.values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
+        # steps whose target the split made up (split.series.fill): inputs, never scored
+        self.filled = {k: np.asarray(v, dtype=bool) for k, v in filled.items()}
 
 
 def read_series_splits(splits_dir: Path) -> tuple[dict[str, Any], SplitSeries]:
