@@ -255,23 +255,23 @@ def _log_summary(summary: dict, out_dir: Path) -> None:
             near["largest_group"],
             out_dir,
         )
-    if near and (near_conflicts := near.get("label_conflicts")):
-        log.warning(
-            "split: %s of near-duplicate pictures under different classes, so one picture "
-            "may have two labels: look at them (all in %s/summary.json under "
-            "near_duplicates.label_conflicts); the first %d: %s",
-            counted(len(near_conflicts), "group"),
-            out_dir,
-            min(5, len(near_conflicts)),
-            near_conflicts[:5],
-        )
-    if conflicts := dups["label_conflicts"]:
-        log.warning(
-            "split: %s of identical files under different classes, so one image has two "
-            "labels: remove the wrong copies (all in %s/summary.json under "
-            "duplicates.label_conflicts); the first %d: %s",
-            counted(len(conflicts), "group"),
-            out_dir,
-            min(5, len(conflicts)),
-            conflicts[:5],
-        )
+    for key, what, advice in (
+        ("duplicates", "identical files", "one image has two labels: remove the wrong copies"),
+        (
+            "near_duplicates",
+            "near-duplicate pictures",
+            "one picture may have two labels: look at them",
+        ),
+    ):
+        if conflicts := (summary.get(key) or {}).get("label_conflicts"):
+            log.warning(
+                "split: %s of %s under different classes, so %s (all in %s/summary.json under "
+                "%s.label_conflicts); the first %d: %s",
+                counted(len(conflicts), "group"),
+                what,
+                advice,
+                out_dir,
+                key,
+                min(5, len(conflicts)),
+                conflicts[:5],
+            )
