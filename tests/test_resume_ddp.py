@@ -99,20 +99,31 @@ def _epochs_done(checkpoint: Path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind):
-    reference = _project(tmp_path / "reference", kind)
+RESUMED = [
+    ("images", {}),
+    ("table", {}),
+    # every process validates rank 0's BatchNorm statistics and their average: a resumed run,
+    # whose processes all start from rank 0's checkpoint, used to log other val losses
+    ("images", {"nproc_per_node": 2, "ema_decay": 0.9, "epochs": 4}),
+]
+
+
+@pytest.mark.parametrize("kind, overrides", RESUMED, ids=["images", "table", "images-ddp-ema"])
+def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind, overrides):
+    reference = _project(tmp_path / "reference", kind, **overrides)
     _train(reference)
 
-    repo = _project(tmp_path / "killed", kind)
-    proc = _start_train(repo)
+    repo = _project(tmp_path / "killed", kind, **overrides)
+    proc = _start_train(repo, start_new_session=True)
     deadline = time.monotonic() + 120
     while _epochs_done(repo / "models/checkpoint.pt") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 3 (or later): no chance to clean up
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-epoch 3 (or later): no chance to clean up
     proc.wait()
+    while _workers_in(repo) and time.monotonic() < deadline:  # torchrun's end with it
+        time.sleep(0.05)
     done = _epochs_done(repo / "models/checkpoint.pt")
-    assert 2 <= done < 6, "the run finished before it could be killed"
+    assert 2 <= done < overrides.get("epochs", 6), "the run finished before it could be killed"
     assert not (repo / "models/model.safetensors").exists()
 
     out = _train(repo)
