@@ -92,6 +92,21 @@ def _start_train(repo: Path, **popen) -> subprocess.Popen:
     )
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``get(kind)``: one uninterrupted single-process run of the shared params per kind,
+    trained once for the tests that only read it (the resume's reference, the DDP comparison)."""
+    runs: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in runs:
+            runs[kind] = _project(tmp_path_factory.mktemp(f"uninterrupted_{kind}"), kind)
+            _train(runs[kind])
+        return runs[kind]
+
+    return get
+
+
 def _epochs_done(checkpoint: Path) -> int:
     try:
         return torch.load(checkpoint, weights_only=True)["epochs_done"]
@@ -109,9 +124,14 @@ RESUMED = [
 
 
 @pytest.mark.parametrize("kind, overrides", RESUMED, ids=["images", "table", "images-ddp-ema"])
-def test_killed_training_resumes_to_byte_identical_weights(tmp_path, kind, overrides):
-    reference = _project(tmp_path / "reference", kind, **overrides)
-    _train(reference)
+def test_killed_training_resumes_to_byte_identical_weights(
+    tmp_path, uninterrupted, kind, overrides
+):
+    if overrides:
+        reference = _project(tmp_path / "reference", kind, **overrides)
+        _train(reference)
+    else:
+        reference = uninterrupted(kind)
 
     repo = _project(tmp_path / "killed", kind, **overrides)
     proc = _start_train(repo, start_new_session=True)
@@ -152,9 +172,8 @@ def test_changed_params_ignore_the_old_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, kind):
-    single = _project(tmp_path / "single", kind)
-    _train(single)
+def test_two_ddp_processes_train_one_set_of_artifacts(tmp_path, uninterrupted, kind):
+    single = uninterrupted(kind)
     repo = _project(tmp_path / "ddp", kind, nproc_per_node=2)
     out = _train(repo)
     assert "2 process(es)" in out.stderr
@@ -197,14 +216,12 @@ def _val_loss_of_the_saved_model(repo: Path) -> float:
     ).item()
 
 
-def test_ddp_trains_a_frozen_backbone_and_unfreezes_it(tmp_path):
+def test_ddp_trains_a_frozen_backbone_and_unfreezes_it(tmp_path, uninterrupted):
     """DDP waited for gradients a frozen backbone never produces and stopped on the first step."""
     from safetensors.torch import load_file
 
-    first = _project(tmp_path / "first", epochs=1)
-    _train(first)
     pretrained = tmp_path / "pretrained.safetensors"
-    pretrained.write_bytes((first / "models/model.safetensors").read_bytes())
+    pretrained.write_bytes((uninterrupted("images") / "models/model.safetensors").read_bytes())
     before = load_file(pretrained)
     learned = [
         k for k in before if not k.startswith("head") and "running" not in k and "batches" not in k
