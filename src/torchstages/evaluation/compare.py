@@ -98,7 +98,8 @@ class _Paired:
     worse_words: str
     p_value: float | None  # None: significance from the first statistic's interval
     block: int = 1  # resample runs of this many neighbouring samples (correlated neighbours)
-    exact: tuple[float, float] | None = None  # the first statistic's interval, not bootstrapped
+    # the first statistic's interval when a closed form fits it better than the bootstrap
+    head_interval: tuple[float, float] | None = None
 
 
 def mcnemar_exact(better: int, worse: int) -> float:
@@ -158,7 +159,7 @@ def _classification(a: Predictions, b: Predictions) -> _Paired:
         "became right",
         "became wrong",
         mcnemar_exact(better, worse),
-        exact=paired_accuracy_interval(
+        head_interval=paired_accuracy_interval(
             int((right_a & right_b).sum()), worse, better, int((~right_a & ~right_b).sum())
         ),
     )
@@ -238,8 +239,8 @@ def compare_predictions(
     statistics = []
     for name, (va, vb) in full.items():
         low, high = percentile_interval(np.concatenate(draws[name]))
-        if paired.exact is not None and not statistics:
-            low, high = paired.exact
+        if paired.head_interval is not None and not statistics:
+            low, high = paired.head_interval
         statistics.append(Statistic(name, float(va[0]), float(vb[0]), float(low), float(high)))
     head = statistics[0]
     significant = (
