@@ -233,6 +233,21 @@ def test_block_bootstrap_widens_intervals_for_correlated_windows():
     assert (np.diff(runs, axis=2) % 10 == 1).all()  # consecutive indices, wrapping around
 
 
+def test_block_runs_stay_within_the_series_of_a_panel():
+    """The windows of two series are not neighbours: a run that wrapped from the end of one
+    into the start of the next would resample errors as correlated that are not."""
+    groups = np.array([0] * 7 + [1] * 13)
+    for draws in block_resample_batches(20, 4, 300, seed=0, groups=groups):
+        runs = draws[:, :20].reshape(len(draws), 5, 4)
+        assert (groups[runs] == groups[runs[:, :, :1]]).all()
+        # within its series, a run is consecutive windows, wrapping around that series only
+        step = np.diff(runs, axis=2)
+        assert np.isin(step, [1, -6, -12]).all() and (step != 1).any()
+    # a single series draws exactly as before
+    one = next(block_resample_batches(20, 4, 50, seed=3, groups=np.zeros(20, dtype=int)))
+    np.testing.assert_array_equal(one, next(block_resample_batches(20, 4, 50, seed=3)))
+
+
 def test_predictions_file_is_checked():
     with pytest.raises(UserError, match="x.csv: expected header id,sha256,label,predicted,p_label"):
         parse_predictions("file,label\na,b\n", "x.csv")

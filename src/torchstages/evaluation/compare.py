@@ -98,6 +98,7 @@ class _Paired:
     worse_words: str
     p_value: float | None  # None: significance from the first statistic's interval
     block: int = 1  # resample runs of this many neighbouring samples (correlated neighbours)
+    groups: np.ndarray | None = None  # runs stay within one group (the series of a panel)
     # the first statistic's interval when a closed form fits it better than the bootstrap
     head_interval: tuple[float, float] | None = None
 
@@ -211,6 +212,7 @@ def _forecast(a: Predictions, b: Predictions) -> _Paired:
         "windows got further",
         None,
         block=a.truth.shape[1],
+        groups=np.unique([series for series, _ in a.ids], return_inverse=True)[1],
     )
 
 
@@ -233,7 +235,7 @@ def compare_predictions(
     batches = (
         resample_batches(n, resamples, seed)
         if paired.block == 1
-        else block_resample_batches(n, paired.block, resamples, seed)
+        else block_resample_batches(n, paired.block, resamples, seed, paired.groups)
     )
     for idx in batches:
         for name, (va, vb) in paired.statistics(idx).items():

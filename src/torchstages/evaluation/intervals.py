@@ -59,19 +59,33 @@ def resample_batches(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
         yield rng.integers(0, n, (min(per_batch, resamples - start), n))
 
 
-def block_resample_batches(n: int, block: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+def block_resample_batches(
+    n: int, block: int, resamples: int, seed: int, groups: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
     """Like :func:`resample_batches`, but drawing runs of ``block`` consecutive indices
     (circular block bootstrap, Politis & Romano 1992): for samples that are correlated with their
     neighbours, such as overlapping forecast windows, i.i.d. draws would make intervals too
-    narrow. ``block`` 1 draws as :func:`resample_batches` does."""
+    narrow. ``block`` 1 draws as :func:`resample_batches` does.
+
+    ``groups`` (one label per sample, e.g. the series of each window of a panel): a run wraps
+    around within the group of its first sample, so it never joins the end of one series to
+    the start of the next, whose errors are not correlated that way."""
     block = max(1, min(block, n))
     starts_per_draw = -(-n // block)
     offsets = np.arange(block)
+    # positions grouped (stable: in their order within each group); for each position the
+    # first position of its group, its rank there and the group's size
+    order = np.argsort(np.zeros(n) if groups is None else groups, kind="stable")
+    grouped = np.zeros(n) if groups is None else np.asarray(groups)[order]
+    first = np.searchsorted(grouped, grouped, "left")
+    size = np.searchsorted(grouped, grouped, "right") - first
+    rank = np.arange(n) - first
     rng = np.random.Generator(np.random.PCG64(seed))
     per_batch = max(1, _DRAWS_PER_BATCH // max(n, 1))
     for start in range(0, resamples, per_batch):
         starts = rng.integers(0, n, (min(per_batch, resamples - start), starts_per_draw))
-        runs = (starts[:, :, None] + offsets) % n
+        within = (rank[starts][:, :, None] + offsets) % size[starts][:, :, None]
+        runs = order[first[starts][:, :, None] + within]
         yield runs.reshape(len(starts), -1)[:, :n]
 
 
