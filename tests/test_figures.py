@@ -92,6 +92,26 @@ def test_gallery(tmp_path, count, channels):
     assert width >= 600, "wide enough for its title"
 
 
+def test_gallery_captions_do_not_run_into_each_other():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    name = "american_pit_bull_terrier"  # an Oxford pets class
+    fig = gallery_figure(_digits(8), [f"true {name}\npred {name} (0.93)"] * 8, "wrong")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    first, second = fig.axes[0], fig.axes[1]
+    caption = first.title.get_window_extent(canvas.get_renderer())
+    pitch = second.get_window_extent().x0 - first.get_window_extent().x0
+    assert caption.width < pitch
+
+
+def test_long_class_names_are_clipped_in_captions():
+    from torchstages.evaluation.evaluate import _clipped
+
+    assert _clipped("golden_retriever") == "golden_retriever"
+    assert _clipped("a" * 30) == "a" * 23 + "…" and len(_clipped("a" * 30)) == 24
+
+
 def test_image_grid_and_curves(tmp_path):
     rows = [_digits(5, seed=s) for s in range(4)]
     fig = image_grid_figure(rows, ["original", "a1", "a2", "a3"], list("abcde"), "What it sees")

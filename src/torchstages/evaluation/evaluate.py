@@ -243,7 +243,8 @@ def _draw_pictures(
     wrong = mistake_order(probs, labels)
     shown = wrong[:gallery_size]
     captions = [
-        f"true {classes[labels[i]]}\npred {classes[probs[i].argmax()]} ({probs[i].max():.2f})"
+        f"true {_clipped(classes[labels[i]])}\n"
+        f"pred {_clipped(classes[probs[i].argmax()])} ({probs[i].max():.2f})"
         for i in shown
     ]
     title = (
@@ -251,3 +252,8 @@ def _draw_pictures(
         " pred = predicted class (its probability)"
     )
     save_png(gallery_figure(np.asarray(images[shown]), captions, title), out_dir / "wrong.png")
+
+
+def _clipped(name: str, width: int = 24) -> str:
+    """A class name short enough for a caption: a very long one would widen every column."""
+    return name if len(name) <= width else name[: width - 1] + "…"

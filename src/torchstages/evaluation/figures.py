@@ -156,8 +156,11 @@ def gallery_figure(
         return fig
     columns = min(columns, len(images))
     n_rows = -(-len(images) // columns)
-    # at least 6 inches wide so the title fits even for one or two images
-    fig = _new_figure(max(1.5 * columns, 6.0), 1.75 * n_rows + 0.6)
+    # columns wide enough for the longest caption line (about 0.075 inch a character at size 9),
+    # so long class names do not run into their neighbours; at least 6 inches so the title fits
+    longest = max(len(line) for caption in captions for line in caption.split("\n"))
+    column_width = max(1.5, 0.075 * longest)
+    fig = _new_figure(max(column_width * columns, 6.0), 1.75 * n_rows + 0.6)
     axes = fig.subplots(n_rows, columns, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k < len(images):
