@@ -77,7 +77,7 @@ def test_summary_counts_only_the_head_as_trainable_when_frozen(project, capsys):
     assert main(["summary", "--params", "params.yaml", "--classes", "5"]) == 0
     out = capsys.readouterr().out
     assert f"trainable:  {8 * 5 + 5}\n" in out  # the head: Linear(8, 5)
-    assert "pretrained: pretrained prev.pt: 12 of 12 backbone tensors loaded" in out
+    assert "pretrained: prev.pt: 12 of 12 backbone tensors loaded" in out
 
 
 def test_summary_of_a_torchvision_model(project, capsys):

@@ -76,7 +76,7 @@ def test_previous_runs_model_safetensors_is_a_valid_source(tmp_path):
     torch.testing.assert_close(model.features[1].running_mean, source["features.1.running_mean"])
     # every state-dict tensor counts, BatchNorm buffers included
     assert report.summary() == (
-        f"pretrained {tmp_path / 'prev.safetensors'}: 12 of 12 backbone tensors loaded "
+        f"{tmp_path / 'prev.safetensors'}: 12 of 12 backbone tensors loaded "
         "(features.0.weight summed to our input channels); head head.3.weight, head.3.bias fresh"
     )
 

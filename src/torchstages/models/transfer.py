@@ -138,7 +138,7 @@ class PretrainedReport:
     def summary(self) -> str:
         total = len(self.loaded) + len(self.adapted) + len(self.fresh)
         line = (
-            f"pretrained {self.source}: {len(self.loaded) + len(self.adapted)} of {total} "
+            f"{self.source}: {len(self.loaded) + len(self.adapted)} of {total} "
             f"backbone tensors loaded"
         )
         if self.adapted:
@@ -271,7 +271,7 @@ def load_pretrained(model: nn.Module, source: str) -> PretrainedReport:
     used = set(loaded) | set(adapted)
     unused = [k for k in state if k not in used and not k.startswith(head_prefix)]
     report = PretrainedReport(str(source), loaded, adapted, head, fresh, unused)
-    (log.warning if fresh else log.info)("%s", report.summary())
+    (log.warning if fresh else log.info)("pretrained weights %s", report.summary())
     return report
 
 
