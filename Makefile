@@ -53,9 +53,15 @@ DVC_HINT = { status=$$?; python -m torchstages.dvc_state; exit $$status; }
 
 # data/raw is versioned by DVC (data/raw.dvc, committed; the demo's is): queued experiments check
 # it out into their own workspace, and `dvc push` / `dvc pull` carry it to another machine
+# dvc add replaces a linked file by a copy of what it points to (wherever that is) and does not
+# version a linked folder at all (another machine or a queued experiment would lack it): say so
 demo-data: $(STAMP)
 	@if [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then torchstages demo-data data/raw; \
 	else echo "data/raw has data: leaving it as it is"; fi
+	@links=$$(find data/raw -type l | head -n 3 | tr '\n' ' '); if [ -n "$$links" ]; then \
+	  echo "warning: symbolic links in data/raw ($${links}...): dvc add stores a copy of each" \
+	       "linked file, wherever it points, and leaves linked folders unversioned;" \
+	       "copy the data in instead" >&2; fi
 	@dvc add -q data/raw || $(DVC_HINT)
 
 run: demo-data

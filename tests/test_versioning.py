@@ -39,9 +39,9 @@ def run(
     return result
 
 
-def make(repo: Path, target: str) -> None:
+def make(repo: Path, target: str) -> subprocess.CompletedProcess:
     # -o: the venv is the one running the tests; the recipe is the Makefile's own
-    run(["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", target], repo)
+    return run(["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", target], repo)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,25 @@ def test_make_run_tracks_the_demo_data_as_committed(demo):
     # the demo's bytes are the ones data/raw.dvc records: nothing for git to commit
     assert run(["git", "status", "--porcelain", "data"], demo).stdout == ""
     assert repro(demo) == []
+
+
+def test_make_demo_data_warns_about_symbolic_links(tmp_path):
+    """dvc add turns a linked file into a copy of its target and leaves a linked folder out of
+    the version, before split could name either: the Makefile says so first."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "cat.png").write_bytes(b"not really")
+    repo = tmp_path / "project"
+    (repo / "data" / "raw" / "cat").mkdir(parents=True)
+    (repo / "data" / "raw" / "cat" / "cat.png").symlink_to(tmp_path / "elsewhere" / "cat.png")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    result = make(repo, "demo-data")
+    assert "warning: symbolic links in data/raw (data/raw/cat/cat.png ...)" in result.stderr
+    assert "leaves linked folders unversioned" in result.stderr
+    (repo / "data" / "raw" / "dog").mkdir()
+    (repo / "data" / "raw" / "dog" / "d.png").write_bytes(b"x")
+    result = make(repo, "demo-data")
+    assert "symbolic links" not in result.stderr  # dvc add made the link a file
 
 
 def test_queued_sweep_runs_both_experiments(demo):
