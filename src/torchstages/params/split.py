@@ -92,7 +92,8 @@ class SeriesSplitParams(Section):
     )
     target: str | None = Field(
         None,
-        description="the value to forecast; unset: the only numeric column besides time and id",
+        description="the value to forecast; unset: the only other column (besides time, id and "
+        "covariates), or else the one named target, y or value",
     )
     id: str | None = Field(
         None, description="column naming the series of a panel (one model for all of them)"
