@@ -126,9 +126,11 @@ def test_fp32_parity_failure_names_the_format_and_keeps_the_old_export(
 ):
     out = exported[0]
     before = {p.name: p.read_bytes() for p in out.iterdir()}
+    metrics = (out.parent / "e.json").read_bytes()
     with pytest.raises(UserError, match=r"model.onnx: onnx disagrees with PyTorch"):
-        export_to(trained, processed, out, max_abs_diff=1e-30)
+        export_to(trained, processed, out, max_abs_diff=1e-30, formats=("onnx",))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (out.parent / "e.json").read_bytes() == metrics  # still the export that is there
 
 
 def test_each_fp32_format_must_agree_fully(tmp_path):

@@ -7,9 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from conftest import TINY_PARAMS
+from torchstages.errors import UserError
 from torchstages.evaluation.evaluate import EvalPaths, evaluate_split
 from torchstages.evaluation.report import ReportSources, render_report
 from torchstages.params.evaluate import EvaluateParams
@@ -102,6 +104,72 @@ def test_second_evaluation_is_byte_identical(tmp_path, trained):
     before = {p: p.read_bytes() for p in files}
     _evaluate(tmp_path, outputs, EvaluateParams())
     assert {p: p.read_bytes() for p in files} == before
+
+
+def test_data_rebuilt_after_training_is_refused_before_anything_is_written(tmp_path, trained):
+    """build-dataset rerun with other params (image size, colour, a new split: new mean/std)
+    without train: scored silently wrong, or a shape error, unless refused by name."""
+    from torchstages.deploy.export import export_and_verify
+    from torchstages.params.export import ExportParams
+
+    outputs, _ = trained
+    meta_path = tmp_path / "processed/meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(
+        json.dumps({**meta, "preprocessing": {**meta["preprocessing"], "std": [9]}})
+    )
+    with pytest.raises(
+        UserError,
+        match=r"model.json: the model was trained on data built otherwise \(preprocessing differ "
+        r"from .*processed/meta.json\): rerun train",
+    ):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+    with pytest.raises(UserError, match=r"trained on data built otherwise \(preprocessing"):
+        export_and_verify(
+            ExportParams(), outputs.weights, outputs.card, tmp_path / "processed",
+            tmp_path / "export", tmp_path / "export.json",
+        )  # fmt: skip
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "export").exists()
+
+
+def test_a_split_rerun_without_build_dataset_is_refused_before_plots_are_written(tmp_path, trained):
+    outputs, _ = trained
+    split_csv = tmp_path / "splits/test.csv"
+    split_csv.write_text("\n".join(split_csv.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(
+        UserError,
+        match=r"processed: the arrays hold \d+ samples but the split lists \d+: the split changed "
+        "after build-dataset",
+    ):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+    assert not (tmp_path / "plots").exists()
+
+
+def test_a_broken_card_or_weights_file_is_one_line(tmp_path, trained):
+    outputs, card = trained
+    good_card = outputs.card.read_bytes()
+    outputs.card.write_text('{"architecture": ')
+    with pytest.raises(UserError, match=r"model.json: not valid JSON \(.*\): rerun the stage"):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+    outputs.card.write_text("[]")
+    with pytest.raises(UserError, match=r"model.json: not a model card"):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+    wider = {**card["architecture"], "channels": [4, 16]}
+    outputs.card.write_text(json.dumps({**card, "architecture": wider}))
+    with pytest.raises(UserError, match=r"does not match the architecture .*other shape \["):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+    outputs.card.write_bytes(good_card)
+    outputs.weights.write_bytes(outputs.weights.read_bytes()[:40])
+    with pytest.raises(UserError, match=r"model.safetensors: cannot read the weights"):
+        _evaluate(tmp_path, outputs, EvaluateParams())
+
+
+def test_report_command_refuses_a_folder_as_out(tmp_path, monkeypatch, capsys):
+    from torchstages.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
 
 
 def test_report_command_names_a_missing_file(tmp_path, monkeypatch, capsys):

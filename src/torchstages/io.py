@@ -133,8 +133,18 @@ def nine_digits(value: float) -> float:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The file's JSON; a file that is not JSON (cut short, edited by hand) is a UserError
+    naming it, not a traceback."""
+    from torchstages.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{path}: not valid JSON ({exc}): rerun the stage that writes it, or restore it "
+            "(git checkout, dvc checkout)"
+        ) from None
 
 
 def write_csv(target: str | os.PathLike[str], header: list[str], rows: list[list[Any]]) -> None:

@@ -30,7 +30,7 @@ from torchstages.deploy.runtime import load_runner, run_batched
 from torchstages.errors import UserError
 from torchstages.io import atomic_dir, write_bytes, write_json
 from torchstages.kinds import kind_of
-from torchstages.models.saved import load_model
+from torchstages.models.saved import check_trained_on, load_model
 from torchstages.params.export import ExportParams
 
 __all__ = ["export_and_verify", "export_formats", "kind_export", "onnx_proto"]
@@ -67,6 +67,7 @@ def export_and_verify(
     """Export every format, check each on the whole test split, write the model card and
     metrics; fail naming the format that disagrees. A failure leaves the old export folder."""
     model, card = load_model(weights, card_path)
+    check_trained_on(card, card_path, processed)
     kind = kind_export(model, card, processed)
     if params.int8_quantization == "auto":  # the card and the int8 file name the one used
         params = params.model_copy(update={"int8_quantization": kind.int8})
@@ -94,7 +95,6 @@ def export_and_verify(
             kind.exportable.inputs,
             kind.card,
         )
-        write_json(metrics_path, metrics)
         for fmt, m in metrics["formats"].items():
             log.info(
                 "export: %-9s %s",
@@ -102,6 +102,8 @@ def export_and_verify(
                 "  ".join(f"{k} {v}" for k, v in m.items() if k not in ("file", "bytes")),
             )
         check(kind.parity, params, metrics, export_dir)
+    # after the check: a failed export keeps the old folder and the metrics that describe it
+    write_json(metrics_path, metrics)
     return metrics
 
 

@@ -14,7 +14,7 @@ from torchstages.data.discover import Row
 from torchstages.data.store import load_arrays
 from torchstages.evaluation.metrics import classification_metrics, softmax
 from torchstages.evaluation.plot_data import write_plot_data
-from torchstages.evaluation.predictions import write_predictions
+from torchstages.evaluation.predictions import check_rows_match, write_predictions
 
 __all__ = ["classify_rows"]
 
@@ -36,6 +36,7 @@ def classify_rows(
     of the train split in ``processed`` (every kind stores ``train_labels.npy``). ``named_by``
     heads the column of mistakes.csv that names them: ``file`` for images, ``id`` (as in
     predictions.csv: ``line 159``) for a table's or text's."""
+    check_rows_match(rows, len(labels), processed)
     (train_labels,) = load_arrays(processed, "train", ("labels",))
     metrics = classification_metrics(
         logits,

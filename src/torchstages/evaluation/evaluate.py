@@ -13,16 +13,15 @@ from torchstages import paths as pipeline
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.split import read_split
-from torchstages.data.store import load_meta, load_split
+from torchstages.data.store import load_split
 from torchstages.device import resolve_device
-from torchstages.errors import UserError
 from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.plot_data import mistake_order
 from torchstages.evaluation.report import ReportSources, write_report
 from torchstages.io import write_json
 from torchstages.kinds import kind_of, sample_noun
-from torchstages.models.saved import load_model
+from torchstages.models.saved import check_trained_on, load_model
 from torchstages.params.evaluate import EvaluateParams
 
 __all__ = ["EvalPaths", "evaluate_split"]
@@ -66,16 +65,7 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
     """
     device = resolve_device(params.device)
     model, card = load_model(paths.weights, paths.card)
-    meta = load_meta(paths.processed)
-    if kind_of(meta) != kind_of(card):
-        raise UserError(
-            f"{paths.card}: the model's kind is {kind_of(card)!r}, {paths.processed}/meta.json's "
-            f"is {kind_of(meta)!r} (rerun train)"
-        )
-    if meta.get("classes") != card.get("classes"):
-        raise UserError(
-            f"{paths.card}: classes differ from {paths.processed}/meta.json (rerun train)"
-        )
+    meta = check_trained_on(card, paths.card, paths.processed)
     if kind_of(meta) in ("table", "text"):
         return _evaluate_table(split, params, paths, model, card, device)
     if kind_of(meta) == "series":

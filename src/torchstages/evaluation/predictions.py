@@ -23,6 +23,7 @@ from torchstages.io import six_decimals, write_csv
 __all__ = [
     "HEADERS",
     "Predictions",
+    "check_rows_match",
     "parse_predictions",
     "write_predictions",
     "write_regression_predictions",
@@ -46,12 +47,20 @@ class Predictions:
     predicted: np.ndarray
 
 
+def check_rows_match(rows: list[Row], samples: int, processed: Path) -> None:
+    """The split file must list the samples the arrays hold, before anything is written: a split
+    rerun without build-dataset pairs names with the wrong samples."""
+    if len(rows) != samples:
+        raise UserError(
+            f"{processed}: the arrays hold {samples} samples but the split lists {len(rows)}: "
+            "the split changed after build-dataset (rerun it: dvc repro)"
+        )
+
+
 def write_predictions(
     path: Path, rows: list[Row], labels: np.ndarray, probs: np.ndarray, classes: list[str]
 ) -> None:
     """The classification file of one split: ``rows`` and ``labels`` in the same (split) order."""
-    if len(rows) != len(labels):
-        raise UserError(f"{path}: split lists {len(rows)} files but the arrays hold {len(labels)}")
     p_label = probs[np.arange(len(labels)), labels]
     write_csv(
         path,

@@ -15,7 +15,7 @@ from torchstages.data.store import load_table_split
 from torchstages.evaluation.classification import classify_rows
 from torchstages.evaluation.inference import predict_logits
 from torchstages.evaluation.intervals import regression_intervals
-from torchstages.evaluation.predictions import write_regression_predictions
+from torchstages.evaluation.predictions import check_rows_match, write_regression_predictions
 from torchstages.io import six_decimals, write_csv
 from torchstages.tables.split import read_table_split
 
@@ -96,6 +96,7 @@ def evaluate_table(
             named_by="id",
         )
         return metrics, probs, labels
+    check_rows_match(rows, len(labels), processed)
     mean, std = card["target_mean"], card["target_std"]
     predicted = out[:, 0].double().numpy() * std + mean
     actual = np.asarray(labels, dtype=np.float64)
