@@ -147,6 +147,13 @@ def test_a_boolean_is_not_a_number(tmp_path, text, message):
         _load(tmp_path, text, model, section)
 
 
+def test_an_embedding_width_below_one_is_refused(tmp_path):
+    text = "train:\n  model: {name: mlp, embedding_dims: {city: -3}}\n"
+    message = "train.model.embedding_dims.city: Input should be greater than or equal to 1"
+    with pytest.raises(UserError, match=re.escape(message)):
+        _load(tmp_path, text, TrainParams, "train")
+
+
 def test_what_lax_reading_accepts_besides_booleans_stays(tmp_path):
     text = "train:\n  lr: 1\n  epochs: '5'\n  channels_last: true\n  deterministic: false\n"
     params = _load(tmp_path, text, TrainParams, "train")

@@ -270,3 +270,10 @@ def test_in_process_main_returns_the_exit_code(deployed, tmp_path, capsys):
     good = str(deployed / "raw/class0/000.png")
     assert main(["predict", "--model", str(deployed / "export/model.onnx"), good]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == good
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--batch-size"])
+def test_a_negative_count_is_a_usage_error(flag, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["predict", "x.png", flag, "-1"])
+    assert ended.value.code == 2 and "-1" in capsys.readouterr().err

@@ -226,3 +226,14 @@ def test_a_summary_cut_off_by_a_kill_does_not_block_the_resume(tmp_path):
     assert json.loads((live / "metrics.json").read_text())["step"] == 2
     rows = (live / "plots/metrics/val/loss.tsv").read_text().splitlines()
     assert rows == ["step\tloss", "0\t0.5", "1\t0.4", "2\t0.3"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_device_is_one_line_before_torchrun_starts(processed):
+    """Otherwise every process says it, above torchrun's traceback."""
+    from torchstages.errors import UserError
+    from torchstages.training.loop import check_before_launch
+
+    params = tiny_train_params(nproc_per_node=2, device="cuda")
+    with pytest.raises(UserError, match="device: cuda was requested"):
+        check_before_launch(params, processed)

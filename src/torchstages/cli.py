@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from torchstages.evaluation.report import write_report
 
+            if args.out.is_dir():
+                raise UserError(f"--out {args.out}: is a folder; give a file name, e.g. report.md")
             appendix = ""
             if args.against is not None:
                 from torchstages.evaluation.compare import comparison_markdown
@@ -137,6 +139,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count_or_auto(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (one per core) or more, got {value}")
     return value
 
 
@@ -200,7 +209,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "build_dataset.max_pixels; a JPEG decodes at up to 1/8 scale first)",
     )
     p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--workers", type=int, default=0, help="decode threads (0: one per core)")
+    p.add_argument(
+        "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
+    )
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -227,7 +238,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="rows, texts or history entries per request",
     )
     p.add_argument("--max-text-chars", type=_positive, default=10_000, help="per text")
-    p.add_argument("--threads", type=int, default=0, help="inference threads (0: per core)")
+    p.add_argument(
+        "--threads", type=_count_or_auto, default=0, help="inference threads (0: per core)"
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:

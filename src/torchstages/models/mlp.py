@@ -30,7 +30,7 @@ class MLPSpec(SpecWithTransfer):
         False, description="BatchNorm1d between each hidden layer and its activation"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each hidden layer")
-    embedding_dims: dict[str, int] = Field(
+    embedding_dims: dict[str, Annotated[int, Field(ge=1)]] = Field(
         {}, description="tables: embedding width per categorical column; unset: min(50, 1.6 n^0.56)"
     )
     ensemble: int = Field(

@@ -85,6 +85,7 @@ def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
     torchrun's traceback."""
     if not distributed.will_relaunch(params.nproc_per_node):
         return
+    resolve_device(params.device)  # a missing device: one line, not one per process
     # what train logs as it resolves the kind's settings, rank 0 logs again
     quiet = logging.getLogger("torchstages")
     level = quiet.level
