@@ -6,6 +6,7 @@ import pytest
 from torchstages.errors import UserError
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.export import ExportParams
 from torchstages.params.reference import params_reference
 from torchstages.params.split import SplitParams
 from torchstages.params.train import TrainParams
@@ -145,6 +146,17 @@ def test_a_boolean_is_not_a_number(tmp_path, text, message):
     model = {"train": TrainParams, "build_dataset": BuildDatasetParams}[section]
     with pytest.raises(UserError, match=re.escape(message)):
         _load(tmp_path, text, model, section)
+
+
+def test_a_bad_item_is_named_without_a_false_length_error(tmp_path):
+    with pytest.raises(UserError) as raised:
+        _load(tmp_path, "export:\n  formats: [tflite]\n", ExportParams, "export")
+    assert str(raised.value).endswith(
+        "export.formats.0: Input should be 'onnx', 'pt2' or 'onnx-int8' (got 'tflite')"
+    )
+    message = "split.table.features: List should have at least 1 item"
+    with pytest.raises(UserError, match=re.escape(message)):
+        _load(tmp_path, "split:\n  table: {features: []}\n", SplitParams, "split")
 
 
 def test_an_embedding_width_below_one_is_refused(tmp_path):

@@ -273,7 +273,7 @@ def _predict(args: argparse.Namespace) -> int:
     if kind == "text":
         return _predict_text(args, runner)
     if args.text:
-        raise UserError(f"{args.model}: --text needs a text model (this one is a {kind} model)")
+        raise UserError(f"{args.model}: --text needs a text model (this model's kind is {kind})")
     if not args.inputs:
         raise UserError("predict: give the files to classify")
     reader = reader_for(runner.metadata, args.max_pixels)

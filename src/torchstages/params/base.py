@@ -152,8 +152,11 @@ def _describe(
     messages = []
     # a union (train.model) left with keys that other members read: its name, what it holds
     left_over: dict[str, tuple[str, list[type[BaseModel]], list[str]]] = {}
-    for err in _merge_plain_unions(exc.errors(), model, raw):
+    errors = _merge_plain_unions(exc.errors(), model, raw)
+    for err in errors:
         loc = tuple(str(p) for p in err["loc"])
+        if err["type"] == "too_short" and _has_failed_items(err["loc"], errors):
+            continue  # too short only because bad items were left out: their errors say why
         where = ".".join((section, *_without_tags(model, loc)))
         if err["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
@@ -192,6 +195,10 @@ def _describe(
             f"section, e.g. dvc exp run -S '~{union}' -S '+{union}={{name: {name}}}'"
         )
     return "; ".join(messages)
+
+
+def _has_failed_items(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
 def _merge_plain_unions(

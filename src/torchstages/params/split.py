@@ -29,7 +29,9 @@ class TableSplitParams(Section):
         None, description="column whose rows stay in one split (a patient, a customer)"
     )
     features: list[str] | None = Field(
-        None, description="feature columns to use; unset: every column but target, group, drop"
+        None,
+        min_length=1,
+        description="feature columns to use; unset: every column but target, group, drop",
     )
     drop: list[str] = Field([], description="columns never used as features (ids, free text)")
     bins: int = Field(
