@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from torchstages.cli import main
 from torchstages.data.images import Preprocessing
@@ -101,7 +102,32 @@ def test_summary_of_a_table_model_uses_the_kind_defaults(project, capsys):
     assert "model:      name=mlp" in out  # the table default, not the image cnn
     assert "from data/processed/meta.json (table)" in out
     assert "output:     (1, 1) target, standardised with the train split's mean and std" in out
-    assert "transfer:" not in out
+    assert "pretrained:" not in out
+    # fine-tuning from a file, backbone frozen: the count train will log, and what was loaded
+    trainable = int(out.split("trainable:")[1].split()[0].replace(",", ""))
+    save_file(
+        {k: v.contiguous() for k, v in _table_network(project).state_dict().items()},
+        project / "prev.safetensors",
+    )
+    (project / "params.yaml").write_text(
+        "train: {model: {name: mlp, transfer: {pretrained: prev.safetensors, freeze: backbone}}}\n"
+    )
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert int(out.split("trainable:")[1].split()[0].replace(",", "")) < trainable
+    assert "pretrained: prev.safetensors: " in out and "from this data, not the file" in out
+
+
+def _table_network(project):
+    from torchstages.io import read_json
+    from torchstages.models import build_network
+    from torchstages.params.base import load_section
+    from torchstages.params.train import TrainParams
+    from torchstages.training.data import params_for_kind
+
+    meta = read_json(project / "data/processed/meta.json")
+    params = params_for_kind(load_section(TrainParams, "train", project / "params.yaml"), meta)
+    return build_network(meta, params.model, 1)
 
 
 def test_summary_of_a_forecaster(project, capsys):

@@ -215,3 +215,42 @@ def test_load_model_never_reads_the_pretrained_file_again(tmp_path):
     save_model(model, card, tmp_path / "m.safetensors", tmp_path / "m.json")
     loaded, _ = load_model(tmp_path / "m.safetensors", tmp_path / "m.json")
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["mlp", "ft_transformer"])
+def test_a_tables_scaling_comes_from_its_own_data_not_the_file(tmp_path, name):
+    """Fine-tuning on a table measured on another scale: the file's medians, means and stds
+    would mis-scale every input without a word; the network's weights are what transfers."""
+    from safetensors.torch import save_file
+
+    from torchstages.models import build_table_model, parse_spec
+
+    def schema(scale: float) -> dict:
+        numeric = [
+            {
+                "name": f"x{j}",
+                "median": scale * j,
+                "mean": scale * j,
+                "std": scale,
+                "indicator": True,
+            }
+            for j in range(3)
+        ]
+        return {"numeric": numeric, "categorical": [{"name": "c", "categories": ["a", "b", "c"]}]}
+
+    spec = parse_spec({"name": name})
+    torch.manual_seed(0)
+    source = build_table_model(spec, schema(1.0), 2)
+    save_file(
+        {k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "t.safetensors"
+    )
+    target = build_table_model(spec, schema(100.0), 2, pretrained=False)
+    report = load_pretrained(target, str(tmp_path / "t.safetensors"))
+    state = target.state_dict()
+    assert state["inputs.mean"].tolist() == [0.0, 100.0, 200.0]
+    assert state["inputs.std"].tolist() == [100.0] * 3
+    assert {"inputs.median", "inputs.mean", "inputs.std"} <= set(report.from_data)
+    assert report.loaded and not report.fresh and not report.unused
+    for key in report.loaded:
+        torch.testing.assert_close(state[key], source.state_dict()[key])
+    assert "from this data, not the file: " in report.summary()

@@ -80,7 +80,7 @@ def summarize(
 
 def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
     """A table, text or series model: built from the processed dataset's ``meta.json`` with the
-    kind's defaults filled in, as train builds it (no transfer learning for these kinds)."""
+    kind's defaults filled in, its pretrained weights loaded and frozen, as train builds it."""
     from torchstages.training.data import params_for_kind
 
     meta = read_json(meta_path)
@@ -92,12 +92,17 @@ def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
         outputs, output = meta["horizon"], f"the next {meta['horizon']} values of {meta['target']}"
     else:
         outputs, output = 1, f"{meta['target']}, standardised with the train split's mean and std"
-    model = build_network(meta, params.model, outputs)
+    model = build_network(meta, params.model, outputs, pretrained=False)
+    transfer = params.model.transfer
+    source = transfer.pretrained
+    report = load_pretrained(model, source).summary() if source != "none" else "none"
+    if transfer.freeze == "backbone":
+        freeze_backbone(model, True)
     return {
         **describe_network(meta, model),
         "model": params.model.model_dump(mode="json", exclude={"transfer"}),
-        "transfer": {},
-        "pretrained": "none",
+        "transfer": transfer.model_dump(mode="json"),
+        "pretrained": report,
         "output": output,
         "input_from": f"{meta_path} ({kind_of(meta)})",
     }

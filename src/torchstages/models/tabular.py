@@ -170,6 +170,8 @@ class TableMLP(nn.Module):
             nn.Linear(width, outputs) if self.k == 1 else _EnsembleHead(self.k, width, outputs)
         )
         self.head_name = "head"
+        # computed from the train rows, never copied from pretrained weights
+        self.fitted_to_data = ("inputs.", "linear.")
         self.linear_weight = 0.0 if spec.linear_weight == "auto" else float(spec.linear_weight)
         self.linear = (
             LinearMember(self.inputs.width, cardinalities, outputs) if self.linear_weight else None
@@ -268,6 +270,8 @@ class FTTransformer(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, outputs)
         self.head_name = "head"
+        # computed from the train rows, never copied from pretrained weights
+        self.fitted_to_data = ("inputs.", "cat_offsets")
         self.n_categorical = len(cards)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:

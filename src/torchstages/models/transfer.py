@@ -132,6 +132,7 @@ class PretrainedReport:
     loaded: list[str]  # copied as they are
     adapted: list[str]  # stem kernels converted to our number of input channels
     head: list[str]  # the head's tensors: freshly initialised by design
+    from_data: list[str]  # statistics of the training data (a table's scaling): never copied
     fresh: list[str]  # backbone tensors the file had no match for (name or shape)
     unused: list[str]  # tensors in the file that fit nothing in the model
 
@@ -144,6 +145,8 @@ class PretrainedReport:
         if self.adapted:
             line += f" ({', '.join(self.adapted)} summed to our input channels)"
         line += f"; head {', '.join(self.head)} fresh"
+        if self.from_data:
+            line += f"; from this data, not the file: {_first(self.from_data)}"
         if self.fresh:
             line += f"; NOT in the file (random init): {_first(self.fresh)}"
         if self.unused:
@@ -241,19 +244,25 @@ def adapt_in_channels(kernel: torch.Tensor, channels: int) -> torch.Tensor:
 def load_pretrained(model: nn.Module, source: str) -> PretrainedReport:
     """Copy every backbone tensor whose name and shape match from ``source`` into ``model``.
 
-    The head is always skipped (its size is our number of classes); the stem conv is adapted
-    when only its input channels differ (see :func:`adapt_in_channels`). A file that matches
-    no backbone tensor is a :class:`UserError`: it is weights for another architecture.
+    The head is always skipped (its size is our number of classes), and so is what the model
+    computes from its own training data (``model.fitted_to_data``: name prefixes); the stem conv
+    is adapted when only its input channels differ (see :func:`adapt_in_channels`). A file that
+    matches no backbone tensor is a :class:`UserError`: it is weights for another architecture.
     """
     state, path = read_state_dict(source)
     head_prefix = model.head_name + "."  # type: ignore[operator]
+    # a table's medians, means, stds and category offsets: another dataset's would silently
+    # mis-scale every input
+    from_data_prefixes = tuple(getattr(model, "fitted_to_data", ()))
     stem = _stem_weight(model)
     target = model.state_dict()
-    merged, loaded, adapted, head, fresh = dict(target), [], [], [], []
+    merged, loaded, adapted, head, fresh, from_data = dict(target), [], [], [], [], []
     for name, tensor in target.items():
         src = state.get(name)
         if name.startswith(head_prefix):
             head.append(name)
+        elif name.startswith(from_data_prefixes):
+            from_data.append(name)
         elif src is not None and src.shape == tensor.shape:
             merged[name] = src
             loaded.append(name)
@@ -269,8 +278,12 @@ def load_pretrained(model: nn.Module, source: str) -> PretrainedReport:
         )
     model.load_state_dict(merged)
     used = set(loaded) | set(adapted)
-    unused = [k for k in state if k not in used and not k.startswith(head_prefix)]
-    report = PretrainedReport(str(source), loaded, adapted, head, fresh, unused)
+    unused = [
+        k
+        for k in state
+        if k not in used and not k.startswith(head_prefix) and not k.startswith(from_data_prefixes)
+    ]
+    report = PretrainedReport(str(source), loaded, adapted, head, from_data, fresh, unused)
     (log.warning if fresh else log.info)("pretrained weights %s", report.summary())
     return report
 
