@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -18,6 +19,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
+
+
+def no_arguments(doc: str | None) -> None:
+    """For a script run without arguments: --help prints its docstring instead of running it."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    argparse.ArgumentParser(description=doc, formatter_class=formatter).parse_args()
 
 
 def env_for(project: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import RESULTS, ROOT
+from common import RESULTS, ROOT, no_arguments
 
 __all__ = ["KINDS", "prepare_kind"]
 
@@ -91,5 +91,6 @@ def prepare_kind(kind: str) -> Path:
 
 
 if __name__ == "__main__":
+    no_arguments(__doc__)
     for name in KINDS:
         print(prepare_kind(name))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from common import RESULTS, ROOT
+from common import RESULTS, ROOT, no_arguments
 
 __all__ = ["ROOT", "prepare_model", "mnist_test_files"]
 
@@ -87,4 +87,5 @@ def prepare_model() -> Path:
 
 
 if __name__ == "__main__":
+    no_arguments(__doc__)
     print(prepare_model())

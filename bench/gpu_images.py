@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 # gpu_tables puts src/ and tests/ on the path and stands in for dvclive
-from gpu_tables import ROOT, save_results, start_results, train_timed, with_parity
+from gpu_tables import ROOT, out_dir, save_results, start_results, train_timed, with_parity
 
 ROWS = int(os.environ.get("GPU_IMAGES_ROWS", 20_000))
 SIZE = int(os.environ.get("GPU_IMAGES_SIZE", 32))
@@ -219,6 +218,7 @@ def run(
 def main() -> None:
     import logging
 
+    folder = out_dir()  # --help, before any work
     logging.basicConfig(level=logging.WARNING)
     results, devices = start_results()
     results.update(
@@ -244,9 +244,9 @@ def main() -> None:
         except Exception as exc:  # a failure on one arm is a finding, not the end
             results[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         print(f"[{time.perf_counter() - began:.0f}s] {key} {results[key]}", flush=True)
-        if len(sys.argv) > 1:
-            Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-            (Path(sys.argv[1]) / "gpu_images.partial.json").write_text(json.dumps(results) + "\n")
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "gpu_images.partial.json").write_text(json.dumps(results) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

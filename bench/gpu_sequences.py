@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 # gpu_tables puts src/ and tests/ on the path and stands in for dvclive
-from gpu_tables import save_results, start_results, train_timed, with_parity
+from gpu_tables import out_dir, save_results, start_results, train_timed, with_parity
 
 EPOCHS = {"text": 5, "series": 10}
 MODELS = {"text": ("textcnn", "lstm", "transformer"), "series": ("mlp", "lstm", "tcn")}
@@ -75,7 +75,7 @@ def run(kind: str, model: str, device: str, work: Path) -> dict:
 
 
 def main() -> None:
-
+    out_dir()  # --help, before any work
     results, devices = start_results()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -10,6 +10,7 @@ JSON line.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -96,7 +97,7 @@ def run(task: str, model: str, device: str, work: Path) -> dict:
 
 
 def main() -> None:
-
+    out_dir()  # --help, before any work
     from tables_data import make_table, write_table
     from torchstages.params.build_dataset import BuildDatasetParams
     from torchstages.params.split import SplitParams
@@ -130,13 +131,23 @@ def start_results() -> tuple[dict, list[str]]:
     return {"cuda": cuda, "torch": torch.__version__}, ["cuda", "cpu"] if cuda else ["cpu"]
 
 
+def out_dir() -> Path | None:
+    """OUT_DIR, the GPU checks' one optional argument; --help prints the script's docstring."""
+    parser = argparse.ArgumentParser(
+        description=sys.modules["__main__"].__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("out_dir", nargs="?", type=Path, help="keep the results here too (JSON)")
+    return parser.parse_args().out_dir
+
+
 def save_results(results: dict, name: str) -> None:
     """Print ``results`` as one JSON line, and keep it as OUT_DIR/``name`` when given."""
     line = json.dumps(results)
     print(line)
-    if len(sys.argv) > 1:
-        Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-        (Path(sys.argv[1]) / name).write_text(line + "\n")
+    if (folder := out_dir()) is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(line + "\n")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    from common import machine, save
+    from common import machine, no_arguments, save
     from deploy_model import ROOT, mnist_test_files, prepare_model
 
+    no_arguments(__doc__)
     export = prepare_model()
     files = mnist_test_files()
     folder = str(Path(files[0]).parent.parent)
