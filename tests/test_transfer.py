@@ -100,7 +100,7 @@ def test_partial_match_reports_what_stayed_random(tmp_path):
     report = load_pretrained(model, path)
     assert "features.0.weight" in report.loaded
     assert "features.4.weight" in report.fresh  # 16 channels here, 8 in the file
-    assert "NOT in the file (random init): features.4.weight" in report.summary()
+    assert "NO match by name and shape (random init): features.4.weight" in report.summary()
 
 
 def test_file_that_matches_nothing_is_a_user_error(tmp_path):

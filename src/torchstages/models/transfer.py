@@ -148,7 +148,7 @@ class PretrainedReport:
         if self.from_data:
             line += f"; from this data, not the file: {_first(self.from_data)}"
         if self.fresh:
-            line += f"; NOT in the file (random init): {_first(self.fresh)}"
+            line += f"; NO match by name and shape (random init): {_first(self.fresh)}"
         if self.unused:
             line += f"; unused from the file: {_first(self.unused)}"
         return line
