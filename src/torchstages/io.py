@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from torchstages.errors import UserError
+
 __all__ = [
     "atomic_path",
     "atomic_dir",
@@ -135,8 +137,6 @@ def nine_digits(value: float) -> float:
 def read_json(path: str | os.PathLike[str]) -> Any:
     """The file's JSON; a file that is not JSON (cut short, edited by hand) is a UserError
     naming it, not a traceback."""
-    from torchstages.errors import UserError
-
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

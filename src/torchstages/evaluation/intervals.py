@@ -75,8 +75,9 @@ def block_resample_batches(
     offsets = np.arange(block)
     # positions grouped (stable: in their order within each group); for each position the
     # first position of its group, its rank there and the group's size
-    order = np.argsort(np.zeros(n) if groups is None else groups, kind="stable")
-    grouped = np.zeros(n) if groups is None else np.asarray(groups)[order]
+    groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups)
+    order = np.argsort(groups, kind="stable")
+    grouped = groups[order]
     first = np.searchsorted(grouped, grouped, "left")
     size = np.searchsorted(grouped, grouped, "right") - first
     rank = np.arange(n) - first

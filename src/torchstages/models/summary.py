@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from torchstages.data.images import Preprocessing
 from torchstages.errors import UserError
 from torchstages.io import read_json
@@ -21,7 +23,7 @@ from torchstages.models import (
     describe_network,
     freeze_backbone,
 )
-from torchstages.models.transfer import load_pretrained
+from torchstages.models.transfer import TransferSpec, load_pretrained
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
 from torchstages.params.train import TrainParams
@@ -62,10 +64,7 @@ def summarize(
     if num_classes < 2:
         raise UserError(f"--classes: a classifier needs at least 2 classes, got {num_classes}")
     model = build_model(spec, channels, size, num_classes, pretrained=False)
-    source = spec.transfer.pretrained
-    report = load_pretrained(model, source).summary() if source != "none" else "none"
-    if spec.transfer.freeze == "backbone":
-        freeze_backbone(model, True)
+    report = _transfer(model, spec.transfer)
     check_output_shape(model, channels, size, num_classes)
     return {
         **describe_model(model, channels, size),
@@ -93,19 +92,24 @@ def _summarize_rows(params_path: Path, meta_path: Path) -> dict[str, Any]:
     else:
         outputs, output = 1, f"{meta['target']}, standardised with the train split's mean and std"
     model = build_network(meta, params.model, outputs, pretrained=False)
-    transfer = params.model.transfer
-    source = transfer.pretrained
-    report = load_pretrained(model, source).summary() if source != "none" else "none"
-    if transfer.freeze == "backbone":
-        freeze_backbone(model, True)
+    report = _transfer(model, params.model.transfer)
     return {
         **describe_network(meta, model),
         "model": params.model.model_dump(mode="json", exclude={"transfer"}),
-        "transfer": transfer.model_dump(mode="json"),
+        "transfer": params.model.transfer.model_dump(mode="json"),
         "pretrained": report,
         "output": output,
         "input_from": f"{meta_path} ({kind_of(meta)})",
     }
+
+
+def _transfer(model: nn.Module, transfer: TransferSpec) -> str:
+    """Load the pretrained weights and freeze the backbone as train does; what was loaded."""
+    source = transfer.pretrained
+    report = load_pretrained(model, source).summary() if source != "none" else "none"
+    if transfer.freeze == "backbone":
+        freeze_backbone(model, True)
+    return report
 
 
 def format_summary(info: dict[str, Any]) -> str:

@@ -279,9 +279,7 @@ def load_pretrained(model: nn.Module, source: str) -> PretrainedReport:
     model.load_state_dict(merged)
     used = set(loaded) | set(adapted)
     unused = [
-        k
-        for k in state
-        if k not in used and not k.startswith(head_prefix) and not k.startswith(from_data_prefixes)
+        k for k in state if k not in used and not k.startswith((head_prefix, *from_data_prefixes))
     ]
     report = PretrainedReport(str(source), loaded, adapted, head, from_data, fresh, unused)
     (log.warning if fresh else log.info)("pretrained weights %s", report.summary())
