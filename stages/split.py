@@ -29,6 +29,7 @@ def main() -> None:
 
         split_texts(paths.RAW, paths.SPLITS, params)  # logs what it found
         return
+    from torchstages.data.given_splits import KeepGiven
     from torchstages.data.near_duplicates import NearDuplicates
     from torchstages.data.split import split_dataset
 
@@ -40,6 +41,7 @@ def main() -> None:
         None
         if params.near_duplicates == "off"
         else NearDuplicates(params.near_duplicates, params.near_duplicate_threshold),
+        KeepGiven() if params.given_splits == "keep" else None,
     )  # logs what it found
 
 

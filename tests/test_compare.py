@@ -297,3 +297,33 @@ def test_compare_command_reads_git_revisions_and_the_workspace(tmp_path, monkeyp
     assert section.startswith("## Is it really better? (`test`, workspace against `HEAD~1`)")
     assert "Not compared: HEAD~1:predictions/test.csv: cannot read it" in section
     assert "workspace vs HEAD on test" in comparison_markdown("HEAD")
+
+
+def test_a_committed_run_is_read_as_utf8_whatever_the_locale(tmp_path):
+    """git's output was decoded in the locale's encoding: ASCII under LC_ALL=C without
+    Python's UTF-8 mode, where a class named "négatif" stopped compare with a traceback."""
+    import os
+    import sys
+
+    _git(tmp_path, "init", "-q")
+    write_csv(
+        tmp_path / "predictions/test.csv",
+        ["id", "sha256", "label", "predicted", "p_label"],
+        [["a.png", "x", "négatif", "négatif", 0.9], ["b.png", "y", "positif", "négatif", 0.6]],
+    )
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    code = (
+        "from pathlib import Path; from torchstages.evaluation.compare import load_predictions; "
+        "print(sorted(set(load_predictions('HEAD', Path('predictions/test.csv')).truth)))"
+    )
+    ascii_locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, **ascii_locale, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        encoding="utf-8",
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "['négatif', 'positif']"

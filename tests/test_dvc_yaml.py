@@ -103,3 +103,21 @@ def test_the_committed_lock_records_this_code_and_these_params():
                 )
         recorded = entry["params"]["params.yaml"]
         assert recorded == {k: params[k] for k in recorded}, f"dvc.lock: {stage}'s params differ"
+
+
+def test_a_checkout_with_windows_line_endings_gets_the_committed_bytes(tmp_path):
+    """Windows git (WSL's /mnt/c) sets core.autocrlf: without .gitattributes every text file
+    came out CRLF, .ci/run did not start and every dvc.lock code hash was stale."""
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    cmd = ["git", "clone", "-q", "--config", "core.autocrlf=true", str(ROOT), str(clone)]
+    subprocess.run(cmd, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--eol"], cwd=clone, capture_output=True, text=True, check=True
+    )
+    crlf = [line.split()[-1] for line in listed.stdout.splitlines() if "w/crlf" in line]
+    assert crlf == []
+    assert not (clone / ".ci/run").read_bytes().startswith(b"#!/usr/bin/env bash\r")

@@ -301,6 +301,18 @@ def test_on_bad_image_error_lists_every_bad_file_in_one_run(tmp_path):
     assert not (tmp_path / "processed").exists()
 
 
+def test_a_long_list_of_bad_images_names_the_first_and_counts_the_rest():
+    """max_pixels: 1 makes every image a bad one: not thousands of names on one line."""
+    from torchstages.data.bad_images import NAMED, bad_images_message
+
+    entries = [{"path": f"cat/{i}.png", "reason": "too large"} for i in range(NAMED + 15)]
+    message = bad_images_message(entries)
+    assert message.startswith(f"{NAMED + 15} bad images under data/raw")
+    assert f"cat/{NAMED - 1}.png: too large; … and 15 more" in message
+    assert f"cat/{NAMED}.png" not in message
+    assert bad_images_message(entries[:NAMED]).endswith(f"cat/{NAMED - 1}.png: too large")
+
+
 def test_on_bad_image_skip_drops_them_and_lists_them_with_reasons(tmp_path):
     raw = messy_folder(tmp_path / "raw")
     split_dataset(raw, tmp_path / "splits", FRACTIONS, seed=0)
@@ -365,15 +377,22 @@ def test_a_class_whose_copies_fill_fewer_than_three_splits_is_refused(tmp_path):
     assert not (tmp_path / "splits").exists()
 
 
-def test_a_dataset_split_already_is_named_not_trained_as_classes_train_and_test(tmp_path):
-    for part in ("train", "test"):
-        _folder(tmp_path / "presplit" / part, {"cat": 3, "dog": 3})
-    with pytest.raises(UserError, match=r"the class folders are \['test', 'train'\], each hold"):
-        discover(tmp_path / "presplit")
-    # folders of other names holding folders are classes (with their sub-folders)
+def test_class_folders_holding_folders_are_classes_with_their_sub_folders(tmp_path):
+    """Unless every top folder is named for a split (test_given_splits.py)."""
     for part in ("cats", "dogs"):
         _folder(tmp_path / "nested" / part, {"indoor": 2, "outdoor": 2})
     assert {r.label for r in discover(tmp_path / "nested").rows} == {"cats", "dogs"}
+
+
+@pytest.mark.parametrize("names", [("Cat", "cat"), ("caf\u00e9", "cafe\u0301")])
+def test_class_folders_one_file_system_would_merge_are_an_error(tmp_path, names):
+    """macOS and Windows would merge them into one class, with other files in it."""
+    raw = _folder(tmp_path / "raw", {names[0]: 3, "b": 3})
+    (raw / names[1]).mkdir()
+    for v in (10, 100, 200):
+        Image.new("L", (4, 4), v).save(raw / names[1] / f"other{v}.png")
+    with pytest.raises(UserError, match="differ only by letter case or Unicode normalisation"):
+        discover(raw)
 
 
 @pytest.mark.parametrize("names", [("A.png", "a.png"), ("caf\u00e9.png", "cafe\u0301.png")])

@@ -6,6 +6,7 @@ import pytest
 from torchstages.errors import UserError
 from torchstages.params.base import load_section
 from torchstages.params.build_dataset import BuildDatasetParams
+from torchstages.params.evaluate import EvaluateParams
 from torchstages.params.export import ExportParams
 from torchstages.params.reference import params_reference
 from torchstages.params.split import SplitParams
@@ -190,6 +191,26 @@ def test_what_lax_reading_accepts_besides_booleans_stays(tmp_path):
 def test_a_union_error_is_one_sentence_naming_the_key(tmp_path, text, message):
     text = f"build_dataset:\n  {text}\n"
     assert _refused(tmp_path, text, BuildDatasetParams, "build_dataset") == message
+
+
+@pytest.mark.parametrize(
+    ("text", "model", "section", "message"),
+    [
+        ("split: {table: [y, x]}", SplitParams, "split",
+         "split.table: Input should be a mapping of keys (got ['y', 'x'])"),
+        ("train: {model: cnn}", TrainParams, "train",
+         "train.model: Input should be a mapping of keys, e.g. {name: cnn} (got 'cnn')"),
+        ("train: {schedule: 3}", TrainParams, "train",
+         "train.schedule: Input should be a mapping of keys (got 3)"),
+        ("export: {formats: onnx}", ExportParams, "export",
+         "export.formats: Input should be a list of 'onnx', 'pt2' or 'onnx-int8' (got 'onnx')"),
+        ("validate: {device: gpu}", EvaluateParams, "validate",
+         "validate.device: Input should be 'auto', 'cpu', 'cuda' or 'mps' (got 'gpu')"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_shape_is_named_in_yaml_words(tmp_path, text, model, section, message):
+    """Not pydantic's Python words: "a valid tuple", "instance of TableSplitParams", a regex."""
+    assert _refused(tmp_path, text + "\n", model, section) == message
 
 
 def test_a_union_error_inside_a_model_picked_by_name(tmp_path):

@@ -148,6 +148,15 @@ def test_predict_keeps_the_named_columns_beside_each_prediction(table, text, tmp
     assert "--text and .txt have none" in capsys.readouterr().err
 
 
+def test_predict_refuses_a_text_column_for_other_models(table, series, tmp_path, capsys):
+    """--column picks a text model's column; a table or series model would ignore it."""
+    for model, kind in ((table / "model.onnx", "table"), (series / "model.onnx", "series")):
+        raw = tmp_path / "rows.csv"
+        assert main(["predict", "--model", str(model), str(raw), "--column", "text"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: --column names a text model's text column; this is a {kind} model"
+
+
 def test_predict_names_a_table_file_that_is_not_there(table, series, tmp_path, capsys):
     for model in (table / "model.onnx", series / "model.onnx"):
         missing = tmp_path / "rows.csv"

@@ -318,6 +318,8 @@ def test_pretrained_vectors_fill_the_words_they_know(tmp_path):
     assert model.embedding.weight[0].abs().sum() == 0
     with pytest.raises(UserError, match="embedding_dim is 3"):
         read_vectors(path, vocab, 3)
+    with pytest.raises(UserError, match=r"vectors: .*: is a folder; give the \.txt or \.vec file"):
+        read_vectors(tmp_path, vocab, 2)
 
 
 def test_report_escapes_texts_and_predict_reads_every_input_kind(tmp_path):

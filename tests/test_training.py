@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -235,5 +236,43 @@ def test_a_missing_device_is_one_line_before_torchrun_starts(processed):
     from torchstages.training.loop import check_before_launch
 
     params = tiny_train_params(nproc_per_node=2, device="cuda")
-    with pytest.raises(UserError, match="device: cuda was requested"):
+    with pytest.raises(UserError, match="^train.device: cuda was requested"):
         check_before_launch(params, processed)
+
+
+def test_more_processes_than_gpus_is_one_line_before_torchrun_starts(processed, monkeypatch):
+    """Otherwise each process beyond the last GPU fails on its device ordinal, above torchrun's
+    traceback."""
+    from torchstages.errors import UserError
+    from torchstages.training.loop import check_before_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    params = tiny_train_params(nproc_per_node=4, device="cuda", batch_size=8)
+    with pytest.raises(
+        UserError, match="nproc_per_node: 4 processes .* has 2: set it to at most 2"
+    ):
+        check_before_launch(params, processed)
+
+
+def test_ddp_on_apples_gpu_is_one_line_before_torchrun_starts(processed, monkeypatch):
+    """gloo, DDP's backend on a Mac, fails on MPS tensors in every process."""
+    from torchstages.errors import UserError
+    from torchstages.training.loop import check_before_launch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    params = tiny_train_params(nproc_per_node=2, device="auto")
+    with pytest.raises(UserError, match="nproc_per_node: 2 processes on Apple's MPS"):
+        check_before_launch(params, processed)
+
+
+def test_more_processes_than_cpu_cores_is_a_warning(processed, monkeypatch, caplog):
+    from torchstages.training.loop import check_before_launch
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    check_before_launch(tiny_train_params(nproc_per_node=4, device="cpu", batch_size=8), processed)
+    assert "4 processes on 2 CPU cores" in caplog.text
+    caplog.clear()
+    check_before_launch(tiny_train_params(nproc_per_node=2, device="cpu", batch_size=8), processed)
+    assert "CPU cores" not in caplog.text

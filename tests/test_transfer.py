@@ -114,6 +114,8 @@ def test_missing_or_unreadable_files_are_user_errors(tmp_path):
     model = build_model(CNNSpec(**CNN), 1, (8, 8), 2, pretrained=False)
     with pytest.raises(UserError, match=r"nope\.safetensors: file not found"):
         load_pretrained(model, str(tmp_path / "nope.safetensors"))
+    with pytest.raises(UserError, match=r": is a folder; give the weights file in it"):
+        load_pretrained(model, str(tmp_path))
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match=r"junk\.safetensors: not a readable state dict"):
         load_pretrained(model, str(tmp_path / "junk.safetensors"))

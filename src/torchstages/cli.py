@@ -268,6 +268,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(
             f"--keep copies columns of a table or text model's rows; this is a {kind} model"
         )
+    if args.column is not None and kind != "text":
+        raise UserError(f"--column names a text model's text column; this is a {kind} model")
     if kind in ("table", "series"):
         return _predict_rows(args, runner)
     if kind == "text":

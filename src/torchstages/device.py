@@ -14,8 +14,9 @@ def mps_available() -> bool:
     return torch.backends.mps.is_available()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, else MPS, else the CPU; asking for a device that is missing is an error.
+def resolve_device(name: str, key: str = "device") -> torch.device:
+    """``auto`` picks CUDA, else MPS, else the CPU; asking for a device that is missing is an error
+    naming ``key``, the params key or option it came from (``train.device``, ``--device``).
 
     The MPS path is covered by unit tests with a stubbed ``is_available``, not run on Apple
     hardware in CI.
@@ -25,10 +26,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         return torch.device("mps" if mps_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: cuda was requested but torch.cuda.is_available() is False")
+        raise UserError(f"{key}: cuda was requested but torch.cuda.is_available() is False")
     if name == "mps" and not mps_available():
         raise UserError(
-            "device: mps was requested but torch.backends.mps.is_available() is False "
+            f"{key}: mps was requested but torch.backends.mps.is_available() is False "
             "(needs an Apple silicon Mac)"
         )
     return torch.device(name)

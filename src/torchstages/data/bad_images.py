@@ -18,9 +18,15 @@ def bad_image_entries(rows: list[Row], bad: list[tuple[int, str]], split: str) -
     ]
 
 
+# bad files a message names; beyond them it counts (max_pixels: 1 makes every image one)
+NAMED = 10
+
+
 def bad_images_message(entries: list[dict]) -> str:
-    """Every bad file with its reason, on one line: the user fixes them all in one go."""
-    listed = "; ".join(f"{e['path']}: {e['reason']}" for e in entries)
+    """The bad files with their reasons, on one line: the user fixes them all in one go."""
+    listed = "; ".join(f"{e['path']}: {e['reason']}" for e in entries[:NAMED])
+    if len(entries) > NAMED:
+        listed += f"; … and {len(entries) - NAMED} more"
     return (
         f"{len(entries)} bad image{'s' if len(entries) > 1 else ''} under data/raw (fix or remove "
         f"them, or set build_dataset.on_bad_image: skip): {listed}"

@@ -1,4 +1,6 @@
-"""Find the labelled image files under the raw folder: ``<raw>/<class>/<any depth>/<file>``."""
+"""Find the labelled image files under the raw folder: ``<raw>/<class>/<any depth>/<file>``, or
+``<raw>/<split>/<class>/<any depth>/<file>`` for a dataset that comes split already (``train/``,
+``test/``, maybe ``val/``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import hashlib
 import logging
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchstages.errors import UserError
@@ -56,6 +58,12 @@ class Discovery:
 
     rows: list[Row]
     skipped: list[tuple[str, str]]  # (path relative to raw, reason), sorted
+    # a dataset split already: its top folder -> the split it is ("training" -> "train"); else {}
+    given: dict[str, str] = field(default_factory=dict)
+
+    def given_split(self, row: Row) -> str:
+        """The split whose folder ``row`` is in (a dataset split already)."""
+        return self.given[row.path.split("/", 1)[0]]
 
 
 # left by operating systems and zip tools, never data: skipped by name, and still listed
@@ -84,16 +92,15 @@ def discover(raw_dir: str | Path) -> Discovery:
     root = os.path.realpath(raw_dir)
     rows: list[Row] = []
     skipped: list[tuple[str, str]] = []
-    classes: list[str] = []
-    for entry in sorted(os.scandir(raw_dir), key=lambda e: e.name):
-        reason = _skip_reason(entry, root)
-        if reason is None and not entry.is_dir():
-            reason = "not inside a class folder"
-        if reason is not None:
-            skipped.append((_name(entry.name), reason))
-            continue
-        classes.append(entry.name)
-        _walk_class(raw_dir, entry.name, root, rows, skipped)
+    tops = _class_folders(raw_dir, "", root, skipped)
+    given = _given_splits(raw_dir, tops, root)
+    classes: set[str] = set()
+    for top in tops:
+        # a dataset split already: its classes are one level down (train/cat/...)
+        for folder in _class_folders(raw_dir, top, root, skipped) if given else [top]:
+            label = folder.rsplit("/", 1)[-1]
+            classes.add(label)
+            _walk_class(raw_dir, folder, label, root, rows, skipped)
     if skipped:
         shown = "; ".join(f"{path}: {reason}" for path, reason in sorted(skipped)[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -105,16 +112,40 @@ def discover(raw_dir: str | Path) -> Discovery:
             more,
         )
     _check_names(rows, raw_dir)
-    _check_not_split_already(rows, classes, raw_dir)
-    _check_class_sizes(rows, classes, raw_dir)
-    return Discovery(sorted(rows), sorted(skipped))
+    _check_class_sizes(rows, sorted(classes), raw_dir)
+    if given:
+        _check_given_classes(rows, given, raw_dir)
+    return Discovery(sorted(rows), sorted(skipped), given)
+
+
+def _class_folders(
+    raw_dir: Path, parent: str, root: str, skipped: list[tuple[str, str]]
+) -> list[str]:
+    """The folders directly in ``raw_dir/parent`` (relative to raw_dir, sorted); every other
+    entry there is listed in ``skipped`` with why."""
+    folders = []
+    for entry in sorted(os.scandir(raw_dir / parent), key=lambda e: e.name):
+        rel = f"{parent}/{_name(entry.name)}" if parent else _name(entry.name)
+        reason = _skip_reason(entry, root)
+        if reason is None and not entry.is_dir():
+            reason = "not inside a class folder"
+        if reason is None:
+            folders.append(rel)
+        else:
+            skipped.append((rel, reason))
+    return folders
 
 
 def _walk_class(
-    raw_dir: Path, label: str, root: str, rows: list[Row], skipped: list[tuple[str, str]]
+    raw_dir: Path,
+    folder: str,
+    label: str,
+    root: str,
+    rows: list[Row],
+    skipped: list[tuple[str, str]],
 ) -> None:
-    seen = {os.path.realpath(raw_dir / label)}  # a symlinked folder is entered once: no loops
-    pending = [label]
+    seen = {os.path.realpath(raw_dir / folder)}  # a symlinked folder is entered once: no loops
+    pending = [folder]
     while pending:
         rel_dir = pending.pop()
         for entry in sorted(os.scandir(raw_dir / rel_dir), key=lambda e: e.name):
@@ -165,6 +196,16 @@ def _skip_reason(entry: os.DirEntry, root: str) -> str | None:
     return None
 
 
+def _is_image_file(entry: os.DirEntry) -> bool:
+    if entry.is_dir():
+        return False
+    try:
+        with open(entry.path, "rb") as f:
+            return is_image_bytes(f.read(16))
+    except OSError:
+        return False
+
+
 def _read(path: str) -> tuple[str | None, bytes]:
     """(None, bytes) for an image file; else (why not, b"")."""
     try:
@@ -190,33 +231,73 @@ def not_image_reason(data: bytes) -> str | None:
 
 
 def _check_names(rows: list[Row], raw_dir: Path) -> None:
-    """Paths that macOS or Windows would take for one file: a clone there would lose one."""
+    """Paths that macOS or Windows would take for one file or folder: a clone there would lose
+    a file, or merge two class folders (Cat/ and cat/) into one class."""
     seen: dict[str, str] = {}
     for row in rows:
-        key = unicodedata.normalize("NFC", row.path).casefold()
-        other = seen.setdefault(key, row.path)
-        if other != row.path:
+        parts = row.path.split("/")
+        # the file, and every folder above it (one check per folder name is enough)
+        for path in (row.path, *("/".join(parts[:i]) for i in range(1, len(parts)))):
+            key = unicodedata.normalize("NFC", path).casefold()
+            other = seen.setdefault(key, path)
+            if other != path:
+                raise UserError(
+                    f"{raw_dir}: {other!r} and {path!r} differ only by letter case or Unicode "
+                    "normalisation; macOS and Windows store them as one: rename one"
+                )
+
+
+# the top folders of a dataset that comes split already (train/<class>/..., test/<class>/...),
+# and the split each one is
+GIVEN_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def _given_splits(raw_dir: Path, tops: list[str], root: str) -> dict[str, str]:
+    """``{folder: split}`` when every top folder is named for a split and holds class folders
+    and no images of its own, as torchvision's and Ultralytics' datasets come; else {} (the top
+    folders are the classes: train/ and test/ holding images are two classes of those names)."""
+    if not tops or any(t.lower() not in GIVEN_NAMES for t in tops):
+        return {}
+    for top in tops:
+        entries = [e for e in os.scandir(raw_dir / top) if _skip_reason(e, root) is None]
+        if not any(e.is_dir() for e in entries) or any(_is_image_file(e) for e in entries):
+            return {}
+    given = {top: GIVEN_NAMES[top.lower()] for top in tops}
+    for split in set(given.values()):
+        named = sorted(top for top, s in given.items() if s == split)
+        if len(named) > 1:
             raise UserError(
-                f"{raw_dir}: {other!r} and {row.path!r} differ only by letter case or Unicode "
-                "normalisation; macOS and Windows store them as one file: rename one"
+                f"{raw_dir}: {' and '.join(f'{n}/' for n in named)} both hold the {split} split: "
+                "merge them into one folder"
             )
-
-
-# the top folders of a dataset that comes split already (train/<class>/..., test/<class>/...)
-_SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
-
-
-def _check_not_split_already(rows: list[Row], classes: list[str], raw_dir: Path) -> None:
-    """train/ and test/ holding class folders would train a classifier of "train" against
-    "test": the split is this pipeline's job, so say how to lay the files out instead."""
-    if not classes or not {c.lower() for c in classes} <= _SPLIT_FOLDERS:
-        return
-    if all(row.path.count("/") >= 2 for row in rows):
+    if "train" not in given.values():
         raise UserError(
-            f"{raw_dir}: the class folders are {classes}, each holding folders: a dataset split "
-            f"already? The split stage makes its own: move each class folder's images to "
-            f"{raw_dir}/<class>/ (e.g. train/cat and test/cat into cat)"
+            f"{raw_dir}: a dataset split already ({', '.join(f'{t}/' for t in tops)}) needs a "
+            "train/ folder beside them"
         )
+    return given
+
+
+def _check_given_classes(rows: list[Row], given: dict[str, str], raw_dir: Path) -> None:
+    """Every given split holds every class: a class the model never trains on would still be
+    scored, and one missing from test/ would have no score."""
+    classes = {row.label for row in rows}
+    for top in sorted(given):
+        missing = sorted(classes - {r.label for r in rows if r.path.split("/", 1)[0] == top})
+        if missing:
+            raise UserError(
+                f"{raw_dir}/{top}: no images of class(es) {missing}, which the other folders "
+                f"have (every split folder needs every class: add them, or remove the class)"
+            )
 
 
 def _check_class_sizes(rows: list[Row], classes: list[str], raw_dir: Path) -> None:

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Protocol
 
-from torchstages.data.discover import Row
+from torchstages.data.discover import Discovery, Row
 from torchstages.errors import UserError
 from torchstages.io import write_csv, write_json
 from torchstages.paths import SPLIT_NAMES
@@ -41,8 +41,9 @@ def assign_splits(
     seed: int,
     together: list[list[Row]] | None = None,
 ) -> dict[str, list[Row]]:
-    """Split ``rows`` per class in the given fractions; files with equal bytes stay together, and
-    so do the files of each group in ``together`` (near duplicates).
+    """Split ``rows`` per class in the given fractions (of all three splits, or of some: the others
+    stay empty); files with equal bytes stay together, and so do the files of each group in
+    ``together`` (near duplicates).
 
     Groups of identical files (same sha256) are ordered by a seeded hash of their content, so the
     result depends only on the files and the seed, never on listing order. Each group then goes to
@@ -58,19 +59,19 @@ def assign_splits(
         # a group whose copies carry different labels goes with its first label (reported as conflict)
         by_class[min(members).label].append(sorted(members))
 
+    # the splits to fill: all three, or those a dataset split already lacks (given_splits)
+    names = [name for name in SPLIT_NAMES if name in fractions]
     out: dict[str, list[Row]] = {name: [] for name in SPLIT_NAMES}
     for label in sorted(by_class):
         class_groups = sorted(by_class[label], key=lambda g: _seeded_key(g[0].sha256, seed))
         total = sum(len(g) for g in class_groups)
-        targets = _largest_remainder(total, [fractions[name] for name in SPLIT_NAMES])
-        filled = [0] * len(SPLIT_NAMES)
+        targets = _largest_remainder(total, [fractions[name] for name in names])
+        filled = [0] * len(names)
         for group in class_groups:
             # furthest below target, relative to the target's size; ties go to the earlier split
-            i = max(
-                range(len(SPLIT_NAMES)), key=lambda k: (targets[k] - filled[k]) / max(targets[k], 1)
-            )
+            i = max(range(len(names)), key=lambda k: (targets[k] - filled[k]) / max(targets[k], 1))
             filled[i] += len(group)
-            out[SPLIT_NAMES[i]].extend(group)
+            out[names[i]].extend(group)
     return {name: sorted(split_rows) for name, split_rows in out.items()}
 
 
@@ -195,33 +196,68 @@ class NearDuplicateFinder(Protocol):
     def draw(self, raw_dir: Path, groups: list[list[Row]], out_dir: Path) -> None: ...
 
 
+class GivenSplitsKeeper(Protocol):
+    """Splits images that came split already (``data/raw/train/``, ``test/``) by their folders
+    (``given_splits.KeepGiven``). Passed in by the split stage, like a near-duplicate finder;
+    without one such data is pooled by class and split anew."""
+
+    def split(
+        self,
+        found: Discovery,
+        fractions: dict[str, float],
+        seed: int,
+        together: list[list[Row]] | None,
+    ) -> tuple[dict[str, list[Row]], list[dict[str, str]]]: ...
+
+    def summary(self, given: dict[str, str], dropped: list[dict[str, str]]) -> dict: ...
+
+    def log(self, summary: dict) -> None: ...
+
+
 def split_dataset(
     raw_dir: Path,
     out_dir: Path,
     fractions: dict[str, float],
     seed: int,
     near: NearDuplicateFinder | None = None,
+    keeper: GivenSplitsKeeper | None = None,
 ) -> dict:
     """The split stage: discover, split, verify no leakage, write CSVs and summary (with what
-    ``near`` found under ``near_duplicates``), and log what it found."""
+    ``near`` found under ``near_duplicates``), and log what it found. Images that came split
+    already (train/, test/ folders) keep their folders' splits with a ``keeper``, else are
+    pooled by class and split anew."""
     from torchstages.data.discover import discover
 
     found = discover(raw_dir)
     rows = found.rows
     groups = near.find(raw_dir, rows) if near else []
     together = groups if near and near.mode == "group" else None
-    splits = assign_splits(rows, fractions, seed, together)
+    dropped: list[dict[str, str]] = []
+    if found.given and keeper:
+        splits, dropped = keeper.split(found, fractions, seed, together)
+        left_out = {entry["path"] for entry in dropped}
+        groups = [kept for g in groups if len(kept := [r for r in g if r.path not in left_out]) > 1]
+    else:
+        splits = assign_splits(rows, fractions, seed, together)
     check_no_leakage(splits)
     copies = "identical or near-duplicate files" if together else "identical files"
     check_every_class_in_every_split(splits, str(raw_dir), "image", copies)
     summary = summarize(splits)
     if found.skipped:  # only then: a clean folder's summary hashes as before the key existed
         summary["skipped"] = [{"path": path, "reason": why} for path, why in found.skipped]
+    if found.given:  # likewise
+        pooled = {"mode": "pool", "folders": found.given}
+        summary["given_splits"] = keeper.summary(found.given, dropped) if keeper else pooled
     if near:
         summary["near_duplicates"] = near.summary(groups, splits)
     write_splits(splits, summary, out_dir)
     if near:
         near.draw(raw_dir, groups, out_dir)
+    if keeper and found.given:
+        keeper.log(summary["given_splits"])
+    elif found.given:
+        folders = ", ".join(f"{folder}/" for folder in sorted(found.given))
+        log.info("split: the data came split already (%s): pooled by class and split anew", folders)
     _log_summary(summary, out_dir)
     return summary
 

@@ -298,7 +298,8 @@ def load_predictions(rev: str | None, path: Path) -> Predictions:
             raise UserError(f"{path}: not found (run `dvc repro` first)") from None
     # ./ makes the path relative to the current folder, not to the top of the git repository
     cmd = ["git", "show", f"{rev}:./{path.as_posix()}"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    # the committed file's bytes are UTF-8, whatever the locale says
+    result = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise UserError(

@@ -58,12 +58,16 @@ class EvalPaths:
         )
 
 
+# the params section each split is evaluated under (its device errors name it)
+_SECTIONS = {"val": "validate", "test": "test"}
+
+
 def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict[str, Any]:
     """Evaluate once, in order, in eval mode; write metrics, plot data, pictures (and the report).
 
     Everything written is byte-stable: the same model and data give the same files.
     """
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, f"{_SECTIONS[split]}.device")
     model, card = load_model(paths.weights, paths.card)
     meta = check_trained_on(card, paths.card, paths.processed)
     if kind_of(meta) in ("table", "text"):

@@ -21,6 +21,7 @@ from torchstages.errors import UserError
 from torchstages.io import read_json, write_text
 from torchstages.kinds import kind_of, sample_noun
 from torchstages.params.base import load_yaml, show_value
+from torchstages.wording import counted
 
 __all__ = ["ReportSources", "render_report", "write_report", "dvc_diffs"]
 
@@ -139,6 +140,8 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     metrics, card = read_json(sources.metrics), read_json(sources.card)
     params = load_yaml(sources.params)
     best, arch = card["best"], card["architecture"]
+    summary_path = sources.splits / "summary.json"
+    given = read_json(summary_path).get("given_splits") if summary_path.exists() else None
     if card.get("task") == "regression":
         what = f"regression of `{card['target']}`, {metrics['samples']} test rows"
     elif card.get("task") == "forecast":
@@ -164,6 +167,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *_pictures(out, sources.plots),
         *_mistakes(sources.plots / "test", worst, kind_of(card)),
         *_skipped(sources.processed / "meta.json"),
+        *_given_splits(given),
         *_near_duplicates(sources.splits / "summary.json"),
         "## Params",
         "",
@@ -172,7 +176,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *(
             f"| `{key}` | `{value}` |"
             for key, value in _params_rows(
-                params, kind_of(card), card.get("task", "classification")
+                params, kind_of(card), card.get("task", "classification"), given is not None
             )
         ),
     ]
@@ -184,7 +188,9 @@ def dvc_diffs(rev: str) -> str:
     parts = []
     for kind in ("metrics", "params"):
         cmd = [sys.executable, "-m", "dvc", kind, "diff", "--md", rev]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        # UTF-8 both ways, whatever the locale: params and metrics may name a class "négatif"
+        env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+        result = subprocess.run(cmd, capture_output=True, encoding="utf-8", env=env)
         if result.returncode != 0:
             reason = (result.stderr.strip().splitlines() or ["failed"])[-1]
             raise UserError(f"dvc {kind} diff {rev}: {reason}")
@@ -385,9 +391,38 @@ def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
     return [*lines, ""] if near["examples"] else lines
 
 
-def _params_rows(params: dict[str, Any], kind: str, task: str) -> list[tuple[str, str]]:
+def _given_splits(given: dict[str, Any] | None) -> list[str]:
+    """What the split stage made of images that came split already."""
+    if given is None:
+        return []
+    folders = ", ".join(f"`{folder}/`" for folder in sorted(given["folders"]))
+    if given["mode"] == "pool":
+        return [
+            "## Given splits",
+            "",
+            f"The data came split ({folders}): pooled and split anew.",
+            "",
+        ]
+    carved = given["carved_from_train"]
+    text = f"The data came split ({folders}): each folder kept as its split"
+    text += f"; {' and '.join(carved)} carved from train." if carved else "."
+    if dropped := given["dropped"]:
+        text += (
+            f" {counted(len(dropped), 'file')} left out of the split it came in, as a copy of a "
+            f"file of a split that scores the model (`data/splits/summary.json`, "
+            f"`given_splits.dropped`); the first: `{dropped[0]['path']}` ({dropped[0]['how']}: "
+            f"`{dropped[0]['copy_of']}`)."
+        )
+    return ["## Given splits", "", text, ""]
+
+
+def _params_rows(
+    params: dict[str, Any], kind: str, task: str, came_split: bool = False
+) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     unread = tuple(p for p, by in READ_ONLY_BY.items() if kind not in by and task not in by)
+    if not came_split:  # the key means nothing to data that did not come split
+        unread += ("split.given_splits",)
 
     def walk(prefix: str, value: Any) -> None:
         if prefix.startswith(unread):

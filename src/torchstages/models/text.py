@@ -252,6 +252,8 @@ TEXT_BUILDERS: dict[str, type[nn.Module]] = {
 def read_vectors(path: Path, vocab: list[str], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(len(vocab), dim) vectors of the vocabulary words found in a GloVe/fastText text file and
     a (len(vocab),) bool of which were found. A fastText header line ("count dim") is skipped."""
+    if path.is_dir():
+        raise UserError(f"train.model.vectors: {path}: is a folder; give the .txt or .vec file")
     if not path.is_file():
         raise UserError(f"train.model.vectors: {path}: file not found")
     index = {word: i for i, word in enumerate(vocab)}

@@ -183,6 +183,8 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], Path]:
     ``models/checkpoint.pt``, most training scripts); a ``module.`` prefix from DDP is dropped.
     """
     path = cached_weights_file(source) if is_weights_name(source) else Path(source)
+    if path.is_dir():
+        raise UserError(f"{_KEY}: {path}: is a folder; give the weights file in it")
     if not path.is_file():
         raise UserError(f"{_KEY}: {path}: file not found")
     try:

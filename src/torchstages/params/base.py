@@ -178,7 +178,7 @@ def _describe(
                 f"{where}.name: unknown {given!r} ({did_you_mean}allowed: {', '.join(tags)})"
             )
         else:
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = _plain_message(err, model, loc)
             # a rule over several keys (a model's validator) names them itself: the whole
             # section would be noise; a mapping given where a value belongs is still shown
             rule = err["type"] == "value_error" and isinstance(err.get("input"), dict)
@@ -195,6 +195,29 @@ def _describe(
             f"section, e.g. dvc exp run -S '~{union}' -S '+{union}={{name: {name}}}'"
         )
     return "; ".join(messages)
+
+
+def _plain_message(err: Any, model: type[BaseModel], loc: tuple[str, ...]) -> str:
+    """pydantic's message, but in params.yaml's words where pydantic speaks of Python types
+    ("a valid tuple", "instance of TableSplitParams")."""
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        members = _members_at(model, loc)
+        # a union picked by its name (train.model): `model: mlp` is the likely slip
+        tags = [t for m in members for t in _tags(m)] if len(members) > 1 else []
+        name = err["input"] if err["input"] in tags else tags[0] if tags else None
+        example = f", e.g. {{name: {name}}}" if name else ""
+        return f"Input should be a mapping of keys{example}"
+    annotation = _annotation_at(model, loc)
+    if err["type"] in ("tuple_type", "list_type") and annotation is not None:
+        return f"Input should be {_words(annotation)}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _annotation_at(model: type[BaseModel], loc: tuple[str, ...]) -> Any:
+    """The annotation of the field ``loc`` names, or None where it names no field (a list item)."""
+    owners = _members_at(model, loc[:-1]) if loc else []
+    field = owners[0].model_fields.get(loc[-1]) if owners else None
+    return field.annotation if field is not None else None
 
 
 def _has_failed_items(loc: tuple[Any, ...], errors: list[Any]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from torchstages.params.base import Section
@@ -9,8 +11,8 @@ from torchstages.params.base import Section
 
 class EvaluateParams(Section):
     batch_size: int = Field(512, ge=1, description="evaluation batch size (no effect on results)")
-    device: str = Field(
-        "auto", pattern="^(auto|cpu|cuda|mps)$", description="auto (as in train), cpu, cuda or mps"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto (as in train), cpu, cuda or mps"
     )
     top_k: int = Field(
         5, ge=1, description="report top-k accuracy for this k (skipped when classes <= k)"

@@ -133,6 +133,12 @@ class SplitParams(Section):
         default_factory=SeriesSplitParams,
         description="time series only: time, target, id columns, gap filling (chronological split)",
     )
+    given_splits: Literal["keep", "pool"] = Field(
+        "keep",
+        description="images that come split already (data/raw/train/, test/ and maybe val/, each "
+        "holding the class folders): keep uses each folder as its split and carves a missing val "
+        "or test out of train/ (in these fractions' proportions); pool splits them anew by class",
+    )
     near_duplicates: Literal["group", "report", "off"] = Field(
         "group",
         description="near copies (resized, re-encoded, brightened): group keeps each group in one "

@@ -64,7 +64,7 @@ def epoch_seed(base: int, epoch: int, stream: str) -> int:
 
 def train(params: TrainParams, processed_dir: Path, outputs: TrainOutputs) -> dict[str, Any]:
     """Train the model in params on ``processed_dir``; write weights, card, checkpoint, dvclive logs."""
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "train.device")
     dist = distributed.setup(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -85,7 +85,8 @@ def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
     torchrun's traceback."""
     if not distributed.will_relaunch(params.nproc_per_node):
         return
-    resolve_device(params.device)  # a missing device: one line, not one per process
+    # a missing device or too few GPUs: one line, not one per process
+    check_processes_fit(params.nproc_per_node, resolve_device(params.device, "train.device"))
     # what train logs as it resolves the kind's settings, rank 0 logs again
     quiet = logging.getLogger("torchstages")
     level = quiet.level
@@ -98,6 +99,31 @@ def check_before_launch(params: TrainParams, processed_dir: Path) -> None:
     low, _, high = os.environ.get("PET_NNODES", "1").partition(":")
     if low.isdigit() and int(low) > 0 and high in ("", low):
         check_global_batch(params.batch_size, int(low) * params.nproc_per_node)
+
+
+def check_processes_fit(nproc_per_node: int, device: torch.device) -> None:
+    """One GPU per process: more processes than GPUs would each fail on a device ordinal that
+    does not exist, and a Mac has one GPU, which gloo (DDP's only backend there) cannot reduce
+    on. On the CPU more processes than cores run, but slower than fewer would."""
+    if device.type == "mps" and nproc_per_node > 1:
+        raise UserError(
+            f"train.nproc_per_node: {nproc_per_node} processes on Apple's MPS: DDP cannot use the "
+            "Mac's GPU (gloo reduces only CPU and CUDA tensors); set it to 1, or device: cpu"
+        )
+    if device.type == "cuda" and nproc_per_node > torch.cuda.device_count():
+        gpus = torch.cuda.device_count()
+        raise UserError(
+            f"train.nproc_per_node: {nproc_per_node} processes need one CUDA GPU each, and this "
+            f"node has {gpus}: set it to at most {gpus}"
+        )
+    cores = os.cpu_count() or 1
+    if device.type == "cpu" and nproc_per_node > cores:
+        log.warning(
+            "train.nproc_per_node: %d processes on %d CPU cores share them: slower than %d would be",
+            nproc_per_node,
+            cores,
+            cores,
+        )
 
 
 def check_global_batch(batch_size: int, processes: int) -> None:
