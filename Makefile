@@ -21,7 +21,8 @@ GPU_ONLY  := ^(nvidia-|cuda-|triton==)[^;]*; .*sys_platform == .linux.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # recipes name the venv's tools by path: make 3.81 (macOS) runs a recipe without shell syntax
 # directly, looking its command up on the PATH make started with, not the one exported above
-BIN     := $(VENV)/bin
+# (VENV_BIN= on the command line: the tools already on PATH, as the tests run make)
+VENV_BIN := $(VENV)/bin/
 
 .PHONY: install demo-data run report test test-fast lint lock bench clean
 
@@ -74,12 +75,12 @@ run: demo-data
 # `dvc params diff --md` against REV; a copy, so the tracked report stays as the pipeline wrote it
 REV ?= HEAD
 report: $(STAMP)
-	$(BIN)/python -m torchstages.cli report --out reports/pr.md --against $(REV)
+	$(VENV_BIN)python -m torchstages.cli report --out reports/pr.md --against $(REV)
 
 # test files run in parallel, one worker per core up to 8 (pytest-xdist); each file's tests stay
 # in one worker, as the end-to-end files share one project per file. TEST_JOBS=0: one process
 TEST_JOBS ?= auto
-PYTEST    := $(BIN)/python -m pytest -n $(TEST_JOBS) --maxprocesses 8 --dist loadfile
+PYTEST    := $(VENV_BIN)python -m pytest -n $(TEST_JOBS) --maxprocesses 8 --dist loadfile
 
 test: $(STAMP)
 	$(PYTEST)
@@ -88,18 +89,18 @@ test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src stages tests bench
+	$(VENV_BIN)ruff check src stages tests bench
 
 # speed benchmarks (about 25 min on 2 cores; needs ../shared/datasets for MNIST): prints a table,
 # keeps JSON in bench/results/; BENCH_ARGS e.g. "--runs 1 --only train"
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+	$(VENV_BIN)python bench/run_all.py $(BENCH_ARGS)
 
 # one universal resolve against PyPI: every platform and Python 3.11-3.13 in one file, with
 # environment markers; plain pip installs it. Keeps the current pins where they still fit;
 # make lock LOCK_ARGS=--upgrade moves everything to the newest allowed versions
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --fork-strategy fewest \
+	$(VENV_BIN)uv pip compile pyproject.toml --extra dev --universal --fork-strategy fewest \
 	  --index-url https://pypi.org/simple --custom-compile-command "make lock" \
 	  --quiet $(LOCK_ARGS) -o requirements.lock
 

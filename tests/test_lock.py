@@ -219,9 +219,9 @@ def make_lock(uv, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, copy / name)
     env = {**os.environ, "PATH": f"{Path(uv).parent}{os.pathsep}{os.environ['PATH']}"}
-    # -o: the venv is not built here; make lock only needs uv
+    # -o: the venv is not built here; make lock only needs uv, on PATH (VENV_BIN=)
     run = subprocess.run(
-        ["make", "-o", ".venv/.installed", "lock"],
+        ["make", "-o", ".venv/.installed", "VENV_BIN=", "lock"],
         cwd=copy,
         env=env,
         capture_output=True,

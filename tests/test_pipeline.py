@@ -128,9 +128,20 @@ def test_plots_diff_between_revisions_and_the_report_commands(repo):
     revs = {r for p in out["data"]["loss"] for r in p["revisions"]}
     assert revs == {"HEAD", "workspace"}
     assert declared_plots(repo) <= set(out["data"])
-    # the Makefile's own recipe (-o: don't build the venv; this test already runs inside one)
+    # the Makefile's own recipe (-o: don't build the venv; this test already runs inside one,
+    # whose tools are on PATH: VENV_BIN=)
     run(
-        ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "report", "REV=HEAD"], repo
+        [
+            "make",
+            "-f",
+            str(ROOT / "Makefile"),
+            "-o",
+            ".venv/.installed",
+            "VENV_BIN=",
+            "report",
+            "REV=HEAD",
+        ],
+        repo,
     )
     pr = (repo / "reports/pr.md").read_text()
     assert pr.startswith((repo / "reports/report.md").read_text())

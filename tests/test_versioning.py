@@ -41,7 +41,9 @@ def run(
 
 def make(repo: Path, target: str) -> subprocess.CompletedProcess:
     # -o: the venv is the one running the tests; the recipe is the Makefile's own
-    return run(["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", target], repo)
+    return run(
+        ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "VENV_BIN=", target], repo
+    )
 
 
 @pytest.fixture(scope="module")
