@@ -27,6 +27,8 @@ def test_arrays_labels_and_train_only_statistics(tmp_path, image_folder, splits_
     # mean/std are the train split's own, not the whole dataset's
     expected = images.astype(np.float64).mean(axis=(0, 2, 3)) / 255
     assert np.allclose(meta["preprocessing"]["mean"], expected, atol=1e-6)
+    spread = images.astype(np.float64).std(axis=(0, 2, 3)) / 255
+    assert np.allclose(meta["preprocessing"]["std"], spread, atol=1e-5)
     all_pixels = np.concatenate(
         [load_split(tmp_path / "out", s)[0] for s in ("train", "val", "test")]
     )

@@ -330,3 +330,32 @@ def test_an_unfinished_checkpoint_of_other_params_is_named_when_dropped(tmp_path
     with caplog.at_level("INFO", logger="torchstages"):
         assert load_resumable(path, "new", epochs=6) is None  # a finished run: nothing lost
     assert caplog.text == ""
+
+
+def test_evaluation_runs_in_eval_mode_and_leaves_the_mode_as_it_was():
+    """Dropout left on would make every val and test score noisy and lower."""
+    from torch import nn
+
+    from torchstages.data.loader import OnDevice
+    from torchstages.evaluation.inference import predict_logits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Linear(16, 2)).train()
+    x = torch.randn(32, 4)
+    cpu = torch.device("cpu")
+    got = predict_logits(model, x.numpy(), OnDevice(cpu), 8, cpu)
+    assert model.training  # as the training loop left it
+    with torch.no_grad():  # batches of 8 against one of 32: the last float bits may differ
+        assert torch.allclose(got, model.eval()(x), atol=1e-5)
+
+
+def test_the_best_epoch_by_accuracy_breaks_ties_by_the_lower_loss():
+    from torch import nn
+
+    from torchstages.training.tracking import BestWeights
+
+    best, model = BestWeights("val_accuracy"), nn.Linear(2, 2)
+    assert best.update(0, 1.0, 0.8, model)
+    assert best.update(1, 0.5, 0.8, model) and best.epoch == 1  # same accuracy, lower loss
+    assert not best.update(2, 0.7, 0.8, model) and best.epoch == 1
+    assert not best.update(3, 0.1, 0.7, model)  # a lower loss does not beat more accuracy

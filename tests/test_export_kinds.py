@@ -249,6 +249,10 @@ def test_value_parity_is_relative_to_each_rows_target_scale():
     out = reference + np.array([[0.0, 0.0], [0.5, 0.0]])  # 0.005 of row 2's scale
     m = parity.measure(out, reference, truth, ExportParams(max_abs_diff=0.01), fp32=True)
     assert m["max_abs_diff"] == 0.005 and m["prediction_agreement"] == 1.0
+    # agreement is the share of rows whose every value is within the limit
+    off = reference + np.array([[0.0, 0.0], [0.0, 5.0]])  # one of row 2's values: 0.05 of scale
+    m_off = parity.measure(off, reference, truth, ExportParams(max_abs_diff=0.01), fp32=True)
+    assert m_off["prediction_agreement"] == 0.5
     # int8 values are held to their RMSE: no share within fp32's limit is reported for them
     int8 = parity.measure(out, reference, truth, ExportParams(max_abs_diff=0.01), fp32=False)
     assert "prediction_agreement" not in int8 and int8["max_abs_diff"] == 0.005

@@ -220,3 +220,29 @@ def test_r2_of_one_repeated_target_follows_scikit_learn_and_its_resamples_are_sk
     for a, p in (([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]), ([1.0, 1.0, 1.0], [3.0, 1.0, 1.0])):
         a, p = np.array(a), np.array(p)
         assert regression_metrics(p, a, 1.0, 1.0)["r2"] == r2_score(a, p)
+
+
+def test_regression_metrics_match_scikit_learn_and_the_baseline_uses_the_train_mean():
+    from sklearn.metrics import (
+        mean_absolute_error,
+        mean_absolute_percentage_error,
+        mean_squared_error,
+        r2_score,
+    )
+
+    from torchstages.tables.evaluate import regression_metrics
+
+    rng = np.random.default_rng(1)
+    actual = rng.uniform(1, 10, 50)
+    predicted = actual + rng.normal(0.5, 1.5, 50)
+    train_mean, std = 4.0, 2.5  # not the test mean: the baseline knows only the train rows
+    got = regression_metrics(predicted, actual, train_mean, std)
+    assert got["mae"] == pytest.approx(mean_absolute_error(actual, predicted), abs=1e-6)
+    assert got["rmse"] == pytest.approx(mean_squared_error(actual, predicted) ** 0.5, abs=1e-6)
+    assert got["mape"] == pytest.approx(mean_absolute_percentage_error(actual, predicted), abs=1e-6)
+    assert got["r2"] == pytest.approx(r2_score(actual, predicted), abs=1e-6)
+    baseline = mean_squared_error(actual, np.full(50, train_mean)) ** 0.5
+    assert got["baseline_rmse"] == pytest.approx(baseline, abs=1e-6)
+    assert got["loss"] == pytest.approx(mean_squared_error(actual, predicted) / std**2, abs=1e-6)
+    actual[3] = 0.0  # a percentage of zero is undefined: no MAPE rather than infinity
+    assert "mape" not in regression_metrics(predicted, actual, train_mean, std)

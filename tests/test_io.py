@@ -66,3 +66,27 @@ def test_arrays_of_one_split_with_different_row_counts_are_named(tmp_path):
     np.save(tmp_path / "train_labels.npy", np.zeros(4, dtype=np.int64))
     with pytest.raises(UserError, match="train holds 3 numeric, 4 labels: rerun build-dataset"):
         load_arrays(tmp_path, "train", ("numeric", "labels"))
+
+
+def test_json_is_written_with_sorted_keys_and_a_fixed_layout():
+    """The same object must give the same bytes, whatever order its keys were added in."""
+    from torchstages.io import stable_json
+
+    assert stable_json({"b": 1, "a": {"d": 2, "c": "é"}}) == (
+        '{\n  "a": {\n    "c": "é",\n    "d": 2\n  },\n  "b": 1\n}\n'
+    )
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path):
+    from torchstages.io import write_csv
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot be written")
+
+    target = tmp_path / "rows.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError, match="cannot be written"):
+        write_csv(target, ["a", "b"], [[1, 2], [3, Unprintable()]])
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]  # no temp file left

@@ -91,6 +91,10 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(probs, labels, 2) == pytest.approx(expected)
     # perfectly calibrated: confidence 1 and always right
     assert expected_calibration_error(np.eye(3), np.arange(3), 10) == 0
+    # a confidence on a bin edge belongs to the bin it closes: 0.5 of 2 bins is in (0, 0.5]
+    probs = np.array([[0.5, 0.5], [0.9, 0.1]])
+    expected = 1 / 2 * abs(1 - 0.5) + 1 / 2 * abs(1 - 0.9)  # each alone: edges kept apart
+    assert expected_calibration_error(probs, np.array([0, 0]), 2) == pytest.approx(expected)
 
 
 def test_curves_two_classes_match_sklearn_and_multiclass_is_micro_averaged():
@@ -113,3 +117,23 @@ def test_mistakes_come_most_confident_first():
     probs = np.array([[0.6, 0.4], [0.1, 0.9], [0.2, 0.8], [0.95, 0.05]])
     labels = np.array([1, 0, 1, 1])
     assert mistake_order(probs, labels).tolist() == [3, 1, 0]
+
+
+def test_the_baseline_answers_the_train_splits_most_frequent_class(tmp_path):
+    """Not the evaluated split's own (which would peek at its labels): here they differ."""
+    import torch
+
+    from torchstages.data.discover import Row
+    from torchstages.evaluation.classification import classify_rows
+    from torchstages.params.evaluate import EvaluateParams
+
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    np.save(processed / "train_labels.npy", np.array([1, 1, 1, 0], dtype=np.int64))
+    labels = np.array([0, 0, 1], dtype=np.int64)  # this split's most frequent class is 0
+    rows = [Row(f"{i}.png", "ab"[int(y)], "h") for i, y in enumerate(labels)]
+    params = EvaluateParams(bootstrap_resamples=0)
+    metrics, _ = classify_rows(
+        torch.zeros(3, 2), labels, ["a", "b"], params, rows, processed, tmp_path / "plots", None
+    )
+    assert metrics["baseline_accuracy"] == pytest.approx(1 / 3, abs=1e-6)

@@ -130,6 +130,11 @@ def test_data_rebuilt_after_training_is_refused_before_anything_is_written(tmp_p
             tmp_path / "export", tmp_path / "export.json",
         )  # fmt: skip
     assert not (tmp_path / "plots").exists() and not (tmp_path / "export").exists()
+    # classes renamed or reordered: the logits would be read as other classes
+    classes = [*reversed(meta["classes"])]
+    meta_path.write_text(json.dumps({**meta, "classes": classes}))
+    with pytest.raises(UserError, match=r"trained on data built otherwise \(classes differ"):
+        _evaluate(tmp_path, outputs, EvaluateParams())
 
 
 def test_a_split_rerun_without_build_dataset_is_refused_before_plots_are_written(tmp_path, trained):

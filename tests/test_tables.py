@@ -218,6 +218,13 @@ def test_regression_is_stratified_on_target_bins(tmp_path):
         for name in ("train", "val", "test")
     }
     assert max(means.values()) - min(means.values()) < 1.5  # target spread is about 6
+    # each decile of the target is shared out in the split fractions (unstratified: off by 4-5)
+    target = frame["target"].astype(float).to_numpy()
+    decile = np.searchsorted(np.quantile(target, np.linspace(0, 1, 11)[1:-1]), target)
+    for name, fraction in (("train", 0.70), ("val", 0.15), ("test", 0.15)):
+        rows = [r for r, _, _, _ in read_table_split(tmp_path / "s" / f"{name}.csv")]
+        counts = np.bincount(decile[rows], minlength=10)
+        assert np.abs(counts - fraction * np.bincount(decile, minlength=10)).max() <= 2, name
 
 
 def test_missing_target_rows_are_dropped_and_counted(tmp_path):
@@ -285,6 +292,19 @@ def test_split_refuses_bad_targets(tmp_path, change, params, message):
     write_table(change(make_table(100)), tmp_path / "raw")
     with pytest.raises(UserError, match=message):
         split_table(tmp_path / "raw", tmp_path / "s", SplitParams.model_validate(params))
+
+
+def test_rows_without_a_column_the_model_was_trained_on_are_refused_by_name(tmp_path):
+    from torchstages.tables.schema import encode
+
+    write_table(make_table(120), tmp_path / "raw")
+    split_table(tmp_path / "raw", tmp_path / "s", SplitParams())
+    build_table(BuildDatasetParams(), tmp_path / "raw", tmp_path / "s", tmp_path / "p")
+    schema = json.loads((tmp_path / "p" / "meta.json").read_text())["schema"]
+    frame = read_table(tmp_path / "raw" / "table.csv")
+    encode(frame, schema, TableBuildParams(), "rows.csv")  # all there: fine
+    with pytest.raises(UserError, match=r"rows.csv: missing column\(s\) \['x1'\] that the model"):
+        encode(frame.drop(columns="x1"), schema, TableBuildParams(), "rows.csv")
 
 
 def test_statistics_come_from_train_rows_only(tmp_path):

@@ -276,3 +276,41 @@ def test_more_processes_than_cpu_cores_is_a_warning(processed, monkeypatch, capl
     caplog.clear()
     check_before_launch(tiny_train_params(nproc_per_node=2, device="cpu", batch_size=8), processed)
     assert "CPU cores" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # stops after its 3rd epoch: a resume that forgot the epochs without gain runs all 6
+        {"early_stopping": {"patience": 2, "min_delta": 10}},
+        # drops the lr after every epoch without gain: a resume that forgot it trains otherwise
+        {"schedule": {"name": "plateau", "plateau_patience": 0}, "lr": 0.3},
+    ],
+    ids=["early-stopping", "plateau"],
+)
+def test_an_interrupted_run_resumes_its_stopping_and_schedule_state(
+    processed, tmp_path, monkeypatch, overrides
+):
+    """test_resume_ddp kills whole stages (slow); this interrupts one in-process after epoch 2."""
+    from torchstages.training import loop
+
+    params = tiny_train_params(**overrides)
+    straight = TrainOutputs(*(tmp_path / "a" / n for n in ("w.safetensors", "c.json", "k.pt")),
+                            tmp_path / "a/live")  # fmt: skip
+    train(params, processed, straight)
+    resumed = TrainOutputs(*(tmp_path / "b" / n for n in ("w.safetensors", "c.json", "k.pt")),
+                           tmp_path / "b/live")  # fmt: skip
+    run_epoch = loop._run_epoch
+
+    def interrupted(run, epoch, epoch_log):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(run, epoch, epoch_log)
+
+    monkeypatch.setattr(loop, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(params, processed, resumed)
+    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    train(params, processed, resumed)
+    for name in ("weights", "card"):
+        assert getattr(resumed, name).read_bytes() == getattr(straight, name).read_bytes()
