@@ -575,6 +575,14 @@ def test_a_panel_trains_evaluates_exports_and_forecasts_per_series(tmp_path):
         torch.device("cpu"),
     )
     assert metrics["series"] == 3 and arrays["forecast"].shape == (metrics["samples"], 4)
+    # MASE divides by each series' one-season naive error over its train range only
+    _, split = read_series_splits(tmp_path / "splits")
+    ids = card["series_ids"]
+    trains = [split.values[sid][: split.bounds[sid]["train"][1], 0] for sid in ids]
+    index = np.load(processed / "test_index.npy")
+    scale = mase_scales(trains, card["season"])[index[:, 0]]
+    error = np.abs(arrays["forecast"] - arrays["actual"]) / scale[:, None]
+    assert metrics["mase"] == pytest.approx(error.mean(), abs=1e-5)
     export = tmp_path / "export"
     metrics = export_and_verify(
         ExportParams(formats=["onnx"]),
