@@ -5,6 +5,7 @@ finds exactly the pairs a brute-force comparison finds; the split keeps groups t
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,8 @@ def test_split_keeps_groups_together_and_report_mode_only_counts(raw_with_copies
 
     from torchstages.evaluation.report import _near_duplicates
 
-    section = "\n".join(_near_duplicates(tmp_path / "g/summary.json"))
+    written = json.loads((tmp_path / "g/summary.json").read_text())
+    section = "\n".join(_near_duplicates(written["near_duplicates"]))
     assert section.startswith("## Near duplicates\n\n9 groups of near copies (54 files")
     assert "each kept within one split" in section and "- class0/p0_brighter.png (" in section
     assert "The first 5 groups:" in section and section.count("\n- ") == 5  # of 9

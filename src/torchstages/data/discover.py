@@ -290,9 +290,12 @@ def _given_splits(raw_dir: Path, tops: list[str], root: str) -> dict[str, str]:
 def _check_given_classes(rows: list[Row], given: dict[str, str], raw_dir: Path) -> None:
     """Every given split holds every class: a class the model never trains on would still be
     scored, and one missing from test/ would have no score."""
-    classes = {row.label for row in rows}
+    held: dict[str, set[str]] = {top: set() for top in given}
+    for row in rows:
+        held[row.path.split("/", 1)[0]].add(row.label)
+    classes = set().union(*held.values())
     for top in sorted(given):
-        missing = sorted(classes - {r.label for r in rows if r.path.split("/", 1)[0] == top})
+        missing = sorted(classes - held[top])
         if missing:
             raise UserError(
                 f"{raw_dir}/{top}: no images of class(es) {missing}, which the other folders "

@@ -43,7 +43,7 @@ class KeepGiven:
         dropped = _copies_of_kept(given, together or [])
         left_out = {entry["path"] for entry in dropped}
         pool = [row for row in given["train"] if row.path not in left_out]
-        carved = [name for name in SPLIT_NAMES if name not in found.given.values()]
+        carved = _carved(found.given)
         shares = {name: fractions[name] for name in ("train", *carved)}
         total = sum(shares.values())
         splits = assign_splits(pool, {n: f / total for n, f in shares.items()}, seed, together)
@@ -54,7 +54,7 @@ class KeepGiven:
 
     def summary(self, given: dict[str, str], dropped: list[dict[str, str]]) -> dict:
         """What summary.json says of the data: its folders, the splits carved, the files left out."""
-        carved = [name for name in SPLIT_NAMES if name not in given.values()]
+        carved = _carved(given)
         return {"mode": "keep", "folders": given, "carved_from_train": carved, "dropped": dropped}
 
     def log(self, summary: dict) -> None:
@@ -73,6 +73,11 @@ class KeepGiven:
                 _HOW[dropped[0]["how"]],
                 dropped[0]["copy_of"],
             )
+
+
+def _carved(folders: dict[str, str]) -> list[str]:
+    """The splits no given folder holds: carved out of train/."""
+    return [name for name in SPLIT_NAMES if name not in folders.values()]
 
 
 def _copies_of_kept(given: dict[str, list[Row]], together: list[list[Row]]) -> list[dict[str, str]]:

@@ -112,7 +112,7 @@ class ReportSources:
     card: Path = paths.MODEL_CARD
     params: Path = paths.PARAMS
     plots: Path = paths.PLOTS
-    splits: Path = paths.SPLITS  # summary.json: the near duplicates the split stage found
+    splits: Path = paths.SPLITS  # summary.json: given splits and near duplicates the split found
     processed: Path = paths.PROCESSED  # meta.json: the bad images build-dataset skipped
 
 
@@ -141,7 +141,8 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
     params = load_yaml(sources.params)
     best, arch = card["best"], card["architecture"]
     summary_path = sources.splits / "summary.json"
-    given = read_json(summary_path).get("given_splits") if summary_path.exists() else None
+    split_summary = read_json(summary_path) if summary_path.exists() else {}
+    given = split_summary.get("given_splits")
     if card.get("task") == "regression":
         what = f"regression of `{card['target']}`, {metrics['samples']} test rows"
     elif card.get("task") == "forecast":
@@ -168,7 +169,7 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *_mistakes(sources.plots / "test", worst, kind_of(card)),
         *_skipped(sources.processed / "meta.json"),
         *_given_splits(given),
-        *_near_duplicates(sources.splits / "summary.json"),
+        *_near_duplicates(split_summary.get("near_duplicates")),
         "## Params",
         "",
         "| param | value |",
@@ -363,8 +364,7 @@ def _skipped(meta_path: Path) -> list[str]:
     ]
 
 
-def _near_duplicates(path: Path, shown: int = 5) -> list[str]:
-    near = read_json(path).get("near_duplicates") if path.exists() else None
+def _near_duplicates(near: dict[str, Any] | None, shown: int = 5) -> list[str]:
     if near is None:
         return []
     kept = (
