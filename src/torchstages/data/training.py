@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchstages.data.augment import random_affine
+from torchstages.data.augment import MixedBatch, augment_batch, mix_batch
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.store import load_split
+from torchstages.errors import UserError
 from torchstages.params.train import TrainParams
 from torchstages.training.kind import KindTraining
 
@@ -29,15 +30,33 @@ class ImageTraining(KindTraining):
         prep = Preprocessing.from_dict(meta["preprocessing"])
         return Normalizer(prep.mean, prep.std, device)
 
+    def defaults(
+        self, params: TrainParams, model: dict[str, Any] | None, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        channels = meta["channels"]
+        if params.augment.saturation and channels != 3:
+            raise UserError(
+                f"train.augment.saturation: needs colour images, and data/processed holds "
+                f"{channels} channel(s) (build_dataset.color); set it to 0"
+            )
+        return {}
+
     def augmenter(
         self, params: TrainParams, generator: torch.Generator
     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda x: random_affine(x, params.augment, generator)
+        return lambda x: augment_batch(x, params.augment, generator)
+
+    def mixer(
+        self, params: TrainParams, generator: torch.Generator
+    ) -> Callable[[torch.Tensor], MixedBatch] | None:
+        if not params.augment.mixes:
+            return None
+        return lambda x: mix_batch(x, params.augment, generator)
 
     def card(self, meta: dict[str, Any], params: TrainParams) -> dict[str, Any]:
         return {
             "classes": meta["classes"],
             "preprocessing": Preprocessing.from_dict(meta["preprocessing"]).to_dict(),
             # what the augmentation picture (drawn by validate) needs to show what the model saw
-            "augment": params.augment.model_dump(mode="json"),
+            "augment": params.augment.recorded(),
         }

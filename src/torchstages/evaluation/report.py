@@ -177,7 +177,11 @@ def render_report(out: Path, sources: ReportSources, worst: int = 10) -> str:
         *(
             f"| `{key}` | `{value}` |"
             for key, value in _params_rows(
-                params, kind_of(card), card.get("task", "classification"), given is not None
+                params,
+                kind_of(card),
+                card.get("task", "classification"),
+                given is not None,
+                card.get("augment"),
             )
         ),
     ]
@@ -417,8 +421,14 @@ def _given_splits(given: dict[str, Any] | None) -> list[str]:
 
 
 def _params_rows(
-    params: dict[str, Any], kind: str, task: str, came_split: bool = False
+    params: dict[str, Any],
+    kind: str,
+    task: str,
+    came_split: bool = False,
+    augment: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
+    """``augment``: the augmentation the model card records (crop, flip and rotation always,
+    the others only when on); keys it leaves out are left out here too."""
     rows: list[tuple[str, str]] = []
     unread = tuple(p for p, by in READ_ONLY_BY.items() if kind not in by and task not in by)
     if not came_split:  # the key means nothing to data that did not come split
@@ -426,6 +436,9 @@ def _params_rows(
 
     def walk(prefix: str, value: Any) -> None:
         if prefix.startswith(unread):
+            return
+        augment_key = prefix.startswith("train.augment.") and prefix.split(".")[2]
+        if augment is not None and augment_key and augment_key not in augment:
             return
         if isinstance(value, dict):
             for k, v in value.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torchstages.data.augment import random_affine
+from torchstages.data.augment import augment_batch, mix_batch
 from torchstages.data.store import load_meta, load_split
 from torchstages.evaluation.figures import Series, curves_figure, image_grid_figure, save_png
 from torchstages.models.saved import load_card
@@ -58,11 +58,15 @@ def draw_training_figures(
     classes = load_meta(processed_dir)["classes"]
     images, labels = load_split(processed_dir, "train")
     picked, rows = augmentation_sample(np.asarray(images), np.asarray(labels), augment, seed)
-    row_labels = ["original", *(f"augmented {k + 1}" for k in range(len(rows) - 1))]
+    row_labels = ["original", *(f"augmented {k + 1}" for k in range(AUGMENTED_ROWS))]
+    if augment.mixes:
+        row_labels.append("blended")
     title = (
         f"What the model sees: train images, then augmented (crop padding {augment.crop_padding}, "
         f"rotation ±{augment.rotation:g}°, flip {'on' if augment.hflip else 'off'})"
     )
+    if more := _more_settings(augment):
+        title += "\n" + ", ".join(more)
     column_labels = [str(classes[labels[i]]) for i in picked]
     save_png(image_grid_figure(rows, row_labels, column_labels, title), out_dir / "augmented.png")
 
@@ -97,7 +101,8 @@ def augmentation_sample(
     images: np.ndarray, labels: np.ndarray, augment: AugmentParams, seed: int
 ) -> tuple[list[int], list[np.ndarray]]:
     """Pick up to ``COLUMNS`` train images, cycling through the classes; return their indices and
-    rows of uint8 (N, C, H, W): the originals, then ``AUGMENTED_ROWS`` seeded augmented draws."""
+    rows of uint8 (N, C, H, W): the originals, then ``AUGMENTED_ROWS`` seeded augmented draws,
+    then (with mixup or cutmix) the last draw blended with itself in another order."""
     by_class = [np.flatnonzero(labels == k).tolist() for k in np.unique(labels)]
     picked: list[int] = []
     depth = 0
@@ -109,6 +114,23 @@ def augmentation_sample(
     x = torch.from_numpy(originals).float()
     rows = [originals]
     for _ in range(AUGMENTED_ROWS):
-        out = random_affine(x, augment, generator)
+        out = augment_batch(x, augment, generator)
         rows.append(out.round().clamp(0, 255).to(torch.uint8).numpy())
+    if augment.mixes:  # blending is linear: on raw pixels it looks as on normalised ones
+        blended = mix_batch(out, augment, generator).x
+        rows.append(blended.round().clamp(0, 255).to(torch.uint8).numpy())
     return picked, rows
+
+
+def _more_settings(augment: AugmentParams) -> list[str]:
+    """The settings beyond crop, rotation and flip that are on, for the picture's title."""
+    more = ["vertical flip on"] if augment.vflip else []
+    if augment.zoom != (1.0, 1.0):
+        more.append(f"zoom {augment.zoom[0]:g}-{augment.zoom[1]:g}")
+    for name in ("brightness", "contrast", "saturation"):
+        if value := getattr(augment, name):
+            more.append(f"{name} ±{value:g}")
+    for name in ("erasing", "mixup", "cutmix"):
+        if value := getattr(augment, name):
+            more.append(f"{name} {value:g}")
+    return more

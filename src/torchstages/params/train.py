@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
@@ -10,13 +10,71 @@ from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
 from torchstages.params.base import AS_WRITTEN, Section
 
+# the keys every model card records; the others only when on, so that cards (and the reports
+# drawn from them) of runs that use none stay byte-identical to those written before they existed
+_ALWAYS_RECORDED = ("crop_padding", "hflip", "rotation")
+
 
 class AugmentParams(Section):
-    """Training-only augmentation, applied to whole batches as one affine resample."""
+    """Training-only augmentation of images, applied to whole batches on the device: one affine
+    resample (crop, flips, rotation, zoom), then colour jitter and erasing; mixup and cutmix
+    blend pairs of images and their labels."""
 
     crop_padding: int = Field(2, ge=0, description="random crop after padding by this many pixels")
     hflip: bool = Field(False, description="random horizontal flip (off: digits must not mirror)")
     rotation: float = Field(10.0, ge=0, le=180, description="random rotation range in degrees (±)")
+    vflip: bool = Field(False, description="random vertical flip (aerial, microscope images)")
+    zoom: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="random zoom range [min, max]: 1.25 shows the middle 80% of each side, "
+        "0.8 shrinks the image inside a black border; [1, 1] = off",
+    )
+    brightness: float = Field(
+        0.0, ge=0, le=1, description="colour jitter: pixels scaled by a factor in [1-b, 1+b]"
+    )
+    contrast: float = Field(
+        0.0, ge=0, le=1, description="colour jitter: contrast about the image's mean, [1-c, 1+c]"
+    )
+    saturation: float = Field(
+        0.0, ge=0, le=1, description="colour jitter: saturation [1-s, 1+s] (colour images only)"
+    )
+    erasing: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="random erasing: share of images with a random black rectangle (2-33% of "
+        "the area)",
+    )
+    mixup: float = Field(
+        0.0,
+        ge=0,
+        description="mixup alpha (e.g. 0.2): each batch blended with a shuffled copy of itself, "
+        "labels in the same share; 0 = off",
+    )
+    cutmix: float = Field(
+        0.0,
+        ge=0,
+        description="cutmix alpha (e.g. 1.0): a box of each image pasted from another, labels by "
+        "area; with mixup, each batch uses one of the two; 0 = off",
+    )
+
+    @model_validator(mode="after")
+    def _zoom_range(self) -> AugmentParams:
+        low, high = self.zoom
+        if not 0 < low <= high:
+            raise ValueError(f"zoom {list(self.zoom)} must be [min, max] with 0 < min <= max")
+        return self
+
+    @property
+    def mixes(self) -> bool:
+        """True when batches are blended (mixup or cutmix), which mixes their labels too."""
+        return bool(self.mixup or self.cutmix)
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as the model card records them: the first three always, others when on."""
+        values = self.model_dump(mode="json")
+        defaults = AugmentParams().model_dump(mode="json")
+        return {k: v for k, v in values.items() if k in _ALWAYS_RECORDED or v != defaults[k]}
 
 
 class ScheduleParams(Section):

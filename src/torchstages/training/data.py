@@ -74,6 +74,9 @@ class TrainData:
     def augmenter(self, params: TrainParams, generator: torch.Generator):
         return kind_training(self.meta).augmenter(params, generator)
 
+    def mixer(self, params: TrainParams, generator: torch.Generator):
+        return kind_training(self.meta).mixer(params, generator)
+
     def card(self, params: TrainParams) -> dict[str, Any]:
         """What the model card records about the data (with the kind's own keys)."""
         card = kind_training(self.meta).card(self.meta, params)

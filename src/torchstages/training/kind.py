@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchstages.data.augment import MixedBatch
 from torchstages.data.loader import Normalizer, OnDevice
 from torchstages.params.train import TrainParams
 
@@ -59,6 +60,12 @@ class KindTraining:
     def augmenter(
         self, params: TrainParams, generator: torch.Generator
     ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return None
+
+    def mixer(
+        self, params: TrainParams, generator: torch.Generator
+    ) -> Callable[[torch.Tensor], MixedBatch] | None:
+        """What blends a training batch with itself (mixup, cutmix); None: batches as they are."""
         return None
 
     def card(self, meta: dict[str, Any], params: TrainParams) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchstages.data.augment import MixedBatch
 from torchstages.data.loader import BatchLoader
 from torchstages.device import resolve_device
 from torchstages.errors import UserError
@@ -154,6 +156,7 @@ class _Run:
     schedule: LRSchedule
     best: BestWeights
     early: EarlyStopping
+    mix: Callable[[torch.Tensor], MixedBatch] | None = None  # mixup / cutmix, set per epoch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -346,6 +349,9 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
     run.loader.generator = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, "order"))
     aug_gen = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"aug{dist.rank}"))
     run.loader.augment = run.data.augmenter(params, aug_gen)
+    run.mix = run.data.mixer(
+        params, torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"mix{dist.rank}"))
+    )
     began = time.perf_counter()
     first_step = epoch * run.steps_per_epoch
     lr = run.schedule.apply(first_step)
@@ -404,6 +410,9 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
     run.optimizer.zero_grad(set_to_none=True)
     task = run.data.task
     for i, (x, y) in enumerate(epoch_log.batches(run.loader)):
+        mixed = run.mix(x) if run.mix is not None else None
+        if mixed is not None:
+            x = mixed.x
         if isinstance(x, torch.Tensor):
             x = x.contiguous(memory_format=runtime.memory_format)  # the model's memory format
         boundary = (i + 1) % acc == 0 or i + 1 == batches
@@ -413,7 +422,10 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             with runtime.autocast():
                 # raw logits (or a standardised value): the loss applies (log-)softmax itself
                 logits = net(*x) if isinstance(x, tuple) else net(x)
-                loss = _loss(task, logits, y)
+                if mixed is None:
+                    loss = _loss(task, logits, y)
+                else:  # the loss against both images' labels, in their shares
+                    loss = mixed.loss(lambda out, target: _loss(task, out, target), logits, y)
             scaled = loss * (len(y) / window_sizes[i // acc])
             (runtime.scaler.scale(scaled) if runtime.scaler is not None else scaled).backward()
         if boundary:
@@ -423,9 +435,11 @@ def _train_epoch(run: _Run, step: int, epoch_log: EpochLog) -> tuple[float, floa
             step += 1
             run.schedule.apply(step)
         loss_sum += loss.detach() * len(y)
-        # an ensemble's (N, k, outputs): scored on the members' mean
+        # an ensemble's (N, k, outputs): scored on the members' mean; a blended image on the
+        # label it holds the larger share of
         score += task.score_sum(
-            logits.detach().mean(1) if logits.dim() == 3 else logits.detach(), y
+            logits.detach().mean(1) if logits.dim() == 3 else logits.detach(),
+            y if mixed is None else mixed.dominant(y),
         )
     seen = torch.tensor(float(sum(sizes)), device=device)
     totals = run.dist.all_sum(torch.stack([loss_sum.float(), score.float(), seen]))
