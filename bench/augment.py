@@ -24,7 +24,8 @@ import yaml
 
 from common import PYTHON, machine, make_project, save, sh
 from torchstages.data.augment import augment_batch, mix_batch
-from torchstages.params.train import AugmentParams
+from torchstages.models import build_model
+from torchstages.params.train import AugmentParams, TrainParams
 
 # each on top of the defaults (crop padding 2, rotation 10)
 SETTINGS = {
@@ -38,6 +39,7 @@ SETTINGS = {
     "+ cutmix 1.0 (after augment)": {"cutmix": 1.0},
 }
 SHAPES = {"28x28 grey": (256, 1, 28, 28), "64x64 RGB": (256, 3, 64, 64)}
+STEP = "(a train step of the default CNN, fp32)"
 # what a digit can take: no flips (a mirrored 2 is no digit), no colour
 ARMS = {
     "default": {},
@@ -52,7 +54,24 @@ def cost(reps: int) -> dict[str, dict[str, float]]:
     _time_all(3)  # the first calls of each op allocate and pick kernels: not what a run pays
     for name, row in _time_all(reps).items():
         out[name] = {shape: round(ms, 2) for shape, ms in row.items()}
+    out[STEP] = {name: round(_train_step_ms(shape, reps), 2) for name, shape in SHAPES.items()}
     return out
+
+
+def _train_step_ms(shape: tuple[int, ...], reps: int) -> float:
+    """Median milliseconds of one fp32 training step of the default CNN on a batch of ``shape``:
+    what the augmentation's cost compares with."""
+    model = build_model(TrainParams().model, shape[1], shape[2:], 10)
+    optimizer = torch.optim.AdamW(model.parameters())
+    x, y = torch.rand(shape), torch.randint(0, 10, (shape[0],))
+    times = []
+    for _ in range(reps + 3):
+        start = time.perf_counter()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[3:]) * 1000
 
 
 def _time_all(reps: int) -> dict[str, dict[str, float]]:

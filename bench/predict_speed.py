@@ -1,6 +1,8 @@
 """`torchstages predict` on MNIST's 10,000 test PNGs (`python bench/predict_speed.py`): start-up
 time per format, and images/s of the whole command on the test folder (start-up, folder walk
-with content sniffing, parallel decode, batched inference, jsonl output) with its accuracy."""
+with content sniffing, parallel decode, batched inference, jsonl output) with its accuracy;
+then `torchstages evaluate` on the same folder (one folder per digit), as a user runs it: its
+metrics with 1,000 bootstrap resamples."""
 
 from __future__ import annotations
 
@@ -60,6 +62,19 @@ def main() -> None:
                 "images_per_s": round(len(rows) / wall, 1),
                 "accuracy": round(right / len(rows), 4),
                 "errors": sum(r["error"] is not None for r in rows),
+            }
+        # the same folder as labelled data: MNIST's test folder holds one folder per digit
+        evaluate = [sys.executable, "-m", "torchstages.cli", "evaluate"]
+        for fmt in ("onnx", "onnx-int8"):
+            out = Path(tmp) / f"{fmt}.json"
+            wall = timed([*evaluate, str(export / FILES[fmt]), folder, "--output", str(out)], env)
+            metrics = json.loads(out.read_text())
+            results[f"evaluate {fmt}"] = {
+                "images": metrics["samples"],
+                "seconds": round(wall, 2),
+                "images_per_s": round(metrics["samples"] / wall, 1),
+                "accuracy": metrics["accuracy"],
+                "accuracy_95ci": [metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]],
             }
     results["load_after"] = os.getloadavg()[0]
     for key, value in results.items():

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write this scikit-learn table as DIR/<name>.csv instead of the digit images",
     )
     _add_predict(sub)
+    _add_evaluate(sub)
     _add_serve(sub)
     sub.add_parser("params", help="print every params.yaml key with its default as markdown")
     summary = sub.add_parser(
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"demo-data: {written} files written, 1797 digits in {args.dir}")
         elif args.command == "predict":
             return _predict(args)
+        elif args.command == "evaluate":
+            return _evaluate(args)
         elif args.command == "serve":
             from torchstages.deploy.serve import Limits, serve
 
@@ -214,6 +217,122 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from torchstages.data.images import MAX_PIXELS
+    from torchstages.paths import ONNX_MODEL
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score an exported image classifier on a labelled folder outside the splits (one "
+        "folder per class): the test stage's metrics with 95%% intervals",
+        description="Exit status: 0 every file scored, 1 some could not be decoded (named, and "
+        "left out of the metrics), 2 usage error.",
+    )
+    p.add_argument("inputs", nargs="+", help="[model.onnx] then the folder of class folders")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
+    p.add_argument("--output", type=Path, help="write the metrics here as JSON (atomically)")
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        help="write a CSV row per file here: path, class, predicted, probability, correct, error",
+    )
+    p.add_argument(
+        "--resamples",
+        type=_count_or_auto,
+        default=1000,
+        help="bootstrap resamples of the 95%% intervals (0: none; default 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="of the bootstrap resamples")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=MAX_PIXELS,
+        help=f"pixels decoded per image (default {MAX_PIXELS:,}, as build_dataset.max_pixels)",
+    )
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument(
+        "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """0: every file scored; 1: some could not be decoded; a UserError (2) above."""
+    from torchstages.deploy.labelled import (
+        labelled_files,
+        metrics_of,
+        score,
+        summary_lines,
+        write_predictions,
+    )
+    from torchstages.deploy.readers import reader_for
+    from torchstages.deploy.runtime import load_runner
+    from torchstages.io import write_json
+    from torchstages.wording import counted
+
+    inputs = list(args.inputs)
+    if len(inputs) == 2 and Path(inputs[0]).suffix in (".onnx", ".pt2"):
+        args.model = Path(inputs.pop(0))
+    if len(inputs) != 1:
+        raise UserError("evaluate: give one folder of class folders (the model first, or --model)")
+    folder = Path(inputs[0])
+    for path in (args.output, args.predictions):
+        if path is not None and path.is_dir():
+            raise UserError(f"{path}: is a folder; give a file name")
+    runner = load_runner(args.model)
+    kind = runner.metadata["kind"]
+    if kind != "images":
+        raise UserError(
+            f"{args.model}: evaluate reads folders of images, one per class; this is a {kind} "
+            "model (its test stage scores it; predict writes its answers for new rows)"
+        )
+    reader = reader_for(runner.metadata, args.max_pixels)
+    left_out: list[str] = []
+    sources, labels = labelled_files(folder, runner.classes, reader, left_out)
+    _say_left_out("evaluate", left_out)
+    folders = len(set(labels.tolist()))
+    print(
+        f"evaluate: {counted(len(sources), 'image')} in {counted(folders, 'class folder')} of "
+        f"{folder}, model {args.model}"
+    )
+    scored = score(runner, reader, sources, labels, args.batch_size, args.workers)
+    for path, reason in scored.failed[:10]:
+        print(f"{path}: {reason}", file=sys.stderr)
+    if scored.failed:
+        print(
+            f"evaluate: {len(scored.failed)} of {counted(len(sources), 'file')} could not be "
+            "decoded, left out of the metrics",
+            file=sys.stderr,
+        )
+    metrics = metrics_of(scored, runner.classes, args.resamples, args.seed)
+    for line in summary_lines(metrics, runner.classes):
+        print(line)
+    if args.output is not None:
+        write_json(args.output, metrics)
+    if args.predictions is not None:
+        write_predictions(args.predictions, scored, runner.classes)
+    return 1 if scored.failed else 0
+
+
+def _say_left_out(command: str, left_out: list[str]) -> None:
+    """As the split stage names the files it skips: how many were no images, and the first."""
+    if not left_out:
+        return
+    from torchstages.wording import counted
+
+    one = len(left_out) == 1
+    print(
+        f"{command}: {counted(len(left_out), 'file')} in the folders given "
+        f"{'is not an image' if one else 'are not images'}, left out "
+        f"({left_out[0]}{'' if one else ', …'})",
+        file=sys.stderr,
+    )
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     from torchstages.deploy.readers import DEFAULT_MAX_PIXELS
     from torchstages.paths import ONNX_MODEL
@@ -249,7 +368,6 @@ def _predict(args: argparse.Namespace) -> int:
     from torchstages.deploy.readers import reader_for
     from torchstages.deploy.runtime import load_runner
     from torchstages.io import atomic_path
-    from torchstages.wording import counted
 
     if hasattr(signal, "SIGPIPE"):
         # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
@@ -281,14 +399,7 @@ def _predict(args: argparse.Namespace) -> int:
     reader = reader_for(runner.metadata, args.max_pixels)
     left_out: list[str] = []
     sources = expand_inputs(args.inputs, reader, sys.stdin, left_out)
-    if left_out:  # as the split stage names the files it skips
-        one = len(left_out) == 1
-        print(
-            f"predict: {counted(len(left_out), 'file')} in the folders given "
-            f"{'is not an image' if one else 'are not images'}, left out "
-            f"({left_out[0]}{'' if one else ', …'})",
-            file=sys.stderr,
-        )
+    _say_left_out("predict", left_out)
     if not sources:
         raise UserError(f"no inputs found in {' '.join(args.inputs)}")
     k = min(args.top_k, len(runner.classes))

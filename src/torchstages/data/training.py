@@ -33,8 +33,7 @@ class ImageTraining(KindTraining):
     def defaults(
         self, params: TrainParams, model: dict[str, Any] | None, meta: dict[str, Any]
     ) -> dict[str, Any]:
-        channels = meta["channels"]
-        if params.augment.saturation and channels != 3:
+        if params.augment.saturation and (channels := meta["channels"]) != 3:
             raise UserError(
                 f"train.augment.saturation: needs colour images, and data/processed holds "
                 f"{channels} channel(s) (build_dataset.color); set it to 0"

@@ -27,6 +27,7 @@ __all__ = [
     "Result",
     "expand_inputs",
     "predict",
+    "decoded_batches",
     "write_results",
     "default_format",
 ]
@@ -127,8 +128,20 @@ def predict(
     batch_size: int = 64,
     workers: int = 0,
 ) -> Iterator[Result]:
-    """Results in the order of ``sources``. Inputs are decoded by a thread pool (decoding
-    releases the GIL) one batch ahead of the model, so decoding overlaps inference."""
+    """Results in the order of ``sources``."""
+    for chunk, decoded, logits in decoded_batches(runner, reader, sources, batch_size, workers):
+        tops = iter(top_k_rows(logits, runner.classes, k) if logits is not None else ())
+        for source, d in zip(chunk, decoded, strict=True):
+            yield Result(source, error=d) if isinstance(d, str) else Result(source, next(tops))
+
+
+def decoded_batches(
+    runner: Runner, reader: Reader, sources: list[str], batch_size: int = 64, workers: int = 0
+) -> Iterator[tuple[list[str], list[dict[str, np.ndarray] | str], np.ndarray | None]]:
+    """Per batch of ``sources``: the sources, each one's decoded arrays or the reason it could
+    not be decoded, and the model's logits for the decoded ones (None when none was). Inputs
+    are decoded by a thread pool (decoding releases the GIL) one batch ahead of the model, so
+    decoding overlaps inference."""
     chunks = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
 
@@ -139,7 +152,11 @@ def predict(
         for i, chunk in enumerate(chunks):
             decoded = [f.result() for f in pending]
             pending = submit(chunks[i + 1]) if i + 1 < len(chunks) else []
-            yield from _classify(runner, chunk, decoded, k)
+            ok = [d for d in decoded if isinstance(d, dict)]
+            logits = None
+            if ok:
+                logits = runner.run({name: np.stack([d[name] for d in ok]) for name in ok[0]})
+            yield chunk, decoded, logits
 
 
 def _read(reader: Reader, source: str) -> dict[str, np.ndarray] | str:
@@ -154,21 +171,6 @@ def _read(reader: Reader, source: str) -> dict[str, np.ndarray] | str:
         return str(exc).removeprefix(f"{source}: ")
     except Exception as exc:  # a decoder failing in a way it does not name: one row, not the run
         return f"cannot decode ({exc!r})"
-
-
-def _classify(
-    runner: Runner, chunk: list[str], decoded: list[dict[str, np.ndarray] | str], k: int
-) -> Iterator[Result]:
-    ok = [d for d in decoded if isinstance(d, dict)]
-    tops: Iterator[list[tuple[str, float]]] = iter(())
-    if ok:
-        batch = {name: np.stack([d[name] for d in ok]) for name in ok[0]}
-        tops = iter(top_k_rows(runner.run(batch), runner.classes, k))
-    for source, d in zip(chunk, decoded, strict=True):
-        if isinstance(d, str):
-            yield Result(source, error=d)
-        else:
-            yield Result(source, next(tops))
 
 
 def write_results(results: Iterable[Result], fmt: str, out: IO[str], k: int, width: int) -> int:
