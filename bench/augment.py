@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from common import PYTHON, machine, make_project, save, sh
-from torchstages.data.augment import augment_batch, mix_batch
+from torchstages.data.augment import Streams, augment_batch, mix_batch
 from torchstages.models import build_model
 from torchstages.params.train import AugmentParams, TrainParams
 
@@ -84,13 +84,13 @@ def _time_all(reps: int) -> dict[str, dict[str, float]]:
             if aug.saturation and shape[1] != 3:
                 continue
             x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255
-            gen = torch.Generator().manual_seed(1)
+            streams = Streams(1)
             times = []
             for _ in range(reps):
                 start = time.perf_counter()
-                y = augment_batch(x, aug, gen)
+                y = augment_batch(x, aug, streams)
                 if aug.mixes:
-                    mix_batch(y, aug, gen)
+                    mix_batch(y, aug, streams("mix"))
                 times.append(time.perf_counter() - start)
             out[name][shape_name] = statistics.median(times) * 1000
     return out

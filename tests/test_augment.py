@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_train_params
-from torchstages.data.augment import augment_batch, mix_batch, random_affine
+from torchstages.data.augment import Streams, augment_batch, mix_batch, random_affine
 from torchstages.errors import UserError
 from torchstages.params.train import AugmentParams
 
@@ -26,7 +26,7 @@ def _square(n=32, size=16, lo=6, hi=10):
 
 def test_vertical_flip_mirrors_top_to_bottom_about_half_the_time():
     x = torch.rand(64, 1, 6, 5, generator=_gen(1)) * 255
-    out = random_affine(x, AugmentParams(**OFF, vflip=True), _gen())
+    out = random_affine(x, AugmentParams(**OFF, vflip=True), Streams(0))
     same = torch.isclose(out, x, atol=1e-3).flatten(1).all(1)
     flipped = torch.isclose(out, x.flip(2), atol=1e-3).flatten(1).all(1)
     assert (same | flipped).all() and 16 < flipped.sum() < 48
@@ -35,22 +35,24 @@ def test_vertical_flip_mirrors_top_to_bottom_about_half_the_time():
 def test_zoom_in_crops_and_zoom_out_shrinks_inside_a_black_border():
     x = _square()
     area = x.sum((1, 2, 3))
-    bigger = random_affine(x, AugmentParams(**OFF, zoom=(2.0, 2.0)), _gen())
-    smaller = random_affine(x, AugmentParams(**OFF, zoom=(0.5, 0.5)), _gen())
+    bigger = random_affine(x, AugmentParams(**OFF, zoom=(2.0, 2.0)), Streams(0))
+    smaller = random_affine(x, AugmentParams(**OFF, zoom=(0.5, 0.5)), Streams(0))
     assert torch.allclose(bigger.sum((1, 2, 3)), area * 4, rtol=0.05)
     assert torch.allclose(smaller.sum((1, 2, 3)), area / 4, rtol=0.05)
-    ranged = random_affine(x, AugmentParams(**OFF, zoom=(0.5, 2.0)), _gen())
+    ranged = random_affine(x, AugmentParams(**OFF, zoom=(0.5, 2.0)), Streams(0))
     ratio = ranged.sum((1, 2, 3)) / area
     assert (ratio > 0.2).all() and (ratio < 4.2).all() and ratio.std() > 0.3
 
 
 def test_brightness_scales_within_its_range_and_clamps():
     x = torch.full((200, 1, 2, 2), 100.0)
-    out = augment_batch(x, AugmentParams(**OFF, brightness=0.4), _gen())
+    out = augment_batch(x, AugmentParams(**OFF, brightness=0.4), Streams(0))
     factor = out[:, 0, 0, 0] / 100
     assert factor.min() >= 0.6 and factor.max() <= 1.4 and factor.std() > 0.15
     assert (out[:, :, 0, 0] == out[:, :, 1, 1]).all(), "one factor per image"
-    bright = augment_batch(torch.full((50, 1, 2, 2), 250.0), AugmentParams(brightness=0.5), _gen())
+    bright = augment_batch(
+        torch.full((50, 1, 2, 2), 250.0), AugmentParams(brightness=0.5), Streams(0)
+    )
     assert bright.max() == 255
 
 
@@ -60,19 +62,21 @@ def _luma(x):
 
 def test_contrast_keeps_the_mean_and_saturation_keeps_the_grey():
     x = torch.rand(16, 3, 8, 8, generator=_gen(2)) * 100 + 50  # no clamping at 0.6-1.4
-    contrast = augment_batch(x, AugmentParams(**OFF, contrast=0.4), _gen())
+    contrast = augment_batch(x, AugmentParams(**OFF, contrast=0.4), Streams(0))
     assert torch.allclose(_luma(contrast).mean((1, 2)), _luma(x).mean((1, 2)), atol=1e-3)
     assert not torch.allclose(contrast, x)
-    saturated = augment_batch(x, AugmentParams(**OFF, saturation=0.5), _gen())
+    saturated = augment_batch(x, AugmentParams(**OFF, saturation=0.5), Streams(0))
     assert torch.allclose(_luma(saturated), _luma(x), atol=1e-3)
     assert not torch.allclose(saturated, x)
     grey = x[:, :1].expand(-1, 3, -1, -1)
-    assert torch.allclose(augment_batch(grey, AugmentParams(**OFF, saturation=0.5), _gen()), grey)
+    assert torch.allclose(
+        augment_batch(grey, AugmentParams(**OFF, saturation=0.5), Streams(0)), grey
+    )
 
 
 def test_erasing_blacks_out_one_rectangle_in_its_share_of_the_images():
     x = torch.full((400, 1, 20, 20), 200.0)
-    out = augment_batch(x, AugmentParams(**OFF, erasing=0.5), _gen())
+    out = augment_batch(x, AugmentParams(**OFF, erasing=0.5), Streams(0))
     erased = (out == 0).flatten(1).sum(1)
     hit = erased > 0
     assert 160 < hit.sum() < 240
@@ -85,15 +89,47 @@ def test_erasing_blacks_out_one_rectangle_in_its_share_of_the_images():
 
 
 def test_a_setting_switched_on_never_changes_what_the_others_draw():
+    """Over several batches, as training draws them: each choice has a stream of its own."""
     x = torch.rand(32, 1, 12, 12, generator=_gen(3)) * 200 + 20
     base = AugmentParams(crop_padding=2, rotation=10.0, hflip=True)
-    plain = augment_batch(x, base, _gen(5))
-    erased = augment_batch(x, base.model_copy(update={"erasing": 1.0}), _gen(5))
-    kept = erased != 0
-    assert torch.equal(erased[kept], plain[kept])
-    brighter = augment_batch(x, base.model_copy(update={"brightness": 0.3}), _gen(5))
-    ratio = brighter[plain > 1] / plain[plain > 1]
-    assert ratio.min() > 0.69 and ratio.max() < 1.31
+    plain, erased = Streams(5), Streams(5)
+    for _ in range(3):
+        kept_draws = augment_batch(x, base, plain)
+        with_erasing = augment_batch(x, base.model_copy(update={"erasing": 1.0}), erased)
+        kept = with_erasing != 0
+        assert kept.float().mean() < 0.95
+        assert torch.equal(with_erasing[kept], kept_draws[kept])
+    constant = torch.full((16, 1, 6, 6), 100.0)  # unchanged by flips and zooming in
+    alone = AugmentParams(**OFF, brightness=0.3)
+    more = alone.model_copy(update={"vflip": True, "zoom": (1.1, 1.5), "contrast": 0.2})
+    one, other = Streams(7), Streams(7)
+    for _ in range(3):
+        factors = augment_batch(constant, alone, one)[:, 0, 0, 0]
+        # contrast about a constant image's mean changes nothing: only brightness is left
+        assert torch.allclose(augment_batch(constant, more, other)[:, 0, 0, 0], factors)
+        assert factors.std() > 0
+
+
+def test_the_first_settings_draw_as_from_one_generator_seeded_with_the_seed():
+    """Runs that use none of the later settings replay as before they existed."""
+    x = torch.rand(8, 1, 10, 10, generator=_gen(4)) * 255
+    aug = AugmentParams(crop_padding=2, rotation=10.0, hflip=True)
+    streams, generator = Streams(11), torch.Generator().manual_seed(11)
+    n = len(x)
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * torch.pi / 18
+    shift = torch.randint(-2, 3, (n, 2), generator=generator)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, 2 * shift[:, 0] / 10], dim=1),
+            torch.stack([sin * flip, cos, 2 * shift[:, 1] / 10], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    assert torch.allclose(random_affine(x, aug, streams), expected, atol=1e-4)
 
 
 def test_mixup_blends_pixels_and_losses_in_one_share():
@@ -220,3 +256,24 @@ def test_the_report_lists_the_augmentation_the_card_records():
     recorded = AugmentParams(mixup=0.2).recorded()
     rows = dict(_params_rows(params, "images", "classification", augment=recorded))
     assert rows["train.augment.mixup"] == "0.2" and "train.augment.cutmix" not in rows
+
+
+def test_later_settings_are_refused_for_data_that_is_not_augmented():
+    from torchstages.params.train import TrainParams
+    from torchstages.training.data import params_for_kind
+
+    table = {"kind": "table", "task": "classification"}
+    params_for_kind(TrainParams(), table)  # crop and rotation: in every params.yaml, unread
+    for augment, message in (
+        (
+            {"mixup": 0.2},
+            r"train\.augment\.mixup: augments images; table data .* \(set it to 0\.0\)",
+        ),
+        ({"zoom": [0.9, 1.1]}, r"train\.augment\.zoom: .* \(set it to \[1\.0, 1\.0\]\)"),
+    ):
+        with pytest.raises(UserError, match=message):
+            params_for_kind(TrainParams.model_validate({"augment": augment}), table)
+    with pytest.raises(UserError, match=r"train\.augment\.erasing: augments images; text data"):
+        params_for_kind(
+            TrainParams(augment={"erasing": 0.5}), {"kind": "text", "task": "classification"}
+        )

@@ -72,6 +72,8 @@ def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_pa
         str(out / "predictions.csv"),
         "--resamples",
         "200",
+        "--splits",
+        str(deployed / "splits"),
     )
     assert result.returncode == 1, result.stderr  # one file could not be decoded
     assert "31 images in 3 class folders" in result.stdout
@@ -83,6 +85,11 @@ def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_pa
     assert list(metrics) == sorted(metrics) and metrics["samples"] == 30
     assert metrics["failed"] == 1 and metrics["accuracy_ci_low"] <= metrics["accuracy"]
     assert metrics["baseline_accuracy"] == pytest.approx(12 / 30, abs=1e-6)
+    assert metrics["not_images"] == 1 and metrics["folder"] == str(folder)
+    # copies of the project's own images: every scored one is a train, val or test file
+    assert sum(metrics["same_bytes_as"].values()) == 30 and metrics["same_bytes_as"]["train"]
+    train_val = metrics["same_bytes_as"]["train"] + metrics["same_bytes_as"]["val"]
+    assert f"warning: {train_val} of these files have the same bytes as files in" in result.stderr
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 31 and rows[-1]["error"] and rows[-1]["path"].endswith("broken.png")
     correct = sum(int(r["correct"]) for r in rows[:-1])
@@ -102,6 +109,24 @@ def test_a_folder_it_cannot_read_is_one_line(deployed, tmp_path):
     empty = tmp_path / "empty"
     (empty / "class0").mkdir(parents=True)
     assert "no inputs in its class folders" in cli(model, str(empty)).stderr
+
+
+def test_linked_folders_are_followed_and_an_unwritable_output_stops_before_any_work(
+    deployed, tmp_path
+):
+    model = str(deployed / "export/model.onnx")
+    folder = tmp_path / "linked"
+    (folder / "class1").mkdir(parents=True)
+    (folder / "class1" / "more").symlink_to(deployed / "raw" / "class1", target_is_directory=True)
+    (folder / "class1" / "again").symlink_to(deployed / "raw" / "class1", target_is_directory=True)
+    result = cli(model, str(folder), "--resamples", "0", "--splits", str(tmp_path / "none"))
+    assert result.returncode == 0, result.stderr
+    assert "12 images in 1 class folder" in result.stdout  # the linked folder once
+    assert "warning" not in result.stderr
+    (tmp_path / "file").write_text("")
+    result = cli(model, str(folder), "--output", str(tmp_path / "file" / "m.json"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: --output {tmp_path / 'file' / 'm.json'}: cannot write")
 
 
 def test_only_image_models_read_class_folders(deployed, monkeypatch, capsys):

@@ -219,7 +219,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from torchstages.data.images import MAX_PIXELS
-    from torchstages.paths import ONNX_MODEL
+    from torchstages.paths import ONNX_MODEL, SPLITS
 
     p = sub.add_parser(
         "evaluate",
@@ -249,6 +249,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="of the bootstrap resamples")
     p.add_argument(
+        "--splits",
+        type=Path,
+        default=SPLITS,
+        help=f"warn about files with the same bytes as this pipeline's split files (default "
+        f"{SPLITS}; skipped when missing)",
+    )
+    p.add_argument(
         "--max-pixels",
         type=_positive,
         default=MAX_PIXELS,
@@ -260,12 +267,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _quiet_on_closed_pipe() -> None:
+    if hasattr(signal, "SIGPIPE"):
+        # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """0: every file scored; 1: some could not be decoded; a UserError (2) above."""
     from torchstages.deploy.labelled import (
         labelled_files,
         metrics_of,
         score,
+        seen_in_splits,
         summary_lines,
         write_predictions,
     )
@@ -280,9 +294,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(inputs) != 1:
         raise UserError("evaluate: give one folder of class folders (the model first, or --model)")
     folder = Path(inputs[0])
-    for path in (args.output, args.predictions):
-        if path is not None and path.is_dir():
-            raise UserError(f"{path}: is a folder; give a file name")
+    _quiet_on_closed_pipe()
+    for path, flag in ((args.output, "--output"), (args.predictions, "--predictions")):
+        if path is not None:
+            _check_writable(path, flag)
     runner = load_runner(args.model)
     kind = runner.metadata["kind"]
     if kind != "images":
@@ -299,6 +314,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"evaluate: {counted(len(sources), 'image')} in {counted(folders, 'class folder')} of "
         f"{folder}, model {args.model}"
     )
+    seen = seen_in_splits(sources, args.splits)
+    learned = {split: n for split, n in seen.items() if n and split in ("train", "val")}
+    if learned:  # test files are held out: scoring them is what the test stage does
+        counts = ", ".join(f"{n} {split}" for split, n in learned.items())
+        print(
+            f"evaluate: warning: {sum(learned.values())} of these files have the same bytes as "
+            f"files in {args.splits} ({counts}): scores on files the model trained on, or was "
+            "selected on, are optimistic",
+            file=sys.stderr,
+        )
     scored = score(runner, reader, sources, labels, args.batch_size, args.workers)
     for path, reason in scored.failed[:10]:
         print(f"{path}: {reason}", file=sys.stderr)
@@ -309,6 +334,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     metrics = metrics_of(scored, runner.classes, args.resamples, args.seed)
+    # what was scored, so that the file can be traced back to its inputs
+    metrics.update(
+        folder=str(folder), model=str(args.model), not_images=len(left_out), same_bytes_as=seen
+    )
     for line in summary_lines(metrics, runner.classes):
         print(line)
     if args.output is not None:
@@ -369,9 +398,7 @@ def _predict(args: argparse.Namespace) -> int:
     from torchstages.deploy.runtime import load_runner
     from torchstages.io import atomic_path
 
-    if hasattr(signal, "SIGPIPE"):
-        # `predict ... | head`: stop quietly when the reader goes away, as Unix tools do
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _quiet_on_closed_pipe()
     named_first = args.inputs and Path(args.inputs[0]).suffix in (".onnx", ".pt2")
     if named_first and (len(args.inputs) > 1 or args.text):
         # `predict model.onnx inputs...`: the model named first, as --model
@@ -424,9 +451,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _check_output(path: Path, fmt: str | None) -> None:
     """Before any work: ``--output`` names a file predict can write, in a format it writes."""
-    import os
-    import tempfile
-
     if path.is_dir():
         raise UserError(
             f"--output {path}: is a folder; give a file name, e.g. {path / 'predictions.csv'}"
@@ -436,13 +460,23 @@ def _check_output(path: Path, fmt: str | None) -> None:
             f"--output {path}: predict writes .csv, .jsonl or .json files; name one of those, "
             "or say --format"
         )
+    _check_writable(path, "--output")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Before any work: a file can be written at ``path`` (its folder made if missing)."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"--output {path}: cannot write there ({exc.strerror or exc})") from None
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _predict_rows(args: argparse.Namespace, runner: Runner) -> int:

@@ -1,15 +1,16 @@
 """Batched augmentation of images on the device: crop, flips, rotation and zoom as one affine
 resample per batch, then colour jitter and random erasing; mixup and cutmix blend pairs.
 
-Random numbers come from a CPU generator, so the same seed gives the same augmentation on any
-device; the arithmetic runs wherever the batch lives. A setting that is off draws no random
-numbers, so switching one on never changes what the others draw.
+Random numbers come from CPU generators, so the same seed gives the same augmentation on any
+device; the arithmetic runs wherever the batch lives. Each random choice has a generator of its
+own (:class:`Streams`), so switching a setting on or off never changes what the others draw.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from torchstages.params.train import AugmentParams
 
-__all__ = ["augment_batch", "random_affine", "MixedBatch", "mix_batch"]
+__all__ = ["Streams", "augment_batch", "random_affine", "MixedBatch", "mix_batch"]
 
 # random erasing's rectangle: its share of the image area and its aspect ratio (log-uniform),
 # the ranges of Zhong et al., 2017, which torchvision's RandomErasing keeps as defaults
@@ -25,21 +26,43 @@ ERASE_AREA = (0.02, 0.33)
 ERASE_ASPECT = (0.3, 3.3)
 
 
-def augment_batch(x: torch.Tensor, aug: AugmentParams, generator: torch.Generator) -> torch.Tensor:
+@dataclass
+class Streams:
+    """A CPU generator per random choice, all from one seed: ``affine`` (crop, rotation and
+    horizontal flip, the choices augmentation first had) is seeded with ``seed`` itself, so runs
+    that use none of the later settings draw exactly as before they existed; every other
+    stream from a hash of the seed and its name."""
+
+    seed: int
+    _generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> torch.Generator:
+        if name not in self._generators:
+            seed = self.seed
+            if name != "affine":
+                digest = hashlib.sha256(f"{self.seed}:{name}".encode()).digest()
+                seed = int.from_bytes(digest[:8], "little") >> 1
+            self._generators[name] = torch.Generator().manual_seed(seed)
+        return self._generators[name]
+
+
+def augment_batch(x: torch.Tensor, aug: AugmentParams, streams: Streams) -> torch.Tensor:
     """Augment a float batch (N, C, H, W) of raw pixel values (0-255)."""
-    x = random_affine(x, aug, generator)
-    x = _colour_jitter(x, aug, generator)
+    x = random_affine(x, aug, streams)
+    x = _colour_jitter(x, aug, streams)
     if aug.erasing:
-        x = _random_erasing(x, aug.erasing, generator)
+        x = _random_erasing(x, aug.erasing, streams("erasing"))
     return x
 
 
-def random_affine(x: torch.Tensor, aug: AugmentParams, generator: torch.Generator) -> torch.Tensor:
+def random_affine(x: torch.Tensor, aug: AugmentParams, streams: Streams) -> torch.Tensor:
     """Crop-with-padding, flips, rotation and zoom as one resample; out-of-frame pixels become 0."""
     zoom = aug.zoom != (1.0, 1.0)
     if aug.crop_padding == 0 and aug.rotation == 0 and not (aug.hflip or aug.vflip or zoom):
         return x
     n, _, height, width = x.shape
+    generator = streams("affine")
+    # drawn whenever the resample runs, even at 0: as the first version did, so its runs replay
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(aug.rotation)
     # integer shifts in [-pad, pad]: the same as padding by `pad` and taking a random crop
     shift = torch.randint(-aug.crop_padding, aug.crop_padding + 1, (n, 2), generator=generator)
@@ -57,12 +80,12 @@ def random_affine(x: torch.Tensor, aug: AugmentParams, generator: torch.Generato
         dim=1,
     )  # (N, 2, 3)
     if aug.vflip:
-        vflip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+        vflip = torch.where(torch.rand(n, generator=streams("vflip")) < 0.5, -1.0, 1.0)
         theta[:, :, 1] *= vflip[:, None]
     if zoom:
         # log-uniform, so that zooming in by 2 and out by 2 are equally likely in [0.5, 2]
         low, high = (math.log(z) for z in aug.zoom)
-        factor = torch.exp(low + torch.rand(n, generator=generator) * (high - low))
+        factor = torch.exp(low + torch.rand(n, generator=streams("zoom")) * (high - low))
         theta[:, :, :2] /= factor[:, None, None]  # a factor above 1 samples a smaller window
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -80,19 +103,23 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
-def _colour_jitter(x: torch.Tensor, aug: AugmentParams, generator: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and saturation, in that order, each clamped to the pixel range as
-    torchvision's ColorJitter does. Saturation needs three channels (train checks the data)."""
+def _colour_jitter(x: torch.Tensor, aug: AugmentParams, streams: Streams) -> torch.Tensor:
+    """Brightness, contrast and saturation, in that order (torchvision's ColorJitter shuffles
+    it), each clamped to the pixel range as ColorJitter does. Saturation needs three channels
+    (train checks the data)."""
     n = len(x)
     if aug.brightness:
-        x = (x * _factors(n, aug.brightness, generator).to(x)).clamp(0, 255)
+        factor = _factors(n, aug.brightness, streams("brightness")).to(x)
+        x = (x * factor).clamp(0, 255)
     if aug.contrast:
         grey = _gray(x) if x.shape[1] == 3 else x
         mean = grey.mean(dim=(1, 2, 3), keepdim=True)
-        x = (mean + (x - mean) * _factors(n, aug.contrast, generator).to(x)).clamp(0, 255)
+        factor = _factors(n, aug.contrast, streams("contrast")).to(x)
+        x = (mean + (x - mean) * factor).clamp(0, 255)
     if aug.saturation:
         grey = _gray(x)
-        x = (grey + (x - grey) * _factors(n, aug.saturation, generator).to(x)).clamp(0, 255)
+        factor = _factors(n, aug.saturation, streams("saturation")).to(x)
+        x = (grey + (x - grey) * factor).clamp(0, 255)
     return x
 
 
@@ -145,7 +172,8 @@ class MixedBatch:
 
     def loss(self, loss_fn, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss against both labels in their shares (Zhang et al., 2018): the same as the
-        loss against the blended one-hot label for cross-entropy, and defined for any loss."""
+        loss against the blended label for cross-entropy (label smoothing included; with class
+        weights each term keeps its own weighting), and defined for any loss."""
         y_partner = y[self.partner.to(y.device)]
         return self.share * loss_fn(logits, y) + (1 - self.share) * loss_fn(logits, y_partner)
 

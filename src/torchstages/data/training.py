@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchstages.data.augment import MixedBatch, augment_batch, mix_batch
+from torchstages.data.augment import MixedBatch, Streams, augment_batch, mix_batch
 from torchstages.data.images import Preprocessing
 from torchstages.data.loader import Normalizer
 from torchstages.data.store import load_split
@@ -22,6 +22,7 @@ __all__ = ["ImageTraining"]
 
 class ImageTraining(KindTraining):
     one_thread = False
+    augments = True
 
     def load(self, processed_dir: Path, split: str) -> tuple[np.ndarray, ...]:
         return load_split(processed_dir, split)
@@ -40,16 +41,14 @@ class ImageTraining(KindTraining):
             )
         return {}
 
-    def augmenter(
-        self, params: TrainParams, generator: torch.Generator
-    ) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda x: augment_batch(x, params.augment, generator)
+    def augmenter(self, params: TrainParams, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        streams = Streams(seed)
+        return lambda x: augment_batch(x, params.augment, streams)
 
-    def mixer(
-        self, params: TrainParams, generator: torch.Generator
-    ) -> Callable[[torch.Tensor], MixedBatch] | None:
+    def mixer(self, params: TrainParams, seed: int) -> Callable[[torch.Tensor], MixedBatch] | None:
         if not params.augment.mixes:
             return None
+        generator = torch.Generator().manual_seed(seed)
         return lambda x: mix_batch(x, params.augment, generator)
 
     def card(self, meta: dict[str, Any], params: TrainParams) -> dict[str, Any]:

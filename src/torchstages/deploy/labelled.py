@@ -9,6 +9,7 @@ The folder holds one folder per class, named as the model's classes; each file i
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from torchstages.deploy.runtime import Runner, softmax
 from torchstages.errors import UserError
 from torchstages.io import atomic_path, six_decimals
 
-__all__ = ["Scored", "labelled_files", "score", "write_predictions"]
+__all__ = ["Scored", "labelled_files", "score", "seen_in_splits", "write_predictions"]
 
 
 def labelled_files(
@@ -37,10 +38,11 @@ def labelled_files(
     entries = sorted(
         (e for e in os.scandir(folder) if not is_skipped_name(e.name)), key=lambda e: e.name
     )
-    loose = [e.name for e in entries if not e.is_dir()]
+    loose = [e for e in entries if not e.is_dir()]
     if loose:
+        first = loose[0].name + (" a broken link" if not os.path.exists(loose[0].path) else "")
         raise UserError(
-            f"{folder}: holds files directly ({loose[0]}{', …' if len(loose) > 1 else ''}); "
+            f"{folder}: holds files directly ({first}{', …' if len(loose) > 1 else ''}); "
             "evaluate reads one folder per class, named as the model's classes"
         )
     unknown = [e.name for e in entries if e.name not in classes]
@@ -58,6 +60,29 @@ def labelled_files(
     if not sources:
         raise UserError(f"{folder}: no inputs in its class folders")
     return sources, np.asarray(labels, dtype=np.int64)
+
+
+def seen_in_splits(sources: list[str], splits_dir: Path) -> dict[str, int]:
+    """How many of ``sources`` have the same bytes as a file of each split the split stage
+    wrote in ``splits_dir`` (its CSVs name every file with its sha256); empty when there are
+    none. A model scored on files it trained or was selected on scores too well."""
+    hashes: dict[str, set[str]] = {}
+    for split in ("train", "val", "test"):
+        path = splits_dir / f"{split}.csv"
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                hashes[split] = {row["sha256"] for row in csv.DictReader(f) if row.get("sha256")}
+    if not any(hashes.values()):
+        return {}
+    seen = dict.fromkeys(hashes, 0)
+    for source in sources:
+        try:
+            digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        except OSError:
+            continue  # scoring names it
+        for split, known in hashes.items():
+            seen[split] += digest in known
+    return seen
 
 
 @dataclass

@@ -102,14 +102,28 @@ def _walk(entry: str, reader: Reader, left_out: list[str]) -> list[str]:
     if not Path(entry).is_dir():
         return [entry]
     found = []
-    for dirpath, dirnames, filenames in os.walk(entry):
-        dirnames[:] = sorted(d for d in dirnames if not is_skipped_name(d))
+    # linked folders are followed, as the split stage follows them: each real folder once
+    entered = {os.path.realpath(entry)}
+    for dirpath, dirnames, filenames in os.walk(entry, followlinks=True):
+        dirnames[:] = [
+            d
+            for d in sorted(dirnames)
+            if not is_skipped_name(d) and _first_visit(os.path.join(dirpath, d), entered)
+        ]
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             if is_skipped_name(name):
                 continue
             (found if _is_input(Path(path), reader) else left_out).append(path)
     return found
+
+
+def _first_visit(folder: str, entered: set[str]) -> bool:
+    real = os.path.realpath(folder)
+    if real in entered:
+        return False
+    entered.add(real)
+    return True
 
 
 def _is_input(path: Path, reader: Reader) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torchstages.data.augment import augment_batch, mix_batch
+from torchstages.data.augment import Streams, augment_batch, mix_batch
 from torchstages.data.store import load_meta, load_split
 from torchstages.evaluation.figures import Series, curves_figure, image_grid_figure, save_png
 from torchstages.models.saved import load_card
@@ -110,14 +110,14 @@ def augmentation_sample(
         picked += [c[depth] for c in by_class if depth < len(c)][: COLUMNS - len(picked)]
         depth += 1
     originals = np.asarray(images[picked])
-    generator = torch.Generator().manual_seed(seed)
+    streams = Streams(seed)
     x = torch.from_numpy(originals).float()
     rows = [originals]
     for _ in range(AUGMENTED_ROWS):
-        out = augment_batch(x, augment, generator)
+        out = augment_batch(x, augment, streams)
         rows.append(out.round().clamp(0, 255).to(torch.uint8).numpy())
     if augment.mixes:  # blending is linear: on raw pixels it looks as on normalised ones
-        blended = mix_batch(out, augment, generator).x
+        blended = mix_batch(out, augment, streams("mix")).x
         rows.append(blended.round().clamp(0, 255).to(torch.uint8).numpy())
     return picked, rows
 

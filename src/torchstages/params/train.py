@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from torchstages.models import ModelSpec
 from torchstages.models.cnn import CNNSpec
@@ -58,17 +58,22 @@ class AugmentParams(Section):
         "area; with mixup, each batch uses one of the two; 0 = off",
     )
 
-    @model_validator(mode="after")
-    def _zoom_range(self) -> AugmentParams:
-        low, high = self.zoom
-        if not 0 < low <= high:
-            raise ValueError(f"zoom {list(self.zoom)} must be [min, max] with 0 < min <= max")
-        return self
+    @field_validator("zoom")
+    @classmethod
+    def _zoom_range(cls, zoom: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < zoom[0] <= zoom[1]:
+            raise ValueError("must be [min, max] with 0 < min <= max")
+        return zoom
 
     @property
     def mixes(self) -> bool:
         """True when batches are blended (mixup or cutmix), which mixes their labels too."""
         return bool(self.mixup or self.cutmix)
+
+    def later_settings_on(self) -> list[str]:
+        """The settings beyond crop, flip and rotation that are on (params.yaml sets those three
+        for every kind of data; the others only for images)."""
+        return [key for key in self.recorded() if key not in _ALWAYS_RECORDED]
 
     def recorded(self) -> dict[str, Any]:
         """The settings as the model card records them: the first three always, others when on."""

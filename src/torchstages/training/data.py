@@ -20,7 +20,7 @@ from torchstages.data.training import ImageTraining
 from torchstages.errors import UserError
 from torchstages.kinds import kind_of
 from torchstages.models import build_network
-from torchstages.params.train import TrainParams
+from torchstages.params.train import AugmentParams, TrainParams
 from torchstages.series.training import SeriesTraining
 from torchstages.tables.training import TableTraining
 from torchstages.text.training import TextTraining
@@ -71,11 +71,11 @@ class TrainData:
             model, self.meta, (*self.train_x, self.train_y)
         )
 
-    def augmenter(self, params: TrainParams, generator: torch.Generator):
-        return kind_training(self.meta).augmenter(params, generator)
+    def augmenter(self, params: TrainParams, seed: int):
+        return kind_training(self.meta).augmenter(params, seed)
 
-    def mixer(self, params: TrainParams, generator: torch.Generator):
-        return kind_training(self.meta).mixer(params, generator)
+    def mixer(self, params: TrainParams, seed: int):
+        return kind_training(self.meta).mixer(params, seed)
 
     def card(self, params: TrainParams) -> dict[str, Any]:
         """What the model card records about the data (with the kind's own keys)."""
@@ -95,6 +95,12 @@ def params_for_kind(params: TrainParams, meta: dict[str, Any]) -> TrainParams:
     if "model" not in params.model_fields_set and kind.default_model:
         update["model"] = {"name": kind.default_model}
     update.update(kind.defaults(params, update.get("model"), meta))
+    if not kind.augments and (on := params.augment.later_settings_on()):
+        default = AugmentParams.model_fields[on[0]].default
+        raise UserError(
+            f"train.augment.{on[0]}: augments images; {kind_of(meta)} data is not augmented "
+            f"(set it to {list(default) if isinstance(default, tuple) else default})"
+        )
     if kind.one_thread and params.threads == 0:
         update["threads"] = 1
     values = meta.get("task") in ("regression", "forecast")

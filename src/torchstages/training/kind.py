@@ -30,6 +30,9 @@ class KindTraining:
     # to split across threads, and one trains faster by far when other jobs share the CPU
     # (bench/RESULTS.md: "Tables", "Texts"); images use every core
     one_thread = True
+    # train.augment applies: its later settings (zoom, jitter, erasing, mixing) are refused
+    # where it does not, as a model key of another kind is
+    augments = False
     # monitor: auto picks the best epoch by val loss for any regression or forecast, and for
     # this kind's classifiers too when this says so (else by val accuracy)
     monitor_loss = False
@@ -58,13 +61,13 @@ class KindTraining:
         """Fit what the optimizer does not train (``train``: the inputs, then the targets)."""
 
     def augmenter(
-        self, params: TrainParams, generator: torch.Generator
+        self, params: TrainParams, seed: int
     ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """What augments a training batch, its random draws seeded by ``seed``; None: batches
+        as they are."""
         return None
 
-    def mixer(
-        self, params: TrainParams, generator: torch.Generator
-    ) -> Callable[[torch.Tensor], MixedBatch] | None:
+    def mixer(self, params: TrainParams, seed: int) -> Callable[[torch.Tensor], MixedBatch] | None:
         """What blends a training batch with itself (mixup, cutmix); None: batches as they are."""
         return None
 

@@ -347,11 +347,10 @@ def _run_epoch(run: _Run, epoch: int, epoch_log: EpochLog) -> bool:
     # fresh seeds per epoch and stream: resuming at any epoch replays exactly, no RNG state saved
     torch.manual_seed(epoch_seed(params.seed, epoch, f"dropout{dist.rank}"))
     run.loader.generator = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, "order"))
-    aug_gen = torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"aug{dist.rank}"))
-    run.loader.augment = run.data.augmenter(params, aug_gen)
-    run.mix = run.data.mixer(
-        params, torch.Generator().manual_seed(epoch_seed(params.seed, epoch, f"mix{dist.rank}"))
+    run.loader.augment = run.data.augmenter(
+        params, epoch_seed(params.seed, epoch, f"aug{dist.rank}")
     )
+    run.mix = run.data.mixer(params, epoch_seed(params.seed, epoch, f"mix{dist.rank}"))
     began = time.perf_counter()
     first_step = epoch * run.steps_per_epoch
     lr = run.schedule.apply(first_step)
