@@ -152,10 +152,35 @@ def _count_or_auto(text: str) -> int:
     return value
 
 
-def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from torchstages.data.images import MAX_PIXELS
+def _add_model(p: argparse.ArgumentParser) -> None:
     from torchstages.paths import ONNX_MODEL
 
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ONNX_MODEL,
+        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
+    )
+
+
+def _add_image_decoding(p: argparse.ArgumentParser) -> None:
+    """How predict and evaluate read image files: the same flags, the same defaults."""
+    from torchstages.data.images import MAX_PIXELS
+
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=MAX_PIXELS,
+        help=f"an image model: pixels decoded per image (default {MAX_PIXELS:,}, as "
+        "build_dataset.max_pixels; a JPEG decodes at up to 1/8 scale first)",
+    )
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument(
+        "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
+    )
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="predict with an exported model: classes, values or forecasts (ONNX Runtime; no "
@@ -180,12 +205,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--column", help="a text model: the table files' text column (default: the training one)"
     )
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=ONNX_MODEL,
-        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
-    )
+    _add_model(p)
     p.add_argument(
         "--top-k", type=_positive, default=1, help="classes per input of a classifier (default 1)"
     )
@@ -204,22 +224,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "into the output, beside each prediction (an id to join on; repeat for more)",
     )
     p.add_argument("--output", type=Path, help="write here (atomically) instead of stdout")
-    p.add_argument(
-        "--max-pixels",
-        type=_positive,
-        default=MAX_PIXELS,
-        help=f"an image model: pixels decoded per image (default {MAX_PIXELS:,}, as "
-        "build_dataset.max_pixels; a JPEG decodes at up to 1/8 scale first)",
-    )
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument(
-        "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
-    )
+    _add_image_decoding(p)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from torchstages.data.images import MAX_PIXELS
-    from torchstages.paths import ONNX_MODEL, SPLITS
+    from torchstages.paths import SPLITS
 
     p = sub.add_parser(
         "evaluate",
@@ -229,12 +238,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "left out of the metrics), 2 usage error.",
     )
     p.add_argument("inputs", nargs="+", help="[model.onnx] then the folder of class folders")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=ONNX_MODEL,
-        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
-    )
+    _add_model(p)
     p.add_argument("--output", type=Path, help="write the metrics here as JSON (atomically)")
     p.add_argument(
         "--predictions",
@@ -255,16 +259,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help=f"warn about files with the same bytes as this pipeline's split files (default "
         f"{SPLITS}; skipped when missing)",
     )
-    p.add_argument(
-        "--max-pixels",
-        type=_positive,
-        default=MAX_PIXELS,
-        help=f"pixels decoded per image (default {MAX_PIXELS:,}, as build_dataset.max_pixels)",
-    )
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument(
-        "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
-    )
+    _add_image_decoding(p)
 
 
 def _quiet_on_closed_pipe() -> None:
@@ -364,15 +359,9 @@ def _say_left_out(command: str, left_out: list[str]) -> None:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     from torchstages.deploy.readers import DEFAULT_MAX_PIXELS
-    from torchstages.paths import ONNX_MODEL
 
     p = sub.add_parser("serve", help="HTTP service over an exported model (FastAPI + uvicorn)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=ONNX_MODEL,
-        help=f"model.onnx, .int8.onnx or .pt2 (default {ONNX_MODEL})",
-    )
+    _add_model(p)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--top-k", type=_positive, default=5, help="classes per input (default 5)")
