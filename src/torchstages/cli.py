@@ -174,7 +174,9 @@ def _add_image_decoding(p: argparse.ArgumentParser) -> None:
         help=f"an image model: pixels decoded per image (default {MAX_PIXELS:,}, as "
         "build_dataset.max_pixels; a JPEG decodes at up to 1/8 scale first)",
     )
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument(
+        "--batch-size", type=_positive, default=64, help="images per model call (default 64)"
+    )
     p.add_argument(
         "--workers", type=_count_or_auto, default=0, help="decode threads (0: one per core)"
     )
@@ -235,7 +237,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="score an exported image classifier on a labelled folder outside the splits (one "
         "folder per class): the test stage's metrics with 95%% intervals",
         description="Exit status: 0 every file scored, 1 some could not be decoded (named, and "
-        "left out of the metrics), 2 usage error.",
+        "left out of the metrics), 2 none could be, or a usage error.",
     )
     p.add_argument("inputs", nargs="+", help="[model.onnx] then the folder of class folders")
     _add_model(p)

@@ -26,8 +26,9 @@ class AugmentParams(Section):
     vflip: bool = Field(False, description="random vertical flip (aerial, microscope images)")
     zoom: tuple[float, float] = Field(
         (1.0, 1.0),
-        description="random zoom range [min, max]: 1.25 shows the middle 80% of each side, "
-        "0.8 shrinks the image inside a black border; [1, 1] = off",
+        description="random zoom range [min, max], a factor of each side (not of the area): "
+        "1.25 shows the middle 80% of each side, 0.8 shrinks the image inside a black border; "
+        "[1, 1] = off",
     )
     brightness: float = Field(
         0.0, ge=0, le=1, description="colour jitter: pixels scaled by a factor in [1-b, 1+b]"
@@ -54,8 +55,8 @@ class AugmentParams(Section):
     cutmix: float = Field(
         0.0,
         ge=0,
-        description="cutmix alpha (e.g. 1.0): a box of each image pasted from another, labels by "
-        "area; with mixup, each batch uses one of the two; 0 = off",
+        description="cutmix alpha (e.g. 1.0): one box per batch, pasted into each image from "
+        "another, labels by area; with mixup, each batch uses one of the two; 0 = off",
     )
 
     @field_validator("zoom")
