@@ -58,8 +58,10 @@ def test_scores_are_the_models_own_on_the_stored_arrays(deployed, runner):
 def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_path):
     folder = tmp_path / "new"
     shutil.copytree(deployed / "raw", folder)
-    for png in sorted((folder / "class0").iterdir())[:6]:  # 6, 12 and 12: class1 is the majority
+    for png in sorted((folder / "class0").iterdir())[:6]:  # 6, 13 and 11: class1 is the majority
         png.unlink()
+    # a class2 image filed under class1: one answer is wrong, for the gallery of mistakes
+    (folder / "class2" / "000.png").rename(folder / "class1" / "moved.png")
     (folder / "class0" / "notes.txt").write_text("not an image")
     (folder / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     out = tmp_path / "out"
@@ -74,6 +76,8 @@ def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_pa
         "200",
         "--splits",
         str(deployed / "splits"),
+        "--plots",
+        str(out / "plots"),
     )
     assert result.returncode == 1, result.stderr  # one file could not be decoded
     assert "31 images in 3 class folders" in result.stdout
@@ -84,7 +88,7 @@ def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_pa
     metrics = json.loads(text)
     assert list(metrics) == sorted(metrics) and metrics["samples"] == 30
     assert metrics["failed"] == 1 and metrics["accuracy_ci_low"] <= metrics["accuracy"]
-    assert metrics["baseline_accuracy"] == pytest.approx(12 / 30, abs=1e-6)
+    assert metrics["baseline_accuracy"] == pytest.approx(13 / 30, abs=1e-6)
     assert metrics["not_images"] == 1 and metrics["folder"] == str(folder)
     # copies of the project's own images: every scored one is a train, val or test file
     assert sum(metrics["same_bytes_as"].values()) == 30 and metrics["same_bytes_as"]["train"]
@@ -94,6 +98,9 @@ def test_cli_prints_and_writes_metrics_and_per_file_predictions(deployed, tmp_pa
     assert len(rows) == 31 and rows[-1]["error"] and rows[-1]["path"].endswith("broken.png")
     correct = sum(int(r["correct"]) for r in rows[:-1])
     assert correct / 30 == pytest.approx(metrics["accuracy"], abs=1e-6)
+    assert metrics["per_class"]["class1"]["recall"] < 1  # the moved image
+    for name in ("confusion.png", "wrong.png"):
+        assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_folder_it_cannot_read_is_one_line(deployed, tmp_path):

@@ -248,6 +248,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="write a CSV row per file here: path, class, predicted, probability, correct, error",
     )
     p.add_argument(
+        "--plots",
+        type=Path,
+        help="draw confusion.png and wrong.png (the most confidently wrong images) in this folder",
+    )
+    p.add_argument(
         "--resamples",
         type=_count_or_auto,
         default=1000,
@@ -273,6 +278,7 @@ def _quiet_on_closed_pipe() -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     """0: every file scored; 1: some could not be decoded; a UserError (2) above."""
     from torchstages.deploy.labelled import (
+        draw_pictures,
         labelled_files,
         metrics_of,
         score,
@@ -295,6 +301,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for path, flag in ((args.output, "--output"), (args.predictions, "--predictions")):
         if path is not None:
             _check_writable(path, flag)
+    if args.plots is not None:
+        _check_writable(args.plots / "confusion.png", "--plots")
     runner = load_runner(args.model)
     kind = runner.metadata["kind"]
     if kind != "images":
@@ -341,6 +349,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_json(args.output, metrics)
     if args.predictions is not None:
         write_predictions(args.predictions, scored, runner.classes)
+    if args.plots is not None:
+        draw_pictures(args.plots, scored, runner.classes, reader, folder.resolve().name)
     return 1 if scored.failed else 0
 
 

@@ -25,7 +25,14 @@ from torchstages.deploy.runtime import Runner, softmax
 from torchstages.errors import UserError
 from torchstages.io import atomic_path, six_decimals
 
-__all__ = ["Scored", "labelled_files", "score", "seen_in_splits", "write_predictions"]
+__all__ = [
+    "Scored",
+    "draw_pictures",
+    "labelled_files",
+    "score",
+    "seen_in_splits",
+    "write_predictions",
+]
 
 
 def labelled_files(
@@ -188,3 +195,19 @@ def write_predictions(path: Path, scored: Scored, classes: list[str]) -> None:
             )
         for source, reason in scored.failed:
             writer.writerow([source, "", "", "", "", reason])
+
+
+def draw_pictures(
+    out_dir: Path, scored: Scored, classes: list[str], reader: Reader, name: str, shown: int = 16
+) -> None:
+    """The test stage's pictures of the scored files: ``out_dir/confusion.png`` and
+    ``out_dir/wrong.png`` (the ``shown`` most confidently wrong, decoded again for the picture)."""
+    from torchstages.evaluation.evaluate import draw_class_pictures
+
+    def images_at(indices: np.ndarray) -> np.ndarray:
+        sources = [scored.sources[i] for i in indices]
+        decoded = [reader.decode(Path(s).read_bytes(), s)["pixels"] for s in sources]
+        return np.stack(decoded) if decoded else np.zeros((0, 1, 1, 1), dtype=np.uint8)
+
+    probs = softmax(scored.logits)
+    draw_class_pictures(out_dir, name, images_at, probs, scored.labels, classes, shown)

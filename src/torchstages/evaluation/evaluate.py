@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from torchstages.kinds import kind_of, sample_noun
 from torchstages.models.saved import check_trained_on, load_model
 from torchstages.params.evaluate import EvaluateParams
 
-__all__ = ["EvalPaths", "evaluate_split"]
+__all__ = ["EvalPaths", "draw_class_pictures", "evaluate_split"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,15 @@ def evaluate_split(split: str, params: EvaluateParams, paths: EvalPaths) -> dict
         logits, labels, classes, params, rows, paths.processed, paths.plots_dir, paths.predictions
     )
     write_json(paths.metrics, metrics)
-    _draw_pictures(paths.plots_dir, split, images, probs, labels, classes, params.gallery_size)
+    draw_class_pictures(
+        paths.plots_dir,
+        split,
+        lambda shown: np.asarray(images[shown]),
+        probs,
+        labels,
+        classes,
+        params.gallery_size,
+    )
     _write_report(paths)
     log.info(
         "%s: loss %.4f  %s on %d samples -> %s, %s",
@@ -215,16 +224,18 @@ def _evaluate_series(
     return metrics
 
 
-def _draw_pictures(
+def draw_class_pictures(
     out_dir: Path,
     split: str,
-    images: np.ndarray,
+    images_at: Callable[[np.ndarray], np.ndarray],
     probs: np.ndarray,
     labels: np.ndarray,
     classes: list[str],
     gallery_size: int,
 ) -> None:
-    """confusion.png (heatmap with class names) and wrong.png (most confidently wrong images)."""
+    """confusion.png (heatmap with class names) and wrong.png (most confidently wrong images)
+    of the images named ``split``; ``images_at`` gives the (N, C, H, W) uint8 images at the
+    indices asked for (only those shown are read)."""
     from torchstages.evaluation.figures import confusion_figure, gallery_figure, save_png
 
     n = len(classes)
@@ -245,7 +256,7 @@ def _draw_pictures(
         f"Most confidently wrong {split} images\n{len(shown)} of {len(wrong)} mistakes shown;"
         " pred = predicted class (its probability)"
     )
-    save_png(gallery_figure(np.asarray(images[shown]), captions, title), out_dir / "wrong.png")
+    save_png(gallery_figure(images_at(shown), captions, title), out_dir / "wrong.png")
 
 
 def _clipped(name: str, width: int = 24) -> str:
