@@ -113,6 +113,9 @@ def test_a_folder_it_cannot_read_is_one_line(deployed, tmp_path):
     shutil.copy(loose / "class0" / "000.png", loose / "stray.png")
     assert "holds files directly (stray.png)" in cli(model, str(loose)).stderr
     assert "not a folder" in cli(model, str(loose / "stray.png")).stderr
+    (loose / "stray.png").unlink()
+    (loose / "gone").symlink_to(tmp_path / "nowhere")
+    assert "holds files directly (gone, a broken link)" in cli(model, str(loose)).stderr
     empty = tmp_path / "empty"
     (empty / "class0").mkdir(parents=True)
     assert "no inputs in its class folders" in cli(model, str(empty)).stderr

@@ -47,7 +47,7 @@ def labelled_files(
     )
     loose = [e for e in entries if not e.is_dir()]
     if loose:
-        first = loose[0].name + (" a broken link" if not os.path.exists(loose[0].path) else "")
+        first = loose[0].name + (", a broken link" if not os.path.exists(loose[0].path) else "")
         raise UserError(
             f"{folder}: holds files directly ({first}{', …' if len(loose) > 1 else ''}); "
             "evaluate reads one folder per class, named as the model's classes"
