@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,11 @@ class Scored:
     logits: np.ndarray
     failed: list[tuple[str, str]]  # (path, reason)
 
+    @cached_property
+    def probs(self) -> np.ndarray:
+        """Softmax of the logits, once for the predictions file and the pictures."""
+        return softmax(self.logits)
+
 
 def score(
     runner: Runner,
@@ -177,7 +183,7 @@ def summary_lines(metrics: dict[str, Any], classes: list[str]) -> Iterator[str]:
 def write_predictions(path: Path, scored: Scored, classes: list[str]) -> None:
     """One CSV row per file: its path, true class, predicted class and that class's
     probability, and whether they agree (failed files with their reason, at the end)."""
-    probs = softmax(scored.logits)
+    probs = scored.probs
     predicted = probs.argmax(1)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
@@ -198,16 +204,18 @@ def write_predictions(path: Path, scored: Scored, classes: list[str]) -> None:
 
 
 def draw_pictures(
-    out_dir: Path, scored: Scored, classes: list[str], reader: Reader, name: str, shown: int = 16
+    out_dir: Path, scored: Scored, classes: list[str], reader: Reader, name: str
 ) -> None:
     """The test stage's pictures of the scored files: ``out_dir/confusion.png`` and
-    ``out_dir/wrong.png`` (the ``shown`` most confidently wrong, decoded again for the picture)."""
+    ``out_dir/wrong.png`` (as many most confidently wrong as the test stage's default
+    ``gallery_size``, decoded again for the picture)."""
     from torchstages.evaluation.evaluate import draw_class_pictures
+    from torchstages.params.evaluate import EvaluateParams
 
     def images_at(indices: np.ndarray) -> np.ndarray:
         sources = [scored.sources[i] for i in indices]
         decoded = [reader.decode(Path(s).read_bytes(), s)["pixels"] for s in sources]
         return np.stack(decoded) if decoded else np.zeros((0, 1, 1, 1), dtype=np.uint8)
 
-    probs = softmax(scored.logits)
-    draw_class_pictures(out_dir, name, images_at, probs, scored.labels, classes, shown)
+    shown = EvaluateParams.model_fields["gallery_size"].default
+    draw_class_pictures(out_dir, name, images_at, scored.probs, scored.labels, classes, shown)
